@@ -1,0 +1,122 @@
+package events
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+)
+
+// parseHeaderSpec turns "Name: value" lines into a header, so the fuzzer can vary headers.
+func parseHeaderSpec(spec string) map[string][]string {
+	h := make(map[string][]string)
+	for line := range strings.SplitSeq(spec, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			h[k] = append(h[k], strings.TrimPrefix(v, " "))
+		}
+	}
+	return h
+}
+
+// keyIDPattern restates the contract independently of ValidAPIKeyID.
+var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+func FuzzDecodeRequest(f *testing.F) {
+	ce := "ce-specversion: 1.0\nce-id: ce-1\nce-source: ir\nce-type: t"
+	for _, seed := range []struct{ body, headers, fallback string }{
+		{`{"id":"inc-4711-1","api_key_id":"a952bcbe-0d1f","reason":"leaked","requested_by":"ir-bot","source":"ir","requested_at":"2026-11-25T10:00:00Z"}`, "", fallback},
+		{`{"api_key_id":"k"}`, "Nats-Msg-Id: msg-1", fallback},
+		{`{"specversion":"1.0","id":"ce-1","source":"ir","type":"t","datacontenttype":"application/json","data":{"api_key_id":"k"}}`, "", fallback},
+		{`{"specversion":"1.0","id":"ce-1","source":"ir","type":"t","data_base64":"e30="}`, "", fallback},
+		{`{"api_key_id":"k","id":"inc-1"}`, ce, fallback},
+		{`{"api_key_id":"k"}`, "ce-id: a%0D%0Ab\nCE-ID: x\nContent-Type: text/plain", fallback},
+		{`{"api_key_id":"../x"}`, "", fallback},
+		{`{"api_key_id":"a/b"}`, "", fallback},
+		{`{"api_key_id":"a%2Fb"}`, "", fallback},
+		{`{"api_key_id":12345}`, "", fallback},
+		{`{"api_key_id":1e999999999}`, "", fallback},
+		{`{"api_key_id":["k"],"id":{"x":1}}`, "", fallback},
+		{`{"api_key_id":"k\u0000"}`, "", fallback},
+		{"{\"api_key_id\":\"k\x00\"}", "", fallback},
+		{"{\"api_key_id\":\"k\",\"reason\":\"\xff\xfe\"}", "", fallback},
+		{`{"id":"a\r\nNats-Msg-Id: b","api_key_id":"k","reason":"\u001b[31m"}`, "", fallback},
+		{`{"id":"` + strings.Repeat("i", 300) + `","api_key_id":"` + strings.Repeat("k", 200) + `"}`, "", fallback},
+		{`{"api_key_id":"k","x":` + strings.Repeat("[", 12000) + strings.Repeat("]", 12000) + `}`, "", fallback},
+		{`{"api_key_id":"k"}` + strings.Repeat(" ", MaxRequestSize), "Nats-Msg-Id: big", fallback},
+		{`{"api_key_id":"k","api_key_id":"j"}`, "", fallback},
+		{`[]`, "", fallback},
+		{``, "", ""},
+		{`{"api_key_id":"k"}`, "", ""},
+		{`{"specversion":null,"id":"","data":null}`, ce, "s-1"},
+	} {
+		f.Add([]byte(seed.body), seed.headers, seed.fallback)
+	}
+
+	f.Fuzz(func(t *testing.T, body []byte, headers, fallbackID string) {
+		h := parseHeaderSpec(headers)
+		req, err := DecodeRequest(h, body, fallbackID)
+
+		if fallbackID != "" && req.ID == "" {
+			t.Fatalf("empty ID with fallback %q", fallbackID)
+		}
+		if req.ID != fallbackID {
+			if problem := checkID("id", req.ID); problem != "" {
+				t.Fatalf("ID %q is not a safe id: %s", req.ID, problem)
+			}
+		}
+		if len(req.APIKeyID) > MaxAPIKeyIDLength || !utf8.ValidString(req.APIKeyID) {
+			t.Fatalf("APIKeyID %q is too long or not UTF-8", req.APIKeyID)
+		}
+		for _, s := range []string{req.Reason, req.RequestedBy, req.Source} {
+			if len(s) > MaxTextLength || !utf8.ValidString(s) {
+				t.Fatalf("text field %q is too long or not UTF-8", s)
+			}
+		}
+		if !req.RequestedAt.IsZero() && req.RequestedAt.Location().String() != "UTC" {
+			t.Fatalf("RequestedAt %v is not UTC", req.RequestedAt)
+		}
+
+		again, err2 := DecodeRequest(h, body, fallbackID)
+		if again != req || (err == nil) != (err2 == nil) || (err != nil && err.Error() != err2.Error()) {
+			t.Fatalf("not deterministic: %+v, %v then %+v, %v", req, err, again, err2)
+		}
+
+		if err != nil {
+			var ire *InvalidRequestError
+			if !errors.As(err, &ire) || ire.Reason == "" {
+				t.Fatalf("err = %#v, want *InvalidRequestError with a reason", err)
+			}
+			return
+		}
+
+		if !keyIDPattern.MatchString(req.APIKeyID) {
+			t.Fatalf("accepted api_key_id %q", req.APIKeyID)
+		}
+		for _, s := range []string{req.Reason, req.RequestedBy, req.Source} {
+			if strings.IndexFunc(s, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) >= 0 {
+				t.Fatalf("accepted a control character in %q", s)
+			}
+		}
+		if fallbackID == "" {
+			return
+		}
+		res := Result{
+			RequestID: req.ID, APIKeyID: req.APIKeyID, Outcome: Revoked, Reason: req.Reason,
+			RequestedBy: req.RequestedBy, Source: req.Source, RequestedAt: req.RequestedAt,
+		}
+		doc, err := res.MarshalEvent()
+		if err != nil {
+			t.Fatalf("MarshalEvent of an accepted request: %v", err)
+		}
+		back, err := ParseResult(doc)
+		if err != nil {
+			t.Fatalf("ParseResult(%s): %v", doc, err)
+		}
+		if back.RequestID != res.RequestID && utf8.ValidString(res.RequestID) || back.APIKeyID != res.APIKeyID ||
+			back.Reason != res.Reason || !back.RequestedAt.Equal(res.RequestedAt) {
+			t.Fatalf("round trip changed the result:\n%+v\n%+v", res, back)
+		}
+	})
+}

@@ -1,0 +1,641 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits of a request.
+const (
+	// MaxRequestSize is the largest request body accepted, in bytes.
+	MaxRequestSize = 64 << 10
+	// MaxIDLength is the longest request id accepted, in bytes.
+	MaxIDLength = 256
+	// MaxTextLength is the longest reason, requested_by or source accepted, in bytes.
+	MaxTextLength = 1 << 10
+	// MaxAPIKeyIDLength is the longest api_key_id accepted.
+	MaxAPIKeyIDLength = 128
+)
+
+// Request is a decoded "revoke key" request.
+type Request struct {
+	ID          string    // idempotency key, from the fallback chain; see the package documentation
+	APIKeyID    string    // the key to delete, as received (cut to MaxAPIKeyIDLength bytes)
+	Reason      string    // free text, may be empty
+	RequestedBy string    // who asked, may be empty
+	Source      string    // the requesting system, may be empty
+	RequestedAt time.Time // in UTC; zero when absent
+	CloudEvent  bool      // arrived as a CloudEvent (structured or binary)
+}
+
+// InvalidRequestError is the error DecodeRequest returns for a request that must be
+// rejected. Reason names every problem in plain words, separated by "; ".
+type InvalidRequestError struct {
+	Reason string
+}
+
+func (e *InvalidRequestError) Error() string { return "invalid request: " + e.Reason }
+
+// ValidAPIKeyID reports whether id is 1 to MaxAPIKeyIDLength characters of [A-Za-z0-9_-].
+func ValidAPIKeyID(id string) bool {
+	if id == "" || len(id) > MaxAPIKeyIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !keyIDByte(id[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func keyIDByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+}
+
+// DecodeRequest decodes a request in any of its three forms (see the package
+// documentation). header is the NATS message header; names match in any case. fallbackID
+// is the last link of the id chain, "<stream>-<sequence>".
+//
+// It always returns the best Request it can: its ID follows the id chain, skipping links
+// that are invalid, and its APIKeyID, Reason, RequestedBy and Source are what was received
+// as far as it could be decoded. The error is nil or an *InvalidRequestError.
+func DecodeRequest(header map[string][]string, body []byte, fallbackID string) (Request, error) {
+	d := decoder{hdr: readHeaders(header)}
+	req := d.decode(body)
+	switch {
+	case d.plainID != "":
+		req.ID = d.plainID
+	case d.ceID != "":
+		req.ID = d.ceID
+	case d.hdr.has(hMsgID) && checkID("", d.hdr.val[hMsgID]) == "":
+		req.ID = d.hdr.val[hMsgID]
+	default:
+		req.ID = fallbackID
+	}
+	if len(d.problems) > 0 {
+		return req, &InvalidRequestError{Reason: strings.Join(d.problems, "; ")}
+	}
+	return req, nil
+}
+
+// decoder holds the state of one DecodeRequest call.
+type decoder struct {
+	hdr      headers
+	problems []string
+	plainID  string // a valid plain id, or ""
+	ceID     string // a valid CloudEvents id, or ""
+}
+
+func (d *decoder) add(problem string) {
+	if problem != "" {
+		d.problems = append(d.problems, problem)
+	}
+}
+
+func (d *decoder) addf(format string, args ...any) {
+	d.problems = append(d.problems, fmt.Sprintf(format, args...))
+}
+
+func (d *decoder) decode(body []byte) Request {
+	var top *object
+	switch {
+	case len(body) > MaxRequestSize:
+		d.addf("body is %d bytes; at most %d are allowed", len(body), MaxRequestSize)
+	case len(bytes.TrimSpace(body)) == 0:
+		d.add("body is empty")
+	case !utf8.Valid(body):
+		d.add("body is not valid UTF-8")
+	default:
+		var problem string
+		top, problem = readObject(body, "body")
+		d.add(problem)
+	}
+
+	var req Request
+	fields, inData := top, false
+	var ce ceAttrs
+	switch {
+	case top != nil && top.raw[kSpecVersion] != nil:
+		req.CloudEvent = true
+		ce = d.structured(top)
+		fields, inData = nil, true
+		if ce.data != nil {
+			var problem string
+			fields, problem = readObject(ce.data, "data")
+			d.add(problem)
+		}
+	case d.hdr.binary():
+		req.CloudEvent = true
+		ce = d.binary()
+	}
+	d.ceID = ce.id
+	if fields != nil {
+		d.fields(fields, inData, &req)
+	}
+	if req.Source == "" {
+		req.Source = ce.source
+	}
+	if req.RequestedAt.IsZero() {
+		req.RequestedAt = ce.time
+	}
+	return req
+}
+
+// ceAttrs are the CloudEvents attributes revoker uses, each valid or empty.
+type ceAttrs struct {
+	id     string
+	source string
+	time   time.Time
+	data   json.RawMessage // structured mode only: the data object
+}
+
+// structured checks the attributes of a structured CloudEvent.
+func (d *decoder) structured(top *object) ceAttrs {
+	var ce ceAttrs
+	d.dups(top, "body")
+	if v, ok, problem := stringValue("specversion", top.raw[kSpecVersion]); problem != "" {
+		d.add(problem)
+	} else if !ok {
+		d.add(`specversion must be "1.0"`)
+	} else if v != "1.0" {
+		d.addf(`specversion %s is not supported (want "1.0")`, quote(v))
+	}
+	if v, ok := d.requiredString("id", top.raw[kID]); ok {
+		if problem := checkID("id", v); problem != "" {
+			d.add(problem)
+		} else {
+			ce.id = v
+		}
+	}
+	if v, ok := d.requiredString("source", top.raw[kSource]); ok {
+		if problem := checkText("source", v); problem != "" {
+			d.add(problem)
+		} else {
+			ce.source = v
+		}
+	}
+	if v, ok := d.requiredString("type", top.raw[kType]); ok {
+		d.add(checkText("type", v))
+	}
+	if v, ok, problem := stringValue("datacontenttype", top.raw[kDataContentType]); problem != "" {
+		d.add(problem)
+	} else if ok {
+		d.add(checkJSONMediaType("datacontenttype", v))
+	}
+	if v, ok, problem := stringValue("time", top.raw[kTime]); problem != "" {
+		d.add(problem)
+	} else if ok {
+		t, problem := parseTime("time", v)
+		d.add(problem)
+		ce.time = t
+	}
+	data := top.raw[kData]
+	switch {
+	case top.raw[kDataBase64] != nil:
+		d.add("data_base64 is not supported; send data as a JSON object")
+	case data == nil || isNull(data):
+		d.add("data is required: the request fields go inside a data object")
+	case data[0] != '{':
+		d.addf("data must be a JSON object, not %s", kind(data))
+	default:
+		ce.data = data
+	}
+	return ce
+}
+
+// binary checks the attributes of a binary CloudEvent.
+func (d *decoder) binary() ceAttrs {
+	var ce ceAttrs
+	h := &d.hdr
+	if !h.has(hSpecVersion) {
+		d.add("ce-specversion header is required")
+	} else if v := h.val[hSpecVersion]; v != "1.0" {
+		d.addf(`ce-specversion header %s is not supported (want "1.0")`, quote(v))
+	}
+	if !h.has(hID) {
+		d.add("ce-id header is required")
+	} else if problem := checkID("ce-id header", h.val[hID]); problem != "" {
+		d.add(problem)
+	} else {
+		ce.id = h.val[hID]
+	}
+	if !h.has(hSource) || h.val[hSource] == "" {
+		d.add("ce-source header is required")
+	} else if problem := checkText("ce-source header", h.val[hSource]); problem != "" {
+		d.add(problem)
+	} else {
+		ce.source = h.val[hSource]
+	}
+	if !h.has(hType) || h.val[hType] == "" {
+		d.add("ce-type header is required")
+	} else {
+		d.add(checkText("ce-type header", h.val[hType]))
+	}
+	if h.has(hTime) {
+		t, problem := parseTime("ce-time header", h.val[hTime])
+		d.add(problem)
+		ce.time = t
+	}
+	if h.has(hDataContentType) {
+		d.add(checkJSONMediaType("ce-datacontenttype header", h.val[hDataContentType]))
+	}
+	if h.has(hContentType) {
+		d.add(checkJSONMediaType("Content-Type header", h.val[hContentType]))
+	}
+	return ce
+}
+
+// fields decodes the plain request fields of obj into req. inData says whether they sit
+// inside a structured CloudEvent's data, which only changes how problems are worded.
+func (d *decoder) fields(obj *object, inData bool, req *Request) {
+	prefix, where := "", "body"
+	if inData {
+		prefix, where = "data.", "data"
+	}
+	d.dups(obj, where)
+
+	if v, ok, problem := stringValue(prefix+"id", obj.raw[kID]); problem != "" {
+		d.add(problem)
+	} else if ok {
+		if problem := checkID(prefix+"id", v); problem != "" {
+			d.add(problem)
+		} else {
+			d.plainID = v
+		}
+	}
+
+	name := prefix + "api_key_id"
+	if v, ok := d.requiredString(name, obj.raw[kAPIKeyID]); ok {
+		req.APIKeyID = cut(v, MaxAPIKeyIDLength)
+		d.add(checkAPIKeyID(name, v))
+	}
+
+	text := func(k int, dst *string) {
+		name := prefix + keyNames[k]
+		v, ok, problem := stringValue(name, obj.raw[k])
+		if problem != "" {
+			d.add(problem)
+			return
+		}
+		if ok {
+			*dst = cut(v, MaxTextLength)
+			d.add(checkText(name, v))
+		}
+	}
+	text(kReason, &req.Reason)
+	text(kRequestedBy, &req.RequestedBy)
+	text(kSource, &req.Source)
+
+	name = prefix + "requested_at"
+	if v, ok, problem := stringValue(name, obj.raw[kRequestedAt]); problem != "" {
+		d.add(problem)
+	} else if ok {
+		t, problem := parseTime(name, v)
+		d.add(problem)
+		req.RequestedAt = t
+	}
+}
+
+// dups reports the known keys that appear more than once in obj.
+func (d *decoder) dups(obj *object, where string) {
+	for _, k := range obj.dup {
+		d.addf("%s has the key %q more than once", where, k)
+	}
+}
+
+// requiredString returns the string value of a field that must be present.
+func (d *decoder) requiredString(name string, raw json.RawMessage) (string, bool) {
+	v, ok, problem := stringValue(name, raw)
+	switch {
+	case problem != "":
+		d.add(problem)
+		return "", false
+	case !ok:
+		d.add(name + " is required")
+		return "", false
+	case v == "":
+		d.add(name + " is empty")
+		return "", false
+	}
+	return v, true
+}
+
+// Keys the decoder looks at, at the top level and inside data.
+const (
+	kID = iota
+	kAPIKeyID
+	kReason
+	kRequestedBy
+	kSource
+	kRequestedAt
+	kSpecVersion
+	kType
+	kData
+	kDataBase64
+	kDataContentType
+	kTime
+	nKeys
+)
+
+var keyNames = [nKeys]string{
+	kID:              "id",
+	kAPIKeyID:        "api_key_id",
+	kReason:          "reason",
+	kRequestedBy:     "requested_by",
+	kSource:          "source",
+	kRequestedAt:     "requested_at",
+	kSpecVersion:     "specversion",
+	kType:            "type",
+	kData:            "data",
+	kDataBase64:      "data_base64",
+	kDataContentType: "datacontenttype",
+	kTime:            "time",
+}
+
+func keyIndex(name string) int {
+	for i, k := range keyNames {
+		if k == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// object is a JSON object reduced to the keys the decoder knows.
+type object struct {
+	raw [nKeys]json.RawMessage // the value of each known key, nil when absent
+	dup []string               // known keys that appeared more than once
+}
+
+// readObject reads b, which must be exactly one JSON object. what names b in problems.
+func readObject(b []byte, what string) (*object, string) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, what + " is not valid JSON: " + jsonProblem(err)
+	}
+	if tok != json.Delim('{') {
+		return nil, fmt.Sprintf("%s must be a JSON object, not %s", what, tokenKind(tok))
+	}
+	obj := new(object)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, what + " is not valid JSON: " + jsonProblem(err)
+		}
+		key, _ := tok.(string) // the decoder guarantees a string key here
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, what + " is not valid JSON: " + jsonProblem(err)
+		}
+		if i := keyIndex(key); i >= 0 {
+			if obj.raw[i] != nil {
+				obj.dup = append(obj.dup, key)
+			}
+			obj.raw[i] = bytes.TrimSpace(raw)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, what + " is not valid JSON: " + jsonProblem(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, what + " has more after the JSON object"
+	}
+	return obj, ""
+}
+
+func jsonProblem(err error) string {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end"
+	}
+	return err.Error()
+}
+
+func tokenKind(tok json.Token) string {
+	switch tok.(type) {
+	case json.Delim:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// kind names the JSON type of a raw value in problems.
+func kind(raw json.RawMessage) string {
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+
+// stringValue decodes raw, which must be a JSON string, null or absent. ok is false when
+// it is null or absent; problem is set when it is another type.
+func stringValue(name string, raw json.RawMessage) (v string, ok bool, problem string) {
+	if raw == nil || isNull(raw) {
+		return "", false, ""
+	}
+	if raw[0] != '"' {
+		return "", false, fmt.Sprintf("%s must be a string, not %s", name, kind(raw))
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 {
+		// No escapes: the decoder has checked the syntax and DecodeRequest the UTF-8.
+		return string(inner), true, ""
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", false, fmt.Sprintf("%s is not a valid JSON string", name)
+	}
+	return v, true, ""
+}
+
+// checkAPIKeyID returns a problem unless v is a valid api_key_id.
+func checkAPIKeyID(name, v string) string {
+	for i := 0; i < len(v); i++ {
+		if !keyIDByte(v[i]) {
+			return fmt.Sprintf("%s %s has characters outside [A-Za-z0-9_-]", name, quote(v))
+		}
+	}
+	if len(v) > MaxAPIKeyIDLength {
+		return fmt.Sprintf("%s is %d characters; at most %d are allowed", name, len(v), MaxAPIKeyIDLength)
+	}
+	return ""
+}
+
+// checkID returns a problem unless v can be a request id (and so a Nats-Msg-Id).
+func checkID(name, v string) string {
+	switch {
+	case v == "":
+		return name + " is empty"
+	case len(v) > MaxIDLength:
+		return fmt.Sprintf("%s is %d bytes; at most %d are allowed", name, len(v), MaxIDLength)
+	case !utf8.ValidString(v):
+		return name + " is not valid UTF-8"
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return fmt.Sprintf("%s %s contains a control character", name, quote(v))
+		}
+	}
+	first, _ := utf8.DecodeRuneInString(v)
+	last, _ := utf8.DecodeLastRuneInString(v)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return fmt.Sprintf("%s %s starts or ends with a space", name, quote(v))
+	}
+	return ""
+}
+
+// checkText returns a problem unless v is a valid free-text value: at most MaxTextLength
+// bytes of UTF-8 without control characters other than tab.
+func checkText(name, v string) string {
+	if len(v) > MaxTextLength {
+		return fmt.Sprintf("%s is %d bytes; at most %d are allowed", name, len(v), MaxTextLength)
+	}
+	if !utf8.ValidString(v) {
+		return name + " is not valid UTF-8"
+	}
+	for _, r := range v {
+		if r != '\t' && unicode.IsControl(r) {
+			return fmt.Sprintf("%s %s contains a control character", name, quote(v))
+		}
+	}
+	return ""
+}
+
+// checkJSONMediaType returns a problem unless v names a JSON media type.
+func checkJSONMediaType(name, v string) string {
+	mt, _, err := mime.ParseMediaType(v)
+	if err == nil && (mt == "application/json" || mt == "text/json" ||
+		strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
+		return ""
+	}
+	return fmt.Sprintf("%s %s is not JSON", name, quote(v))
+}
+
+func parseTime(name, v string) (time.Time, string) {
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Sprintf("%s %s is not an RFC 3339 time", name, quote(v))
+	}
+	return t.UTC(), ""
+}
+
+// quote quotes s for a problem, cut to a readable length.
+func quote(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q...", cut(s, max))
+}
+
+// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
+
+// Headers DecodeRequest reads.
+const (
+	hSpecVersion = iota
+	hID
+	hSource
+	hType
+	hTime
+	hDataContentType
+	hContentType
+	hMsgID
+	nHeaders
+)
+
+var headerNames = [nHeaders]string{
+	hSpecVersion:     "ce-specversion",
+	hID:              "ce-id",
+	hSource:          "ce-source",
+	hType:            "ce-type",
+	hTime:            "ce-time",
+	hDataContentType: "ce-datacontenttype",
+	hContentType:     "Content-Type",
+	hMsgID:           "Nats-Msg-Id",
+}
+
+// headers holds the first value of each header DecodeRequest reads. When a header appears
+// under several spellings, the spelling that sorts first wins, so the choice is stable.
+type headers struct {
+	val [nHeaders]string
+	key [nHeaders]string // the spelling val came from; "" when absent
+}
+
+func readHeaders(h map[string][]string) headers {
+	var hs headers
+	for k, vs := range h {
+		if len(vs) == 0 {
+			continue
+		}
+		for i, name := range headerNames {
+			if !strings.EqualFold(k, name) {
+				continue
+			}
+			if hs.key[i] == "" || k < hs.key[i] {
+				hs.key[i], hs.val[i] = k, vs[0]
+			}
+			break
+		}
+	}
+	for i := hSpecVersion; i <= hDataContentType; i++ {
+		if hs.key[i] != "" {
+			hs.val[i] = percentDecode(hs.val[i])
+		}
+	}
+	return hs
+}
+
+func (h *headers) has(i int) bool { return h.key[i] != "" }
+
+// binary reports whether the headers mark a binary CloudEvent.
+func (h *headers) binary() bool {
+	return h.has(hSpecVersion) || h.has(hID) || h.has(hSource) || h.has(hType)
+}
+
+// percentDecode decodes a CloudEvents header value that is validly percent-encoded, and
+// returns any other value as it is.
+func percentDecode(v string) string {
+	if !strings.Contains(v, "%") {
+		return v
+	}
+	if d, err := url.PathUnescape(v); err == nil && utf8.ValidString(d) {
+		return d
+	}
+	return v
+}

@@ -1,0 +1,325 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Outcome is how a request ended.
+type Outcome string
+
+// The four outcomes.
+const (
+	Revoked        Outcome = "revoked"         // Kalshi answered 204
+	AlreadyRevoked Outcome = "already_revoked" // Kalshi answered 404: the key does not exist (any more)
+	Rejected       Outcome = "rejected"        // nothing was deleted: the request is invalid or refused
+	Failed         Outcome = "failed"          // a valid request could not be carried out
+)
+
+// Type returns the CloudEvents type of a result with this outcome, "revoker.key.<outcome>".
+func (o Outcome) Type() string { return "revoker.key." + string(o) }
+
+// Succeeded reports whether the key is gone: Revoked or AlreadyRevoked.
+func (o Outcome) Succeeded() bool { return o == Revoked || o == AlreadyRevoked }
+
+// Valid reports whether o is one of the four outcomes.
+func (o Outcome) Valid() bool {
+	switch o {
+	case Revoked, AlreadyRevoked, Rejected, Failed:
+		return true
+	}
+	return false
+}
+
+// Code says why a request was rejected or failed.
+type Code string
+
+// The error codes. The first five come with Rejected, the others with Failed.
+const (
+	CodeInvalidRequest        Code = "invalid_request"         // the request does not follow the contract
+	CodeUnauthorizedRequest   Code = "unauthorized_request"    // it fails the request-authentication policy
+	CodeSelfRevocationRefused Code = "self_revocation_refused" // it names the worker's own key
+	CodeProtectedKey          Code = "protected_key"           // it names a protected key
+	CodeKalshiBadRequest      Code = "kalshi_bad_request"      // Kalshi answered 400
+	CodeKalshiUnauthorized    Code = "kalshi_unauthorized"     // Kalshi answered 401 or 403
+	CodeRetriesExhausted      Code = "retries_exhausted"       // transient errors until the retry budget ran out
+	CodeMaxDeliveries         Code = "max_deliveries"          // the request was delivered too often
+)
+
+// Outcome returns the outcome a result with this code has: Rejected or Failed, or ""
+// for an unknown code.
+func (c Code) Outcome() Outcome {
+	switch c {
+	case CodeInvalidRequest, CodeUnauthorizedRequest, CodeSelfRevocationRefused, CodeProtectedKey, CodeKalshiBadRequest:
+		return Rejected
+	case CodeKalshiUnauthorized, CodeRetriesExhausted, CodeMaxDeliveries:
+		return Failed
+	}
+	return ""
+}
+
+// Error is the "error" of a Rejected or Failed result. It is also an error.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error returns "code: message".
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Result is the outcome of one request.
+type Result struct {
+	RequestID   string    // the request's id
+	APIKeyID    string    // the key id as received; may be empty
+	Outcome     Outcome   // how the request ended
+	Attempts    int       // Kalshi DELETE attempts
+	Deliveries  int       // JetStream deliveries of the request
+	HTTPStatus  int       // Kalshi's last status; 0 (left out) when none was received
+	Reason      string    // from the request; left out when empty
+	RequestedBy string    // from the request; left out when empty
+	Source      string    // from the request; left out when empty
+	RequestedAt time.Time // from the request; left out when zero
+	ReceivedAt  time.Time // when the request was stored
+	CompletedAt time.Time // when the outcome was decided; also the event's time
+	DurationMS  int64     // CompletedAt - ReceivedAt in milliseconds
+	Error       *Error    // set exactly when Outcome is Rejected or Failed
+}
+
+// Validate reports whether r can be encoded as the contract says: a request id, a known
+// outcome, an Error exactly on Rejected and Failed, and times within years 0 to 9999.
+func (r Result) Validate() error {
+	var problems []string
+	if r.RequestID == "" {
+		problems = append(problems, "no request id")
+	}
+	switch {
+	case !r.Outcome.Valid():
+		problems = append(problems, fmt.Sprintf("unknown outcome %q", r.Outcome))
+	case r.Outcome.Succeeded() && r.Error != nil:
+		problems = append(problems, fmt.Sprintf("outcome %s with an error", r.Outcome))
+	case !r.Outcome.Succeeded() && (r.Error == nil || r.Error.Code == ""):
+		problems = append(problems, fmt.Sprintf("outcome %s without an error code", r.Outcome))
+	}
+	for _, t := range []struct {
+		name string
+		t    time.Time
+	}{{"requested_at", r.RequestedAt}, {"received_at", r.ReceivedAt}, {"completed_at", r.CompletedAt}} {
+		if y := t.t.UTC().Year(); y < 0 || y > 9999 {
+			problems = append(problems, fmt.Sprintf("%s year %d is outside 0 to 9999", t.name, y))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New("invalid result: " + strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// MarshalEvent encodes r as the CloudEvents 1.0 structured JSON document of the contract:
+// id is the request id, source "revoker", type Outcome.Type(), subject the key id, time
+// CompletedAt. It fails only when Validate does.
+func (r Result) MarshalEvent() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	n := 480 + 2*(len(r.RequestID)+len(r.APIKeyID)) + len(r.Reason) + len(r.RequestedBy) + len(r.Source)
+	if r.Error != nil {
+		n += 32 + len(r.Error.Code) + len(r.Error.Message)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"specversion":"1.0","id":`...)
+	b = appendString(b, r.RequestID)
+	b = append(b, `,"source":"revoker","type":"revoker.key.`...)
+	b = append(b, r.Outcome...) // valid outcomes need no escaping
+	b = append(b, `","subject":`...)
+	b = appendString(b, r.APIKeyID)
+	b = append(b, `,"time":`...)
+	b = appendTime(b, r.CompletedAt)
+	b = append(b, `,"datacontenttype":"application/json","data":{"request_id":`...)
+	b = appendString(b, r.RequestID)
+	b = append(b, `,"api_key_id":`...)
+	b = appendString(b, r.APIKeyID)
+	b = append(b, `,"outcome":"`...)
+	b = append(b, r.Outcome...)
+	b = append(b, `","attempts":`...)
+	b = strconv.AppendInt(b, int64(r.Attempts), 10)
+	b = append(b, `,"deliveries":`...)
+	b = strconv.AppendInt(b, int64(r.Deliveries), 10)
+	if r.HTTPStatus != 0 {
+		b = append(b, `,"http_status":`...)
+		b = strconv.AppendInt(b, int64(r.HTTPStatus), 10)
+	}
+	if r.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendString(b, r.Reason)
+	}
+	if r.RequestedBy != "" {
+		b = append(b, `,"requested_by":`...)
+		b = appendString(b, r.RequestedBy)
+	}
+	if r.Source != "" {
+		b = append(b, `,"source":`...)
+		b = appendString(b, r.Source)
+	}
+	if !r.RequestedAt.IsZero() {
+		b = append(b, `,"requested_at":`...)
+		b = appendTime(b, r.RequestedAt)
+	}
+	b = append(b, `,"received_at":`...)
+	b = appendTime(b, r.ReceivedAt)
+	b = append(b, `,"completed_at":`...)
+	b = appendTime(b, r.CompletedAt)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendInt(b, r.DurationMS, 10)
+	if r.Error != nil {
+		b = append(b, `,"error":{"code":`...)
+		b = appendString(b, string(r.Error.Code))
+		b = append(b, `,"message":`...)
+		b = appendString(b, r.Error.Message)
+		b = append(b, '}')
+	}
+	b = append(b, "}}"...)
+	return b, nil
+}
+
+// ResultSubject returns the subject a result with outcome o is published on:
+// prefix + "." + o, for example "keys.revoke.results.revoked".
+func ResultSubject(prefix string, o Outcome) string { return prefix + "." + string(o) }
+
+// resultDoc is the wire form of a result, for ParseResult (and for tests, which compare
+// MarshalEvent with encoding/json).
+type resultDoc struct {
+	SpecVersion     string      `json:"specversion"`
+	ID              string      `json:"id"`
+	Source          string      `json:"source"`
+	Type            string      `json:"type"`
+	Subject         string      `json:"subject"`
+	Time            time.Time   `json:"time"`
+	DataContentType string      `json:"datacontenttype"`
+	Data            *resultData `json:"data"`
+}
+
+type resultData struct {
+	RequestID   string    `json:"request_id"`
+	APIKeyID    string    `json:"api_key_id"`
+	Outcome     Outcome   `json:"outcome"`
+	Attempts    int       `json:"attempts"`
+	Deliveries  int       `json:"deliveries"`
+	HTTPStatus  int       `json:"http_status,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	RequestedBy string    `json:"requested_by,omitempty"`
+	Source      string    `json:"source,omitempty"`
+	RequestedAt time.Time `json:"requested_at,omitzero"`
+	ReceivedAt  time.Time `json:"received_at"`
+	CompletedAt time.Time `json:"completed_at"`
+	DurationMS  int64     `json:"duration_ms"`
+	Error       *Error    `json:"error,omitempty"`
+}
+
+// ParseResult decodes a result document made by MarshalEvent. It checks that the
+// document is a CloudEvents 1.0 event whose type matches its data's outcome; times come
+// back in UTC.
+func ParseResult(doc []byte) (Result, error) {
+	var d resultDoc
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return Result{}, fmt.Errorf("parse result: %w", err)
+	}
+	switch {
+	case d.SpecVersion != "1.0":
+		return Result{}, fmt.Errorf("parse result: specversion %q is not 1.0", d.SpecVersion)
+	case d.Data == nil:
+		return Result{}, errors.New("parse result: no data")
+	case !d.Data.Outcome.Valid():
+		return Result{}, fmt.Errorf("parse result: unknown outcome %q", d.Data.Outcome)
+	case d.Type != d.Data.Outcome.Type():
+		return Result{}, fmt.Errorf("parse result: type %q does not match outcome %q", d.Type, d.Data.Outcome)
+	}
+	data := d.Data
+	r := Result{
+		RequestID:   data.RequestID,
+		APIKeyID:    data.APIKeyID,
+		Outcome:     data.Outcome,
+		Attempts:    data.Attempts,
+		Deliveries:  data.Deliveries,
+		HTTPStatus:  data.HTTPStatus,
+		Reason:      data.Reason,
+		RequestedBy: data.RequestedBy,
+		Source:      data.Source,
+		RequestedAt: data.RequestedAt.UTC(),
+		ReceivedAt:  data.ReceivedAt.UTC(),
+		CompletedAt: data.CompletedAt.UTC(),
+		DurationMS:  data.DurationMS,
+		Error:       data.Error,
+	}
+	if r.RequestID == "" {
+		r.RequestID = d.ID
+	}
+	if r.APIKeyID == "" {
+		r.APIKeyID = d.Subject
+	}
+	return r, nil
+}
+
+// appendTime appends t as a quoted RFC 3339 time in UTC with the fractional seconds it needs.
+func appendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendString appends s as a quoted JSON string, escaped exactly as encoding/json does
+// with HTML escaping off: invalid UTF-8 becomes U+FFFD, and U+2028 and U+2029 are escaped.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

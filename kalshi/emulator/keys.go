@@ -1,0 +1,226 @@
+package emulator
+
+import (
+	"cmp"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// defaultScopes are the scopes of a key added without any.
+var defaultScopes = []string{"read", "write"}
+
+// apiKey is a registered key with its public key parsed once.
+type apiKey struct {
+	id     string
+	name   string
+	scopes []string
+	rsa    *rsa.PublicKey
+	ed     ed25519.PublicKey
+	seq    uint64
+}
+
+// pss32 is the only PSS parameter set Kalshi accepts: salt of exactly 32
+// bytes. A signature made with the maximum salt length does not verify.
+var pss32 = rsa.PSSOptions{SaltLength: 32, Hash: crypto.SHA256}
+
+// verify checks sig over text.
+func (k *apiKey) verify(text, sig []byte) bool {
+	if k.rsa != nil {
+		digest := sha256.Sum256(text)
+		return rsa.VerifyPSS(k.rsa, crypto.SHA256, digest[:], sig, &pss32) == nil
+	}
+	return len(sig) == ed25519.SignatureSize && ed25519.Verify(k.ed, text, sig)
+}
+
+func (k *apiKey) equalPublic(pub crypto.PublicKey) bool {
+	if k.rsa != nil {
+		return k.rsa.Equal(pub)
+	}
+	return k.ed.Equal(pub)
+}
+
+// publicKey normalizes what AddKey accepts: an RSA or Ed25519 public key,
+// or anything with a Public method returning one (such as a private key).
+func publicKey(pub crypto.PublicKey) (*rsa.PublicKey, ed25519.PublicKey, error) {
+	if s, ok := pub.(interface{ Public() crypto.PublicKey }); ok {
+		pub = s.Public()
+	}
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		return p, nil, nil
+	case rsa.PublicKey:
+		return &p, nil, nil
+	case ed25519.PublicKey:
+		if len(p) != ed25519.PublicKeySize {
+			return nil, nil, errors.New("invalid Ed25519 public key")
+		}
+		return nil, p, nil
+	default:
+		return nil, nil, fmt.Errorf("unsupported public key type %T, want RSA or Ed25519", pub)
+	}
+}
+
+// AddKey registers a public key (RSA or Ed25519; a private key is accepted
+// and its public half used) under a new lower-case UUID, which it returns.
+// One public key may be added any number of times, each under a new ID.
+// Without scopes the key gets "read" and "write". It panics on any other
+// key type.
+func (e *Emulator) AddKey(name string, pub crypto.PublicKey, scopes ...string) string {
+	id, err := e.addKey(name, pub, scopes, false)
+	if err != nil {
+		panic("emulator: AddKey: " + err.Error())
+	}
+	return id
+}
+
+// addKey registers pub; with unique, a public key already registered is
+// refused (as POST /api_keys does) rather than added again.
+func (e *Emulator) addKey(name string, pub crypto.PublicKey, scopes []string, unique bool) (string, error) {
+	rk, ek, err := publicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	if len(scopes) == 0 {
+		scopes = defaultScopes
+	}
+	k := &apiKey{id: newUUID(), name: name, scopes: slices.Clone(scopes), rsa: rk, ed: ek}
+	var norm crypto.PublicKey = ek
+	if rk != nil {
+		norm = rk
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if unique {
+		for _, other := range e.keys {
+			if other.equalPublic(norm) {
+				return "", errDuplicateKey
+			}
+		}
+	}
+	e.seq++
+	k.seq = e.seq
+	e.keys[k.id] = k
+	return k.id, nil
+}
+
+var errDuplicateKey = errors.New("public key already registered")
+
+// GenerateKey creates an RSA-2048 key, registers it under name and returns
+// its ID and its private key as PKCS#1 PEM ("RSA PRIVATE KEY"), the format
+// Kalshi's web UI hands out.
+func (e *Emulator) GenerateKey(name string) (id string, pemPKCS1 []byte, err error) {
+	id, pemPKCS1, err = e.generate(name, nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("emulator: generate key: %w", err)
+	}
+	return id, pemPKCS1, nil
+}
+
+// HasKey reports whether the key id exists (was added and not deleted).
+func (e *Emulator) HasKey(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.keys[id]
+	return ok
+}
+
+// KeyIDs returns the IDs of the existing keys, oldest first.
+func (e *Emulator) KeyIDs() []string {
+	keys := e.listKeys()
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.id
+	}
+	return ids
+}
+
+// listKeys returns the existing keys, oldest first.
+func (e *Emulator) listKeys() []*apiKey {
+	e.mu.Lock()
+	keys := make([]*apiKey, 0, len(e.keys))
+	for _, k := range e.keys {
+		keys = append(keys, k)
+	}
+	e.mu.Unlock()
+	slices.SortFunc(keys, func(a, b *apiKey) int { return cmp.Compare(a.seq, b.seq) })
+	return keys
+}
+
+// newUUID returns a random (version 4) UUID in lower case.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
+
+// isUUID reports whether s has the 8-4-4-4-12 hex form of a UUID.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// generate creates and registers an RSA-2048 key, returning its PKCS#1 PEM.
+func (e *Emulator) generate(name string, scopes []string) (string, []byte, error) {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := e.addKey(name, &priv.PublicKey, scopes, false)
+	if err != nil {
+		return "", nil, err
+	}
+	return id, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(priv)}), nil
+}
+
+// parsePublicKeyPEM reads a PKIX ("PUBLIC KEY") or PKCS#1 ("RSA PUBLIC
+// KEY") public key.
+func parsePublicKeyPEM(s string) (crypto.PublicKey, error) {
+	block, _ := pem.Decode([]byte(s))
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	switch block.Type {
+	case "PUBLIC KEY":
+		return x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		return x509.ParsePKCS1PublicKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("unsupported PEM type %q", block.Type)
+	}
+}

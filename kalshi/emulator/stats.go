@@ -1,0 +1,99 @@
+package emulator
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// Stats is what the emulator has seen since it was created.
+type Stats struct {
+	// Requests counts every request received, answered or not.
+	Requests int
+	// ByStatus counts answered requests by HTTP status.
+	ByStatus map[int]int
+	// Deletes counts keys actually deleted, by key ID: answered 204, or
+	// deleted before the response was lost on purpose.
+	Deletes map[string]int
+	// DeleteAttempts counts DELETE /api_keys/{id} requests by key ID,
+	// whatever their outcome.
+	DeleteAttempts map[string]int
+	// TooMany counts 429 answers, real or injected.
+	TooMany int
+	// Unauthorized counts 401 answers by cause (the error's details).
+	Unauthorized map[string]int
+	// LostResponses counts requests processed whose response was dropped.
+	LostResponses int
+	// LastDeleteAt is when each key was deleted (emulator clock).
+	LastDeleteAt map[string]time.Time
+}
+
+// record is the mutable form of Stats, guarded by Emulator.mu.
+type record struct {
+	byStatus       map[int]int
+	deletes        map[string]int
+	deleteAttempts map[string]int
+	tooMany        int
+	unauthorized   map[string]int
+	lost           int
+	lastDeleteAt   map[string]time.Time
+}
+
+func newRecord() record {
+	return record{
+		byStatus:       make(map[int]int),
+		deletes:        make(map[string]int),
+		deleteAttempts: make(map[string]int),
+		unauthorized:   make(map[string]int),
+		lastDeleteAt:   make(map[string]time.Time),
+	}
+}
+
+// bookLocked records one answered request. status 0 means no answer was
+// sent. Call with e.mu held.
+func (e *Emulator) bookLocked(status int, sig, deleteID string) {
+	if status != 0 {
+		e.rec.byStatus[status]++
+	}
+	if status == 429 {
+		e.rec.tooMany++
+	}
+	if deleteID != "" {
+		e.rec.deleteAttempts[deleteID]++
+	}
+	if sig != "" && len(e.sigs) < e.maxSigs {
+		e.sigs = append(e.sigs, sig)
+	}
+}
+
+// book records one answered request.
+func (e *Emulator) book(status int, sig, deleteID string) {
+	e.mu.Lock()
+	e.bookLocked(status, sig, deleteID)
+	e.mu.Unlock()
+}
+
+// Stats returns a copy of what the emulator has recorded.
+func (e *Emulator) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Stats{
+		Requests:       int(e.requests.Load()),
+		ByStatus:       maps.Clone(e.rec.byStatus),
+		Deletes:        maps.Clone(e.rec.deletes),
+		DeleteAttempts: maps.Clone(e.rec.deleteAttempts),
+		TooMany:        e.rec.tooMany,
+		Unauthorized:   maps.Clone(e.rec.unauthorized),
+		LostResponses:  e.rec.lost,
+		LastDeleteAt:   maps.Clone(e.rec.lastDeleteAt),
+	}
+}
+
+// Signatures returns every KALSHI-ACCESS-SIGNATURE value received, valid or
+// not, in arrival order (up to Options.MaxSignatures), so tests can check
+// that none of them leaked into logs or results.
+func (e *Emulator) Signatures() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.sigs)
+}

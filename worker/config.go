@@ -1,0 +1,110 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/revoker/revoker/events"
+)
+
+// Config says where the worker reads and writes and how it behaves. The zero
+// value of every field means the default named in its comment, except
+// Provision, which must be asked for.
+type Config struct {
+	RequestsSubject string // default "keys.revoke.requests"
+	ResultsSubject  string // prefix, the outcome is appended; default "keys.revoke.results"
+	RequestsStream  string // default "KEY_REVOKE_REQUESTS"
+	ResultsStream   string // default "KEY_REVOKE_RESULTS"
+	Consumer        string // durable name shared by all replicas; default "revoker"
+
+	// Provision creates missing streams and the consumer, and recreates the
+	// consumer if it disappears. Off: the worker only binds.
+	Provision bool
+	Replicas  int // stream replicas when provisioning; default 1
+
+	Concurrency    int           // deletes in flight; default 8
+	MaxRetry       time.Duration // retry budget from when the request was stored; default 15m
+	AttemptTimeout time.Duration // per HTTP attempt; default 10s
+	MaxDeliveries  int           // the delivery that gives up with failed/max_deliveries; default 10
+	AckWait        time.Duration // consumer ack wait; default 30s
+	RetryInitial   time.Duration // first backoff interval; default 250ms
+	RetryMaxDelay  time.Duration // longest backoff interval; default 30s
+	RequeueDelay   time.Duration // first redelivery delay when a result cannot be stored; default 1s
+	PullWait       time.Duration // how long one pull waits for messages; default 2s
+	DrainTimeout   time.Duration // how long shutdown waits for in-flight requests; default 20s
+
+	SelfKeyID       string   // the key the worker signs with, refused unless AllowSelfRevoke
+	AllowSelfRevoke bool     // allow deleting SelfKeyID; the worker then stops consuming
+	ProtectedKeys   []string // key IDs never deleted
+	Policy          Policy   // request authentication; nil accepts every valid request
+
+	Limiter *Limiter     // shared delete budget; default unlimited
+	Metrics *Metrics     // default: metrics nobody reads
+	Logger  *slog.Logger // default: discard
+}
+
+// Policy decides whether a decoded request may act. A non-nil error
+// becomes a rejected/unauthorized_request result carrying its text.
+type Policy interface {
+	Authorize(header map[string][]string, body []byte, req events.Request) error
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.RequestsSubject, "keys.revoke.requests")
+	def(&c.ResultsSubject, "keys.revoke.results")
+	def(&c.RequestsStream, "KEY_REVOKE_REQUESTS")
+	def(&c.ResultsStream, "KEY_REVOKE_RESULTS")
+	def(&c.Consumer, "revoker")
+	defDur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defDur(&c.MaxRetry, 15*time.Minute)
+	defDur(&c.AttemptTimeout, 10*time.Second)
+	defDur(&c.AckWait, 30*time.Second)
+	defDur(&c.RetryInitial, 250*time.Millisecond)
+	defDur(&c.RetryMaxDelay, 30*time.Second)
+	defDur(&c.RequeueDelay, time.Second)
+	defDur(&c.PullWait, 2*time.Second)
+	defDur(&c.DrainTimeout, 20*time.Second)
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = 10
+	}
+	if c.Limiter == nil {
+		c.Limiter = NewLimiter(0, 0)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.PullWait < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("pull wait %v is shorter than 100ms", c.PullWait))
+	}
+	if c.AckWait < 3*time.Second {
+		errs = append(errs, fmt.Errorf("ack wait %v is shorter than 3s", c.AckWait))
+	}
+	if c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("stream replicas %d: JetStream allows at most 5", c.Replicas))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,204 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+)
+
+// handle carries one delivery from the stream to a stored result and the ack.
+// stop is cancelled when shutdown begins (no new attempts); ctx when the
+// drain deadline passes (abandon everything).
+func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
+	w.cfg.Metrics.InFlight.Inc()
+	defer w.cfg.Metrics.InFlight.Dec()
+	received := time.Now()
+
+	meta, err := msg.Metadata()
+	if err != nil { // not a JetStream delivery; cannot happen on a pull consumer
+		w.cfg.Logger.Error("message without JetStream metadata", "err", err)
+		_ = msg.TermWithReason("no jetstream metadata")
+		return
+	}
+	defer keepAlive(msg, w.cfg.AckWait/3)()
+
+	fallbackID := fmt.Sprintf("%s-%d", meta.Stream, meta.Sequence.Stream)
+	req, decodeErr := events.DecodeRequest(msg.Headers(), msg.Data(), fallbackID)
+
+	// A result decided on an earlier delivery but never stored is stored now,
+	// as it was: the key was already deleted then, a new DELETE would only
+	// say 404.
+	res, ok := w.pending.take(req.ID)
+	if !ok {
+		res = newResult(req, received)
+		if interrupted := w.decide(stop, ctx, msg, meta, req, decodeErr, res); interrupted {
+			w.settle(msg, meta, nil, false)
+			return
+		}
+		res.CompletedAt = time.Now()
+		res.DurationMS = res.CompletedAt.Sub(res.ReceivedAt).Milliseconds()
+	}
+	res.Deliveries = int(meta.NumDelivered)
+
+	stored := w.publish(ctx, res)
+	if !stored {
+		w.pending.put(req.ID, res)
+	} else {
+		w.cfg.Metrics.observeResult(res)
+		w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
+		if res.Outcome == events.Revoked && res.APIKeyID == w.cfg.SelfKeyID && w.cfg.SelfKeyID != "" {
+			w.selfRevoked()
+		}
+	}
+	w.settle(msg, meta, res, stored)
+}
+
+func newResult(req events.Request, received time.Time) *events.Result {
+	return &events.Result{
+		RequestID:   req.ID,
+		APIKeyID:    req.APIKeyID,
+		Reason:      req.Reason,
+		RequestedBy: req.RequestedBy,
+		Source:      req.Source,
+		RequestedAt: req.RequestedAt,
+		ReceivedAt:  received,
+	}
+}
+
+// decide fills res with the outcome of the request: refused by validation
+// or a guard, or the end of the delete. interrupted means shutdown came
+// first and the request must go back to the stream undecided.
+func (w *Worker) decide(stop, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata,
+	req events.Request, decodeErr error, res *events.Result) (interrupted bool) {
+	reject := func(code events.Code, format string, args ...any) bool {
+		res.Outcome = events.Rejected
+		res.Error = &events.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+		return false
+	}
+	switch {
+	case decodeErr != nil:
+		return reject(events.CodeInvalidRequest, "%v", decodeErr)
+	case w.cfg.Policy != nil:
+		if err := w.cfg.Policy.Authorize(msg.Headers(), msg.Data(), req); err != nil {
+			return reject(events.CodeUnauthorizedRequest, "%v", err)
+		}
+	}
+	switch {
+	case req.APIKeyID == w.cfg.SelfKeyID && !w.cfg.AllowSelfRevoke:
+		return reject(events.CodeSelfRevocationRefused,
+			"%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", req.APIKeyID)
+	case slices.Contains(w.cfg.ProtectedKeys, req.APIKeyID):
+		return reject(events.CodeProtectedKey, "%s is listed in REVOKER_PROTECTED_KEYS", req.APIKeyID)
+	case int(meta.NumDelivered) >= w.cfg.MaxDeliveries:
+		res.Outcome = events.Failed
+		res.Error = &events.Error{Code: events.CodeMaxDeliveries, Message: fmt.Sprintf(
+			"delivered %d times without a stored result; not attempted again", meta.NumDelivered)}
+		return false
+	}
+
+	// Two requests for one key take turns, so the second sees the first's
+	// delete (404) instead of racing it.
+	unlock := w.keys.lock(req.APIKeyID)
+	defer unlock()
+	return w.revoke(stop, ctx, meta.Timestamp, res)
+}
+
+// publish stores res on the results subject; the stream drops a repeat of
+// the same request id. It reports whether JetStream acknowledged it.
+func (w *Worker) publish(ctx context.Context, res *events.Result) bool {
+	doc, err := res.MarshalEvent()
+	if err != nil { // only for values JSON cannot hold; none come from here
+		w.cfg.Logger.Error("encoding result", "request_id", res.RequestID, "err", err)
+		return false
+	}
+	m := nats.NewMsg(events.ResultSubject(w.cfg.ResultsSubject, res.Outcome))
+	m.Data = doc
+	m.Header.Set(jetstream.MsgIDHeader, res.RequestID)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ack, err := w.js.PublishMsg(pctx, m)
+	if err != nil {
+		w.cfg.Logger.Warn("cannot store result; the request will be delivered again",
+			"request_id", res.RequestID, "outcome", res.Outcome, "err", err)
+		return false
+	}
+	log := w.cfg.Logger.With("request_id", res.RequestID, "api_key_id", res.APIKeyID,
+		"outcome", res.Outcome, "attempts", res.Attempts, "deliveries", res.Deliveries)
+	switch {
+	case ack.Duplicate:
+		log.Info("result was already stored")
+	case res.Error != nil:
+		log.Warn("request ended", "code", res.Error.Code, "message", res.Error.Message)
+	default:
+		log.Info("request ended", "http_status", res.HTTPStatus, "duration_ms", res.DurationMS)
+	}
+	return true
+}
+
+// settle is the one place that decides how a delivery ends:
+//   - not decided or not stored: back to the stream after a delay that grows
+//     with the deliveries, never at once;
+//   - stored success: ack;
+//   - stored refusal or failure: terminate, with the error as the reason.
+//
+// Both ack and terminate remove the request from the work queue.
+func (w *Worker) settle(msg jetstream.Msg, meta *jetstream.MsgMetadata, res *events.Result, stored bool) {
+	var err error
+	switch {
+	case res == nil:
+		err = msg.NakWithDelay(w.cfg.RequeueDelay)
+	case !stored:
+		err = msg.NakWithDelay(requeueDelay(w.cfg.RequeueDelay, meta.NumDelivered))
+	case res.Outcome.Succeeded():
+		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = msg.DoubleAck(actx)
+		cancel()
+	default:
+		err = msg.TermWithReason(fmt.Sprintf("%s: %s", res.Error.Code, res.Error.Message))
+	}
+	if err != nil {
+		// The ack wait redelivers it; the stored result makes that harmless.
+		w.cfg.Logger.Warn("cannot settle delivery", "err", err, "stream_seq", meta.Sequence.Stream)
+	}
+}
+
+// requeueDelay doubles base for every earlier delivery, up to 30 s.
+func requeueDelay(base time.Duration, deliveries uint64) time.Duration {
+	d := base
+	for i := uint64(1); i < deliveries && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+// keepAlive tells the server every interval that msg is still being
+// worked on, until the returned stop is called.
+func keepAlive(msg jetstream.Msg, interval time.Duration) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock() // the callback reads t
+	defer mu.Unlock()
+	t = time.AfterFunc(interval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		_ = msg.InProgress()
+		t.Reset(interval)
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
+	}
+}

@@ -1,0 +1,251 @@
+package worker_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// signingKey is generated once: RSA key generation is slow under -race.
+var signingKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// rig is one embedded NATS server, one Kalshi emulator and a client of it.
+type rig struct {
+	t      *testing.T
+	srv    *natstest.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	emu    *emulator.Emulator
+	client *kalshi.Client
+	selfID string
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv.URL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu := emulator.New(emulator.Options{Refill: -1})
+	if err := emu.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	selfID := emu.AddKey("revoker", &signingKey().PublicKey, "read", "write")
+	client, err := kalshi.New(kalshi.Config{BaseURL: emu.URL(), KeyID: selfID, PrivateKey: signingKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, srv: srv, nc: nc, js: js, emu: emu, client: client, selfID: selfID}
+}
+
+// config is a worker configuration with fast retries, for tests.
+func (r *rig) config() worker.Config {
+	return worker.Config{
+		Provision:      true,
+		SelfKeyID:      r.selfID,
+		Concurrency:    8,
+		MaxRetry:       time.Minute,
+		AttemptTimeout: 2 * time.Second,
+		RetryInitial:   5 * time.Millisecond,
+		RetryMaxDelay:  50 * time.Millisecond,
+		RequeueDelay:   100 * time.Millisecond,
+		PullWait:       200 * time.Millisecond,
+		DrainTimeout:   10 * time.Second,
+		Logger:         testLogger(r.t),
+	}
+}
+
+// start runs a worker until the returned stop is called (or the test ends);
+// stop waits for Run to return and reports its error.
+func (r *rig) start(cfg worker.Config) (w *worker.Worker, stop func() error) {
+	r.t.Helper()
+	return r.startWith(r.client, cfg)
+}
+
+func (r *rig) startWith(del worker.Deleter, cfg worker.Config) (w *worker.Worker, stop func() error) {
+	r.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if cfg.Provision {
+		if err := worker.Provision(ctx, r.js, cfg); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	w, err := worker.New(r.js, del, cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(30 * time.Second):
+				runErr = errors.New("Run did not return within 30s of cancellation")
+			}
+		})
+		return runErr
+	}
+	r.t.Cleanup(func() { _ = stop() })
+	return w, stop
+}
+
+// publish sends a plain request with Nats-Msg-Id set to id.
+func (r *rig) publish(id, keyID string, extra ...string) {
+	r.t.Helper()
+	body := map[string]string{"id": id, "api_key_id": keyID}
+	for i := 0; i+1 < len(extra); i += 2 {
+		body[extra[i]] = extra[i+1]
+	}
+	data, _ := json.Marshal(body)
+	r.publishRaw(id, data)
+}
+
+func (r *rig) publishRaw(msgID string, data []byte) {
+	r.t.Helper()
+	m := nats.NewMsg("keys.revoke.requests")
+	m.Data = data
+	if msgID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.js.PublishMsg(ctx, m); err != nil {
+		r.t.Fatalf("publishing request: %v", err)
+	}
+}
+
+// results reads every result stored in the results stream.
+func (r *rig) results() []events.Result {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := r.js.Stream(ctx, "KEY_REVOKE_RESULTS")
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	} else if err != nil {
+		r.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []events.Result
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		} else if err != nil {
+			r.t.Fatal(err)
+		}
+		res, err := events.ParseResult(m.Data)
+		if err != nil {
+			r.t.Fatalf("result %d does not parse: %v\n%s", seq, err, m.Data)
+		}
+		if want := events.ResultSubject("keys.revoke.results", res.Outcome); m.Subject != want {
+			r.t.Errorf("result %s stored on %s, want %s", res.RequestID, m.Subject, want)
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// waitResults polls until n results are stored and returns them by request id.
+func (r *rig) waitResults(n int, timeout time.Duration) map[string]events.Result {
+	r.t.Helper()
+	var got []events.Result
+	waitFor(r.t, timeout, fmt.Sprintf("%d results", n), func() bool {
+		got = r.results()
+		return len(got) >= n
+	})
+	byID := make(map[string]events.Result, len(got))
+	for _, res := range got {
+		if _, dup := byID[res.RequestID]; dup {
+			r.t.Errorf("second result for request %s", res.RequestID)
+		}
+		byID[res.RequestID] = res
+	}
+	if len(got) != n {
+		r.t.Errorf("got %d results, want exactly %d", len(got), n)
+	}
+	return byID
+}
+
+// requestsLeft is the number of requests still in the work queue.
+func (r *rig) requestsLeft() uint64 {
+	r.t.Helper()
+	s, err := r.js.Stream(context.Background(), "KEY_REVOKE_REQUESTS")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func (r *rig) waitQueueEmpty() {
+	r.t.Helper()
+	waitFor(r.t, 10*time.Second, "the requests stream to be empty", func() bool { return r.requestsLeft() == 0 })
+}
+
+// addKeys registers n keys in the emulator.
+func (r *rig) addKeys(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = r.emu.AddKey(fmt.Sprintf("k%d", i), &signingKey().PublicKey)
+	}
+	return ids
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testLogger writes the worker's log to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

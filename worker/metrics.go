@@ -1,0 +1,82 @@
+package worker
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/revoker/revoker/events"
+)
+
+// Metrics are the worker's counters and timings, under the namespace
+// "revoker". cmd/ serves them; tests read them.
+type Metrics struct {
+	Results  *prometheus.CounterVec // revoker_results_total{outcome,code}
+	Attempts *prometheus.CounterVec // revoker_attempts_total{status}
+	Retries  prometheus.Counter     // revoker_retries_total
+	InFlight prometheus.Gauge       // revoker_in_flight
+	Duration prometheus.Histogram   // revoker_request_duration_seconds, stored to result stored
+	Ready    prometheus.Gauge       // revoker_ready
+	Pending  prometheus.Gauge       // revoker_consumer_pending
+	Rate     prometheus.Gauge       // revoker_rate_limit_tokens_per_second (deletes/s in force; -1 unlimited)
+}
+
+// NewMetrics creates the worker's metrics and registers them with reg, if
+// not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "revoker", Name: "results_total",
+			Help: "Results published, by outcome and error code.",
+		}, []string{"outcome", "code"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "revoker", Name: "attempts_total",
+			Help: "Kalshi DELETE attempts, by HTTP status (\"error\" when no response).",
+		}, []string{"status"}),
+		Retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "revoker", Name: "retries_total",
+			Help: "DELETE attempts that were retries after a transient failure.",
+		}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "revoker", Name: "in_flight",
+			Help: "Requests being processed.",
+		}),
+		Duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "revoker", Name: "request_duration_seconds",
+			Help:    "Time from a request being stored to its result being stored.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+		}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "revoker", Name: "ready",
+			Help: "1 when connected, bound to the consumer and holding a usable credential.",
+		}),
+		Pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "revoker", Name: "consumer_pending",
+			Help: "Requests waiting on the durable consumer, not yet delivered.",
+		}),
+		Rate: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "revoker", Name: "rate_limit_tokens_per_second",
+			Help: "Deletes per second this process may send (-1: unlimited).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate)
+	}
+	return m
+}
+
+func (m *Metrics) observeAttempt(status int) {
+	label := "error"
+	if status > 0 {
+		label = strconv.Itoa(status)
+	}
+	m.Attempts.WithLabelValues(label).Inc()
+}
+
+func (m *Metrics) observeResult(r *events.Result) {
+	code := ""
+	if r.Error != nil {
+		code = string(r.Error.Code)
+	}
+	m.Results.WithLabelValues(string(r.Outcome), code).Inc()
+}

@@ -1,0 +1,111 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// How long the streams keep what they hold. Requests are work, not history:
+// a week is ample for an outage of every worker. Results are the audit log.
+const (
+	requestsMaxAge   = 7 * 24 * time.Hour
+	resultsMaxAge    = 90 * 24 * time.Hour
+	requestsDupWin   = time.Hour
+	maxAckPending    = 1000
+	requestMaxMsgLen = 64 << 10
+)
+
+// RequestsStreamConfig is the requests stream as Provision creates it.
+func RequestsStreamConfig(c Config) jetstream.StreamConfig {
+	c.setDefaults()
+	return jetstream.StreamConfig{
+		Name:        c.RequestsStream,
+		Description: "revoker: revoke-key requests (work queue)",
+		Subjects:    []string{c.RequestsSubject},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		MaxAge:      requestsMaxAge,
+		MaxMsgSize:  requestMaxMsgLen,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  requestsDupWin,
+	}
+}
+
+// ResultsStreamConfig is the results stream as Provision creates it. Its
+// duplicates window outlasts the longest a request can be retried, so a
+// repeated outcome is always dropped.
+func ResultsStreamConfig(c Config) jetstream.StreamConfig {
+	c.setDefaults()
+	return jetstream.StreamConfig{
+		Name:        c.ResultsStream,
+		Description: "revoker: one outcome per request (audit log)",
+		Subjects:    []string{c.ResultsSubject + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		MaxAge:      resultsMaxAge,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  c.MaxRetry + time.Hour,
+	}
+}
+
+// ConsumerConfig is the shared durable consumer as Provision creates it.
+// MaxDeliver is unlimited at the server: the worker itself gives up on the
+// MaxDeliveries-th delivery with a result, so nothing is ever left stuck.
+func ConsumerConfig(c Config) jetstream.ConsumerConfig {
+	c.setDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:       c.Consumer,
+		Description:   "revoker workers (shared by all replicas)",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
+		FilterSubject: c.RequestsSubject,
+	}
+}
+
+// Provision creates the streams and the consumer that are missing. What
+// exists is left as it is: operators may have tuned it.
+func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
+	c.setDefaults()
+	for _, sc := range []jetstream.StreamConfig{RequestsStreamConfig(c), ResultsStreamConfig(c)} {
+		if _, err := js.Stream(ctx, sc.Name); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("looking up stream %s: %w", sc.Name, err)
+		}
+		if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("creating stream %s: %w", sc.Name, err)
+		}
+	}
+	_, err := bindConsumer(ctx, js, c, true)
+	return err
+}
+
+// bindConsumer returns the durable consumer, creating it when missing and
+// create is set.
+func bindConsumer(ctx context.Context, js jetstream.JetStream, c Config, create bool) (jetstream.Consumer, error) {
+	cons, err := js.Consumer(ctx, c.RequestsStream, c.Consumer)
+	if err == nil {
+		return cons, nil
+	}
+	if !create || !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("binding to consumer %s on stream %s: %w", c.Consumer, c.RequestsStream, err)
+	}
+	cons, err = js.CreateConsumer(ctx, c.RequestsStream, ConsumerConfig(c))
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		// Another replica created it first.
+		cons, err = js.Consumer(ctx, c.RequestsStream, c.Consumer)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating consumer %s on stream %s: %w", c.Consumer, c.RequestsStream, err)
+	}
+	return cons, nil
+}
