@@ -3,8 +3,6 @@ package worker
 import (
 	"sync"
 	"time"
-
-	"github.com/revoker/revoker/events"
 )
 
 // keyLocks serialises work on one API key within the process.
@@ -52,7 +50,7 @@ type resultCache struct {
 }
 
 type cachedResult struct {
-	res     *events.Result
+	v       *verdict
 	expires time.Time
 }
 
@@ -60,7 +58,7 @@ func newResultCache(max int, ttl time.Duration) *resultCache {
 	return &resultCache{max: max, ttl: ttl, entries: make(map[string]cachedResult)}
 }
 
-func (c *resultCache) put(id string, res *events.Result) {
+func (c *resultCache) put(id string, v *verdict) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
@@ -74,10 +72,10 @@ func (c *resultCache) put(id string, res *events.Result) {
 			return // full of live entries: the redelivery decides again
 		}
 	}
-	c.entries[id] = cachedResult{res: res, expires: now.Add(c.ttl)}
+	c.entries[id] = cachedResult{v: v, expires: now.Add(c.ttl)}
 }
 
-func (c *resultCache) take(id string) (*events.Result, bool) {
+func (c *resultCache) take(id string) (*verdict, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[id]
@@ -85,5 +83,5 @@ func (c *resultCache) take(id string) (*events.Result, bool) {
 		return nil, false
 	}
 	delete(c.entries, id)
-	return e.res, time.Now().Before(e.expires)
+	return e.v, time.Now().Before(e.expires)
 }

@@ -45,10 +45,12 @@ type Config struct {
 	Logger  *slog.Logger // default: discard
 }
 
-// Policy decides whether a decoded request may act. A non-nil error
-// becomes a rejected/unauthorized_request result carrying its text.
+// Policy decides whether a decoded request may act, judged at storedAt,
+// when JetStream stored it, so that every delivery of one message gets
+// the same answer. A non-nil error becomes a rejected/unauthorized_request
+// result carrying its text. *auth.Policy is one.
 type Policy interface {
-	Authorize(header map[string][]string, body []byte, req events.Request) error
+	AuthorizeAt(header map[string][]string, body []byte, req events.Request, storedAt time.Time) error
 }
 
 func (c *Config) setDefaults() {

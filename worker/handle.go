@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/events/auth"
 )
 
 // handle carries one delivery from the stream to a stored result and the ack.
@@ -35,21 +37,29 @@ func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
 	// A result decided on an earlier delivery but never stored is stored now,
 	// as it was: the key was already deleted then, a new DELETE would only
 	// say 404.
-	res, ok := w.pending.take(req.ID)
+	v, ok := w.pending.take(req.ID)
 	if !ok {
-		res = newResult(req, received)
-		if interrupted := w.decide(stop, ctx, msg, meta, req, decodeErr, res); interrupted {
+		v = &verdict{res: newResult(req, received)}
+		if interrupted := w.decide(stop, ctx, msg, meta, req, decodeErr, v); interrupted {
 			w.settle(msg, meta, nil, false)
 			return
 		}
-		res.CompletedAt = time.Now()
-		res.DurationMS = res.CompletedAt.Sub(res.ReceivedAt).Milliseconds()
+		v.res.CompletedAt = time.Now()
+		v.res.DurationMS = v.res.CompletedAt.Sub(v.res.ReceivedAt).Milliseconds()
 	}
+	res := v.res
 	res.Deliveries = int(meta.NumDelivered)
 
-	stored := w.publish(ctx, res)
+	if w.isLateReplay(v) {
+		w.cfg.Metrics.Replays.Inc()
+		w.cfg.Logger.Warn("dropped a signed request replayed after its result's duplicates window; nothing was deleted",
+			"request_id", res.RequestID, "api_key_id", res.APIKeyID, "stream_seq", meta.Sequence.Stream)
+		_ = msg.TermWithReason("replay of an old signed request")
+		return
+	}
+	stored := w.publish(ctx, res, v.msgID(fallbackID))
 	if !stored {
-		w.pending.put(req.ID, res)
+		w.pending.put(req.ID, v)
 	} else {
 		w.cfg.Metrics.observeResult(res)
 		w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
@@ -72,11 +82,19 @@ func newResult(req events.Request, received time.Time) *events.Result {
 	}
 }
 
-// decide fills res with the outcome of the request: refused by validation
+// verdict is a decided request: its result and, when the policy refused
+// it, the policy's reason.
+type verdict struct {
+	res       *events.Result
+	policyErr error
+}
+
+// decide fills v with the outcome of the request: refused by validation
 // or a guard, or the end of the delete. interrupted means shutdown came
 // first and the request must go back to the stream undecided.
 func (w *Worker) decide(stop, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata,
-	req events.Request, decodeErr error, res *events.Result) (interrupted bool) {
+	req events.Request, decodeErr error, v *verdict) (interrupted bool) {
+	res := v.res
 	reject := func(code events.Code, format string, args ...any) bool {
 		res.Outcome = events.Rejected
 		res.Error = &events.Error{Code: code, Message: fmt.Sprintf(format, args...)}
@@ -86,7 +104,8 @@ func (w *Worker) decide(stop, ctx context.Context, msg jetstream.Msg, meta *jets
 	case decodeErr != nil:
 		return reject(events.CodeInvalidRequest, "%v", decodeErr)
 	case w.cfg.Policy != nil:
-		if err := w.cfg.Policy.Authorize(msg.Headers(), msg.Data(), req); err != nil {
+		if err := w.cfg.Policy.AuthorizeAt(msg.Headers(), msg.Data(), req, meta.Timestamp); err != nil {
+			v.policyErr = err
 			return reject(events.CodeUnauthorizedRequest, "%v", err)
 		}
 	}
@@ -112,7 +131,7 @@ func (w *Worker) decide(stop, ctx context.Context, msg jetstream.Msg, meta *jets
 
 // publish stores res on the results subject; the stream drops a repeat of
 // the same request id. It reports whether JetStream acknowledged it.
-func (w *Worker) publish(ctx context.Context, res *events.Result) bool {
+func (w *Worker) publish(ctx context.Context, res *events.Result, msgID string) bool {
 	doc, err := res.MarshalEvent()
 	if err != nil { // only for values JSON cannot hold; none come from here
 		w.cfg.Logger.Error("encoding result", "request_id", res.RequestID, "err", err)
@@ -120,7 +139,7 @@ func (w *Worker) publish(ctx context.Context, res *events.Result) bool {
 	}
 	m := nats.NewMsg(events.ResultSubject(w.cfg.ResultsSubject, res.Outcome))
 	m.Data = doc
-	m.Header.Set(jetstream.MsgIDHeader, res.RequestID)
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ack, err := w.js.PublishMsg(pctx, m)
@@ -140,6 +159,28 @@ func (w *Worker) publish(ctx context.Context, res *events.Result) bool {
 		log.Info("request ended", "http_status", res.HTTPStatus, "duration_ms", res.DurationMS)
 	}
 	return true
+}
+
+// msgID is the result's Nats-Msg-Id: the request id, except for a
+// request refused by the policy without a verified signature. Its id is
+// unauthenticated, and a forger who claims a genuine request's id must not
+// make the stream drop the genuine result as a duplicate.
+func (v *verdict) msgID(fallbackID string) string {
+	var stale *auth.StaleError
+	if v.policyErr != nil && !errors.As(v.policyErr, &stale) {
+		return "unauthorized-" + fallbackID
+	}
+	return v.res.RequestID
+}
+
+// isLateReplay reports a signed request whose signature verified but that
+// was stored so long after it was made that the result of the original is
+// past the results stream's duplicates window: storing a rejection now
+// would give the request id a second result. Such a copy can only be a
+// replay.
+func (w *Worker) isLateReplay(v *verdict) bool {
+	var stale *auth.StaleError
+	return errors.As(v.policyErr, &stale) && stale.Age > w.cfg.MaxRetry+time.Hour-time.Minute
 }
 
 // settle is the one place that decides how a delivery ends:

@@ -5,44 +5,132 @@ import (
 	"math"
 	"sync"
 	"time"
+)
 
-	"golang.org/x/time/rate"
+// Throttling after a 429: the rate in force is halved, not below
+// ThrottleFloor deletes per second (or the configured rate, if lower), and
+// climbs back to the configured rate in ten equal steps over
+// ThrottleRecovery. Further 429s within ThrottleHold of a halving come from
+// deletes sent before it and do not halve again.
+const (
+	ThrottleFloor    = 1.0
+	ThrottleRecovery = 20 * time.Second
+	ThrottleHold     = time.Second
+	throttleSteps    = 10
 )
 
 // Limiter spends the account's delete budget. One Limiter is shared by every
 // delete of a process, because Kalshi's limits are per account: a 429 (and
-// its Retry-After) pauses all of them, not only the one that got it.
+// its Retry-After) holds all of them, not only the one that got it.
+//
+// It is a token bucket: Burst deletes at once, then one every 1/rate
+// seconds. A delete that has to wait holds a reservation; whenever the plan
+// changes (SetRate, Throttle, Pause, a recovery step) every waiting delete
+// gives its reservation back and plans again under the new rate, so a
+// lowered rate holds them at once and a raised one frees them at once.
+// (golang.org/x/time/rate cannot re-plan waiters it has already scheduled,
+// which is why the bucket is kept here.) All methods are safe for
+// concurrent use.
 type Limiter struct {
-	bucket *rate.Limiter
+	mu sync.Mutex
 
-	mu          sync.Mutex
+	perSecond float64 // configured; +Inf: unlimited
+	burst     int     // configured; 0 when unlimited
+
+	// Throttle state: right after the last Throttle (at throttledAt) the
+	// rate in force was perSecond*factor. throttledAt is zero when the
+	// configured rate is in force.
+	factor      float64
+	throttledAt time.Time
+
+	inForce float64   // rate the bucket fills at, from last
+	tokens  float64   // at last; negative: deletes holding a reservation
+	last    time.Time // when tokens was last brought up to date
+	waiting int       // deletes holding a reservation of the current plan
+
 	pausedUntil time.Time
-	now         func() time.Time
+	replan      chan struct{} // closed, and replaced, when waiters must plan again
 }
 
 // NewLimiter returns a Limiter allowing perSecond deletes with the given
-// burst. perSecond <= 0 means unlimited (pauses after a 429 still apply).
+// burst (at least 1), starting with a full bucket. perSecond <= 0 means
+// unlimited (pauses after a 429 still apply).
 func NewLimiter(perSecond float64, burst int) *Limiter {
-	l := &Limiter{bucket: rate.NewLimiter(rate.Inf, 0), now: time.Now}
+	l := &Limiter{perSecond: math.Inf(1), inForce: math.Inf(1), factor: 1, replan: make(chan struct{})}
 	l.SetRate(perSecond, burst)
 	return l
 }
 
-// SetRate changes the budget in place; waiting deletes see it at once.
+// SetRate changes the configured budget; deletes already waiting plan again
+// under it at once. Setting the budget in force again changes nothing (a
+// throttle keeps recovering), so a periodic refresh may call it freely. A
+// throttle in progress keeps its fraction of the new rate.
 func (l *Limiter) SetRate(perSecond float64, burst int) {
-	if perSecond <= 0 || math.IsInf(perSecond, 1) {
-		l.bucket.SetLimit(rate.Inf)
-		return
-	}
-	if burst < 1 {
+	if !(perSecond > 0) || math.IsInf(perSecond, 1) {
+		perSecond, burst = math.Inf(1), 0
+	} else if burst < 1 {
 		burst = 1
 	}
-	l.bucket.SetBurst(burst)
-	l.bucket.SetLimit(rate.Limit(perSecond))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if perSecond == l.perSecond && burst == l.burst {
+		return
+	}
+	now := time.Now()
+	l.advanceLocked(now)
+	wasUnlimited := math.IsInf(l.perSecond, 1)
+	l.perSecond, l.burst = perSecond, burst
+	l.replanLocked()
+	if math.IsInf(perSecond, 1) {
+		l.factor, l.throttledAt = 1, time.Time{}
+	}
+	if wasUnlimited {
+		l.tokens = float64(burst)
+	}
+	l.tokens = min(l.tokens, float64(burst))
+	l.inForce = l.targetLocked(now)
 }
 
-// Rate reports the budget in force in deletes per second (+Inf when unlimited).
-func (l *Limiter) Rate() float64 { return float64(l.bucket.Limit()) }
+// Rate reports the budget in force in deletes per second: the configured
+// rate, less while recovering from a Throttle; +Inf when unlimited.
+func (l *Limiter) Rate() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.targetLocked(time.Now())
+}
+
+// Configured reports the budget set by NewLimiter or SetRate: perSecond is
+// +Inf and burst 0 when unlimited.
+func (l *Limiter) Configured() (perSecond float64, burst int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.perSecond, l.burst
+}
+
+// Throttle is what a 429 calls: Kalshi's bucket is empty although this
+// process kept to its budget (another client of the account, or a budget
+// read wrongly). It halves the rate in force (see ThrottleFloor), empties
+// the local bucket so no burst follows, and lets the rate recover over
+// ThrottleRecovery. Calls within ThrottleHold of the last halving do
+// nothing. Without a rate limit it does nothing: only Pause applies.
+func (l *Limiter) Throttle() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if math.IsInf(l.perSecond, 1) {
+		return
+	}
+	now := time.Now()
+	if !l.throttledAt.IsZero() && now.Sub(l.throttledAt) < ThrottleHold {
+		return
+	}
+	l.advanceLocked(now)
+	floor := min(ThrottleFloor, l.perSecond) / l.perSecond
+	l.factor = max(floor, l.inForce/l.perSecond/2)
+	l.throttledAt = now
+	l.replanLocked()
+	l.tokens = min(l.tokens, 0)
+	l.inForce = l.targetLocked(now)
+}
 
 // Pause holds every delete for d from now, or longer if already paused.
 func (l *Limiter) Pause(d time.Duration) {
@@ -51,28 +139,123 @@ func (l *Limiter) Pause(d time.Duration) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if until := l.now().Add(d); until.After(l.pausedUntil) {
+	now := time.Now()
+	if until := now.Add(d); until.After(l.pausedUntil) {
 		l.pausedUntil = until
+		l.advanceLocked(now)
+		l.replanLocked()
 	}
 }
 
 // Wait blocks until a delete may be sent: after any pause has passed and a
-// token is available.
+// token is available. It returns ctx.Err() if ctx ends first, giving back
+// the token it was waiting for.
 func (l *Limiter) Wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for {
 		l.mu.Lock()
-		wait := l.pausedUntil.Sub(l.now())
-		l.mu.Unlock()
+		now := time.Now()
+		wait := l.pausedUntil.Sub(now)
+		reserved := false
 		if wait <= 0 {
-			break
+			l.advanceLocked(now)
+			if math.IsInf(l.inForce, 1) {
+				l.mu.Unlock()
+				return nil
+			}
+			l.tokens--
+			if l.tokens >= 0 {
+				l.mu.Unlock()
+				return nil
+			}
+			wait = durationOf(-l.tokens / l.inForce)
+			l.waiting++
+			reserved = true
 		}
+		replan := l.replan
+		l.mu.Unlock()
+
 		t := time.NewTimer(wait)
 		select {
+		case <-t.C:
+			if !reserved {
+				continue // the pause is over
+			}
+			l.mu.Lock()
+			kept := replan == l.replan
+			if kept {
+				l.waiting--
+			}
+			l.mu.Unlock()
+			if kept {
+				return nil
+			}
+			// The plan changed as the timer fired: the token was given back.
+		case <-replan:
+			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
+			if reserved {
+				l.mu.Lock()
+				if replan == l.replan {
+					l.waiting--
+					l.tokens = min(l.tokens+1, float64(l.burst))
+				}
+				l.mu.Unlock()
+			}
 			return ctx.Err()
-		case <-t.C:
 		}
 	}
-	return l.bucket.Wait(ctx)
+}
+
+// advanceLocked fills the bucket up to now at the rate in force, then
+// moves to the next recovery step if one was reached.
+func (l *Limiter) advanceLocked(now time.Time) {
+	if math.IsInf(l.inForce, 1) {
+		l.tokens, l.last = float64(l.burst), now
+		return
+	}
+	if el := now.Sub(l.last); el > 0 {
+		l.tokens = min(float64(l.burst), l.tokens+el.Seconds()*l.inForce)
+		l.last = now
+	}
+	if r := l.targetLocked(now); r != l.inForce {
+		l.inForce = r
+		l.replanLocked()
+	}
+	if !l.throttledAt.IsZero() && now.Sub(l.throttledAt) >= ThrottleRecovery {
+		l.factor, l.throttledAt = 1, time.Time{}
+	}
+}
+
+// targetLocked is the rate that should be in force at now.
+func (l *Limiter) targetLocked(now time.Time) float64 {
+	if l.throttledAt.IsZero() || math.IsInf(l.perSecond, 1) {
+		return l.perSecond
+	}
+	el := now.Sub(l.throttledAt)
+	if el >= ThrottleRecovery {
+		return l.perSecond
+	}
+	step := math.Floor(float64(el) / float64(ThrottleRecovery/throttleSteps))
+	return l.perSecond * (l.factor + (1-l.factor)*step/throttleSteps)
+}
+
+// replanLocked gives back every reservation and wakes their holders.
+func (l *Limiter) replanLocked() {
+	if l.waiting == 0 {
+		return
+	}
+	l.tokens = min(l.tokens+float64(l.waiting), float64(l.burst))
+	l.waiting = 0
+	close(l.replan)
+	l.replan = make(chan struct{})
+}
+
+// durationOf converts seconds to a Duration, rounding up so a waiter never
+// wakes before its token is there.
+func durationOf(seconds float64) time.Duration {
+	return time.Duration(math.Ceil(seconds * float64(time.Second)))
 }

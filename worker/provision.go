@@ -75,6 +75,14 @@ func ConsumerConfig(c Config) jetstream.ConsumerConfig {
 // exists is left as it is: operators may have tuned it.
 func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
 	c.setDefaults()
+	if err := provisionStreams(ctx, js, c); err != nil {
+		return err
+	}
+	_, err := bindConsumer(ctx, js, c, true)
+	return err
+}
+
+func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) error {
 	for _, sc := range []jetstream.StreamConfig{RequestsStreamConfig(c), ResultsStreamConfig(c)} {
 		if _, err := js.Stream(ctx, sc.Name); err == nil {
 			continue
@@ -85,8 +93,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
 			return fmt.Errorf("creating stream %s: %w", sc.Name, err)
 		}
 	}
-	_, err := bindConsumer(ctx, js, c, true)
-	return err
+	return nil
 }
 
 // bindConsumer returns the durable consumer, creating it when missing and

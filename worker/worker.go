@@ -110,7 +110,7 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) {
 		default:
 		}
 		if cons == nil {
-			c, err := bindConsumer(ctx, w.js, w.cfg, w.cfg.Provision)
+			c, err := w.bind(ctx)
 			if err != nil {
 				w.setBound(false)
 				wait := retry.NextBackOff()
@@ -175,6 +175,19 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) {
 			cons = nil
 		}
 	}
+}
+
+// bind finds the consumer, first creating what is missing when
+// provisioning.
+func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if w.cfg.Provision {
+		if err := provisionStreams(ctx, w.js, w.cfg); err != nil {
+			return nil, err
+		}
+	}
+	return bindConsumer(ctx, w.js, w.cfg, w.cfg.Provision)
 }
 
 // pullFailed logs a failed pull, waits a little, and reports whether the

@@ -22,7 +22,7 @@ import (
 // denySource is a request policy for tests: it refuses one source.
 type denySource string
 
-func (d denySource) Authorize(_ map[string][]string, _ []byte, req events.Request) error {
+func (d denySource) AuthorizeAt(_ map[string][]string, _ []byte, req events.Request, _ time.Time) error {
 	if req.Source == string(d) {
 		return errors.New("source " + req.Source + " is not trusted")
 	}
@@ -291,7 +291,8 @@ func TestResultsStreamUnavailable(t *testing.T) {
 	keys := r.addKeys(5)
 	cfg := r.config()
 	ctx := context.Background()
-	_, _ = r.start(cfg)
+	w, _ := r.start(cfg)
+	waitFor(t, 10*time.Second, "the worker bound", func() bool { return w.Ready() == nil })
 	if err := r.js.DeleteStream(ctx, "KEY_REVOKE_RESULTS"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/kalshi"
+)
+
+// checker prints one line per verification and remembers failures.
+type checker struct {
+	w      io.Writer
+	failed int
+}
+
+func (c *checker) ok(what, detail string) { fmt.Fprintf(c.w, "ok    %s: %s\n", what, detail) }
+
+func (c *checker) fail(what string, err error) {
+	c.failed++
+	fmt.Fprintf(c.w, "FAIL  %s: %v\n", what, err)
+}
+
+// check is "revoker check": everything "run" needs, verified in order.
+func check(ctx context.Context, cfg Config, stdout io.Writer) error {
+	c := &checker{w: stdout}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c.ok("configuration", "valid")
+	c.checkKalshi(ctx, cfg)
+	c.checkNATS(ctx, cfg)
+	if c.failed > 0 {
+		fmt.Fprintf(stdout, "%s failed\n", plural(c.failed, "check"))
+		return exitError{1}
+	}
+	fmt.Fprintln(stdout, "all checks passed")
+	return nil
+}
+
+func (c *checker) checkKalshi(ctx context.Context, cfg Config) {
+	key, err := kalshi.ParsePrivateKey(cfg.KalshiPrivateKey.Bytes())
+	if err != nil {
+		c.fail("private key", err)
+		return
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		c.ok("private key", fmt.Sprintf("RSA-%d loads", k.N.BitLen()))
+	case ed25519.PrivateKey:
+		c.ok("private key", "Ed25519 loads")
+	}
+	client, err := newKalshiClient(cfg)
+	if err != nil {
+		c.fail("kalshi client", err)
+		return
+	}
+	keys, err := client.ListAPIKeys(ctx)
+	if err != nil {
+		c.fail("kalshi accepts the signature", fmt.Errorf("GET /api_keys at %s: %w", client.BaseURL(), err))
+		return
+	}
+	own := "not among them"
+	for _, k := range keys {
+		if k.ID == cfg.KalshiKeyID {
+			own = "listed"
+		}
+	}
+	c.ok("kalshi accepts the signature", fmt.Sprintf("%s lists %s; the worker's own key is %s", client.BaseURL(), plural(len(keys), "key"), own))
+	if limits, err := client.AccountLimits(ctx); err != nil {
+		c.fail("account limits", err)
+	} else {
+		c.ok("account limits", fmt.Sprintf("tier %s, read bucket %g tokens/s, capacity %g", limits.UsageTier, limits.Read.RefillRate, limits.Read.BucketCapacity))
+	}
+}
+
+func (c *checker) checkNATS(ctx context.Context, cfg Config) {
+	nc, err := connectNATS(ctx, cfg, "revoker-check", slog.New(slog.DiscardHandler))
+	if err != nil {
+		c.fail("nats reachable", err)
+		return
+	}
+	defer nc.Close()
+	c.ok("nats reachable", nc.ConnectedUrlRedacted())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.fail("jetstream", err)
+		return
+	}
+	if info, err := js.AccountInfo(ctx); err != nil {
+		// A least-privilege user may not read account info; the streams tell.
+		if !errors.Is(err, jetstream.ErrJetStreamNotEnabled) && !errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			c.ok("jetstream", "account info not readable with these credentials ("+err.Error()+"); checking the streams")
+		} else {
+			c.fail("jetstream", err)
+			return
+		}
+	} else {
+		c.ok("jetstream", fmt.Sprintf("enabled, %s in the account", plural(info.Streams, "stream")))
+	}
+	for _, name := range []string{cfg.RequestsStream, cfg.ResultsStream} {
+		what := "stream " + name
+		s, err := js.Stream(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound) && !cfg.NoProvision:
+			c.ok(what, "missing; \"revoker run\" creates it")
+		case err != nil:
+			c.fail(what, err)
+		default:
+			info := s.CachedInfo()
+			c.ok(what, fmt.Sprintf("%s retention, %d replicas, %d messages", info.Config.Retention, info.Config.Replicas, info.State.Msgs))
+		}
+	}
+	what := "consumer " + cfg.Consumer
+	cons, err := js.Consumer(ctx, cfg.RequestsStream, cfg.Consumer)
+	switch {
+	case (errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) && !cfg.NoProvision:
+		c.ok(what, "missing; \"revoker run\" creates it")
+	case err != nil:
+		c.fail(what, err)
+	default:
+		info := cons.CachedInfo()
+		c.ok(what, fmt.Sprintf("%d pending, %d being processed, ack wait %v", info.NumPending, info.NumAckPending, info.Config.AckWait))
+	}
+}

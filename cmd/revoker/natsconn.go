@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// Connection tuning. Reconnects never stop: a worker without NATS can do
+// nothing useful, and JetStream keeps its requests meanwhile.
+const (
+	natsReconnectWait   = time.Second
+	natsReconnectJitter = 500 * time.Millisecond
+	natsJitterTLS       = 2 * time.Second
+	natsDialTimeout     = 5 * time.Second
+	natsPingInterval    = 20 * time.Second
+	natsMaxPingsOut     = 3
+	// A failing reconnect is logged as a warning when its error changes,
+	// and otherwise at most this often; the repeats go to debug.
+	natsReconnectLogEvery = time.Minute
+)
+
+// natsOptions returns the options of a NATS connection named name: the
+// authentication and TLS of cfg, endless reconnects with jitter, and
+// handlers that log connection events through logger. Files are read now,
+// so an unreadable or invalid one is an error here rather than at connect
+// time; the TLS files are read again on every reconnect, so rotated
+// certificates are picked up.
+func natsOptions(cfg Config, name string, logger *slog.Logger) ([]nats.Option, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(natsReconnectWait),
+		nats.ReconnectJitter(natsReconnectJitter, natsJitterTLS),
+		nats.Timeout(natsDialTimeout),
+		nats.PingInterval(natsPingInterval),
+		nats.MaxPingsOutstanding(natsMaxPingsOut),
+	}
+	opts = append(opts, natsLogHandlers(logger)...)
+
+	switch {
+	case cfg.NATSCreds != "" && cfg.NATSNkeySeed != "":
+		return nil, errors.New("nats: both a creds file and an nkey seed file are configured; use one")
+	case cfg.NATSCreds != "":
+		if err := checkCredsFile(cfg.NATSCreds); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	case cfg.NATSNkeySeed != "":
+		if _, _, err := readSmallFile(cfg.NATSNkeySeed); err != nil {
+			return nil, fmt.Errorf("nats nkey seed: %w", err)
+		}
+		opt, err := nats.NkeyOptionFromSeed(cfg.NATSNkeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey seed %s: no user nkey seed found", cfg.NATSNkeySeed)
+		}
+		opts = append(opts, opt)
+	}
+
+	if cfg.NATSTLSCA != "" {
+		opt := nats.RootCAs(cfg.NATSTLSCA)
+		if err := tryOption(opt); err != nil {
+			return nil, fmt.Errorf("nats tls ca %s: %w", cfg.NATSTLSCA, err)
+		}
+		opts = append(opts, opt)
+	}
+	switch {
+	case cfg.NATSTLSCert != "" && cfg.NATSTLSKey != "":
+		opt := nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey)
+		if err := tryOption(opt); err != nil {
+			return nil, fmt.Errorf("nats tls client certificate %s: %w", cfg.NATSTLSCert, err)
+		}
+		opts = append(opts, opt)
+	case cfg.NATSTLSCert != "" || cfg.NATSTLSKey != "":
+		return nil, errors.New("nats tls: a client certificate needs both the certificate and its key")
+	}
+	return opts, nil
+}
+
+// tryOption applies opt to throwaway options, so that the files it reads
+// are checked now. nats.RootCAs and nats.ClientCert load their files when
+// applied.
+func tryOption(opt nats.Option) error {
+	o := nats.GetDefaultOptions()
+	return opt(&o)
+}
+
+// checkCredsFile checks that a .creds file is readable and holds a user JWT
+// and a user nkey seed. The error never includes the contents.
+func checkCredsFile(path string) error {
+	data, _, err := readSmallFile(path)
+	if err != nil {
+		return fmt.Errorf("nats creds: %w", err)
+	}
+	defer clear(data)
+	kp, err := nkeys.ParseDecoratedUserNKey(data)
+	if err != nil || !bytes.Contains(data, []byte("BEGIN NATS USER JWT")) {
+		return fmt.Errorf("nats creds %s: not a user credentials file (a user JWT and its nkey seed)", path)
+	}
+	kp.Wipe()
+	return nil
+}
+
+// natsLogHandlers log the life of a connection. Server URLs are logged
+// with their passwords redacted.
+func natsLogHandlers(logger *slog.Logger) []nats.Option {
+	var (
+		mu      sync.Mutex
+		lastErr string
+		lastAt  time.Time
+	)
+	return []nats.Option{
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			logger.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil { // closed on purpose
+				return
+			}
+			logger.Warn("disconnected from NATS; reconnecting", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			mu.Lock()
+			lastErr, lastAt = "", time.Time{}
+			mu.Unlock()
+			logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil {
+				return
+			}
+			mu.Lock()
+			now := time.Now()
+			loud := err.Error() != lastErr || now.Sub(lastAt) >= natsReconnectLogEvery
+			if loud {
+				lastErr, lastAt = err.Error(), now
+			}
+			mu.Unlock()
+			level := slog.LevelDebug
+			if loud {
+				level = slog.LevelWarn
+			}
+			logger.Log(context.Background(), level, "cannot reach NATS; retrying", "err", err)
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if err := nc.LastError(); err != nil {
+				logger.Warn("NATS connection closed", "err", err)
+				return
+			}
+			logger.Info("NATS connection closed")
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				logger.Error("NATS error", "subject", sub.Subject, "err", err)
+				return
+			}
+			logger.Error("NATS error", "err", err)
+		}),
+		nats.LameDuckModeHandler(func(nc *nats.Conn) {
+			logger.Warn("NATS server is shutting down (lame duck mode); will move to another", "server", nc.ConnectedServerName())
+		}),
+	}
+}
+
+// connectNATS connects to cfg's NATS servers. For "run" the connection
+// retries in the background when no server is reachable yet (the worker
+// waits for NATS instead of exiting); for every other command one failed
+// attempt is an error. ctx bounds the attempt.
+func connectNATS(ctx context.Context, cfg Config, name string, logger *slog.Logger) (*nats.Conn, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	opts, err := natsOptions(cfg, name, logger)
+	if err != nil {
+		return nil, err
+	}
+	retry := cfg.Command == "run"
+	if retry {
+		opts = append(opts, nats.RetryOnFailedConnect(true))
+	}
+	if len(cfg.NATSURLs) == 0 {
+		return nil, errors.New("nats: no server URL configured")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		nc, err := nats.Connect(strings.Join(cfg.NATSURLs, ","), opts...)
+		done <- result{nc, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.NATSURLs), r.err)
+		}
+		if retry && !r.nc.IsConnected() {
+			logger.Warn("NATS is not reachable yet; retrying in the background", "url", redactURLs(cfg.NATSURLs))
+		}
+		return r.nc, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.NATSURLs), ctx.Err())
+	}
+}
+
+func redactURLs(urls []string) string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = redactURL(u)
+	}
+	return strings.Join(out, ",")
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/kalshi/emulator"
+)
+
+// sandboxInfo is DIR/sandbox.json: enough for any Kalshi client, the
+// official SDKs too, to talk to the emulator, and for any NATS client to
+// send requests.
+type sandboxInfo struct {
+	NATSURL        string   `json:"nats_url"`
+	KalshiBaseURL  string   `json:"kalshi_base_url"`
+	APIKeyID       string   `json:"api_key_id"`
+	PrivateKeyPath string   `json:"private_key_path"`
+	Keys           []string `json:"keys"`
+}
+
+// sandbox is "revoker sandbox": an embedded NATS JetStream server, the
+// Kalshi emulator seeded with keys and the worker wired to both.
+func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
+	dir := cfg.SandboxDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "revoker-sandbox-")
+		if err != nil {
+			return err
+		}
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	}
+
+	ns, err := startSandboxNATS(cfg.NATSListen, filepath.Join(dir, "jetstream"))
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+
+	emu := emulator.New(emulator.Options{})
+	if err := emu.Start(cfg.KalshiListen); err != nil {
+		return fmt.Errorf("--kalshi-listen %s: %w", cfg.KalshiListen, err)
+	}
+	defer func() { _ = emu.Close() }()
+
+	// The worker's own key: RSA-2048 in PKCS#1, as Kalshi's web UI hands out.
+	signer, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	selfID := emu.AddKey("revoker-sandbox", &signer.PublicKey, "read", "write")
+	keyPath := filepath.Join(dir, "revoker-sandbox.pem")
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(signer)})
+	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		return err
+	}
+	seeded := make([]string, cfg.SandboxKeys)
+	for i := range seeded {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		seeded[i] = emu.AddKey(fmt.Sprintf("sandbox-key-%d", i+1), pub, "read", "write")
+	}
+
+	client, err := kalshi.New(kalshi.Config{BaseURL: emu.URL(), KeyID: selfID, PrivateKey: signer, UserAgent: userAgent()})
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name("revoker-sandbox"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connecting to the embedded NATS server: %w", err)
+	}
+	defer nc.Close()
+
+	cfg.KalshiKeyID = selfID
+	cfg.KalshiBaseURL = emu.URL()
+	info := sandboxInfo{NATSURL: ns.ClientURL(), KalshiBaseURL: emu.URL(), APIKeyID: selfID, PrivateKeyPath: keyPath, Keys: seeded}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- runService(ctx, cfg, logger, client, nc, func() { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		return err
+	}
+	if err := writeJSONFile(filepath.Join(dir, "sandbox.json"), info); err != nil {
+		return err
+	}
+	printBanner(stdout, cfg, info, dir)
+
+	if cfg.Demo {
+		demo := cfg
+		demo.Timeout = 30 * time.Second
+		demo.Reason = "sandbox demo"
+		demo.RequestedBy = "revoker sandbox --demo"
+		fmt.Fprintf(stdout, "Demo: revoking %s\n", strings.Join(seeded[:min(2, len(seeded))], " and "))
+		if err := printRevocations(ctx, nc, demo, seeded[:min(2, len(seeded))], stdout); err != nil && !isExit(err) {
+			logger.Error("demo", "err", err)
+		}
+		fmt.Fprintln(stdout, "The sandbox keeps serving; press Ctrl-C to stop it.")
+	}
+	return <-done
+}
+
+// startSandboxNATS starts an embedded JetStream server on addr.
+func startSandboxNATS(addr, storeDir string) (*server.Server, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-listen %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-listen %q: the port is not a number", addr)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "revoker-sandbox",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   storeDir,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("the embedded NATS server did not start on %s (is the port in use? --nats-listen 127.0.0.1:0 picks a free one)", addr)
+	}
+	return ns, nil
+}
+
+// writeJSONFile writes v atomically: readers see all of it or nothing.
+func writeJSONFile(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func printBanner(w io.Writer, cfg Config, info sandboxInfo, dir string) {
+	http := "off"
+	if cfg.HTTPAddr != "" {
+		http = "http://" + cfg.HTTPAddr + "/metrics"
+	}
+	fmt.Fprintf(w, `revoker sandbox is ready.
+
+  NATS JetStream   %s
+  Kalshi emulator  %s
+  worker key       %s (%s)
+  metrics          %s
+  sandbox.json     %s
+
+Seeded API keys:
+%s
+Try it (in another terminal):
+  NATS_URL=%s go run ./cmd/revoker revoke %s
+  KALSHI_BASE_URL=%s KALSHI_API_KEY_ID=%s KALSHI_PRIVATE_KEY_PATH=%s go run ./cmd/revoker keys
+
+Or publish a request with any NATS client on %q:
+  {"id":"try-1","api_key_id":"%s","reason":"trying the sandbox"}
+and watch the results on %q.
+
+`, info.NATSURL, info.KalshiBaseURL, info.APIKeyID, info.PrivateKeyPath, http, filepath.Join(dir, "sandbox.json"),
+		indent(strings.Join(info.Keys, "\n"), "  ")+"\n",
+		info.NATSURL, info.Keys[len(info.Keys)-1],
+		info.KalshiBaseURL, info.APIKeyID, info.PrivateKeyPath,
+		cfg.RequestsSubject, info.Keys[0], cfg.ResultsSubject+".>")
+}
+
+func isExit(err error) bool {
+	var exit exitError
+	return errors.As(err, &exit)
+}

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker"
+)
+
+// How often "run" reads the account's limits again (and with them learns
+// whether Kalshi still accepts its credential), and how soon after a failure.
+const (
+	limitsRefresh      = 5 * time.Minute
+	limitsRetry        = 15 * time.Second
+	shutdownHTTPBudget = 5 * time.Second
+)
+
+// serve is "revoker run".
+func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	client, err := newKalshiClient(cfg)
+	if err != nil {
+		return err
+	}
+	nc, err := connectNATS(ctx, cfg, "revoker", logger)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return runService(ctx, cfg, logger, client, nc, nil)
+}
+
+func newKalshiClient(cfg Config) (*kalshi.Client, error) {
+	key, err := kalshi.ParsePrivateKey(cfg.KalshiPrivateKey.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("loading the Kalshi private key: %w", err)
+	}
+	return kalshi.New(kalshi.Config{
+		BaseURL:    cfg.KalshiBaseURL,
+		KeyID:      cfg.KalshiKeyID,
+		PrivateKey: key,
+		UserAgent:  userAgent(),
+	})
+}
+
+// workerConfig maps the binary's settings onto the worker's.
+func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limiter *worker.Limiter) worker.Config {
+	return worker.Config{
+		RequestsSubject: cfg.RequestsSubject,
+		ResultsSubject:  cfg.ResultsSubject,
+		RequestsStream:  cfg.RequestsStream,
+		ResultsStream:   cfg.ResultsStream,
+		Consumer:        cfg.Consumer,
+		Provision:       !cfg.NoProvision,
+		Replicas:        cfg.StreamReplicas,
+		Concurrency:     cfg.Concurrency,
+		MaxRetry:        cfg.MaxRetry,
+		AttemptTimeout:  cfg.AttemptTimeout,
+		SelfKeyID:       cfg.KalshiKeyID,
+		AllowSelfRevoke: cfg.AllowSelfRevoke,
+		ProtectedKeys:   cfg.ProtectedKeys,
+		Policy:          requestPolicy(cfg),
+		Limiter:         limiter,
+		Metrics:         metrics,
+		Logger:          logger,
+	}
+}
+
+// runService runs the worker with its HTTP endpoints and the account-limits
+// refresher until ctx is cancelled, then shuts down in order: stop pulling,
+// finish in-flight requests, drain the connection. started, if not nil, is
+// called once the worker is ready.
+func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *kalshi.Client, nc *nats.Conn, started func()) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := worker.NewMetrics(reg)
+	limiter := worker.NewLimiter(0, 0)
+	w, err := worker.New(js, client, workerConfig(cfg, logger, metrics, limiter))
+	if err != nil {
+		return err
+	}
+
+	acct := &account{client: client, cfg: cfg, limiter: limiter, metrics: metrics, logger: logger}
+	ready := func() error {
+		if err := w.Ready(); err != nil {
+			return err
+		}
+		return acct.credentialError()
+	}
+	if cfg.HTTPAddr != "" {
+		stopHTTP, err := startHTTP(cfg.HTTPAddr, reg, ready, logger)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); acct.refreshLoop(ctx) }()
+	if started != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if waitUntil(ctx, 100*time.Millisecond, func() bool { return ready() == nil }) {
+				started()
+			}
+		}()
+	}
+	logger.Info("revoker started", "version", version, "nats", nc.ConnectedUrlRedacted(),
+		"kalshi", client.BaseURL(), "key_id", client.KeyID(), "concurrency", cfg.Concurrency, "rate", cfg.Rate.String())
+	err = w.Run(ctx)
+	wg.Wait()
+	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+		logger.Warn("draining the NATS connection", "err", derr)
+	}
+	return err
+}
+
+// account tracks what Kalshi says about the credential and the budget.
+type account struct {
+	client  *kalshi.Client
+	cfg     Config
+	limiter *worker.Limiter
+	metrics *worker.Metrics
+	logger  *slog.Logger
+
+	mu      sync.Mutex
+	credErr error // nil once Kalshi accepted the signature
+	checked bool
+}
+
+func (a *account) credentialError() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.checked {
+		return errors.New("the Kalshi credential has not been checked yet")
+	}
+	return a.credErr
+}
+
+// refreshLoop reads the account limits at start and every few minutes:
+// a signed call that proves the credential, and, with REVOKER_RATE=auto,
+// the delete budget.
+func (a *account) refreshLoop(ctx context.Context) {
+	a.applyFixedRate()
+	for {
+		next := limitsRefresh
+		if err := a.refresh(ctx); err != nil {
+			next = limitsRetry
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *account) applyFixedRate() {
+	switch r := a.cfg.Rate; {
+	case r.Auto:
+		// Until the limits are read: the basic tier's budget.
+		a.setRate(worker.BasicDeleteRate*0.9*a.cfg.RateShare, 1)
+	case r.PerSecond == 0:
+		a.setRate(0, 0)
+	default:
+		a.setRate(r.PerSecond, max(1, int(r.PerSecond)))
+	}
+}
+
+func (a *account) setRate(perSecond float64, burst int) {
+	a.limiter.SetRate(perSecond, burst)
+	if perSecond <= 0 {
+		a.metrics.Rate.Set(-1)
+	} else {
+		a.metrics.Rate.Set(perSecond)
+	}
+}
+
+func (a *account) refresh(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 2*a.cfg.AttemptTimeout)
+	defer cancel()
+	limits, err := a.client.AccountLimits(rctx)
+	a.mu.Lock()
+	wasOK := a.checked && a.credErr == nil
+	switch {
+	case err == nil:
+		a.checked, a.credErr = true, nil
+	case kalshi.IsPermanent(err):
+		a.checked, a.credErr = true, fmt.Errorf("kalshi refused the credential: %w", err)
+	}
+	a.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil {
+			a.logger.Error("cannot read the account limits", "err", err, "retry_in", limitsRetry)
+		}
+		return err
+	}
+	if !wasOK {
+		a.logger.Info("kalshi accepted the credential", "tier", limits.UsageTier)
+	}
+	if !a.cfg.Rate.Auto {
+		return nil
+	}
+	costs, err := a.client.EndpointCosts(rctx)
+	if err != nil {
+		a.logger.Warn("cannot read the endpoint costs; assuming the default cost", "err", err)
+	}
+	perSecond, burst := worker.DeleteBudget(limits, costs, a.cfg.RateShare)
+	if perSecond != a.limiter.Rate() {
+		a.logger.Info("delete budget", "per_second", perSecond, "burst", burst, "tier", limits.UsageTier, "share", a.cfg.RateShare)
+	}
+	a.setRate(perSecond, burst)
+	return nil
+}
+
+// startHTTP serves /metrics, /healthz and /readyz on addr. The listener is
+// open when it returns, so a busy port is reported at start.
+func startHTTP(addr string, reg *prometheus.Registry, ready func() error, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("REVOKER_HTTP_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server", "err", err)
+		}
+	}()
+	logger.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownHTTPBudget)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// waitUntil polls cond every interval until it holds (true) or ctx ends.
+func waitUntil(ctx context.Context, interval time.Duration, cond func() bool) bool {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
