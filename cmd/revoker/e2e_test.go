@@ -390,3 +390,20 @@ func TestSandboxDemo(t *testing.T) {
 	}
 	nc.Close()
 }
+
+func TestSelfRevocationWhenAllowed(t *testing.T) {
+	w := newWorld(t)
+	w.env["REVOKER_ALLOW_SELF_REVOKE"] = "true"
+	w.startRun()
+	out, err := w.cli("revoke", w.selfID)
+	if err != nil || out != w.selfID+" revoked\n" {
+		t.Fatalf("revoke own key: %v %q", err, out)
+	}
+	pollUntil(t, 10*time.Second, "/readyz to answer 503", func() bool { return w.get("/readyz") == http.StatusServiceUnavailable })
+	if !strings.Contains(w.body("/readyz"), "own key") {
+		t.Errorf("/readyz says %q", w.body("/readyz"))
+	}
+	if w.get("/healthz") != http.StatusOK {
+		t.Error("/healthz must still answer: the process is alive")
+	}
+}
