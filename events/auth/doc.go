@@ -33,9 +33,10 @@
 //     refused. ce-source and ce-type stay unauthenticated: with [Policy.AllowedSources]
 //     set, the source of a signed request must be in the body too.
 //   - Ownership of an id: a forger cannot make a request act, but it can send an
-//     unsigned request claiming any id, and the rejected result carries that id. If
-//     that result is stored first, the genuine request's result under the same id is
-//     dropped as a duplicate (its key is deleted all the same).
+//     unsigned request claiming any id, and the rejected result carries that id. The
+//     worker stores such a result under a Nats-Msg-Id of its own (the stream
+//     sequence), so it cannot make the results stream drop the genuine request's
+//     result as a duplicate.
 //   - Protection from a stolen seed: whoever holds a trusted seed signs anything until
 //     its public key is removed from the list. The worker needs only public keys; keep
 //     each seed with the one system that publishes with it.
@@ -68,9 +69,9 @@
 // Hence MaxAge (plus Skew) must stay well below the results stream's duplicates window
 // less the retry budget, which is what [MaxAgeLimit] enforces: every copy the policy
 // lets act is then stored close enough to the others for the results stream to keep
-// one result. A replay arriving after the results window has closed deletes nothing
-// but is published as a second, rejected result; [StaleError.Age] lets the worker
-// recognise such a replay and publish nothing instead.
+// one result. A replay arriving after the results window has closed deletes nothing;
+// the worker recognises it by [StaleError.Age] and publishes no second result, only
+// logs and counts it (revoker_replays_dropped_total).
 //
 // Age is measured at the time passed to [Policy.AuthorizeAt], which the worker should
 // set to the time JetStream stored the message: a replay is stored anew, so it is
