@@ -22,13 +22,8 @@ import (
 	"unicode"
 
 	"github.com/nats-io/nkeys"
-)
 
-// Kalshi environments accepted by KALSHI_BASE_URL as "prod" and "demo".
-// They mirror kalshi.ProdBaseURL and kalshi.DemoBaseURL.
-const (
-	prodBaseURL = "https://api.elections.kalshi.com/trade-api/v2"
-	demoBaseURL = "https://external-api.demo.kalshi.co/trade-api/v2"
+	"github.com/revoker/revoker/kalshi"
 )
 
 // Limits on what parseConfig reads and accepts.
@@ -263,7 +258,7 @@ func catalogue() []*setting {
 		{group: "nats", flag: "nats-tls-cert", env: "NATS_TLS_CERT", arg: "FILE", help: "client certificate (PEM) for NATS TLS"},
 		{group: "nats", flag: "nats-tls-key", env: "NATS_TLS_KEY", arg: "FILE", help: "private key (PEM) of the client certificate"},
 
-		{group: "kalshi", flag: "kalshi-base-url", env: "KALSHI_BASE_URL", def: prodBaseURL, arg: "URL", help: "Kalshi API base URL; also prod or demo"},
+		{group: "kalshi", flag: "kalshi-base-url", env: "KALSHI_BASE_URL", def: kalshi.ProdBaseURL, arg: "URL", help: "Kalshi API base URL; also prod or demo"},
 		{group: "kalshi", flag: "kalshi-key-id", env: "KALSHI_API_KEY_ID", arg: "ID", help: "the Kalshi API key ID revoker signs with (required)"},
 		{group: "kalshi", flag: "kalshi-private-key", env: "KALSHI_PRIVATE_KEY_PATH", arg: "FILE", help: "PEM private key of that API key, mode 600 (required unless KALSHI_PRIVATE_KEY is set)"},
 		{group: "kalshi", env: "KALSHI_PRIVATE_KEY", arg: "PEM", secret: true, help: "the PEM private key itself, instead of a file"},
@@ -549,7 +544,7 @@ func (p *parser) checkArgs(spec command, args []string) {
 		p.problem("\"revoker %s\" needs at least one KEY_ID", p.cmd)
 	}
 	for _, id := range args {
-		if !validKeyID(id) {
+		if !kalshi.ValidKeyID(id) {
 			p.problem("%s is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')", quote(id))
 		}
 	}
@@ -709,38 +704,11 @@ func (p *parser) warnReadable(s *setting, mode fs.FileMode) {
 
 func (p *parser) kalshiBaseURL() string {
 	s := p.get("kalshi-base-url")
-	u, err := resolveBaseURL(s.val)
+	u, err := kalshi.ResolveBaseURL(s.val)
 	if err != nil {
 		p.problem("%s: %s is not prod, demo or an http(s) URL (%v)", s.label(), quote(redactURL(s.val)), err)
 	}
 	return u
-}
-
-// resolveBaseURL behaves like kalshi.ResolveBaseURL: "", "prod" and "demo"
-// name the environments; anything else must be an absolute http(s) URL
-// without credentials, query or fragment. A trailing "/" is removed.
-func resolveBaseURL(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	switch strings.ToLower(s) {
-	case "", "prod", "production":
-		return prodBaseURL, nil
-	case "demo":
-		return demoBaseURL, nil
-	}
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return "", errors.New("not a URL")
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "", errors.New("the scheme must be http or https")
-	case u.Host == "":
-		return "", errors.New("no host")
-	case u.User != nil:
-		return "", errors.New("it must not contain credentials")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return "", errors.New("it must not have a query or fragment")
-	}
-	return strings.TrimRight(s, "/"), nil
 }
 
 func (p *parser) kalshiKeyID(spec command) string {
@@ -748,7 +716,7 @@ func (p *parser) kalshiKeyID(spec command) string {
 	switch {
 	case s.val == "" && spec.needKalshi:
 		p.problem("%s is required for \"revoker %s\"", s.label(), p.cmd)
-	case s.val != "" && !validKeyID(s.val):
+	case s.val != "" && !kalshi.ValidKeyID(s.val):
 		p.problem("%s: %s is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')", s.label(), quote(s.val))
 	}
 	return s.val
@@ -935,7 +903,7 @@ func (p *parser) protectedKeys() []string {
 	s := p.get("protected-keys")
 	ids := p.splitList("protected-keys")
 	for _, id := range ids {
-		if !validKeyID(id) {
+		if !kalshi.ValidKeyID(id) {
 			p.problem("%s: %s is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')", s.label(), quote(id))
 		}
 	}
@@ -1050,21 +1018,6 @@ func (p *parser) requestField(key string) string {
 		p.problem("%s is longer than 1 KiB (%d bytes)", s.label(), len(s.val))
 	}
 	return s.val
-}
-
-// validKeyID mirrors kalshi.ValidKeyID: 1 to 128 of [A-Za-z0-9_-].
-func validKeyID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for _, c := range []byte(id) {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func oneOf(v string, options ...string) bool {

@@ -681,25 +681,6 @@ func TestSubjectsOverlap(t *testing.T) {
 	}
 }
 
-func TestResolveBaseURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                                    "https://api.elections.kalshi.com/trade-api/v2",
-		"prod":                                "https://api.elections.kalshi.com/trade-api/v2",
-		"Demo":                                "https://external-api.demo.kalshi.co/trade-api/v2",
-		"http://127.0.0.1:8080/trade-api/v2/": "http://127.0.0.1:8080/trade-api/v2",
-	} {
-		got, err := resolveBaseURL(in)
-		if err != nil || got != want {
-			t.Errorf("resolveBaseURL(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"ftp://x", "https://u:p@x", "https://x/?q", "/relative", "https://"} {
-		if _, err := resolveBaseURL(in); err == nil {
-			t.Errorf("resolveBaseURL(%q) succeeded", in)
-		}
-	}
-}
-
 func TestNATSURLPasswordNotEchoed(t *testing.T) {
 	_, _, err := parseConfig("revoke", []string{"k"}, getenv(map[string]string{"NATS_URL": "http://user:s3cr3t@nats.example:4222"}))
 	if err == nil {

@@ -198,7 +198,7 @@ and watch the results on %q.
 		indent(strings.Join(info.Keys, "\n"), "  ")+"\n",
 		info.NATSURL, info.Keys[len(info.Keys)-1],
 		info.KalshiBaseURL, info.APIKeyID, info.PrivateKeyPath,
-		cfg.RequestsSubject, info.Keys[0], cfg.ResultsSubject+".>")
+		cfg.RequestsSubject, info.Keys[max(len(info.Keys)-2, 0)], cfg.ResultsSubject+".>")
 }
 
 func isExit(err error) bool {
