@@ -190,7 +190,15 @@ func rawText(raw json.RawMessage) string {
 
 // htmlTitle returns the text of the first <title> element, or "".
 func htmlTitle(body []byte) string {
-	lower := bytes.ToLower(body)
+	// ASCII-only lowering keeps every index of lower valid in body;
+	// bytes.ToLower would grow invalid UTF-8 and shift them.
+	lower := make([]byte, len(body))
+	for i, c := range body {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
 	i := bytes.Index(lower, []byte("<title"))
 	if i < 0 {
 		return ""
