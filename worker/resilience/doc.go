@@ -12,7 +12,12 @@
 // should live (protected, never requested, the worker's own) was deleted or
 // even asked to be.
 //
-//	go test -race -count=1 -v ./worker/resilience/
+// Each scenario logs one line starting with FIGURE: requests, faults
+// injected, results, duplicates, lost. The worker crash and replica
+// scenarios build and run the real binary (cmd/revoker) and kill it with
+// SIGKILL; the others run the worker in process.
+//
+//	go test -race -count=1 -v ./worker/resilience/ | grep FIGURE
 //
 // -short skips the long scenarios.
 package resilience

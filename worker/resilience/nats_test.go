@@ -1,0 +1,257 @@
+package resilience_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// TestNATSRestart stops the single NATS server and starts it again (same
+// port, same store) twice while requests are in flight: once briefly, once
+// for longer than a result's publish may wait, so results decided during
+// the outage cannot be stored and must be stored, once, after it.
+func TestNATSRestart(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	srv := natstest.Start(t)
+	r := newRig(t, srv.URL(), rigOptions{})
+	r.emu.SetFaults(emulator.Faults{Latency: 50 * time.Millisecond})
+	cfg := r.workerConfig()
+	cfg.Concurrency = 4
+	r.provision(cfg)
+	wk := r.startWorker(cfg, "")
+	disconnected := func() bool { return wk.nc.Status() != nats.CONNECTED }
+
+	a, b := r.plan("restart-a", 150), r.plan("restart-b", 150)
+	r.publish(a.reqs)
+	r.waitResults(30, 30*time.Second)
+	n := r.resultCount()
+	srv.Shutdown()
+	r.logf("NATS down after %d results", n)
+	r.waitFor(10*time.Second, "the worker to lose NATS", disconnected)
+	srv.Restart(t)
+	r.logf("NATS up again")
+	r.waitResults(len(a.want), 90*time.Second)
+	r.logf("first batch done")
+
+	r.publish(b.reqs)
+	r.waitResults(len(a.want)+20, 30*time.Second)
+	n = r.resultCount()
+	srv.Shutdown()
+	r.logf("NATS down again after %d results", n)
+	r.waitFor(10*time.Second, "the worker to lose NATS", disconnected)
+	const unstored = "cannot store result; the request will be delivered again"
+	r.waitFor(20*time.Second, "a result that could not be stored", func() bool { return r.logs.count(unstored) > 0 })
+	srv.Restart(t)
+	r.logf("NATS up again after a second outage")
+
+	a.merge(b)
+	a.name = "restart"
+	r.waitResults(len(a.want), 90*time.Second)
+	r.logf("all results stored")
+	r.waitDrained(time.Minute)
+	if err := wk.stop(); err != nil {
+		t.Error(err)
+	}
+	r.checkInvariants(a, fmt.Sprintf("2 NATS restarts mid-batch, %d results could not be stored during the second", r.logs.count(unstored)))
+}
+
+// TestNATSNodeLoss runs R3 streams on a three-node cluster and shuts down
+// the node that leads the requests stream, which is also the node the
+// worker is connected to, mid-batch; more requests are published during the
+// failover. Then the node comes back and the new leader is shut down in turn
+// (a rolling restart losing the leader twice).
+func TestNATSNodeLoss(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	c := natstest.StartCluster(t, 3)
+	r := newRig(t, c.URLs(), rigOptions{})
+	r.emu.SetFaults(emulator.Faults{Latency: 30 * time.Millisecond})
+	cfg := r.workerConfig()
+	cfg.Replicas = 3
+	cfg.Concurrency = 4
+	r.provision(cfg)
+
+	leader := c.WaitStreamLeader(t, "$G", requestsStream)
+	urls := []string{leader.URL()}
+	for _, s := range c.Servers() {
+		if s != leader {
+			urls = append(urls, s.URL())
+		}
+	}
+	wk := r.startWorker(cfg, strings.Join(urls, ","), nats.DontRandomize())
+	r.waitFor(10*time.Second, "the worker on the leader", func() bool { return wk.nc.ConnectedUrl() == leader.URL() })
+
+	all := plan{name: "nodeloss"}
+	a, b, d := r.plan("nodeloss-a", 200), r.plan("nodeloss-b", 100), r.plan("nodeloss-c", 100)
+	r.publish(a.reqs)
+	r.waitResults(30, 30*time.Second)
+	n := r.resultCount()
+	if n >= len(a.want)/2 {
+		t.Fatalf("%d of %d results before the node loss: too late to prove anything", n, len(a.want))
+	}
+	leader.Shutdown()
+	r.logf("shut down %s, leader of %s and the worker's server, after %d results", leader.Name(), requestsStream, n)
+	r.publish(b.reqs)
+	all.merge(a)
+	all.merge(b)
+	r.waitResults(len(all.want)-50, 90*time.Second)
+
+	leader.Restart(t)
+	c.WaitReady(t)
+	second := c.WaitStreamLeader(t, "$G", requestsStream)
+	n = r.resultCount()
+	second.Shutdown()
+	r.logf("%s back; shut down %s, the new leader, after %d results (the worker is on %s)",
+		leader.Name(), second.Name(), n, wk.nc.ConnectedServerName())
+	r.publish(d.reqs)
+	all.merge(d)
+	r.waitResults(len(all.want), 90*time.Second)
+	r.logf("all results stored; the worker is on %s", wk.nc.ConnectedServerName())
+	r.waitDrained(time.Minute)
+	if now := c.StreamLeader("$G", requestsStream); now == nil || now == second {
+		t.Errorf("requests stream leader after the second loss: %v", now)
+	}
+	if err := wk.stop(); err != nil {
+		t.Error(err)
+	}
+	r.checkInvariants(all, "2 stream leaders shut down mid-batch (the first also the worker's server), R3, publishing through the failovers")
+}
+
+// TestNATSNodeCrash is TestNATSNodeLoss with a crash instead of a
+// shutdown: three nats-server processes, R3 streams, and the node leading
+// the requests stream (the worker's server too) killed with SIGKILL
+// mid-batch, so nothing is handed off and the cluster must notice and elect
+// a new leader on its own.
+func TestNATSNodeCrash(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	nodes := startNATSCluster(t, 3)
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.url
+	}
+	r := newRig(t, strings.Join(urls, ","), rigOptions{})
+	r.emu.SetFaults(emulator.Faults{Latency: 30 * time.Millisecond})
+	cfg := r.workerConfig()
+	cfg.Replicas = 3
+	cfg.Concurrency = 4
+	// The cluster may still be placing its first R3 assets.
+	var err error
+	if !poll(30*time.Second, func() bool {
+		ctx, cancel := contextTimeout(10 * time.Second)
+		defer cancel()
+		err = worker.Provision(ctx, r.js, cfg)
+		return err == nil
+	}) {
+		t.Fatalf("provisioning R3 streams: %v", err)
+	}
+	leader := r.streamLeader(nodes)
+	ordered := []string{leader.url}
+	for _, n := range nodes {
+		if n != leader {
+			ordered = append(ordered, n.url)
+		}
+	}
+	wk := r.startWorker(cfg, strings.Join(ordered, ","), nats.DontRandomize())
+	r.waitFor(10*time.Second, "the worker on the leader", func() bool { return wk.nc.ConnectedUrl() == leader.url })
+
+	a, b := r.plan("nodecrash-a", 200), r.plan("nodecrash-b", 100)
+	r.publish(a.reqs)
+	r.waitResults(30, 30*time.Second)
+	n := r.resultCount()
+	if n >= len(a.want)/2 {
+		t.Fatalf("%d of %d results before the crash: too late to prove anything", n, len(a.want))
+	}
+	leader.kill(t)
+	r.logf("SIGKILL of %s, leader of %s and the worker's server, after %d results", leader.name, requestsStream, n)
+	r.publish(b.reqs)
+	r.logf("second batch published")
+	a.merge(b)
+	a.name = "nodecrash"
+	r.waitResults(len(a.want), 2*time.Minute)
+	r.logf("all results stored; the worker is on %s; %s leads %s now", wk.nc.ConnectedServerName(), r.streamLeader(nodes).name, requestsStream)
+	r.waitDrained(time.Minute)
+	if err := wk.stop(); err != nil {
+		t.Error(err)
+	}
+	r.checkInvariants(a, "SIGKILL of the stream leader (and the worker's server) mid-batch, R3, publishing through the election")
+}
+
+// streamLeader is the node leading the requests stream.
+func (r *rig) streamLeader(nodes []*natsNode) *natsNode {
+	r.t.Helper()
+	var leader *natsNode
+	r.waitFor(30*time.Second, "a leader of "+requestsStream, func() bool {
+		ctx, cancel := contextTimeout(5 * time.Second)
+		defer cancel()
+		s, err := r.js.Stream(ctx, requestsStream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		if err != nil || info.Cluster == nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.name == info.Cluster.Leader {
+				leader = n
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
+// TestLostConsumer deletes the durable consumer while the worker is
+// disconnected (NATS restarted, the worker's reconnect not yet due) and
+// requests are in flight; the worker recreates it and loses nothing.
+func TestLostConsumer(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	srv := natstest.Start(t)
+	r := newRig(t, srv.URL(), rigOptions{})
+	r.emu.SetFaults(emulator.Faults{Latency: 50 * time.Millisecond})
+	cfg := r.workerConfig()
+	cfg.Concurrency = 4
+	r.provision(cfg)
+	wk := r.startWorker(cfg, "", nats.ReconnectWait(5*time.Second), nats.ReconnectJitter(0, 0))
+
+	a, b := r.plan("lostconsumer-a", 200), r.plan("lostconsumer-b", 50)
+	r.publish(a.reqs)
+	r.waitResults(30, 30*time.Second)
+	n, held := r.resultCount(), r.ackPending()
+	srv.Shutdown()
+	r.logf("NATS down after %d results, %d requests unacknowledged", n, held)
+	r.waitFor(10*time.Second, "the worker to lose NATS", func() bool { return wk.nc.Status() != nats.CONNECTED })
+	srv.Restart(t)
+	r.waitFor(10*time.Second, "the test's connection back", r.nc.IsConnected)
+	ctx, cancel := contextTimeout(10 * time.Second)
+	defer cancel()
+	if err := r.js.DeleteConsumer(ctx, requestsStream, consumerName); err != nil {
+		t.Fatal(err)
+	}
+	if wk.nc.IsConnected() {
+		t.Fatal("the worker reconnected before the consumer was deleted: the scenario did not happen")
+	}
+	r.logf("NATS up, consumer deleted, the worker still disconnected")
+	r.publish(b.reqs)
+	a.merge(b)
+	a.name = "lostconsumer"
+	r.waitResults(len(a.want), 90*time.Second)
+	r.waitDrained(time.Minute)
+	r.logf("all results stored")
+	r.waitFor(20*time.Second, "the worker ready again", func() bool { return wk.w.Ready() == nil })
+	if err := wk.stop(); err != nil {
+		t.Error(err)
+	}
+	r.checkInvariants(a, "consumer deleted while the worker was disconnected mid-batch")
+}

@@ -1,0 +1,174 @@
+package resilience_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// TestWorkerCrash kills the real binary with SIGKILL mid-batch while it
+// holds requests, some of them already deleted at Kalshi with their result
+// not stored (Kalshi's answer is held 40 ms after the delete), and starts it
+// again. What the dead process held comes back after the 30 s ack wait; a
+// key it deleted is found gone (already_revoked), not deleted twice.
+func TestWorkerCrash(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	srv := natstest.Start(t)
+	r := newRig(t, srv.URL(), rigOptions{answerDelay: 40 * time.Millisecond})
+	r.emu.SetFaults(emulator.Faults{Latency: 20 * time.Millisecond})
+	p := r.plan("crash", 300)
+	env := map[string]string{"REVOKER_CONCURRENCY": "4"}
+
+	first := r.startProc("revoker-1", env)
+	r.publish(p.reqs)
+	r.waitFor(30*time.Second, "40 results and a delete done at Kalshi whose result is not stored", func() bool {
+		return r.resultCount() >= 40 && len(r.emu.Stats().Deletes) > r.subjectCount(events.ResultSubject(resultsPrefix, events.Revoked))
+	})
+	first.kill()
+	done := r.resultCount()
+	if done >= len(p.want)/2 {
+		t.Fatalf("%d of %d results before the kill: too late to prove anything", done, len(p.want))
+	}
+	held := r.ackPending()
+	orphans := r.orphans()
+	r.logf("SIGKILL after %d results, holding %d requests; %d keys deleted without a stored result", done, held, len(orphans))
+	if held == 0 {
+		t.Fatal("the killed process held no requests: the crash proves nothing")
+	}
+	if len(orphans) == 0 {
+		t.Log("no delete was caught between Kalshi and the results stream this time")
+	}
+
+	second := r.startProc("revoker-2", env)
+	r.waitResults(len(p.want), 90*time.Second)
+	r.logf("all results stored")
+	r.waitDrained(time.Minute)
+	second.terminate()
+	if n := second.logCount(`"level":"ERROR"`); n != 0 {
+		t.Errorf("the restarted process logged %d errors", n)
+	}
+	r.checkInvariants(p, fmt.Sprintf("1 SIGKILL holding %d requests (%d deleted at Kalshi, result not stored), Kalshi latency 20ms + 40ms", held, len(orphans)))
+	byKey := make(map[string]events.Result)
+	for _, s := range r.readResults() {
+		byKey[s.res.APIKeyID] = s.res
+	}
+	for _, k := range orphans {
+		if res := byKey[k]; res.Outcome != events.AlreadyRevoked {
+			t.Errorf("key %s, deleted by the killed process, ended %s; want already_revoked", k, res.Outcome)
+		}
+	}
+}
+
+// TestSeveralReplicas runs three binaries on the one durable consumer and
+// kills one with SIGKILL while it holds requests, then stops another with
+// SIGTERM mid-batch and starts a fourth (a rolling restart). The others
+// finish everything, including what the killed one held (after the ack
+// wait) and what the stopped one handed back.
+func TestSeveralReplicas(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	srv := natstest.Start(t)
+	r := newRig(t, srv.URL(), rigOptions{})
+	r.emu.SetFaults(emulator.Faults{Latency: 50 * time.Millisecond})
+	p := r.plan("replicas", 300)
+	env := map[string]string{"REVOKER_CONCURRENCY": "2"}
+
+	var procs []*proc
+	for i := range 3 {
+		procs = append(procs, r.startProc(fmt.Sprintf("replica-%d", i+1), env))
+	}
+	r.publish(p.reqs)
+	killed, stopped := procs[0], procs[1]
+	var held float64
+	r.waitFor(30*time.Second, "50 results and the victim holding requests", func() bool {
+		held = killed.metric("revoker_in_flight")
+		return r.resultCount() >= 50 && held >= 1
+	})
+	killedDone := killed.metric("revoker_results_total")
+	killed.kill()
+	done := r.resultCount()
+	if done >= len(p.want)/2 {
+		t.Fatalf("%d of %d results before the kill: too late to prove anything", done, len(p.want))
+	}
+	r.logf("SIGKILL of %s after %d results (%v of them its own), holding %v", killed.name, done, killedDone, held)
+	if killedDone < 1 {
+		t.Errorf("%s stored no result before the kill: the replicas did not share the work", killed.name)
+	}
+
+	r.waitFor(30*time.Second, "100 results and the next victim busy", func() bool {
+		return r.resultCount() >= 100 && stopped.metric("revoker_in_flight") >= 1
+	})
+	began := time.Now()
+	stopped.terminate()
+	r.logf("SIGTERM of %s after %d results: exited 0 in %v", stopped.name, r.resultCount(), time.Since(began).Round(time.Millisecond))
+	if n := r.resultCount(); n >= len(p.want)-20 {
+		t.Fatalf("%d of %d results before the SIGTERM: too late to prove anything", n, len(p.want))
+	}
+	procs = append(procs, r.startProc("replica-4", env))
+
+	r.waitResults(len(p.want), 90*time.Second)
+	r.logf("all results stored")
+	r.waitDrained(time.Minute)
+	for _, s := range procs[2:] {
+		n := s.metric("revoker_results_total")
+		r.logf("%s stored %v results", s.name, n)
+		if n < 1 {
+			t.Errorf("%s stored no result: the replicas did not share the work", s.name)
+		}
+		s.terminate()
+	}
+	r.checkInvariants(p, fmt.Sprintf("3 replicas + 1 started later; 1 SIGKILL holding %v requests, 1 SIGTERM mid-batch; Kalshi latency 50ms", held))
+}
+
+// subjectCount is how many results are stored on subject.
+func (r *rig) subjectCount(subject string) int {
+	ctx, cancel := contextTimeout(5 * time.Second)
+	defer cancel()
+	s, err := r.js.Stream(ctx, resultsStream)
+	if err != nil {
+		return -1
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return -1
+	}
+	return int(info.State.Subjects[subject])
+}
+
+// orphans are the keys deleted at Kalshi for which no result is stored.
+func (r *rig) orphans() []string {
+	stored := make(map[string]bool)
+	for _, s := range r.readResults() {
+		stored[s.res.APIKeyID] = true
+	}
+	var out []string
+	for k := range r.emu.Stats().Deletes {
+		if !stored[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// ackPending is how many requests the consumer has delivered and not yet
+// seen acknowledged.
+func (r *rig) ackPending() int {
+	ctx, cancel := contextTimeout(5 * time.Second)
+	defer cancel()
+	c, err := r.js.Consumer(ctx, requestsStream, consumerName)
+	if err != nil {
+		return -1
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return -1
+	}
+	return ci.NumAckPending
+}
