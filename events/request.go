@@ -379,6 +379,100 @@ type object struct {
 
 // readObject reads b, which must be exactly one JSON object. what names b in problems.
 func readObject(b []byte, what string) (*object, string) {
+	// Valid JSON, the usual case, is walked in place: no allocation per
+	// key or value. Anything else goes through the decoder, which words the
+	// problem.
+	if !json.Valid(b) {
+		return readObjectDecoder(b, what)
+	}
+	i := skipSpace(b, 0)
+	if b[i] != '{' {
+		return readObjectDecoder(b, what)
+	}
+	obj := new(object)
+	for i = skipSpace(b, i+1); b[i] == '"'; {
+		keyEnd := skipString(b, i)
+		var k int
+		if rawKey := b[i+1 : keyEnd-1]; bytes.IndexByte(rawKey, '\\') < 0 {
+			k = keyIndexBytes(rawKey)
+		} else {
+			var key string
+			_ = json.Unmarshal(b[i:keyEnd], &key) // valid: checked above
+			k = keyIndex(key)
+		}
+		i = skipSpace(b, skipSpace(b, keyEnd)+1) // past the colon
+		end := skipValue(b, i)
+		if k >= 0 {
+			if obj.raw[k] != nil {
+				obj.dup = append(obj.dup, keyNames[k])
+			}
+			obj.raw[k] = json.RawMessage(b[i:end:end])
+		}
+		if i = skipSpace(b, end); b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return obj, ""
+}
+
+func keyIndexBytes(name []byte) int {
+	for i, k := range keyNames {
+		if string(name) == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// skipSpace, skipString and skipValue walk JSON that json.Valid accepted.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for i++; ; i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+}
+
+// skipValue returns the index just past the value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; ; i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
+}
+
+// readObjectDecoder is readObject with encoding/json's decoder, for input
+// that is not a valid JSON object.
+func readObjectDecoder(b []byte, what string) (*object, string) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
 	if err != nil {

@@ -132,6 +132,29 @@ func benchThroughput(b *testing.B, k benchKey, conc int) {
 	}
 }
 
+// BenchmarkLimiterWait is the cost the limiter adds to every delete, from
+// all CPUs at once: unlimited, and limited far above what is asked of it.
+func BenchmarkLimiterWait(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		perSecond float64
+	}{{"unlimited", 0}, {"limited", 1e12}} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := worker.NewLimiter(bc.perSecond, 1<<20)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := l.Wait(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkLatency measures publish -> stored result at a steady 100
 // requests per second (RSA-2048, default concurrency): the time from just
 // before a request's JetStream publish to its result reaching a core

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"math"
 	"testing"
 	"time"
 
+	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
@@ -106,5 +108,57 @@ func TestDeleteBudgetFromTheEmulator(t *testing.T) {
 	perSecond, burst := worker.DeleteBudget(limits, costs, 1)
 	if math.Abs(perSecond-18) > 1e-9 || burst != 9 {
 		t.Errorf("budget %v/s burst %d, want 18/s burst 9 (costs %+v)", perSecond, burst, costs)
+	}
+}
+
+// TestBudgetKeepsKalshiBelowItsLimit revokes more keys at once than the
+// account's bucket holds: with the budget DeleteBudget reads from Kalshi,
+// none of the deletes gets a 429, and the limiter, not Kalshi, sets the pace.
+func TestBudgetKeepsKalshiBelowItsLimit(t *testing.T) {
+	r := newRig(t)
+	r.emu.SetLimits(200, 200) // the basic tier: 20 deletes a second, 20 at once
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	limits, err := r.client.AccountLimits(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	costs, err := r.client.EndpointCosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perSecond, burst := worker.DeleteBudget(limits, costs, 1)
+	if perSecond != 18 || burst != 18 {
+		t.Fatalf("budget %v/s burst %d, want 18/s burst 18", perSecond, burst)
+	}
+	r.emu.SetLimits(200, 200) // full again: reading the limits cost 10 tokens
+
+	const n = 45
+	keys := r.addKeys(n)
+	cfg := r.config()
+	cfg.Concurrency = 16
+	cfg.Limiter = worker.NewLimiter(perSecond, burst)
+	// Queued before the worker starts, so they all want to go at once.
+	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		r.publish(fmt.Sprintf("mass-%d", i), k)
+	}
+	start := time.Now()
+	_, _ = r.start(cfg)
+	got := r.waitResults(n, 30*time.Second)
+	elapsed := time.Since(start)
+	for id, res := range got {
+		if res.Outcome != events.Revoked || res.Attempts != 1 {
+			t.Errorf("%s: %s after %d attempts, want revoked at the first", id, res.Outcome, res.Attempts)
+		}
+	}
+	if tooMany := r.emu.Stats().TooMany; tooMany != 0 {
+		t.Errorf("Kalshi answered 429 %d times", tooMany)
+	}
+	// 18 at once, then 18 a second: the last of 45 leaves after 1.5 s.
+	if floor := time.Duration(float64(n-burst) / perSecond * 0.95 * float64(time.Second)); elapsed < floor {
+		t.Errorf("%d deletes in %v: faster than the budget allows (%v)", n, elapsed, floor)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -150,16 +151,22 @@ func (w *Worker) publish(ctx context.Context, res *events.Result, msgID string) 
 			"request_id", res.RequestID, "outcome", res.Outcome, "err", err)
 		return false
 	}
-	log := w.cfg.Logger.With("request_id", res.RequestID, "api_key_id", res.APIKeyID,
-		"outcome", res.Outcome, "attempts", res.Attempts, "deliveries", res.Deliveries)
+	// One LogAttrs call: Logger.With would build a handler per result.
+	attrs := append(make([]slog.Attr, 0, 7),
+		slog.String("request_id", res.RequestID), slog.String("api_key_id", res.APIKeyID),
+		slog.String("outcome", string(res.Outcome)), slog.Int("attempts", res.Attempts),
+		slog.Int("deliveries", res.Deliveries))
+	level, msg := slog.LevelInfo, "request ended"
 	switch {
 	case ack.Duplicate:
-		log.Info("result was already stored")
+		msg = "result was already stored"
 	case res.Error != nil:
-		log.Warn("request ended", "code", res.Error.Code, "message", res.Error.Message)
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.String("code", string(res.Error.Code)), slog.String("message", res.Error.Message))
 	default:
-		log.Info("request ended", "http_status", res.HTTPStatus, "duration_ms", res.DurationMS)
+		attrs = append(attrs, slog.Int("http_status", res.HTTPStatus), slog.Int64("duration_ms", res.DurationMS))
 	}
+	w.cfg.Logger.LogAttrs(ctx, level, msg, attrs...)
 	return true
 }
 

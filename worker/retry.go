@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
@@ -39,8 +40,17 @@ func (w *Worker) revoke(stop, ctx context.Context, storedAt time.Time, res *even
 		}
 		// Transient. Kalshi's limits are per account: a 429 holds every delete.
 		next := b.NextBackOff()
-		if status == http.StatusTooManyRequests || kalshi.RetryAfter(err) > 0 {
-			w.cfg.Limiter.Pause(max(kalshi.RetryAfter(err), min(next, time.Second)))
+		if status == http.StatusTooManyRequests {
+			// Kalshi's bucket is empty although we kept to the budget:
+			// halve it (recovering over ThrottleRecovery) for every delete.
+			w.cfg.Limiter.Throttle()
+			w.cfg.Metrics.Rate.Set(rateGauge(w.cfg.Limiter.Rate()))
+		}
+		if ra := kalshi.RetryAfter(err); ra > 0 {
+			w.cfg.Limiter.Pause(ra)
+		} else if status == http.StatusTooManyRequests && math.IsInf(w.cfg.Limiter.Rate(), 1) {
+			// No budget to halve: hold every delete briefly instead.
+			w.cfg.Limiter.Pause(min(next, time.Second))
 		}
 		if next == backoff.Stop {
 			res.Outcome = events.Failed

@@ -216,6 +216,7 @@ func (w *Worker) refreshInfo(ctx context.Context, cons jetstream.Consumer) bool 
 	switch {
 	case err == nil:
 		w.cfg.Metrics.Pending.Set(float64(info.NumPending))
+		w.cfg.Metrics.Rate.Set(rateGauge(w.cfg.Limiter.Rate())) // follows throttle recovery
 		return true
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		w.cfg.Logger.Warn("the consumer disappeared; binding again", "consumer", w.cfg.Consumer)

@@ -179,7 +179,7 @@ func (a *account) applyFixedRate() {
 	switch r := a.cfg.Rate; {
 	case r.Auto:
 		// Until the limits are read: the basic tier's budget.
-		a.setRate(worker.BasicDeleteRate*0.9*a.cfg.RateShare, 1)
+		a.setRate(worker.FallbackDeleteBudget(a.cfg.RateShare))
 	case r.PerSecond == 0:
 		a.setRate(0, 0)
 	default:
