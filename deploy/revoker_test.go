@@ -2,13 +2,8 @@ package deploy_test
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,6 +12,7 @@ import (
 	"time"
 
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 )
 
 // buildRevoker builds ./cmd/revoker once into a temporary directory.
@@ -41,21 +37,11 @@ func TestRevokerAsTheWorkerUser(t *testing.T) {
 	c := startNATSCluster(t)
 	bin := buildRevoker(t)
 
-	emu := emulator.New(emulator.Options{})
-	if err := emu.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu := emulatortest.Start(t, emulator.Options{})
+	key := emulatortest.Key()
 	selfID := emu.AddKey("revoker", &key.PublicKey, "read", "write")
 	victim := emu.AddKey("leaked", &key.PublicKey, "read")
-	keyPath := filepath.Join(t.TempDir(), "kalshi.pem")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyPath := emulatortest.WritePEM(t, key)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

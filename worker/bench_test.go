@@ -53,6 +53,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
 )
@@ -74,7 +75,7 @@ type benchKey struct {
 }
 
 func benchKeys() []benchKey {
-	return []benchKey{{"rsa2048", signingKey()}, {"ed25519", benchEd25519Key()}}
+	return []benchKey{{"rsa2048", emulatortest.Key()}, {"ed25519", benchEd25519Key()}}
 }
 
 // BenchmarkThroughput measures requests per second from publishing a
@@ -165,7 +166,7 @@ func BenchmarkLatency(b *testing.B) {
 	}
 	const perSecond, warmUp = 100, 20
 	n := benchEnvInt(b, "REVOKER_BENCH_LATENCY_N", 500)
-	r := newBenchRig(b, signingKey(), emulator.Options{Refill: -1, MaxSignatures: -1})
+	r := newBenchRig(b, emulatortest.Key(), emulator.Options{Refill: -1, MaxSignatures: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(n)*20*time.Millisecond)
 	defer cancel()
 	keys := r.seed(warmUp + n)
@@ -234,7 +235,7 @@ func BenchmarkRateLimitedMassRevocation(b *testing.B) {
 		capacity = 400.0 // tokens
 		cost     = 10.0  // tokens per delete
 	)
-	r := newBenchRig(b, signingKey(), emulator.Options{Refill: refill, Capacity: capacity, MaxSignatures: -1})
+	r := newBenchRig(b, emulatortest.Key(), emulator.Options{Refill: refill, Capacity: capacity, MaxSignatures: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -295,7 +296,7 @@ func BenchmarkQueuedDrainMemory(b *testing.B) {
 	}
 	n := benchEnvInt(b, "REVOKER_BENCH_QUEUED", 50_000)
 	idle := benchEnvDuration(b, "REVOKER_BENCH_IDLE", 30*time.Second)
-	r := newBenchRig(b, signingKey(), emulator.Options{Refill: -1, MaxSignatures: -1})
+	r := newBenchRig(b, emulatortest.Key(), emulator.Options{Refill: -1, MaxSignatures: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+time.Duration(n)*5*time.Millisecond+idle)
 	defer cancel()
 

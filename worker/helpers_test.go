@@ -2,8 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,18 +16,10 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
 )
-
-// signingKey is generated once: RSA key generation is slow under -race.
-var signingKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 // rig is one embedded NATS server, one Kalshi emulator and a client of it.
 type rig struct {
@@ -50,13 +40,9 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emu := emulator.New(emulator.Options{Refill: -1})
-	if err := emu.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	selfID := emu.AddKey("revoker", &signingKey().PublicKey, "read", "write")
-	client, err := kalshi.New(kalshi.Config{BaseURL: emu.URL(), KeyID: selfID, PrivateKey: signingKey()})
+	emu := emulatortest.Start(t, emulator.Options{Refill: -1})
+	selfID := emu.AddKey("revoker", &emulatortest.Key().PublicKey, "read", "write")
+	client, err := kalshi.New(kalshi.Config{BaseURL: emu.URL(), KeyID: selfID, PrivateKey: emulatortest.Key()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +208,7 @@ func (r *rig) waitQueueEmpty() {
 func (r *rig) addKeys(n int) []string {
 	ids := make([]string, n)
 	for i := range ids {
-		ids[i] = r.emu.AddKey(fmt.Sprintf("k%d", i), &signingKey().PublicKey)
+		ids[i] = r.emu.AddKey(fmt.Sprintf("k%d", i), &emulatortest.Key().PublicKey)
 	}
 	return ids
 }

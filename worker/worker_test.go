@@ -2,8 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 )
 
@@ -111,12 +110,8 @@ func TestKalshiBadRequestIsRejected(t *testing.T) {
 func TestUnauthorizedFailsWithoutRetryStorm(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(3)
-	stranger, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A key ID Kalshi knows, signed with the wrong private key: 401.
-	bad, err := kalshi.New(kalshi.Config{BaseURL: r.emu.URL(), KeyID: r.selfID, PrivateKey: stranger})
+	bad, err := kalshi.New(kalshi.Config{BaseURL: r.emu.URL(), KeyID: r.selfID, PrivateKey: emulatortest.OtherKey()})
 	if err != nil {
 		t.Fatal(err)
 	}

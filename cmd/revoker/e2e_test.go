@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -24,16 +20,9 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker/natstest"
 )
-
-var testRSAKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 // world is a NATS server and a Kalshi emulator that knows the worker's key,
 // with the environment "revoker run" needs to use them.
@@ -49,18 +38,9 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	srv := natstest.Start(t)
-	emu := emulator.New(emulator.Options{})
-	if err := emu.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	key := testRSAKey()
-	selfID := emu.AddKey("revoker", &key.PublicKey, "read", "write")
-	keyPath := filepath.Join(t.TempDir(), "kalshi.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	if err := os.WriteFile(keyPath, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	emu := emulatortest.Start(t, emulator.Options{})
+	selfID := emu.AddKey("revoker", &emulatortest.Key().PublicKey, "read", "write")
+	keyPath := emulatortest.WritePEM(t, emulatortest.Key())
 	httpAddr := freeAddr(t)
 	return &world{
 		t: t, nats: srv, emu: emu, selfID: selfID,
@@ -90,7 +70,7 @@ func freeAddr(t *testing.T) string {
 func (w *world) seed(n int) []string {
 	ids := make([]string, n)
 	for i := range ids {
-		ids[i] = w.emu.AddKey(fmt.Sprintf("key-%d", i), &testRSAKey().PublicKey)
+		ids[i] = w.emu.AddKey(fmt.Sprintf("key-%d", i), &emulatortest.Key().PublicKey)
 	}
 	return ids
 }
@@ -301,16 +281,7 @@ func TestRevokeKeysAndCheck(t *testing.T) {
 
 func TestCheckFailures(t *testing.T) {
 	w := newWorld(t)
-	stranger, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrongKey := filepath.Join(t.TempDir(), "wrong.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(stranger)})
-	if err := os.WriteFile(wrongKey, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	w.env["KALSHI_PRIVATE_KEY_PATH"] = wrongKey
+	w.env["KALSHI_PRIVATE_KEY_PATH"] = emulatortest.WritePEM(t, emulatortest.OtherKey())
 	w.env["NATS_URL"] = "nats://127.0.0.1:1"
 	out, err := w.cli("check", "--no-provision")
 	var exit exitError

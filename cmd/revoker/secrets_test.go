@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -52,7 +53,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 	// Kalshi failing for good: retries exhausted.
 	w.emu.SetFaults(emulator.Faults{Seed: 12, ServerError: 1})
-	say("revoke", "--timeout", "20s", w.emu.AddKey("doomed", &testRSAKey().PublicKey))
+	say("revoke", "--timeout", "20s", w.emu.AddKey("doomed", &emulatortest.Key().PublicKey))
 	say("keys")
 	say("check")
 

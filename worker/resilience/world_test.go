@@ -3,19 +3,13 @@ package resilience_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +23,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
 )
@@ -40,16 +35,6 @@ const (
 	resultsPrefix   = "keys.revoke.results"
 	consumerName    = "revoker"
 )
-
-// signingKey is the worker's Kalshi key, generated once: RSA key generation
-// is slow under -race.
-var signingKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 func skipShort(t *testing.T) {
 	t.Helper()
@@ -118,13 +103,8 @@ func newRig(t *testing.T, natsURL string, o rigOptions) *rig {
 	r.kalshi = serveHTTP(t, h) + emulator.BasePath
 	t.Cleanup(func() { _ = r.emu.Close() }) // releases hanging requests first
 
-	key := signingKey()
-	r.selfID = r.emu.AddKey("revoker", &key.PublicKey, "read", "write")
-	r.keyPath = filepath.Join(t.TempDir(), "kalshi.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	if err := os.WriteFile(r.keyPath, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	r.selfID = r.emu.AddKey("revoker", &emulatortest.Key().PublicKey, "read", "write")
+	r.keyPath = emulatortest.WritePEM(t, emulatortest.Key())
 	r.protect = r.addKeys("protected", 2)
 	r.kept = append(append(r.addKeys("bystander", 3), r.protect...), r.selfID)
 	return r
@@ -147,7 +127,7 @@ func (r *rig) addKeys(prefix string, n int) []string {
 	ids := make([]string, n)
 	for i := range ids {
 		r.keyCount++
-		ids[i] = r.emu.AddKey(fmt.Sprintf("%s-%d", prefix, r.keyCount), &signingKey().PublicKey)
+		ids[i] = r.emu.AddKey(fmt.Sprintf("%s-%d", prefix, r.keyCount), &emulatortest.Key().PublicKey)
 	}
 	return ids
 }
@@ -155,7 +135,7 @@ func (r *rig) addKeys(prefix string, n int) []string {
 // client is a Kalshi client signing as the worker.
 func (r *rig) client() *kalshi.Client {
 	r.t.Helper()
-	c, err := kalshi.New(kalshi.Config{BaseURL: r.kalshi, KeyID: r.selfID, PrivateKey: signingKey()})
+	c, err := kalshi.New(kalshi.Config{BaseURL: r.kalshi, KeyID: r.selfID, PrivateKey: emulatortest.Key()})
 	if err != nil {
 		r.t.Fatal(err)
 	}
