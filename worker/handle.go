@@ -35,15 +35,15 @@ func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
 	fallbackID := fmt.Sprintf("%s-%d", meta.Stream, meta.Sequence.Stream)
 	req, decodeErr := events.DecodeRequest(msg.Headers(), msg.Data(), fallbackID)
 
-	// A result decided on an earlier delivery but never stored is stored now,
-	// as it was: the key was already deleted then, a new DELETE would only
-	// say 404.
 	// Requests for one key take turns, from decision to stored result: the
 	// second sees the first's delete (404) instead of racing it, and when
 	// both carry one id, the result that tells of the delete is stored
 	// first and the other is dropped as its duplicate.
 	defer w.keys.lock(req.APIKeyID)()
 
+	// A result decided on an earlier delivery but never stored is stored now,
+	// as it was: the key was already deleted then, a new DELETE would only
+	// say 404.
 	v, ok := w.pending.take(req.ID)
 	if !ok {
 		v = &verdict{res: newResult(req, received)}
