@@ -223,6 +223,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 //   - budget-ideal-s = (400 - 36) / 36 s = 10.1 s: the fastest the
 //     contract's 90% budget allows (36 at once, then 36 per second); the
 //     target is elapsed <= 1.10 x this;
+//   - rate-ideal-s = 400 / 40 s = 10 s: the keys at the bucket's rate, the
+//     plain reading of "400 keys against 40 deletes/s";
 //   - bucket-ideal-s = (400 - 40) / 40 s = 9.0 s: the fastest Kalshi's bucket
 //     allows at all (a full bucket of 40 deletes, then 40 per second); the
 //     90% rule alone makes elapsed >= 1.11 x this.
@@ -275,6 +277,7 @@ func BenchmarkRateLimitedMassRevocation(b *testing.B) {
 	b.ReportMetric(elapsed, "elapsed-s")
 	b.ReportMetric(budgetIdeal, "budget-ideal-s")
 	b.ReportMetric(elapsed/budgetIdeal, "elapsed/budget-ideal")
+	b.ReportMetric(elapsed/(n/(refill/cost)), "elapsed/rate-ideal")
 	b.ReportMetric(elapsed/bucketIdeal, "elapsed/bucket-ideal")
 	b.ReportMetric(float64(r.emu.Stats().TooMany-tooMany), "429s")
 	b.ReportMetric(0, "ns/op")
