@@ -601,27 +601,18 @@ func (p *parser) natsTLS() (ca, cert, key string) {
 
 // credsFile checks a NATS .creds file: readable, with a user JWT and seed.
 func (p *parser) credsFile(key string) string {
-	s := p.get(key)
-	if s.val == "" {
-		return ""
-	}
-	data, mode, ok := p.readFile(s)
-	if !ok {
-		return s.val
-	}
-	defer clear(data)
-	p.warnReadable(s, mode)
-	kp, err := nkeys.ParseDecoratedUserNKey(data)
-	if err != nil || !bytes.Contains(data, []byte("BEGIN NATS USER JWT")) {
-		p.problem("%s: %s is not a NATS user credentials file (a user JWT and its nkey seed)", s.label(), s.val)
-		return s.val
-	}
-	kp.Wipe()
-	return s.val
+	return p.userKeyFile(key, true, "is not a NATS user credentials file (a user JWT and its nkey seed)")
 }
 
 // seedFile checks an nkey seed file: readable and holding a user seed.
 func (p *parser) seedFile(key string) string {
+	return p.userKeyFile(key, false, "holds no NATS user nkey seed (one line starting with SU)")
+}
+
+// userKeyFile checks that setting key names a readable file holding a NATS
+// user seed (and, with jwt, a user JWT), reporting problem otherwise. The
+// seed is wiped once checked.
+func (p *parser) userKeyFile(key string, jwt bool, problem string) string {
 	s := p.get(key)
 	if s.val == "" {
 		return ""
@@ -633,11 +624,12 @@ func (p *parser) seedFile(key string) string {
 	defer clear(data)
 	p.warnReadable(s, mode)
 	kp, err := nkeys.ParseDecoratedUserNKey(data)
-	if err != nil {
-		p.problem("%s: %s holds no NATS user nkey seed (one line starting with SU)", s.label(), s.val)
-		return s.val
+	if err == nil {
+		kp.Wipe()
 	}
-	kp.Wipe()
+	if err != nil || (jwt && !bytes.Contains(data, []byte("BEGIN NATS USER JWT"))) {
+		p.problem("%s: %s %s", s.label(), s.val, problem)
+	}
 	return s.val
 }
 
