@@ -18,7 +18,7 @@ type Metrics struct {
 	Duration prometheus.Histogram   // revoker_request_duration_seconds, stored to result stored
 	Ready    prometheus.Gauge       // revoker_ready
 	Pending  prometheus.Gauge       // revoker_consumer_pending
-	Rate     prometheus.Gauge       // revoker_rate_limit_tokens_per_second (deletes/s in force; -1 unlimited)
+	Rate     prometheus.Gauge       // revoker_rate_limit_tokens_per_second (deletes/s in force, -1 unlimited; set by the worker)
 	Replays  prometheus.Counter     // revoker_replays_dropped_total
 }
 

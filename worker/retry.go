@@ -44,7 +44,7 @@ func (w *Worker) revoke(stop, ctx context.Context, storedAt time.Time, res *even
 			// Kalshi's bucket is empty although we kept to the budget:
 			// halve it (recovering over ThrottleRecovery) for every delete.
 			w.cfg.Limiter.Throttle()
-			w.cfg.Metrics.Rate.Set(rateGauge(w.cfg.Limiter.Rate()))
+			w.reportRate()
 		}
 		if ra := kalshi.RetryAfter(err); ra > 0 {
 			w.cfg.Limiter.Pause(ra)

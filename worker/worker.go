@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
-	w.cfg.Metrics.Rate.Set(rateGauge(w.cfg.Limiter.Rate()))
+	w.reportRate()
 	w.pullLoop(ctx, handlerCtx)
 	w.bound.Store(false)
 	w.cfg.Metrics.Ready.Set(0)
@@ -216,7 +217,7 @@ func (w *Worker) refreshInfo(ctx context.Context, cons jetstream.Consumer) bool 
 	switch {
 	case err == nil:
 		w.cfg.Metrics.Pending.Set(float64(info.NumPending))
-		w.cfg.Metrics.Rate.Set(rateGauge(w.cfg.Limiter.Rate())) // follows throttle recovery
+		w.reportRate() // follows budget refreshes and throttle recovery
 		return true
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		w.cfg.Logger.Warn("the consumer disappeared; binding again", "consumer", w.cfg.Consumer)
@@ -260,11 +261,13 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-func rateGauge(r float64) float64 {
-	if r > 1e300 {
-		return -1
+// reportRate shows the delete budget in force; -1 means unlimited.
+func (w *Worker) reportRate() {
+	r := w.cfg.Limiter.Rate()
+	if math.IsInf(r, 1) {
+		r = -1
 	}
-	return r
+	w.cfg.Metrics.Rate.Set(r)
 }
 
 func newRebindBackoff() backoff.BackOff {

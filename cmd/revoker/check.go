@@ -56,7 +56,7 @@ func (c *checker) checkKalshi(ctx context.Context, cfg Config) {
 	case ed25519.PrivateKey:
 		c.ok("private key", "Ed25519 loads")
 	}
-	client, err := newKalshiClient(cfg)
+	client, err := newKalshiClientWith(cfg, key)
 	if err != nil {
 		c.fail("kalshi client", err)
 		return

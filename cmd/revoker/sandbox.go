@@ -205,3 +205,8 @@ func isExit(err error) bool {
 	var exit exitError
 	return errors.As(err, &exit)
 }
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
+}

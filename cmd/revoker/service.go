@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,10 @@ func newKalshiClient(cfg Config) (*kalshi.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the Kalshi private key: %w", err)
 	}
+	return newKalshiClientWith(cfg, key)
+}
+
+func newKalshiClientWith(cfg Config, key crypto.Signer) (*kalshi.Client, error) {
 	return kalshi.New(kalshi.Config{
 		BaseURL:    cfg.KalshiBaseURL,
 		KeyID:      cfg.KalshiKeyID,
@@ -96,7 +101,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 		return err
 	}
 
-	acct := &account{client: client, cfg: cfg, limiter: limiter, metrics: metrics, logger: logger}
+	acct := &account{client: client, cfg: cfg, limiter: limiter, logger: logger}
 	ready := func() error {
 		if err := w.Ready(); err != nil {
 			return err
@@ -138,7 +143,6 @@ type account struct {
 	client  *kalshi.Client
 	cfg     Config
 	limiter *worker.Limiter
-	metrics *worker.Metrics
 	logger  *slog.Logger
 
 	mu      sync.Mutex
@@ -179,20 +183,11 @@ func (a *account) applyFixedRate() {
 	switch r := a.cfg.Rate; {
 	case r.Auto:
 		// Until the limits are read: the basic tier's budget.
-		a.setRate(worker.FallbackDeleteBudget(a.cfg.RateShare))
+		a.limiter.SetRate(worker.FallbackDeleteBudget(a.cfg.RateShare))
 	case r.PerSecond == 0:
-		a.setRate(0, 0)
+		a.limiter.SetRate(0, 0)
 	default:
-		a.setRate(r.PerSecond, max(1, int(r.PerSecond)))
-	}
-}
-
-func (a *account) setRate(perSecond float64, burst int) {
-	a.limiter.SetRate(perSecond, burst)
-	if perSecond <= 0 {
-		a.metrics.Rate.Set(-1)
-	} else {
-		a.metrics.Rate.Set(perSecond)
+		a.limiter.SetRate(r.PerSecond, max(1, int(r.PerSecond)))
 	}
 }
 
@@ -229,7 +224,7 @@ func (a *account) refresh(ctx context.Context) error {
 	if perSecond != a.limiter.Rate() {
 		a.logger.Info("delete budget", "per_second", perSecond, "burst", burst, "tier", limits.UsageTier, "share", a.cfg.RateShare)
 	}
-	a.setRate(perSecond, burst)
+	a.limiter.SetRate(perSecond, burst)
 	return nil
 }
 

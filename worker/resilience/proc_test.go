@@ -224,30 +224,29 @@ func (p *proc) get(path string) int {
 // kill sends SIGKILL: no drain, no acks, no goodbye.
 func (p *proc) kill() {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		p.t.Fatalf("kill %s: %v", p.name, err)
+	p.signalAndWait(syscall.SIGKILL, 10*time.Second)
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		p.t.Fatalf("%s did not die of SIGKILL: %v", p.name, p.cmd.ProcessState)
+	}
+}
+
+// signalAndWait sends sig and waits for the process to end, at most within.
+func (p *proc) signalAndWait(sig syscall.Signal, within time.Duration) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("%v to %s: %v", sig, p.name, err)
 	}
 	select {
 	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.t.Fatalf("%s still running 10s after SIGKILL", p.name)
-	}
-	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		p.t.Fatalf("%s did not die of SIGKILL: %v", p.name, p.cmd.ProcessState)
+	case <-time.After(within):
+		p.t.Fatalf("%s still running %v after %v", p.name, within, sig)
 	}
 }
 
 // terminate sends SIGTERM and expects a graceful exit 0 within 40 s.
 func (p *proc) terminate() {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		p.t.Fatalf("terminate %s: %v", p.name, err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(40 * time.Second):
-		p.t.Fatalf("%s still running 40s after SIGTERM", p.name)
-	}
+	p.signalAndWait(syscall.SIGTERM, 40*time.Second)
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		p.t.Errorf("%s exited with %d after SIGTERM, want 0", p.name, code)
 	}
