@@ -23,7 +23,7 @@ func Example() {
 	received := time.Date(2026, 11, 25, 10, 0, 1, 0, time.UTC)
 	completed := received.Add(12 * time.Millisecond)
 	res := events.Result{
-		RequestID: req.ID, APIKeyID: req.APIKeyID, Outcome: events.Revoked,
+		RequestID: req.ID, RequestSeq: 1, APIKeyID: req.APIKeyID, Outcome: events.Revoked,
 		Attempts: 1, Deliveries: 1, HTTPStatus: 204,
 		Reason: req.Reason, RequestedBy: req.RequestedBy, Source: req.Source, RequestedAt: req.RequestedAt,
 		ReceivedAt: received, CompletedAt: completed, DurationMS: completed.Sub(received).Milliseconds(),
@@ -55,6 +55,7 @@ func Example() {
 	//   "datacontenttype": "application/json",
 	//   "data": {
 	//     "request_id": "inc-4711-1",
+	//     "request_seq": 1,
 	//     "api_key_id": "a952bcbe-0d1f",
 	//     "outcome": "revoked",
 	//     "attempts": 1,

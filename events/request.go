@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"strconv"
 	"net/url"
 	"strings"
 	"time"
@@ -45,18 +46,41 @@ type InvalidRequestError struct {
 
 func (e *InvalidRequestError) Error() string { return "invalid request: " + e.Reason }
 
-// ValidAPIKeyID reports whether id is 1 to MaxAPIKeyIDLength characters of [A-Za-z0-9_-].
-func ValidAPIKeyID(id string) bool {
-	if id == "" || len(id) > MaxAPIKeyIDLength {
-		return false
-	}
+// CanonicalAPIKeyID returns the one spelling revoker compares, guards, records and
+// deletes for a key ID: Kalshi key IDs are UUIDs, which Kalshi matches in any letter
+// case, so every case of one ID names one key. IDs are ASCII ([A-Za-z0-9_-]), so this
+// lower-cases ASCII letters and leaves anything else as it is.
+func CanonicalAPIKeyID(id string) string {
 	for i := 0; i < len(id); i++ {
-		if !keyIDByte(id[i]) {
-			return false
+		if 'A' <= id[i] && id[i] <= 'Z' {
+			b := []byte(id)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
-	return true
+	return id
 }
+
+// UntrustedIDPrefix starts the result message id of a request whose own id cannot be
+// trusted (see UntrustedMsgID). No request id may start with it, so a request can never
+// claim such a message id and hide the rejection stored under it.
+const UntrustedIDPrefix = "untrusted-"
+
+// UntrustedMsgID is the Nats-Msg-Id of the result of the message at stream and seq
+// when that message's claimed id is not trusted: it was undecodable, invalid, refused
+// by the policy or in conflict with another request. It names the message, not the
+// claim, so the rejection can neither hide nor pre-empt another request's result.
+func UntrustedMsgID(stream string, seq uint64) string {
+	return UntrustedIDPrefix + stream + "-" + strconv.FormatUint(seq, 10)
+}
+
+// maxProblems is how many problems an invalid request's reason names; the rest are
+// counted. A result, and the log line that tells of it, stays small whatever the input.
+const maxProblems = 5
 
 func keyIDByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
@@ -83,7 +107,11 @@ func DecodeRequest(header map[string][]string, body []byte, fallbackID string) (
 		req.ID = fallbackID
 	}
 	if len(d.problems) > 0 {
-		return req, &InvalidRequestError{Reason: strings.Join(d.problems, "; ")}
+		problems := d.problems
+		if len(problems) > maxProblems {
+			problems = append(problems[:maxProblems:maxProblems], fmt.Sprintf("and %d more problems", len(problems)-maxProblems))
+		}
+		return req, &InvalidRequestError{Reason: strings.Join(problems, "; ")}
 	}
 	return req, nil
 }
@@ -276,7 +304,7 @@ func (d *decoder) fields(obj *object, inData bool, req *Request) {
 
 	name := prefix + "api_key_id"
 	if v, ok := d.requiredString(name, obj.raw[kAPIKeyID]); ok {
-		req.APIKeyID = cut(v, MaxAPIKeyIDLength)
+		req.APIKeyID = CanonicalAPIKeyID(cut(v, MaxAPIKeyIDLength))
 		d.add(checkAPIKeyID(name, v))
 	}
 
@@ -590,6 +618,8 @@ func checkID(name, v string) string {
 		return fmt.Sprintf("%s is %d bytes; at most %d are allowed", name, len(v), MaxIDLength)
 	case !utf8.ValidString(v):
 		return name + " is not valid UTF-8"
+	case strings.HasPrefix(v, UntrustedIDPrefix):
+		return fmt.Sprintf("%s %s starts with %q, which revoker reserves for its own results", name, quote(v), UntrustedIDPrefix)
 	}
 	for _, r := range v {
 		if unicode.IsControl(r) {
@@ -635,6 +665,10 @@ func parseTime(name, v string) (time.Time, string) {
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
 		return time.Time{}, fmt.Sprintf("%s %s is not an RFC 3339 time", name, quote(v))
+	}
+	// A result carries the time in UTC and RFC 3339 holds years 0 to 9999 only.
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Sprintf("%s %s is outside the years 0001 to 9999 in UTC", name, quote(v))
 	}
 	return t.UTC(), ""
 }

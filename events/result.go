@@ -39,12 +39,14 @@ func (o Outcome) Valid() bool {
 // Code says why a request was rejected or failed.
 type Code string
 
-// The error codes. The first five come with Rejected, the others with Failed.
+// The error codes. The first seven come with Rejected, the others with Failed.
 const (
 	CodeInvalidRequest        Code = "invalid_request"         // the request does not follow the contract
 	CodeUnauthorizedRequest   Code = "unauthorized_request"    // it fails the request-authentication policy
 	CodeSelfRevocationRefused Code = "self_revocation_refused" // it names the worker's own key
 	CodeProtectedKey          Code = "protected_key"           // it names a protected key
+	CodeConflictingRequestID  Code = "conflicting_request_id"  // its id already names a request for another key
+	CodeLeakedKeyNotFound     Code = "leaked_key_not_found"    // no key of the account matches a leaked private key
 	CodeKalshiBadRequest      Code = "kalshi_bad_request"      // Kalshi answered 400
 	CodeKalshiUnauthorized    Code = "kalshi_unauthorized"     // Kalshi answered 401 or 403
 	CodeRetriesExhausted      Code = "retries_exhausted"       // transient errors until the retry budget ran out
@@ -55,7 +57,8 @@ const (
 // for an unknown code.
 func (c Code) Outcome() Outcome {
 	switch c {
-	case CodeInvalidRequest, CodeUnauthorizedRequest, CodeSelfRevocationRefused, CodeProtectedKey, CodeKalshiBadRequest:
+	case CodeInvalidRequest, CodeUnauthorizedRequest, CodeSelfRevocationRefused, CodeProtectedKey,
+		CodeConflictingRequestID, CodeLeakedKeyNotFound, CodeKalshiBadRequest:
 		return Rejected
 	case CodeKalshiUnauthorized, CodeRetriesExhausted, CodeMaxDeliveries:
 		return Failed
@@ -72,10 +75,15 @@ type Error struct {
 // Error returns "code: message".
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
+// MaxResultSize bounds an encoded result in bytes, whatever the request held:
+// MarshalEvent shortens free text to stay within it.
+const MaxResultSize = 8 << 10
+
 // Result is the outcome of one request.
 type Result struct {
 	RequestID   string    // the request's id
-	APIKeyID    string    // the key id as received; may be empty
+	RequestSeq  uint64    // the request's stream sequence; tells apart requests that claimed one id
+	APIKeyID    string    // the key id in canonical form; may be empty
 	Outcome     Outcome   // how the request ended
 	Attempts    int       // Kalshi DELETE attempts
 	Deliveries  int       // JetStream deliveries of the request
@@ -87,6 +95,9 @@ type Result struct {
 	ReceivedAt  time.Time // when the request was stored
 	CompletedAt time.Time // when the outcome was decided; also the event's time
 	DurationMS  int64     // CompletedAt - ReceivedAt in milliseconds
+	Detail      string    // how the outcome was established, when that is not plain; left out when empty
+	RevokedBy   string    // on AlreadyRevoked: the request that revoked the key, when known
+	RevokedAt   time.Time // on AlreadyRevoked: when that request revoked it; left out when zero
 	Error       *Error    // set exactly when Outcome is Rejected or Failed
 }
 
@@ -108,7 +119,7 @@ func (r Result) Validate() error {
 	for _, t := range []struct {
 		name string
 		t    time.Time
-	}{{"requested_at", r.RequestedAt}, {"received_at", r.ReceivedAt}, {"completed_at", r.CompletedAt}} {
+	}{{"requested_at", r.RequestedAt}, {"received_at", r.ReceivedAt}, {"completed_at", r.CompletedAt}, {"revoked_at", r.RevokedAt}} {
 		if y := t.t.UTC().Year(); y < 0 || y > 9999 {
 			problems = append(problems, fmt.Sprintf("%s year %d is outside 0 to 9999", t.name, y))
 		}
@@ -121,12 +132,44 @@ func (r Result) Validate() error {
 
 // MarshalEvent encodes r as the CloudEvents 1.0 structured JSON document of the contract:
 // id is the request id, source "revoker", type Outcome.Type(), subject the key id, time
-// CompletedAt. It fails only when Validate does.
+// CompletedAt. The document is at most MaxResultSize bytes: when r would be longer, its
+// free text (reason, requested_by, source, the error message) is cut, marked with "…".
+// It fails only when Validate does.
 func (r Result) MarshalEvent() ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	n := 480 + 2*(len(r.RequestID)+len(r.APIKeyID)) + len(r.Reason) + len(r.RequestedBy) + len(r.Source)
+	b := r.encode()
+	// Ids and key IDs are bounded by DecodeRequest; only free text can be long.
+	for _, n := range []int{256, 64, 0} {
+		if len(b) <= MaxResultSize {
+			break
+		}
+		b = r.shortened(n).encode()
+	}
+	if len(b) > MaxResultSize {
+		return nil, fmt.Errorf("invalid result: %d bytes even without free text; at most %d", len(b), MaxResultSize)
+	}
+	return b, nil
+}
+
+// shortened returns r with every free-text field cut to at most n bytes.
+func (r Result) shortened(n int) Result {
+	short := func(s string) string {
+		if len(s) <= n {
+			return s
+		}
+		return cut(s, n) + "…"
+	}
+	r.Reason, r.RequestedBy, r.Source, r.Detail = short(r.Reason), short(r.RequestedBy), short(r.Source), short(r.Detail)
+	if r.Error != nil {
+		r.Error = &Error{Code: r.Error.Code, Message: short(r.Error.Message)}
+	}
+	return r
+}
+
+func (r Result) encode() []byte {
+	n := 560 + 2*(len(r.RequestID)+len(r.APIKeyID)) + len(r.Reason) + len(r.RequestedBy) + len(r.Source)
 	if r.Error != nil {
 		n += 32 + len(r.Error.Code) + len(r.Error.Message)
 	}
@@ -141,6 +184,8 @@ func (r Result) MarshalEvent() ([]byte, error) {
 	b = appendTime(b, r.CompletedAt)
 	b = append(b, `,"datacontenttype":"application/json","data":{"request_id":`...)
 	b = appendString(b, r.RequestID)
+	b = append(b, `,"request_seq":`...)
+	b = strconv.AppendUint(b, r.RequestSeq, 10)
 	b = append(b, `,"api_key_id":`...)
 	b = appendString(b, r.APIKeyID)
 	b = append(b, `,"outcome":"`...)
@@ -175,6 +220,18 @@ func (r Result) MarshalEvent() ([]byte, error) {
 	b = appendTime(b, r.CompletedAt)
 	b = append(b, `,"duration_ms":`...)
 	b = strconv.AppendInt(b, r.DurationMS, 10)
+	if r.Detail != "" {
+		b = append(b, `,"detail":`...)
+		b = appendString(b, r.Detail)
+	}
+	if r.RevokedBy != "" {
+		b = append(b, `,"revoked_by":`...)
+		b = appendString(b, r.RevokedBy)
+	}
+	if !r.RevokedAt.IsZero() {
+		b = append(b, `,"revoked_at":`...)
+		b = appendTime(b, r.RevokedAt)
+	}
 	if r.Error != nil {
 		b = append(b, `,"error":{"code":`...)
 		b = appendString(b, string(r.Error.Code))
@@ -183,7 +240,7 @@ func (r Result) MarshalEvent() ([]byte, error) {
 		b = append(b, '}')
 	}
 	b = append(b, "}}"...)
-	return b, nil
+	return b
 }
 
 // ResultSubject returns the subject a result with outcome o is published on:
@@ -205,6 +262,7 @@ type resultDoc struct {
 
 type resultData struct {
 	RequestID   string    `json:"request_id"`
+	RequestSeq  uint64    `json:"request_seq"`
 	APIKeyID    string    `json:"api_key_id"`
 	Outcome     Outcome   `json:"outcome"`
 	Attempts    int       `json:"attempts"`
@@ -217,6 +275,9 @@ type resultData struct {
 	ReceivedAt  time.Time `json:"received_at"`
 	CompletedAt time.Time `json:"completed_at"`
 	DurationMS  int64     `json:"duration_ms"`
+	Detail      string    `json:"detail,omitempty"`
+	RevokedBy   string    `json:"revoked_by,omitempty"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
 	Error       *Error    `json:"error,omitempty"`
 }
 
@@ -241,6 +302,7 @@ func ParseResult(doc []byte) (Result, error) {
 	data := d.Data
 	r := Result{
 		RequestID:   data.RequestID,
+		RequestSeq:  data.RequestSeq,
 		APIKeyID:    data.APIKeyID,
 		Outcome:     data.Outcome,
 		Attempts:    data.Attempts,
@@ -253,6 +315,9 @@ func ParseResult(doc []byte) (Result, error) {
 		ReceivedAt:  data.ReceivedAt.UTC(),
 		CompletedAt: data.CompletedAt.UTC(),
 		DurationMS:  data.DurationMS,
+		Detail:      data.Detail,
+		RevokedBy:   data.RevokedBy,
+		RevokedAt:   data.RevokedAt.UTC(),
 		Error:       data.Error,
 	}
 	if r.RequestID == "" {

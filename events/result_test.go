@@ -22,7 +22,7 @@ var (
 
 func revokedResult() Result {
 	return Result{
-		RequestID: "inc-4711-1", APIKeyID: "a952bcbe-0d1f-4f0e-9c3a-1b2c3d4e5f60", Outcome: Revoked,
+		RequestID: "inc-4711-1", RequestSeq: 7, APIKeyID: "a952bcbe-0d1f-4f0e-9c3a-1b2c3d4e5f60", Outcome: Revoked,
 		Attempts: 1, Deliveries: 1, HTTPStatus: 204,
 		Reason: "leaked in a public gist", RequestedBy: "ir-bot", Source: "incident-response",
 		RequestedAt: t0, ReceivedAt: t1, CompletedAt: t2, DurationMS: 12,
@@ -31,7 +31,7 @@ func revokedResult() Result {
 
 func rejectedResult() Result {
 	return Result{
-		RequestID: "KEY_REVOKE_REQUESTS-42", APIKeyID: "a/b", Outcome: Rejected, Deliveries: 1,
+		RequestID: "KEY_REVOKE_REQUESTS-42", RequestSeq: 42, APIKeyID: "a/b", Outcome: Rejected, Deliveries: 1,
 		Reason: "tab\there \"quoted\" <b>&amp;</b> \u2028 é", ReceivedAt: t1, CompletedAt: t1, DurationMS: 0,
 		Error: &Error{Code: CodeInvalidRequest, Message: `api_key_id "a/b" has characters outside [A-Za-z0-9_-]`},
 	}
@@ -79,10 +79,11 @@ func docFor(r Result) resultDoc {
 		SpecVersion: "1.0", ID: r.RequestID, Source: "revoker", Type: r.Outcome.Type(), Subject: r.APIKeyID,
 		Time: r.CompletedAt.UTC(), DataContentType: "application/json",
 		Data: &resultData{
-			RequestID: r.RequestID, APIKeyID: r.APIKeyID, Outcome: r.Outcome, Attempts: r.Attempts,
+			RequestID: r.RequestID, RequestSeq: r.RequestSeq, APIKeyID: r.APIKeyID, Outcome: r.Outcome, Attempts: r.Attempts,
 			Deliveries: r.Deliveries, HTTPStatus: r.HTTPStatus, Reason: r.Reason, RequestedBy: r.RequestedBy,
 			Source: r.Source, RequestedAt: r.RequestedAt.UTC(), ReceivedAt: r.ReceivedAt.UTC(),
-			CompletedAt: r.CompletedAt.UTC(), DurationMS: r.DurationMS, Error: r.Error,
+			CompletedAt: r.CompletedAt.UTC(), DurationMS: r.DurationMS, Detail: r.Detail, RevokedBy: r.RevokedBy,
+			RevokedAt: r.RevokedAt.UTC(), Error: r.Error,
 		},
 	}
 }

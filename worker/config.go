@@ -28,7 +28,7 @@ type Config struct {
 	MaxRetry       time.Duration // retry budget from when the request was stored; default 15m
 	AttemptTimeout time.Duration // per HTTP attempt; default 10s
 	MaxDeliveries  int           // the delivery that gives up with failed/max_deliveries; default 10
-	AckWait        time.Duration // consumer ack wait; default 30s
+	AckWait        time.Duration // ack wait of a consumer Provision creates; default 10s
 	RetryInitial   time.Duration // first backoff interval; default 250ms
 	RetryMaxDelay  time.Duration // longest backoff interval; default 30s
 	RequeueDelay   time.Duration // first redelivery delay when a result cannot be stored; default 1s
@@ -71,7 +71,7 @@ func (c *Config) setDefaults() {
 	}
 	defDur(&c.MaxRetry, 15*time.Minute)
 	defDur(&c.AttemptTimeout, 10*time.Second)
-	defDur(&c.AckWait, 30*time.Second)
+	defDur(&c.AckWait, 10*time.Second)
 	defDur(&c.RetryInitial, 250*time.Millisecond)
 	defDur(&c.RetryMaxDelay, 30*time.Second)
 	defDur(&c.RequeueDelay, time.Second)

@@ -11,12 +11,25 @@ import (
 
 // How long the streams keep what they hold. Requests are work, not history:
 // a week is ample for an outage of every worker. Results are the audit log.
+// A result is at most events.MaxResultSize; its message adds a subject and
+// the Nats-Msg-Id header. The results stream is bounded in bytes too, so no
+// flood of requests can fill the account's storage: the oldest results go
+// first (Discard old), and requests keep flowing.
 const (
 	requestsMaxAge   = 7 * 24 * time.Hour
 	resultsMaxAge    = 90 * 24 * time.Hour
 	requestsDupWin   = time.Hour
 	maxAckPending    = 1000
 	requestMaxMsgLen = 64 << 10
+	resultMaxMsgLen  = 10 << 10
+	resultsMaxBytes  = 2 << 30
+	// LedgerBucket is the JetStream KV bucket of the ledger.
+	LedgerBucket = "REVOKER_LEDGER"
+	// ledgerTTL keeps a decision as long as the audit log keeps its result,
+	// far longer than the results duplicates window it must outlast.
+	ledgerTTL      = resultsMaxAge
+	ledgerMaxBytes = 1 << 30
+	ledgerMaxValue = 16 << 10
 )
 
 // RequestsStreamConfig is the requests stream as Provision creates it.
@@ -49,8 +62,27 @@ func ResultsStreamConfig(c Config) jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		MaxAge:      resultsMaxAge,
+		MaxBytes:    resultsMaxBytes,
+		MaxMsgSize:  resultMaxMsgLen,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  c.MaxRetry + time.Hour,
+	}
+}
+
+// LedgerConfig is the ledger bucket as Provision creates it: per request id
+// the key it names and its decision, per key the request that revoked it.
+// One revision per entry suffices: every change is a compare-and-set on it.
+func LedgerConfig(c Config) jetstream.KeyValueConfig {
+	c.setDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:       LedgerBucket,
+		Description:  "revoker: request decisions and revoked keys (ledger)",
+		History:      1,
+		TTL:          ledgerTTL,
+		MaxBytes:     ledgerMaxBytes,
+		MaxValueSize: ledgerMaxValue,
+		Storage:      jetstream.FileStorage,
+		Replicas:     c.Replicas,
 	}
 }
 
@@ -92,6 +124,14 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) err
 		if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("creating stream %s: %w", sc.Name, err)
 		}
+	}
+	if _, err := js.KeyValue(ctx, LedgerBucket); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("looking up the ledger bucket %s: %w", LedgerBucket, err)
+	}
+	if _, err := js.CreateKeyValue(ctx, LedgerConfig(c)); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		return fmt.Errorf("creating the ledger bucket %s: %w", LedgerBucket, err)
 	}
 	return nil
 }
