@@ -120,3 +120,36 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzResultSize asserts the bound on what a request can make revoker store:
+// whatever the request's bytes and headers, its result (rejected when it is
+// invalid, revoked otherwise) encodes, parses back, and is at most
+// MaxResultSize bytes.
+func FuzzResultSize(f *testing.F) {
+	f.Add([]byte(`{"id":"inc-1","api_key_id":"k","reason":"r"}`), "")
+	f.Add([]byte(`{"api_key_id":"k"`+strings.Repeat(`,"id":0`, 9000)+`}`), "")
+	f.Add([]byte(`{"id":"`+strings.Repeat(`\"`, 120)+`","api_key_id":"`+strings.Repeat(`\u0001`, 120)+`","reason":"`+
+		strings.Repeat(`\u2028`, 340)+`","requested_by":"`+strings.Repeat(`\u0000`, 170)+`","source":"`+strings.Repeat(`\"`, 500)+`"}`), "")
+	f.Add([]byte(`{"api_key_id":"k","requested_at":"0000-01-01T00:00:00+01:00"}`), "ce-id: "+strings.Repeat("\u2029", 80))
+	f.Fuzz(func(t *testing.T, body []byte, headers string) {
+		req, err := DecodeRequest(parseHeaderSpec(headers), body, "KEY_REVOKE_REQUESTS-18446744073709551615")
+		res := Result{
+			RequestID: req.ID, RequestSeq: 1<<64 - 1, APIKeyID: req.APIKeyID, Outcome: Revoked, Attempts: 1, Deliveries: 10,
+			HTTPStatus: 204, Reason: req.Reason, RequestedBy: req.RequestedBy, Source: req.Source, RequestedAt: req.RequestedAt,
+		}
+		if err != nil {
+			res.Outcome, res.HTTPStatus = Rejected, 0
+			res.Error = &Error{Code: CodeInvalidRequest, Message: err.Error()}
+		}
+		doc, err := res.MarshalEvent()
+		if err != nil {
+			t.Fatalf("a result of a decoded request does not encode: %v", err)
+		}
+		if len(doc) > MaxResultSize {
+			t.Fatalf("result is %d bytes, over %d", len(doc), MaxResultSize)
+		}
+		if _, err := ParseResult(doc); err != nil {
+			t.Fatalf("result does not parse: %v\n%s", err, doc)
+		}
+	})
+}

@@ -35,6 +35,9 @@ type Config struct {
 	PullWait       time.Duration // how long one pull waits for messages; default 2s
 	DrainTimeout   time.Duration // how long shutdown waits for in-flight requests; default 20s
 
+	CredentialRecheck time.Duration // how often Kalshi's acceptance of the credential is checked again; default 5m
+	CredentialRetry   time.Duration // how soon after a failed check; default 15s
+
 	SelfKeyID       string   // the key the worker signs with, refused unless AllowSelfRevoke
 	AllowSelfRevoke bool     // allow deleting SelfKeyID; the worker then stops consuming
 	ProtectedKeys   []string // key IDs never deleted
@@ -77,6 +80,15 @@ func (c *Config) setDefaults() {
 	defDur(&c.RequeueDelay, time.Second)
 	defDur(&c.PullWait, 2*time.Second)
 	defDur(&c.DrainTimeout, 20*time.Second)
+	defDur(&c.CredentialRecheck, 5*time.Minute)
+	defDur(&c.CredentialRetry, 15*time.Second)
+	// The guards compare canonical key IDs, whatever spelling was configured.
+	c.SelfKeyID = events.CanonicalAPIKeyID(c.SelfKeyID)
+	protected := make([]string, len(c.ProtectedKeys))
+	for i, k := range c.ProtectedKeys {
+		protected[i] = events.CanonicalAPIKeyID(k)
+	}
+	c.ProtectedKeys = protected
 	if c.Replicas <= 0 {
 		c.Replicas = 1
 	}

@@ -13,12 +13,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/events/auth"
 )
 
-// handle carries one delivery from the stream to a stored result and the ack.
-// stop is cancelled when shutdown begins (no new attempts); ctx when the
-// drain deadline passes (abandon everything).
+// ownerGrace is how long after the longest a request can take a claim is
+// still held by the message that made it. A later copy of the request waits
+// for that message's decision until then, and carries the request out itself
+// only after: the first message is gone (its stream lost it, or a purge).
+const ownerGrace = 2 * time.Minute
+
+// handle carries one delivery from the stream to a stored result and the
+// ack: decode, verify, guard, delete, store, settle. stop is cancelled when
+// shutdown begins (no new attempts); ctx when the drain deadline passes
+// (abandon everything).
 func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
 	w.cfg.Metrics.InFlight.Inc()
 	defer w.cfg.Metrics.InFlight.Dec()
@@ -30,57 +36,50 @@ func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
 		_ = msg.TermWithReason("no jetstream metadata")
 		return
 	}
-	defer keepAlive(msg, w.cfg.AckWait/3)()
+	defer keepAlive(msg, w.keepAliveInterval())()
 
 	fallbackID := fmt.Sprintf("%s-%d", meta.Stream, meta.Sequence.Stream)
 	req, decodeErr := events.DecodeRequest(msg.Headers(), msg.Data(), fallbackID)
+	res := newResult(req, meta, received)
 
-	// Requests for one key take turns, from decision to stored result: the
-	// second sees the first's delete (404) instead of racing it, and when
-	// both carry one id, the result that tells of the delete is stored
-	// first and the other is dropped as its duplicate.
-	defer w.keys.lock(req.APIKeyID)()
-
-	// A result decided on an earlier delivery but never stored is stored now,
-	// as it was: the key was already deleted then, a new DELETE would only
-	// say 404.
-	v, ok := w.pending.take(req.ID)
-	if !ok {
-		v = &verdict{res: newResult(req, received)}
-		if interrupted := w.decide(stop, ctx, msg, meta, req, decodeErr, v); interrupted {
-			w.settle(msg, meta, nil, false)
-			return
-		}
-		v.res.CompletedAt = time.Now()
-		v.res.DurationMS = v.res.CompletedAt.Sub(v.res.ReceivedAt).Milliseconds()
+	var policyErr error
+	if decodeErr == nil && w.cfg.Policy != nil {
+		policyErr = w.cfg.Policy.AuthorizeAt(msg.Headers(), msg.Data(), req, meta.Timestamp)
 	}
-	res := v.res
-	res.Deliveries = int(meta.NumDelivered)
-
-	if w.isLateReplay(v) {
-		w.cfg.Metrics.Replays.Inc()
-		w.cfg.Logger.Warn("dropped a signed request replayed after its result's duplicates window; nothing was deleted",
-			"request_id", res.RequestID, "api_key_id", res.APIKeyID, "stream_seq", meta.Sequence.Stream)
-		_ = msg.TermWithReason("replay of an old signed request")
-		return
+	var v verdict
+	switch {
+	case decodeErr != nil:
+		v = untrusted(res, meta, events.CodeInvalidRequest, decodeErr.Error())
+	case policyErr != nil:
+		v = untrusted(res, meta, events.CodeUnauthorizedRequest, policyErr.Error())
+	default:
+		// Requests for one key take turns within the process, from decision to
+		// stored result: the second sees the first's delete, and the ledger
+		// then names the request that revoked the key.
+		defer w.keys.lock(req.APIKeyID)()
+		v = w.decide(stop, ctx, meta, req, res)
 	}
-	stored := w.publish(ctx, res, v.msgID(fallbackID))
-	if !stored {
-		w.pending.put(req.ID, v)
-	} else {
-		w.cfg.Metrics.observeResult(res)
-		w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
-		if res.Outcome == events.Revoked && res.APIKeyID == w.cfg.SelfKeyID && w.cfg.SelfKeyID != "" {
-			w.selfRevoked()
+
+	stored := false
+	if v.res != nil {
+		stored = w.publish(ctx, v)
+		if stored {
+			w.cfg.Metrics.observeResult(v.res)
+			w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
+			if v.res.Outcome == events.Revoked && v.res.APIKeyID == w.cfg.SelfKeyID {
+				w.selfRevoked()
+			}
 		}
 	}
-	w.settle(msg, meta, res, stored)
+	w.settle(msg, meta, v, stored)
 }
 
-func newResult(req events.Request, received time.Time) *events.Result {
+func newResult(req events.Request, meta *jetstream.MsgMetadata, received time.Time) *events.Result {
 	return &events.Result{
 		RequestID:   req.ID,
+		RequestSeq:  meta.Sequence.Stream,
 		APIKeyID:    req.APIKeyID,
+		Deliveries:  int(meta.NumDelivered),
 		Reason:      req.Reason,
 		RequestedBy: req.RequestedBy,
 		Source:      req.Source,
@@ -89,60 +88,204 @@ func newResult(req events.Request, received time.Time) *events.Result {
 	}
 }
 
-// verdict is a decided request: its result and, when the policy refused
-// it, the policy's reason.
+// verdict is what became of one delivery.
 type verdict struct {
-	res       *events.Result
-	policyErr error
+	res   *events.Result // the result to store; nil: undecided, back to the stream
+	doc   []byte         // res encoded, or the document the ledger holds for it
+	msgID string         // the result's Nats-Msg-Id
+	// waiting: another message of the same request is carrying it out; this
+	// one comes back later for that message's result.
+	waiting bool
 }
 
-// decide fills v with the outcome of the request: refused by validation
-// or a guard, or the end of the delete. interrupted means shutdown came
-// first and the request must go back to the stream undecided.
-func (w *Worker) decide(stop, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata,
-	req events.Request, decodeErr error, v *verdict) (interrupted bool) {
-	res := v.res
-	reject := func(code events.Code, format string, args ...any) bool {
-		res.Outcome = events.Rejected
-		res.Error = &events.Error{Code: code, Message: fmt.Sprintf(format, args...)}
-		return false
+// untrusted rejects a request whose id cannot be trusted, under a message id
+// of its own: it can neither hide nor pre-empt the result of a request that
+// rightly claims that id.
+func untrusted(res *events.Result, meta *jetstream.MsgMetadata, code events.Code, message string) verdict {
+	res.Outcome = events.Rejected
+	res.Error = &events.Error{Code: code, Message: message}
+	finish(res)
+	return verdict{res: res, msgID: events.UntrustedMsgID(meta.Stream, meta.Sequence.Stream)}
+}
+
+// finish stamps the completion of res.
+func finish(res *events.Result) {
+	res.CompletedAt = time.Now()
+	res.DurationMS = res.CompletedAt.Sub(res.ReceivedAt).Milliseconds()
+}
+
+// decide carries out a valid, verified request: its id is trusted. The
+// ledger says whether the id is new, already decided, held by another copy
+// of the request, or names another key; a compare-and-set lost to another
+// replica is retried with what the ledger says then.
+func (w *Worker) decide(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) verdict {
+	for range 3 {
+		v, err := w.decideOnce(stop, ctx, meta, req, res)
+		if err == nil {
+			return v
+		}
+		if !errors.Is(err, errLedgerConflict) {
+			if ctx.Err() == nil {
+				w.cfg.Logger.Warn("ledger unavailable; the request will be delivered again",
+					"request_id", req.ID, "stream_seq", meta.Sequence.Stream, "err", err)
+			}
+			return verdict{}
+		}
+		*res = *newResult(req, meta, res.ReceivedAt)
 	}
-	switch {
-	case decodeErr != nil:
-		return reject(events.CodeInvalidRequest, "%v", decodeErr)
-	case w.cfg.Policy != nil:
-		if err := w.cfg.Policy.AuthorizeAt(msg.Headers(), msg.Data(), req, meta.Timestamp); err != nil {
-			v.policyErr = err
-			return reject(events.CodeUnauthorizedRequest, "%v", err)
+	return verdict{}
+}
+
+func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) (verdict, error) {
+	seq := meta.Sequence.Stream
+	proposal := requestEntry{Key: req.APIKeyID, Seq: seq, ClaimedAt: time.Now()}
+	if code, message := w.guard(req, meta); code != "" {
+		res.Outcome = events.Rejected
+		if code.Outcome() == events.Failed {
+			res.Outcome = events.Failed
+		}
+		res.Error = &events.Error{Code: code, Message: message}
+		finish(res)
+		proposal.Result = w.encode(res)
+	} else {
+		proposal.Attempted = true // recorded before the first DELETE is sent
+	}
+
+	c, fresh, err := w.ledger.claim(ctx, req.ID, proposal)
+	if err != nil {
+		return verdict{}, err
+	}
+	attempted := false // by an earlier delivery of this request
+	if !fresh {
+		switch {
+		case c.Key != req.APIKeyID:
+			return untrusted(res, meta, events.CodeConflictingRequestID, fmt.Sprintf(
+				"request id %s already names request %d for key %s; nothing was deleted",
+				quoteID(req.ID), c.Seq, c.Key)), nil
+		case c.decided():
+			return w.republish(ctx, meta, c)
+		case c.Seq != seq && time.Since(c.ClaimedAt) < w.cfg.MaxRetry+ownerGrace:
+			return verdict{waiting: true}, nil
+		}
+		// This message carries the request out: a redelivery of the one that
+		// claimed it, or a copy taking over from one that is gone.
+		attempted = c.Attempted
+		next := c.requestEntry
+		if c.Seq != seq {
+			next.Seq, next.ClaimedAt = seq, proposal.ClaimedAt
+		}
+		next.Result = proposal.Result
+		next.Attempted = c.Attempted || proposal.Attempted
+		if c, err = w.ledger.update(ctx, req.ID, c, next); err != nil {
+			return verdict{}, err
 		}
 	}
-	switch {
-	case req.APIKeyID == w.cfg.SelfKeyID && !w.cfg.AllowSelfRevoke:
-		return reject(events.CodeSelfRevocationRefused,
-			"%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", req.APIKeyID)
-	case slices.Contains(w.cfg.ProtectedKeys, req.APIKeyID):
-		return reject(events.CodeProtectedKey, "%s is listed in REVOKER_PROTECTED_KEYS", req.APIKeyID)
-	case int(meta.NumDelivered) >= w.cfg.MaxDeliveries:
-		res.Outcome = events.Failed
-		res.Error = &events.Error{Code: events.CodeMaxDeliveries, Message: fmt.Sprintf(
-			"delivered %d times without a stored result; not attempted again", meta.NumDelivered)}
-		return false
+	if proposal.Result != nil {
+		return verdict{res: res, doc: proposal.Result, msgID: req.ID}, nil
 	}
 
-	return w.revoke(stop, ctx, meta.Timestamp, res)
+	if interrupted := w.revoke(stop, ctx, meta.Timestamp, res, attempted); interrupted {
+		return verdict{}, nil
+	}
+	if res.Outcome == events.AlreadyRevoked {
+		if rec, err := w.ledger.revokedBy(ctx, req.APIKeyID); err == nil && rec != nil {
+			res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
+		}
+	}
+	finish(res)
+	doc := w.encode(res)
+	next := c.requestEntry
+	next.Result = doc
+	if _, err := w.ledger.update(ctx, req.ID, c, next); err != nil {
+		if errors.Is(err, errLedgerConflict) {
+			return verdict{}, err
+		}
+		// The key's fate is known: store it anyway. A later copy finds the
+		// claim undecided and, after the grace, learns the same from Kalshi.
+		w.cfg.Logger.Warn("cannot record the decision in the ledger", "request_id", req.ID, "err", err)
+	}
+	if res.Outcome == events.Revoked {
+		w.recordRevoked(ctx, res)
+	}
+	return verdict{res: res, doc: doc, msgID: req.ID}, nil
 }
 
-// publish stores res on the results subject; the stream drops a repeat of
-// the same request id. It reports whether JetStream acknowledged it.
-func (w *Worker) publish(ctx context.Context, res *events.Result, msgID string) bool {
+// guard refuses, before any Kalshi call, what must never be deleted and a
+// request delivered too often. It returns the refusal's code, or "".
+func (w *Worker) guard(req events.Request, meta *jetstream.MsgMetadata) (events.Code, string) {
+	switch {
+	case req.APIKeyID == w.cfg.SelfKeyID && !w.cfg.AllowSelfRevoke:
+		return events.CodeSelfRevocationRefused, fmt.Sprintf(
+			"%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", req.APIKeyID)
+	case slices.Contains(w.cfg.ProtectedKeys, req.APIKeyID):
+		return events.CodeProtectedKey, fmt.Sprintf("%s is listed in REVOKER_PROTECTED_KEYS", req.APIKeyID)
+	case int(meta.NumDelivered) >= w.cfg.MaxDeliveries:
+		return events.CodeMaxDeliveries, fmt.Sprintf(
+			"delivered %d times without a stored result; not attempted again", meta.NumDelivered)
+	}
+	return "", ""
+}
+
+// republish stores again the result the ledger holds for a decided request,
+// counting this delivery too: the results stream drops it as a duplicate
+// unless the first store was lost.
+func (w *Worker) republish(ctx context.Context, meta *jetstream.MsgMetadata, c claim) (verdict, error) {
+	res, err := events.ParseResult(c.Result)
+	if err != nil {
+		return verdict{}, fmt.Errorf("ledger: decided result of request %d: %w", c.Seq, err)
+	}
+	if res.Outcome == events.Revoked {
+		w.recordRevoked(ctx, &res) // in case the first delivery died before it
+	}
+	res.Deliveries = int(meta.NumDelivered)
+	return verdict{res: &res, msgID: res.RequestID}, nil
+}
+
+func (w *Worker) recordRevoked(ctx context.Context, res *events.Result) {
+	err := w.ledger.recordRevoked(ctx, res.APIKeyID, KeyRecord{
+		RequestID: res.RequestID, RequestSeq: res.RequestSeq, RevokedAt: res.CompletedAt,
+		RequestedBy: res.RequestedBy, Reason: res.Reason,
+	})
+	if err != nil {
+		w.cfg.Logger.Warn("cannot record the revoked key in the ledger", "api_key_id", res.APIKeyID, "err", err)
+	}
+}
+
+// encode returns the result document of res. A result that cannot be
+// encoded (a bug: DecodeRequest bounds every field) is replaced by a minimal
+// valid one with the same outcome, so no delivery is left without a result.
+func (w *Worker) encode(res *events.Result) []byte {
 	doc, err := res.MarshalEvent()
-	if err != nil { // only for values JSON cannot hold; none come from here
-		w.cfg.Logger.Error("encoding result", "request_id", res.RequestID, "err", err)
-		return false
+	if err == nil {
+		return doc
+	}
+	w.cfg.Logger.Error("cannot encode a result; storing a minimal one", "request_id", res.RequestID, "err", err)
+	minimal := events.Result{
+		RequestID: res.RequestID, RequestSeq: res.RequestSeq, APIKeyID: res.APIKeyID,
+		Outcome: res.Outcome, Attempts: res.Attempts, HTTPStatus: res.HTTPStatus,
+		ReceivedAt: time.Now(), CompletedAt: time.Now(), Error: res.Error,
+	}
+	if !minimal.Outcome.Valid() || minimal.Outcome.Succeeded() != (minimal.Error == nil) {
+		minimal.Outcome, minimal.Error = events.Rejected, &events.Error{Code: events.CodeInvalidRequest}
+	}
+	minimal.Detail = "the full result could not be encoded"
+	if doc, err = minimal.MarshalEvent(); err != nil {
+		minimal.RequestID, minimal.APIKeyID, minimal.Error.Message = "unencodable", "", ""
+		doc, _ = minimal.MarshalEvent()
+	}
+	return doc
+}
+
+// publish stores v's result on the results subject under v.msgID; the stream
+// drops a repeat. It reports whether JetStream acknowledged it.
+func (w *Worker) publish(ctx context.Context, v verdict) bool {
+	res := v.res
+	if v.doc == nil {
+		v.doc = w.encode(res)
 	}
 	m := nats.NewMsg(events.ResultSubject(w.cfg.ResultsSubject, res.Outcome))
-	m.Data = doc
-	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Data = v.doc
+	m.Header.Set(jetstream.MsgIDHeader, v.msgID)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ack, err := w.js.PublishMsg(pctx, m)
@@ -152,10 +295,10 @@ func (w *Worker) publish(ctx context.Context, res *events.Result, msgID string) 
 		return false
 	}
 	// One LogAttrs call: Logger.With would build a handler per result.
-	attrs := append(make([]slog.Attr, 0, 7),
-		slog.String("request_id", res.RequestID), slog.String("api_key_id", res.APIKeyID),
-		slog.String("outcome", string(res.Outcome)), slog.Int("attempts", res.Attempts),
-		slog.Int("deliveries", res.Deliveries))
+	attrs := append(make([]slog.Attr, 0, 8),
+		slog.String("request_id", res.RequestID), slog.Uint64("request_seq", res.RequestSeq),
+		slog.String("api_key_id", res.APIKeyID), slog.String("outcome", string(res.Outcome)),
+		slog.Int("attempts", res.Attempts), slog.Int("deliveries", res.Deliveries))
 	level, msg := slog.LevelInfo, "request ended"
 	switch {
 	case ack.Duplicate:
@@ -170,48 +313,26 @@ func (w *Worker) publish(ctx context.Context, res *events.Result, msgID string) 
 	return true
 }
 
-// msgID is the result's Nats-Msg-Id: the request id, except for a
-// request refused by the policy without a verified signature. Its id is
-// unauthenticated, and a forger who claims a genuine request's id must not
-// make the stream drop the genuine result as a duplicate.
-func (v *verdict) msgID(fallbackID string) string {
-	var stale *auth.StaleError
-	if v.policyErr != nil && !errors.As(v.policyErr, &stale) {
-		return "unauthorized-" + fallbackID
-	}
-	return v.res.RequestID
-}
-
-// isLateReplay reports a signed request whose signature verified but that
-// was stored so long after it was made that the result of the original is
-// past the results stream's duplicates window: storing a rejection now
-// would give the request id a second result. Such a copy can only be a
-// replay.
-func (w *Worker) isLateReplay(v *verdict) bool {
-	var stale *auth.StaleError
-	return errors.As(v.policyErr, &stale) && stale.Age > w.cfg.MaxRetry+time.Hour-time.Minute
-}
-
 // settle is the one place that decides how a delivery ends:
-//   - not decided or not stored: back to the stream after a delay that grows
-//     with the deliveries, never at once;
+//   - not decided, waiting for another copy, or not stored: back to the
+//     stream after a delay that grows with the deliveries, never at once;
 //   - stored success: ack;
 //   - stored refusal or failure: terminate, with the error as the reason.
 //
 // Both ack and terminate remove the request from the work queue.
-func (w *Worker) settle(msg jetstream.Msg, meta *jetstream.MsgMetadata, res *events.Result, stored bool) {
+func (w *Worker) settle(msg jetstream.Msg, meta *jetstream.MsgMetadata, v verdict, stored bool) {
 	var err error
 	switch {
-	case res == nil:
+	case v.res == nil && !v.waiting:
 		err = msg.NakWithDelay(w.cfg.RequeueDelay)
 	case !stored:
 		err = msg.NakWithDelay(requeueDelay(w.cfg.RequeueDelay, meta.NumDelivered))
-	case res.Outcome.Succeeded():
+	case v.res.Outcome.Succeeded():
 		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = msg.DoubleAck(actx)
 		cancel()
 	default:
-		err = msg.TermWithReason(fmt.Sprintf("%s: %s", res.Error.Code, res.Error.Message))
+		err = msg.TermWithReason(fmt.Sprintf("%s: %.200s", v.res.Error.Code, v.res.Error.Message))
 	}
 	if err != nil {
 		// The ack wait redelivers it; the stored result makes that harmless.
@@ -227,6 +348,9 @@ func requeueDelay(base time.Duration, deliveries uint64) time.Duration {
 	}
 	return min(d, 30*time.Second)
 }
+
+// quoteID quotes a request id for a message, cut to a readable length.
+func quoteID(id string) string { return fmt.Sprintf("%.64q", id) }
 
 // keepAlive tells the server every interval that msg is still being
 // worked on, until the returned stop is called.

@@ -62,18 +62,20 @@ func (r *rig) config() worker.Config {
 		RequeueDelay:   100 * time.Millisecond,
 		PullWait:       200 * time.Millisecond,
 		DrainTimeout:   10 * time.Second,
-		Logger:         testLogger(r.t),
+		// Emulator faults apply to the credential check too.
+		CredentialRetry: 50 * time.Millisecond,
+		Logger:          testLogger(r.t),
 	}
 }
 
-// start runs a worker until the returned stop is called (or the test ends);
-// stop waits for Run to return and reports its error.
+// start runs a worker until the returned stop is called (or the test ends),
+// once it is ready; stop waits for Run to return and reports its error.
 func (r *rig) start(cfg worker.Config) (w *worker.Worker, stop func() error) {
 	r.t.Helper()
 	return r.startWith(r.client, cfg)
 }
 
-func (r *rig) startWith(del worker.Deleter, cfg worker.Config) (w *worker.Worker, stop func() error) {
+func (r *rig) startWith(del worker.Kalshi, cfg worker.Config) (w *worker.Worker, stop func() error) {
 	r.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if cfg.Provision {
@@ -101,6 +103,7 @@ func (r *rig) startWith(del worker.Deleter, cfg worker.Config) (w *worker.Worker
 		return runErr
 	}
 	r.t.Cleanup(func() { _ = stop() })
+	waitFor(r.t, 20*time.Second, "the worker to be ready", func() bool { return w.Ready() == nil })
 	return w, stop
 }
 
@@ -132,6 +135,22 @@ func (r *rig) publishRaw(msgID string, data []byte) {
 // results reads every result stored in the results stream.
 func (r *rig) results() []events.Result {
 	r.t.Helper()
+	var out []events.Result
+	for _, s := range r.stored() {
+		out = append(out, s.Result)
+	}
+	return out
+}
+
+// storedResult is a result as stored, with its Nats-Msg-Id.
+type storedResult struct {
+	MsgID string
+	events.Result
+}
+
+// stored reads every result stored in the results stream, with its message id.
+func (r *rig) stored() []storedResult {
+	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := r.js.Stream(ctx, "KEY_REVOKE_RESULTS")
@@ -144,7 +163,7 @@ func (r *rig) results() []events.Result {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	var out []events.Result
+	var out []storedResult
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -159,7 +178,7 @@ func (r *rig) results() []events.Result {
 		if want := events.ResultSubject("keys.revoke.results", res.Outcome); m.Subject != want {
 			r.t.Errorf("result %s stored on %s, want %s", res.RequestID, m.Subject, want)
 		}
-		out = append(out, res)
+		out = append(out, storedResult{m.Header.Get(jetstream.MsgIDHeader), res})
 	}
 	return out
 }
@@ -197,6 +216,21 @@ func (r *rig) requestsLeft() uint64 {
 		r.t.Fatal(err)
 	}
 	return info.State.Msgs
+}
+
+// waitNoPull waits until no worker has a pull waiting at the server: a
+// request published then stays in the queue unless a worker pulls again.
+func (r *rig) waitNoPull() {
+	r.t.Helper()
+	ctx := context.Background()
+	cons, err := r.js.Consumer(ctx, "KEY_REVOKE_REQUESTS", "revoker")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	waitFor(r.t, 10*time.Second, "no pull waiting", func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.NumWaiting == 0
+	})
 }
 
 func (r *rig) waitQueueEmpty() {

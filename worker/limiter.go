@@ -132,11 +132,18 @@ func (l *Limiter) Throttle() {
 	l.inForce = l.targetLocked(now)
 }
 
-// Pause holds every delete for d from now, or longer if already paused.
+// MaxPause bounds one Pause: a hostile or mistaken Retry-After must not
+// freeze every delete of the process. The request that received it waits
+// its full length itself, within its own retry budget.
+const MaxPause = time.Minute
+
+// Pause holds every delete for d (at most MaxPause) from now, or longer if
+// already paused.
 func (l *Limiter) Pause(d time.Duration) {
 	if d <= 0 {
 		return
 	}
+	d = min(d, MaxPause)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()

@@ -19,7 +19,6 @@ type Metrics struct {
 	Ready    prometheus.Gauge       // revoker_ready
 	Pending  prometheus.Gauge       // revoker_consumer_pending
 	Rate     prometheus.Gauge       // revoker_rate_limit_tokens_per_second (deletes/s in force, -1 unlimited; set by the worker)
-	Replays  prometheus.Counter     // revoker_replays_dropped_total
 }
 
 // NewMetrics creates the worker's metrics and registers them with reg, if
@@ -59,13 +58,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "revoker", Name: "rate_limit_tokens_per_second",
 			Help: "Deletes per second this process may send (-1: unlimited).",
 		}),
-		Replays: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "revoker", Name: "replays_dropped_total",
-			Help: "Signed requests replayed after their result's duplicates window, dropped without a second result.",
-		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate, m.Replays)
+		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate)
 	}
 	return m
 }

@@ -12,23 +12,28 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/kalshi"
 )
 
-// Deleter deletes one Kalshi API key. *kalshi.Client is one. Errors are
-// classified with the kalshi package's IsNotFound, IsTransient and
-// RetryAfter.
-type Deleter interface {
+// Kalshi is what the worker needs of Kalshi's API. *kalshi.Client is one.
+// Errors are classified with the kalshi package's IsNotFound, IsTransient
+// and RetryAfter.
+type Kalshi interface {
 	DeleteAPIKey(ctx context.Context, apiKeyID string) error
+	ListAPIKeys(ctx context.Context) ([]kalshi.APIKey, error)
 }
 
 // Worker consumes revoke requests and stores one result for each.
 type Worker struct {
 	js  jetstream.JetStream
-	del Deleter
+	del Kalshi
 	cfg Config
 
 	keys    keyLocks
-	pending *resultCache
+	ledger  *ledger // set by the first bind, before any handler starts
+	cred    *credentialGate
+	ackWait atomic.Int64 // the bound consumer's ack wait, in nanoseconds
 
 	bound          atomic.Bool   // consumer bound and pulling
 	credentialGone chan struct{} // closed once the worker deleted its own key
@@ -37,18 +42,26 @@ type Worker struct {
 }
 
 // New returns a Worker; it does not connect or provision.
-func New(js jetstream.JetStream, del Deleter, cfg Config) (*Worker, error) {
+func New(js jetstream.JetStream, del Kalshi, cfg Config) (*Worker, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("worker configuration: %w", err)
 	}
-	return &Worker{
+	w := &Worker{
 		js:             js,
 		del:            del,
 		cfg:            cfg,
-		pending:        newResultCache(10_000, cfg.MaxRetry+time.Hour),
+		cred:           newCredentialGate(),
 		credentialGone: make(chan struct{}),
-	}, nil
+	}
+	w.ackWait.Store(int64(cfg.AckWait))
+	return w, nil
+}
+
+// keepAliveInterval is how often a busy request is reported in progress:
+// three times per ack wait of the consumer actually bound.
+func (w *Worker) keepAliveInterval() time.Duration {
+	return time.Duration(w.ackWait.Load()) / 3
 }
 
 // Ready returns nil when the worker can take requests: connected, bound to
@@ -65,12 +78,15 @@ func (w *Worker) Ready() error {
 	if !w.bound.Load() {
 		return fmt.Errorf("not bound to consumer %s on stream %s", w.cfg.Consumer, w.cfg.RequestsStream)
 	}
-	return nil
+	_, err := w.cred.state()
+	return err
 }
 
 // Run pulls and processes requests until ctx is cancelled, then drains:
 // it stops pulling, hands back what arrives afterwards, lets in-flight
-// requests finish (within Config.DrainTimeout) and returns nil.
+// requests finish (within Config.DrainTimeout) and returns nil. It returns
+// an error at once if the streams, consumer or ledger it binds to are set
+// up in a way that breaks a guarantee (see CheckSettings).
 func (w *Worker) Run(ctx context.Context) error {
 	log := w.cfg.Logger
 	// Handlers outlive ctx by the drain timeout so they can publish and ack.
@@ -78,9 +94,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancelHandlers()
 
 	w.reportRate()
-	w.pullLoop(ctx, handlerCtx)
+	credCtx, stopCred := context.WithCancel(ctx)
+	credDone := make(chan struct{})
+	go func() { defer close(credDone); w.watchCredential(credCtx) }()
+	err := w.pullLoop(ctx, handlerCtx)
+	stopCred()
+	<-credDone
 	w.bound.Store(false)
 	w.cfg.Metrics.Ready.Set(0)
+	if err != nil {
+		return err
+	}
 
 	drained := make(chan struct{})
 	go func() { w.handlers.Wait(); close(drained) }()
@@ -97,18 +121,16 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // pullLoop fetches only as many messages as there are free slots, so no
 // message waits in this process long enough to be redelivered elsewhere.
-func (w *Worker) pullLoop(ctx, handlerCtx context.Context) {
+func (w *Worker) pullLoop(ctx, handlerCtx context.Context) error {
 	log := w.cfg.Logger
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	var cons jetstream.Consumer
 	retry := newRebindBackoff()
 	lastInfo := time.Time{}
 	for ctx.Err() == nil {
-		select {
-		case <-w.credentialGone:
+		if w.revokedOwnKey() {
 			<-ctx.Done()
-			return
-		default:
+			return nil
 		}
 		if cons == nil {
 			c, err := w.bind(ctx)
@@ -118,6 +140,21 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) {
 				log.Warn("cannot bind to the consumer; retrying", "err", err, "in", wait)
 				sleep(ctx, wait)
 				continue
+			}
+			if w.ledger == nil {
+				if err := CheckSettings(ctx, w.js, w.cfg); err != nil {
+					return err
+				}
+				kv, err := w.js.KeyValue(ctx, LedgerBucket)
+				if err != nil {
+					log.Warn("cannot open the ledger; retrying", "bucket", LedgerBucket, "err", err)
+					sleep(ctx, retry.NextBackOff())
+					continue
+				}
+				w.ledger = &ledger{kv}
+			}
+			if info := c.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+				w.ackWait.Store(int64(info.Config.AckWait))
 			}
 			cons = c
 			retry.Reset()
@@ -132,11 +169,20 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) {
 			}
 		}
 
+		if changed, err := w.cred.state(); err != nil {
+			// Not one request while Kalshi has not accepted the credential.
+			select {
+			case <-changed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+
 		// Take one slot (waiting if all are busy), then every other free one.
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 		n := 1
 	more:
@@ -148,6 +194,10 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) {
 				break more
 			}
 		}
+		if w.revokedOwnKey() {
+			release(slots, n)
+			continue
+		}
 		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(w.cfg.PullWait))
 		if err != nil {
 			release(slots, n)
@@ -158,8 +208,9 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) {
 		}
 		for msg := range batch.Messages() {
 			n--
-			if ctx.Err() != nil {
-				// Arrived after shutdown began: hand it straight back.
+			if ctx.Err() != nil || w.revokedOwnKey() {
+				// Arrived after shutdown began, or after the credential went:
+				// hand it straight back.
 				_ = msg.NakWithDelay(0)
 				release(slots, 1)
 				continue
@@ -176,6 +227,7 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) {
 			cons = nil
 		}
 	}
+	return nil
 }
 
 // bind finds the consumer, first creating what is missing when
@@ -234,6 +286,15 @@ func (w *Worker) setBound(ok bool) {
 		w.cfg.Metrics.Ready.Set(1)
 	} else {
 		w.cfg.Metrics.Ready.Set(0)
+	}
+}
+
+func (w *Worker) revokedOwnKey() bool {
+	select {
+	case <-w.credentialGone:
+		return true
+	default:
+		return false
 	}
 }
 

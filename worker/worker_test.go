@@ -107,31 +107,53 @@ func TestKalshiBadRequestIsRejected(t *testing.T) {
 	}
 }
 
-func TestUnauthorizedFailsWithoutRetryStorm(t *testing.T) {
+// A worker whose credential Kalshi refuses takes no request: a request
+// would otherwise end failed, or already_revoked at a wrong base URL.
+func TestRefusedCredentialTakesNoRequest(t *testing.T) {
 	r := newRig(t)
-	keys := r.addKeys(3)
+	keys := r.addKeys(1)
 	// A key ID Kalshi knows, signed with the wrong private key: 401.
 	bad, err := kalshi.New(kalshi.Config{BaseURL: r.emu.URL(), KeyID: r.selfID, PrivateKey: emulatortest.OtherKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = r.startWith(bad, r.config())
-	for i, k := range keys {
-		r.publish("r"+string(rune('0'+i)), k)
+	w, err := worker.New(r.js, bad, r.config())
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := r.waitResults(3, 10*time.Second)
-	for id, res := range got {
-		if res.Outcome != events.Failed || res.Error == nil || res.Error.Code != events.CodeKalshiUnauthorized || res.Attempts != 1 {
-			t.Errorf("%s: got %+v, want failed/kalshi_unauthorized after 1 attempt", id, res)
-		}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	r.publish("r1", keys[0])
+	waitFor(t, 10*time.Second, "readiness to name the refused credential", func() bool {
+		err := w.Ready()
+		return err != nil && strings.Contains(err.Error(), "GET /api_keys")
+	})
+	if n := r.emu.Stats().DeleteAttempts[keys[0]]; n != 0 || r.requestsLeft() != 1 || len(r.results()) != 0 {
+		t.Errorf("with a refused credential: %d DELETEs, %d requests left, %d results; want 0, 1, 0",
+			n, r.requestsLeft(), len(r.results()))
 	}
-	for _, k := range keys {
-		if n := r.emu.Stats().DeleteAttempts[k]; n != 1 {
-			t.Errorf("key %s: %d attempts, want 1", k, n)
-		}
-		if !r.emu.HasKey(k) {
-			t.Errorf("key %s deleted with a bad signature", k)
-		}
+}
+
+// A credential refused after it was accepted (revoked or rotated
+// meanwhile) fails the request in hand after one attempt, with no retry
+// storm, and closes the gate until Kalshi accepts it again.
+func TestUnauthorizedFailsWithoutRetryStorm(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(2)
+	w, _ := r.start(r.config())
+	r.emu.RemoveKey(r.selfID)
+	r.publish("r1", keys[0])
+	res := r.waitResults(1, 10*time.Second)["r1"]
+	if res.Outcome != events.Failed || res.Error == nil || res.Error.Code != events.CodeKalshiUnauthorized || res.Attempts != 1 {
+		t.Errorf("got %+v, want failed/kalshi_unauthorized after 1 attempt", res)
+	}
+	waitFor(t, 10*time.Second, "not ready", func() bool { return w.Ready() != nil })
+	r.waitNoPull()
+	r.publish("r2", keys[1])
+	if r.requestsLeft() != 1 || r.emu.Stats().DeleteAttempts[keys[1]] != 0 {
+		t.Errorf("a request was taken after Kalshi refused the credential")
 	}
 }
 
@@ -167,8 +189,8 @@ func TestStormsEndRevoked(t *testing.T) {
 func TestRetryAfterIsHonoured(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(1)
-	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: time.Second})
 	_, _ = r.start(r.config())
+	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: time.Second})
 	r.publish("slow", keys[0])
 	waitFor(t, 10*time.Second, "a 429", func() bool { return r.emu.Stats().TooMany > 0 })
 	first := time.Now()
@@ -189,10 +211,10 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 func TestRetriesExhausted(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(1)
-	r.emu.SetFaults(emulator.Faults{Seed: 1, ServerError: 1})
 	cfg := r.config()
 	cfg.MaxRetry = time.Second
 	_, _ = r.start(cfg)
+	r.emu.SetFaults(emulator.Faults{Seed: 1, ServerError: 1})
 	r.publish("doomed", keys[0])
 	res := r.waitResults(1, 10*time.Second)["doomed"]
 	if res.Outcome != events.Failed || res.Error == nil || res.Error.Code != events.CodeRetriesExhausted {
@@ -437,7 +459,7 @@ func TestSelfRevocationStopsTheWorker(t *testing.T) {
 
 // countingDeleter counts calls, to prove bounded concurrency.
 type countingDeleter struct {
-	worker.Deleter
+	worker.Kalshi
 	now, peak atomic.Int32
 }
 
@@ -450,7 +472,7 @@ func (c *countingDeleter) DeleteAPIKey(ctx context.Context, id string) error {
 			break
 		}
 	}
-	return c.Deleter.DeleteAPIKey(ctx, id)
+	return c.Kalshi.DeleteAPIKey(ctx, id)
 }
 
 func TestConcurrencyIsBounded(t *testing.T) {
@@ -459,7 +481,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	r.emu.SetFaults(emulator.Faults{Latency: 20 * time.Millisecond})
 	cfg := r.config()
 	cfg.Concurrency = 3
-	d := &countingDeleter{Deleter: r.client}
+	d := &countingDeleter{Kalshi: r.client}
 	_, _ = r.startWith(d, cfg)
 	for _, k := range keys {
 		r.publish(k, k)

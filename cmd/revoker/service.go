@@ -102,12 +102,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	}
 
 	acct := &account{client: client, cfg: cfg, limiter: limiter, logger: logger}
-	ready := func() error {
-		if err := w.Ready(); err != nil {
-			return err
-		}
-		return acct.credentialError()
-	}
+	ready := w.Ready // connected, bound, and Kalshi accepts the credential
 	if cfg.HTTPAddr != "" {
 		stopHTTP, err := startHTTP(cfg.HTTPAddr, reg, ready, logger)
 		if err != nil {
@@ -138,30 +133,18 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	return err
 }
 
-// account tracks what Kalshi says about the credential and the budget.
+// account keeps the delete budget in line with what Kalshi says of the
+// account. (Whether Kalshi accepts the credential at all is the worker's
+// gate.)
 type account struct {
 	client  *kalshi.Client
 	cfg     Config
 	limiter *worker.Limiter
 	logger  *slog.Logger
-
-	mu      sync.Mutex
-	credErr error // nil once Kalshi accepted the signature
-	checked bool
 }
 
-func (a *account) credentialError() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.checked {
-		return errors.New("the Kalshi credential has not been checked yet")
-	}
-	return a.credErr
-}
-
-// refreshLoop reads the account limits at start and every few minutes:
-// a signed call that proves the credential, and, with REVOKER_RATE=auto,
-// the delete budget.
+// refreshLoop reads the account limits at start and every few minutes and,
+// with REVOKER_RATE=auto, sets the delete budget from them.
 func (a *account) refreshLoop(ctx context.Context) {
 	a.applyFixedRate()
 	for {
@@ -195,23 +178,11 @@ func (a *account) refresh(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 2*a.cfg.AttemptTimeout)
 	defer cancel()
 	limits, err := a.client.AccountLimits(rctx)
-	a.mu.Lock()
-	wasOK := a.checked && a.credErr == nil
-	switch {
-	case err == nil:
-		a.checked, a.credErr = true, nil
-	case kalshi.IsPermanent(err):
-		a.checked, a.credErr = true, fmt.Errorf("kalshi refused the credential: %w", err)
-	}
-	a.mu.Unlock()
 	if err != nil {
 		if ctx.Err() == nil {
-			a.logger.Error("cannot read the account limits", "err", err, "retry_in", limitsRetry)
+			a.logger.Warn("cannot read the account limits", "err", err, "retry_in", limitsRetry)
 		}
 		return err
-	}
-	if !wasOK {
-		a.logger.Info("kalshi accepted the credential", "tier", limits.UsageTier)
 	}
 	if !a.cfg.Rate.Auto {
 		return nil
@@ -247,7 +218,7 @@ func startHTTP(addr string, reg *prometheus.Registry, ready func() error, logger
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := httpServer(mux)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server", "err", err)
@@ -259,6 +230,18 @@ func startHTTP(addr string, reg *prometheus.Registry, ready func() error, logger
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// httpServer bounds every phase of a connection: a slow or idle client
+// cannot hold the server's resources.
+func httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
 }
 
 // waitUntil polls cond every interval until it holds (true) or ctx ends.

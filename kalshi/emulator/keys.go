@@ -133,6 +133,16 @@ func (e *Emulator) HasKey(id string) bool {
 	return ok
 }
 
+// RemoveKey deletes the key id as if by another client of the account,
+// not counted in Stats. It reports whether the key existed.
+func (e *Emulator) RemoveKey(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.keys[id]
+	delete(e.keys, id)
+	return ok
+}
+
 // KeyIDs returns the IDs of the existing keys, oldest first.
 func (e *Emulator) KeyIDs() []string {
 	keys := e.listKeys()

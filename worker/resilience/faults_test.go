@@ -29,7 +29,7 @@ func TestFaultStorm(t *testing.T) {
 	cfg := r.workerConfig()
 	cfg.AttemptTimeout = 500 * time.Millisecond
 	r.provision(cfg)
-	calls := &timingDeleter{Deleter: r.client()}
+	calls := &timingDeleter{Kalshi: r.client()}
 	wk := r.startWorkerWith(calls, cfg, "")
 
 	const retryAfter = 2 * time.Second
@@ -138,7 +138,7 @@ func TestFaultStorm(t *testing.T) {
 // timingDeleter records when each delete started and ended, and the
 // Retry-After it came back with.
 type timingDeleter struct {
-	worker.Deleter
+	worker.Kalshi
 	mu    sync.Mutex
 	calls []deleteCall
 }
@@ -151,7 +151,7 @@ type deleteCall struct {
 
 func (d *timingDeleter) DeleteAPIKey(ctx context.Context, id string) error {
 	c := deleteCall{key: id, start: time.Now()}
-	err := d.Deleter.DeleteAPIKey(ctx, id)
+	err := d.Kalshi.DeleteAPIKey(ctx, id)
 	c.end, c.retryAfter = time.Now(), kalshi.RetryAfter(err)
 	d.mu.Lock()
 	d.calls = append(d.calls, c)

@@ -185,7 +185,7 @@ func (r *rig) startWorker(cfg worker.Config, url string, opts ...nats.Option) *i
 }
 
 // startWorkerWith is startWorker with another Deleter.
-func (r *rig) startWorkerWith(del worker.Deleter, cfg worker.Config, url string, opts ...nats.Option) *inproc {
+func (r *rig) startWorkerWith(del worker.Kalshi, cfg worker.Config, url string, opts ...nats.Option) *inproc {
 	r.t.Helper()
 	if url == "" {
 		url = r.natsURL
@@ -512,8 +512,11 @@ func (r *rig) checkInvariants(p plan, faults string) figure {
 		if want := events.ResultSubject(resultsPrefix, s.res.Outcome); s.subject != want {
 			t.Errorf("result %s (seq %d) stored on %s, want %s", id, s.seq, s.subject, want)
 		}
-		if s.msgID != id {
-			t.Errorf("result %s (seq %d) stored with Nats-Msg-Id %q", id, s.seq, s.msgID)
+		// A rejection whose id was not trusted is stored under a message id
+		// of its own; every other result under its request id.
+		untrusted := strings.HasPrefix(s.msgID, events.UntrustedIDPrefix)
+		if untrusted && s.res.Outcome != events.Rejected || !untrusted && s.msgID != id {
+			t.Errorf("result %s (seq %d, %s) stored with Nats-Msg-Id %q", id, s.seq, s.res.Outcome, s.msgID)
 		}
 		e, ok := p.want[id]
 		if !ok {

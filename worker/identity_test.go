@@ -1,0 +1,446 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/events/auth"
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// Regression tests for the ways issue 11 found to break "one request, one
+// true outcome, never the wrong key". Each failed on the main it was filed
+// against.
+
+// byMsgID reads the stored results keyed by their Nats-Msg-Id.
+func (r *rig) byMsgID() map[string]events.Result {
+	r.t.Helper()
+	out := map[string]events.Result{}
+	for _, s := range r.stored() {
+		if _, dup := out[s.MsgID]; dup {
+			r.t.Errorf("two results stored under %s", s.MsgID)
+		}
+		out[s.MsgID] = s.Result
+	}
+	return out
+}
+
+// untrustedRejections are the stored results under untrusted- message ids.
+func untrustedRejections(got map[string]events.Result) []events.Result {
+	var out []events.Result
+	for id, res := range got {
+		if strings.HasPrefix(id, events.UntrustedIDPrefix) {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// resultsOutage makes the results stream unreachable (no stream listens on
+// the results subjects) without losing what it holds, or ends that.
+func (r *rig) resultsOutage(cfg worker.Config, on bool) {
+	r.t.Helper()
+	sc := worker.ResultsStreamConfig(cfg)
+	if on {
+		sc.Subjects = []string{"offline.results.>"}
+	}
+	if _, err := r.js.UpdateStream(context.Background(), sc); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// Item 1: a key ID in another letter case is the same key to every guard.
+func TestCaseVariantsOfGuardedKeysAreRefused(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(2)
+	cfg := r.config()
+	cfg.SelfKeyID = strings.ToUpper(r.selfID) // as an operator may paste it
+	cfg.ProtectedKeys = []string{keys[0]}
+	w, _ := r.start(cfg)
+
+	r.publish("own-upper", strings.ToUpper(r.selfID))
+	r.publish("protected-one-letter", strings.ToUpper(keys[0][:1])+keys[0][1:])
+	r.publish("bystander-upper", strings.ToUpper(keys[1]))
+	got := r.waitResults(3, 10*time.Second)
+
+	if res := got["own-upper"]; res.Error == nil || res.Error.Code != events.CodeSelfRevocationRefused || res.APIKeyID != r.selfID {
+		t.Errorf("own key in upper case: %+v, want self_revocation_refused naming %s", res, r.selfID)
+	}
+	if res := got["protected-one-letter"]; res.Error == nil || res.Error.Code != events.CodeProtectedKey {
+		t.Errorf("protected key with one letter upper-cased: %+v, want protected_key", res)
+	}
+	if res := got["bystander-upper"]; res.Outcome != events.Revoked || res.APIKeyID != keys[1] {
+		t.Errorf("an ordinary key in upper case: %+v, want revoked under its canonical ID", res)
+	}
+	if !r.emu.HasKey(r.selfID) || !r.emu.HasKey(keys[0]) {
+		t.Fatal("a guarded key was deleted")
+	}
+	if err := w.Ready(); err != nil {
+		t.Errorf("not ready after refusing: %v", err)
+	}
+}
+
+// Item 2: an undecodable or invalid request claiming a genuine request's id
+// is rejected under its own message id and hides nothing.
+func TestInvalidRequestCannotPreemptTheGenuineResult(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	r.start(r.config())
+	r.publishRaw("", []byte(`{"id":"inc-1","api_key_id":"x y"}`))
+	r.publishRaw("", []byte(`{"id":"inc-1","api_key_id":`)) // undecodable; id unreadable
+	r.publish("inc-1", keys[0])
+	r.waitQueueEmpty()
+	got := r.byMsgID()
+	if res := got["inc-1"]; res.Outcome != events.Revoked || res.APIKeyID != keys[0] {
+		t.Errorf("inc-1: %+v, want revoked", res)
+	}
+	if n := len(untrustedRejections(got)); n != 2 || len(got) != 3 {
+		t.Errorf("%d untrusted rejections of %d results, want 2 of 3", n, len(got))
+	}
+	if r.emu.HasKey(keys[0]) {
+		t.Error("the genuine request's key is still live")
+	}
+}
+
+// Item 2, with signing on: an unsigned forgery with an invalid body, and a
+// stale copy of the signed request, both stored first, hide nothing.
+func TestForgeriesAndStaleCopiesCannotPreemptASignedRequest(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	kp, pub := newUser(t)
+	cfg := r.config()
+	cfg.Policy = &auth.Policy{TrustedSigners: []string{pub}}
+	r.start(cfg)
+	r.publishRaw("", []byte(`{"id":"inc-7","api_key_id":"../x"}`))
+	r.publishMsg(signedRequest(t, kp, "inc-7", keys[0], time.Now().Add(-time.Hour)))
+	r.publishMsg(signedRequest(t, kp, "inc-7", keys[0], time.Now()))
+	r.waitQueueEmpty()
+	got := r.byMsgID()
+	if res := got["inc-7"]; res.Outcome != events.Revoked {
+		t.Errorf("the genuine signed request: %+v, want revoked", res)
+	}
+	for _, res := range untrustedRejections(got) {
+		if res.Outcome != events.Rejected {
+			t.Errorf("untrusted: %+v", res)
+		}
+	}
+	if len(got) != 3 || r.emu.HasKey(keys[0]) {
+		t.Errorf("%d results, key live %v: want 3 results and the key gone", len(got), r.emu.HasKey(keys[0]))
+	}
+}
+
+// Item 3: during a results-stream outage a forgery's decided rejection is
+// never handed to the genuine request that claims the same id.
+func TestForgeryDecidedDuringAnOutageIsNotTheGenuineResult(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	kp, pub := newUser(t)
+	cfg := r.config()
+	cfg.Policy = &auth.Policy{TrustedSigners: []string{pub}}
+	r.start(cfg)
+	r.resultsOutage(cfg, true)
+	r.publish("inc-3", keys[0]) // unsigned
+	waitFor(t, 10*time.Second, "the forgery decided", func() bool { return r.redelivered() > 0 })
+	r.publishMsg(signedRequest(t, kp, "inc-3", keys[0], time.Now()))
+	r.resultsOutage(cfg, false)
+	r.waitQueueEmpty()
+	got := r.byMsgID()
+	if res := got["inc-3"]; res.Outcome != events.Revoked || r.emu.HasKey(keys[0]) {
+		t.Errorf("the genuine request: %+v (key live %v), want revoked", res, r.emu.HasKey(keys[0]))
+	}
+}
+
+// redelivered is the consumer's count of messages delivered more than once.
+func (r *rig) redelivered() int {
+	ctx := context.Background()
+	cons, err := r.js.Consumer(ctx, "KEY_REVOKE_REQUESTS", "revoker")
+	if err != nil {
+		return 0
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return ci.NumRedelivered
+}
+
+// Item 4: an id names one request. A corrected request after an invalid one
+// is carried out; a second valid request for another key under the same id
+// is rejected as conflicting, deletes nothing, and changes no result.
+func TestOneIDNamesOneRequest(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(3)
+	r.start(r.config())
+	r.publishRaw("", []byte(`{"id":"inc-2","api_key_id":"x y"}`))
+	r.publishRaw("", []byte(`{"id":"inc-2","api_key_id":"`+keys[0]+`"}`))
+	r.waitQueueEmpty()
+	r.publishRaw("", []byte(`{"id":"inc-2","api_key_id":"`+keys[1]+`"}`))
+	r.publishRaw("", []byte(`{"id":"inc-2","api_key_id":"`+strings.ToUpper(keys[0])+`"}`)) // the same request
+	r.waitQueueEmpty()
+
+	got := r.byMsgID()
+	if res := got["inc-2"]; res.Outcome != events.Revoked || res.APIKeyID != keys[0] {
+		t.Errorf("inc-2: %+v, want revoked %s", res, keys[0])
+	}
+	conflicts := 0
+	for _, res := range untrustedRejections(got) {
+		if res.Error.Code == events.CodeConflictingRequestID {
+			conflicts++
+			if res.APIKeyID != keys[1] || !strings.Contains(res.Error.Message, keys[0]) {
+				t.Errorf("conflict: %+v", res)
+			}
+		}
+	}
+	if conflicts != 1 || len(got) != 3 {
+		t.Errorf("%d conflicts in %d results, want 1 in 3: %+v", conflicts, len(got), got)
+	}
+	if !r.emu.HasKey(keys[1]) || r.emu.Stats().DeleteAttempts[keys[1]] != 0 {
+		t.Error("the conflicting request touched its key")
+	}
+	if n := r.emu.Stats().DeleteAttempts[keys[0]]; n != 1 {
+		t.Errorf("%d DELETEs of %s, want 1: a repeat of a decided request deletes nothing", n, keys[0])
+	}
+}
+
+// Item 5: a time no result can hold is rejected at decode; the message
+// leaves the queue and the key is untouched.
+func TestPoisonTimestampSettles(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	r.start(r.config())
+	for i, at := range []string{"0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"} {
+		body, _ := json.Marshal(map[string]string{"id": "poison-" + string(rune('a'+i)), "api_key_id": keys[0], "requested_at": at})
+		r.publishRaw("", body)
+	}
+	r.waitQueueEmpty()
+	for _, res := range r.results() {
+		if res.Error == nil || res.Error.Code != events.CodeInvalidRequest || !strings.Contains(res.Error.Message, "requested_at") {
+			t.Errorf("%s: %+v, want invalid_request naming requested_at", res.RequestID, res)
+		}
+	}
+	if !r.emu.HasKey(keys[0]) {
+		t.Error("a poison request deleted its key")
+	}
+}
+
+// Item 6: a Retry-After longer than the request's budget ends it at once,
+// failed/retries_exhausted, naming the wait.
+func TestLongRetryAfterEndsTheRequest(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	r.start(r.config())
+	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: 360000000 * time.Second})
+	start := time.Now()
+	r.publish("slow", keys[0])
+	res := r.waitResults(1, 10*time.Second)["slow"]
+	if res.Error == nil || res.Error.Code != events.CodeRetriesExhausted || !strings.Contains(res.Error.Message, "Retry-After") {
+		t.Errorf("got %+v, want failed/retries_exhausted naming the Retry-After", res)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+// Item 7: with a base URL that is not Kalshi's API the worker takes no
+// request: a DELETE there would answer 404 and report already_revoked.
+func TestWrongBaseURLTakesNoRequest(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	base := strings.TrimSuffix(r.emu.URL(), "/trade-api/v2")
+	client, err := kalshi.New(kalshi.Config{BaseURL: base, KeyID: r.selfID, PrivateKey: emulatortest.Key()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(r.js, client, r.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	r.publish("wrong-url", keys[0])
+	waitFor(t, 10*time.Second, "readiness to say why", func() bool {
+		err := w.Ready()
+		return err != nil && strings.Contains(err.Error(), "KALSHI_BASE_URL")
+	})
+	if r.requestsLeft() != 1 || len(r.results()) != 0 || r.emu.Stats().DeleteAttempts[keys[0]] != 0 {
+		t.Error("a request was taken at a wrong base URL")
+	}
+}
+
+// slowKalshi deletes after a pause, and counts the deletes it was asked for.
+type slowKalshi struct {
+	worker.Kalshi
+	pause time.Duration
+	calls atomic.Int32
+}
+
+func (s *slowKalshi) DeleteAPIKey(ctx context.Context, id string) error {
+	s.calls.Add(1)
+	select {
+	case <-time.After(s.pause):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Kalshi.DeleteAPIKey(ctx, id)
+}
+
+// Item 8: the keep-alive follows the ack wait of the consumer actually
+// bound, not the configured default: a busy request is not redelivered to
+// another replica while the first still works on it.
+func TestKeepAliveFollowsTheBoundConsumer(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	ctx := context.Background()
+	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cc := worker.ConsumerConfig(cfg)
+	cc.AckWait = 3 * time.Second // an operator's consumer, shorter than the default
+	if _, err := r.js.UpdateConsumer(ctx, "KEY_REVOKE_REQUESTS", cc); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Provision = false
+	cfg.AttemptTimeout = 10 * time.Second
+	slow := &slowKalshi{Kalshi: r.client, pause: 5 * time.Second}
+	r.startWith(slow, cfg)
+	r.startWith(slow, cfg)
+	r.publish("busy", keys[0])
+	res := r.waitResults(1, 20*time.Second)["busy"]
+	if res.Outcome != events.Revoked || res.Deliveries != 1 || slow.calls.Load() != 1 {
+		t.Errorf("got %+v after %d DELETEs; want revoked on the only delivery, one DELETE", res, slow.calls.Load())
+	}
+}
+
+// Item 9: a key this request's own attempt deleted is reported revoked,
+// never already_revoked: after a lost response, and after the worker died
+// holding the request and another replica took it over.
+func TestOwnDeleteIsNeverAlreadyRevoked(t *testing.T) {
+	t.Run("lost response", func(t *testing.T) {
+		r := newRig(t)
+		keys := r.addKeys(1)
+		r.start(r.config())
+		r.emu.SetFaults(emulator.Faults{Seed: 1, LostResponse: 1})
+		r.publish("lost", keys[0])
+		waitFor(t, 10*time.Second, "the key deleted", func() bool { return !r.emu.HasKey(keys[0]) })
+		r.emu.SetFaults(emulator.Faults{})
+		res := r.waitResults(1, 10*time.Second)["lost"]
+		if res.Outcome != events.Revoked || res.Detail == "" {
+			t.Errorf("got %+v, want revoked with a detail", res)
+		}
+	})
+	t.Run("worker died", func(t *testing.T) {
+		r := newRig(t)
+		keys := r.addKeys(1)
+		cfg := r.config()
+		cfg.AckWait = 3 * time.Second
+		if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+			t.Fatal(err)
+		}
+		// The dying worker has a connection of its own, so that it can die.
+		nc := natstest.Connect(t, r.srv.URL())
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dcfg := cfg
+		dcfg.DrainTimeout = 100 * time.Millisecond
+		dying := &dyingKalshi{Kalshi: r.client, deleted: make(chan struct{})}
+		w, err := worker.New(js, dying, dcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		waitFor(t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
+		r.publish("died", keys[0])
+		<-dying.deleted
+		nc.Close() // it dies: it never stores a result, acks or says it is busy
+		r.start(cfg)
+		res := r.waitResults(1, 20*time.Second)["died"]
+		if res.Outcome != events.Revoked || res.Deliveries < 2 {
+			t.Errorf("got %+v, want revoked on a redelivery", res)
+		}
+	})
+}
+
+// dyingKalshi deletes the key, then never returns: its worker "dies" with
+// the request in hand.
+type dyingKalshi struct {
+	worker.Kalshi
+	deleted chan struct{}
+	once    atomic.Bool
+}
+
+func (d *dyingKalshi) DeleteAPIKey(ctx context.Context, id string) error {
+	if err := d.Kalshi.DeleteAPIKey(ctx, id); err != nil {
+		return err
+	}
+	if d.once.CompareAndSwap(false, true) {
+		close(d.deleted)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Item 10: the provisioned ack wait lets another replica take over in
+// time; the figure with two processes is in worker/resilience.
+func TestProvisionedAckWait(t *testing.T) {
+	if got := worker.ConsumerConfig(worker.Config{}).AckWait; got != 10*time.Second {
+		t.Errorf("ack wait %v, want 10s", got)
+	}
+}
+
+// The settings a guarantee needs are checked against what exists.
+func TestSettingsThatBreakAGuaranteeAreRefused(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config()
+	ctx := context.Background()
+	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.CheckSettings(ctx, r.js, cfg); err != nil {
+		t.Fatalf("as provisioned: %v", err)
+	}
+	rs := worker.ResultsStreamConfig(cfg)
+	rs.Duplicates = time.Minute
+	cc := worker.ConsumerConfig(cfg)
+	cc.AckWait = time.Minute
+	if _, err := r.js.UpdateStream(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.js.UpdateConsumer(ctx, "KEY_REVOKE_REQUESTS", cc); err != nil {
+		t.Fatal(err)
+	}
+	err := worker.CheckSettings(ctx, r.js, cfg)
+	for _, want := range []string{"duplicates window of 1m0s", "ack wait of 1m0s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckSettings: %v; want it to name %q", err, want)
+		}
+	}
+	w, err := worker.New(r.js, r.client, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := w.Run(rctx); err == nil || !strings.Contains(err.Error(), "ack wait") {
+		t.Errorf("Run: %v, want the refusal", err)
+	}
+}
+

@@ -1,0 +1,136 @@
+package worker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+)
+
+// ledger is the durable record every replica shares, in the JetStream KV
+// bucket LedgerBucket. Every change is a compare-and-set on the revision
+// read before it, so two replicas never both believe they own a request.
+//
+//	req.<base64url(request id)>  a requestEntry: what the id names and how it ended
+//	key.<canonical key id>       a KeyRecord: which request revoked the key
+type ledger struct {
+	kv jetstream.KeyValue
+}
+
+// requestEntry is what the ledger knows of one trusted request id.
+type requestEntry struct {
+	Key       string    `json:"key"`                 // canonical key ID the id names
+	Seq       uint64    `json:"seq"`                 // stream sequence of the message that carries it out
+	ClaimedAt time.Time `json:"claimed_at"`          // when that message took it
+	Attempted bool      `json:"attempted,omitempty"` // a DELETE may have reached Kalshi
+	Result    []byte    `json:"result,omitempty"`    // the decided result document; set once
+}
+
+func (e *requestEntry) decided() bool { return len(e.Result) > 0 }
+
+// KeyRecord is what the ledger knows of one key revoker revoked.
+type KeyRecord struct {
+	RequestID   string    `json:"request_id"`
+	RequestSeq  uint64    `json:"request_seq"`
+	RevokedAt   time.Time `json:"revoked_at"`
+	RequestedBy string    `json:"requested_by,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// claim is a request entry as read, with the revision a change must match.
+type claim struct {
+	requestEntry
+	rev uint64
+}
+
+var errLedgerConflict = errors.New("the ledger entry changed meanwhile")
+
+func requestKey(id string) string { return "req." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
+func keyKey(apiKeyID string) string { return "key." + apiKeyID }
+
+// claim records e under id unless id is already recorded, and returns the
+// entry that is there now: e itself (fresh) or the earlier one.
+func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim, fresh bool, err error) {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return claim{}, false, err
+	}
+	rev, err := l.kv.Create(ctx, requestKey(id), v)
+	if err == nil {
+		return claim{e, rev}, true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return claim{}, false, fmt.Errorf("ledger: claiming request %.64q: %w", id, err)
+	}
+	entry, err := l.kv.Get(ctx, requestKey(id))
+	if err != nil {
+		// Deleted or expired between the two calls: the caller tries again.
+		return claim{}, false, fmt.Errorf("ledger: reading request %.64q: %w", id, errors.Join(errLedgerConflict, err))
+	}
+	var got requestEntry
+	if err := json.Unmarshal(entry.Value(), &got); err != nil {
+		return claim{}, false, fmt.Errorf("ledger: request %.64q: %w", id, err)
+	}
+	return claim{got, entry.Revision()}, false, nil
+}
+
+// update replaces the entry read as c with e, if nobody changed it since.
+func (l *ledger) update(ctx context.Context, id string, c claim, e requestEntry) (claim, error) {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return claim{}, err
+	}
+	rev, err := l.kv.Update(ctx, requestKey(id), v, c.rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return claim{}, errLedgerConflict
+	}
+	if err != nil {
+		return claim{}, fmt.Errorf("ledger: updating request %.64q: %w", id, err)
+	}
+	return claim{e, rev}, nil
+}
+
+// recordRevoked notes that request revoked the key, unless an earlier
+// request is already recorded for it.
+func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if _, err := l.kv.Create(ctx, keyKey(apiKeyID), v); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("ledger: recording key %s: %w", apiKeyID, err)
+	}
+	return nil
+}
+
+// revokedBy returns what the ledger knows of the key, or nil.
+func (l *ledger) revokedBy(ctx context.Context, apiKeyID string) (*KeyRecord, error) {
+	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: reading key %s: %w", apiKeyID, err)
+	}
+	var r KeyRecord
+	if err := json.Unmarshal(entry.Value(), &r); err != nil {
+		return nil, fmt.Errorf("ledger: key %s: %w", apiKeyID, err)
+	}
+	return &r, nil
+}
+
+// LookupKey returns what the ledger in js knows of a key revoker revoked,
+// or nil when it knows nothing. apiKeyID is canonicalised first.
+func LookupKey(ctx context.Context, js jetstream.JetStream, apiKeyID string) (*KeyRecord, error) {
+	kv, err := js.KeyValue(ctx, LedgerBucket)
+	if err != nil {
+		return nil, fmt.Errorf("ledger bucket %s: %w", LedgerBucket, err)
+	}
+	return (&ledger{kv}).revokedBy(ctx, events.CanonicalAPIKeyID(apiKeyID))
+}

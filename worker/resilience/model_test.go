@@ -1,0 +1,286 @@
+package resilience_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/events/auth"
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+var (
+	modelSeeds = flag.Int("model.seeds", 3, "how many random seeds TestIdentityModel runs after its regression seeds")
+	modelSeed  = flag.Uint64("model.seed", 0, "run TestIdentityModel with this seed only")
+)
+
+// modelRegressions are seeds that once broke the model; they run first,
+// always.
+var modelRegressions = []uint64{}
+
+// TestIdentityModel is a seeded, randomized model of everything that can
+// befall a request: duplicates, ids shared with other keys, invalid and
+// forged requests claiming genuine ids, stale copies, case variants of the
+// worker's own and protected keys, lost responses and 5xx, worker kills and
+// results-stream outages, over two or three workers on one NATS server.
+// After each run it checks what the service promises (see checkModel).
+// Reproduce a failure with -model.seed=N; run more with -model.seeds=N.
+func TestIdentityModel(t *testing.T) {
+	seeds := append([]uint64(nil), modelRegressions...)
+	if *modelSeed != 0 {
+		seeds = []uint64{*modelSeed}
+	} else {
+		base := uint64(time.Now().UnixNano())
+		for i := range *modelSeeds {
+			seeds = append(seeds, base+uint64(i))
+		}
+	}
+	var passed []uint64
+	for _, seed := range seeds {
+		if t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed) }) {
+			passed = append(passed, seed)
+		}
+	}
+	t.Logf("MODEL passed %d of %d runs, seeds %v", len(passed), len(seeds), passed)
+}
+
+// modelRequest is one message of a model run and what it is.
+type modelRequest struct {
+	msg     *nats.Msg
+	trusted string // the request id that only this kind of message may settle; "" for untrusted
+	key     string // canonical key it names, when trusted
+}
+
+func runModel(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	t.Logf("seed %d (rerun with -model.seed=%d)", seed, seed)
+	srv := natstest.Start(t)
+	r := newRig(t, srv.URL(), rigOptions{})
+	signer, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := signer.PublicKey()
+	stranger, _ := nkeys.CreateUser()
+
+	cfg := r.workerConfig()
+	cfg.Policy = &auth.Policy{TrustedSigners: []string{pub}}
+	cfg.AckWait = 3 * time.Second
+	cfg.CredentialRetry = 50 * time.Millisecond
+	cfg.DrainTimeout = 200 * time.Millisecond
+	cfg.RequeueDelay = 100 * time.Millisecond
+	cfg.PullWait = 200 * time.Millisecond
+	r.provision(cfg)
+
+	targets := r.addKeys("target", 12+rng.IntN(12))
+	r.victims = r.addKeys("victim", 3)
+
+	var reqs []modelRequest
+	now := time.Now()
+	signed := func(id, key string, at time.Time, s nkeys.KeyPair) *nats.Msg {
+		body, _ := json.Marshal(map[string]string{"id": id, "api_key_id": key, "requested_at": at.UTC().Format(time.RFC3339Nano)})
+		signerPub, sig, err := auth.SignWith(s, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(requestsSubject)
+		m.Data = body
+		m.Header.Set(auth.HeaderSigner, signerPub)
+		m.Header.Set(auth.HeaderSignature, sig)
+		return m
+	}
+	raw := func(body string) *nats.Msg {
+		m := nats.NewMsg(requestsSubject)
+		m.Data = []byte(body)
+		return m
+	}
+	spell := func(k string) string { // a case variant Kalshi takes for the same key
+		switch rng.IntN(3) {
+		case 0:
+			return strings.ToUpper(k)
+		case 1:
+			return strings.ToUpper(k[:1]) + k[1:]
+		}
+		return k
+	}
+	var genuineIDs []string
+	for i, k := range targets {
+		id := fmt.Sprintf("inc-%d", i)
+		genuineIDs = append(genuineIDs, id)
+		m := signed(id, spell(k), now, signer)
+		reqs = append(reqs, modelRequest{msg: m, trusted: id, key: k})
+		if rng.IntN(4) == 0 { // published twice, no Nats-Msg-Id
+			reqs = append(reqs, modelRequest{msg: signed(id, spell(k), now, signer), trusted: id, key: k})
+		}
+	}
+	// An id shared with another key: whichever request claims it first is
+	// carried out; the other is conflicting_request_id.
+	for range 1 + rng.IntN(3) {
+		id := genuineIDs[rng.IntN(len(genuineIDs))]
+		other := r.addKeys("shared", 1)[0]
+		reqs = append(reqs, modelRequest{msg: signed(id, other, now, signer), trusted: id, key: other})
+	}
+	// Hostile and absurd messages, each claiming a genuine id.
+	for range 6 + rng.IntN(10) {
+		id := genuineIDs[rng.IntN(len(genuineIDs))]
+		victim := r.victims[rng.IntN(len(r.victims))]
+		var m *nats.Msg
+		switch rng.IntN(6) {
+		case 0:
+			m = raw(`{"id":"` + id + `","api_key_id":"not a key"}`)
+		case 1:
+			m = raw(`{"id":"` + id + `","api_key_id":`)
+		case 2: // unsigned
+			m = raw(`{"id":"` + id + `","api_key_id":"` + victim + `"}`)
+		case 3: // signed by a stranger
+			m = signed(id, victim, now, stranger)
+		case 4: // a stale copy of a genuine request
+			m = signed(id, victim, now.Add(-time.Hour), signer)
+		case 5:
+			m = raw(`{"id":"` + id + `","api_key_id":"` + victim + `","requested_at":"0000-01-01T00:00:00+01:00"}`)
+		}
+		reqs = append(reqs, modelRequest{msg: m})
+	}
+	// Case variants of the keys that must never be deleted, signed.
+	for i, k := range append([]string{r.selfID}, r.protect...) {
+		id := fmt.Sprintf("guarded-%d", i)
+		reqs = append(reqs, modelRequest{msg: signed(id, spell(k), now, signer), trusted: id, key: k})
+	}
+	rng.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
+
+	r.emu.SetFaults(emulator.Faults{Seed: int64(seed), LostResponse: 0.1, ServerError: 0.1})
+	nWorkers := 2 + rng.IntN(2)
+	workers := make([]*inproc, nWorkers)
+	for i := range workers {
+		workers[i] = r.startWorker(cfg, "")
+	}
+	kills, outages := 0, 0
+	ctx := context.Background()
+	for i, q := range reqs {
+		if _, err := r.js.PublishMsg(ctx, q.msg); err != nil {
+			t.Fatalf("publishing request %d: %v", i, err)
+		}
+		switch rng.IntN(20) {
+		case 0: // a worker dies with whatever it holds, and another starts
+			w := rng.IntN(nWorkers)
+			workers[w].nc.Close()
+			go func(p *inproc) { _ = p.stop() }(workers[w])
+			workers[w] = r.startWorker(cfg, "")
+			kills++
+		case 1: // the results stream cannot be reached for a while
+			r.resultsOutage(cfg, true)
+			time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond) // the outage's length
+			r.resultsOutage(cfg, false)
+			outages++
+		}
+	}
+	r.waitDrained(90 * time.Second)
+	for _, w := range workers {
+		_ = w.stop()
+	}
+	checkModel(t, r, reqs)
+	st := r.emu.Stats()
+	t.Logf("seed %d: %d messages, %d workers, %d kills, %d results-stream outages, %d lost responses, %d DELETEs",
+		seed, len(reqs), nWorkers, kills, outages, st.LostResponses, sum(st.DeleteAttempts))
+}
+
+// resultsOutage makes the results stream unreachable without losing what
+// it holds (no stream listens on the results subjects), or ends that.
+func (r *rig) resultsOutage(cfg worker.Config, on bool) {
+	r.t.Helper()
+	sc := worker.ResultsStreamConfig(cfg)
+	if on {
+		sc.Subjects = []string{"offline.results.>"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.js.UpdateStream(ctx, sc); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// checkModel checks a model run once every request settled:
+//   - every key the emulator deleted has a stored revoked result naming it,
+//     under a trusted request id;
+//   - no already_revoked for a deleted key unless another request's result
+//     says revoked for it; no rejected or failed from a request whose key
+//     was deleted and that no other request revoked;
+//   - the worker's own key, the protected keys and the victims of hostile
+//     requests never received a DELETE;
+//   - each trusted id has exactly one stored result, and results under
+//     untrusted message ids are rejections;
+//   - the requests stream is empty.
+func checkModel(t *testing.T, r *rig, reqs []modelRequest) {
+	t.Helper()
+	trusted := map[string]bool{}
+	for _, q := range reqs {
+		if q.trusted != "" {
+			trusted[q.trusted] = true
+		}
+	}
+	results := r.readResults()
+	byID := map[string][]events.Result{}
+	revokedBy := map[string][]string{}
+	for _, s := range results {
+		if strings.HasPrefix(s.msgID, events.UntrustedIDPrefix) {
+			if s.res.Outcome != events.Rejected {
+				t.Errorf("untrusted result %s is %s, want rejected: %+v", s.msgID, s.res.Outcome, s.res)
+			}
+			continue
+		}
+		if !trusted[s.msgID] {
+			t.Errorf("result stored under %q, an id no genuine request has: %+v", s.msgID, s.res)
+			continue
+		}
+		byID[s.msgID] = append(byID[s.msgID], s.res)
+		if s.res.Outcome == events.Revoked {
+			revokedBy[s.res.APIKeyID] = append(revokedBy[s.res.APIKeyID], s.msgID)
+		}
+	}
+	for id := range trusted {
+		if n := len(byID[id]); n != 1 {
+			t.Errorf("trusted id %s has %d stored results, want 1: %+v", id, n, byID[id])
+		}
+	}
+	st := r.emu.Stats()
+	for k := range st.Deletes {
+		if len(revokedBy[k]) == 0 {
+			t.Errorf("key %s was deleted but no stored result says revoked for it", k)
+		}
+	}
+	for id, rs := range byID {
+		for _, res := range rs {
+			if st.Deletes[res.APIKeyID] == 0 || len(revokedBy[res.APIKeyID]) > 0 {
+				continue
+			}
+			t.Errorf("request %s: %s for key %s, which was deleted and which no result says revoked", id, res.Outcome, res.APIKeyID)
+		}
+	}
+	for _, k := range append(append([]string{r.selfID}, r.protect...), r.victims...) {
+		if n := st.DeleteAttempts[k]; n != 0 || !r.emu.HasKey(k) {
+			t.Errorf("key %s must never be asked for: %d DELETEs, exists %v", k, n, r.emu.HasKey(k))
+		}
+	}
+	if n := r.streamMsgs(requestsStream); n != 0 {
+		t.Errorf("the requests stream still holds %d messages", n)
+	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}

@@ -1,0 +1,65 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// CheckSettings compares the streams, consumer and ledger bucket that exist
+// with what the worker's guarantees need, and reports every setting that
+// breaks one, at once, in plain words. What is missing is reported too.
+func CheckSettings(ctx context.Context, js jetstream.JetStream, c Config) error {
+	c.setDefaults()
+	var errs []error
+	problem := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	resultsDup := c.MaxRetry + time.Hour
+
+	if s, err := js.Stream(ctx, c.RequestsStream); err != nil {
+		problem("stream %s: %w", c.RequestsStream, err)
+	} else {
+		cfg := s.CachedInfo().Config
+		if cfg.Retention != jetstream.WorkQueuePolicy {
+			problem("stream %s has %s retention; it must be a work queue, so a settled request leaves it", cfg.Name, cfg.Retention)
+		}
+		if cfg.Duplicates < requestsDupWin {
+			problem("stream %s has a duplicates window of %v; at least %v drops a repeated request", cfg.Name, cfg.Duplicates, requestsDupWin)
+		}
+	}
+	if s, err := js.Stream(ctx, c.ResultsStream); err != nil {
+		problem("stream %s: %w", c.ResultsStream, err)
+	} else {
+		cfg := s.CachedInfo().Config
+		if cfg.Duplicates < resultsDup {
+			problem("stream %s has a duplicates window of %v; at least REVOKER_MAX_RETRY + 1h = %v keeps one result per request", cfg.Name, cfg.Duplicates, resultsDup)
+		}
+		if cfg.MaxMsgSize > 0 && cfg.MaxMsgSize < resultMaxMsgLen {
+			problem("stream %s refuses messages over %d bytes; a result needs up to %d", cfg.Name, cfg.MaxMsgSize, resultMaxMsgLen)
+		}
+	}
+	if cons, err := js.Consumer(ctx, c.RequestsStream, c.Consumer); err != nil {
+		problem("consumer %s on stream %s: %w", c.Consumer, c.RequestsStream, err)
+	} else {
+		cfg := cons.CachedInfo().Config
+		if cfg.AckPolicy != jetstream.AckExplicitPolicy {
+			problem("consumer %s acknowledges %s; it must be explicit", c.Consumer, cfg.AckPolicy)
+		}
+		if cfg.AckWait > 30*time.Second {
+			problem("consumer %s has an ack wait of %v; at most 30s lets another replica take over a dead worker's requests in time", c.Consumer, cfg.AckWait)
+		}
+		if cfg.MaxDeliver > 0 && cfg.MaxDeliver <= c.MaxDeliveries {
+			problem("consumer %s stops after %d deliveries; it must deliver more than %d times (or without limit) so the worker can store failed/max_deliveries", c.Consumer, cfg.MaxDeliver, c.MaxDeliveries)
+		}
+	}
+	if kv, err := js.KeyValue(ctx, LedgerBucket); err != nil {
+		problem("ledger bucket %s: %w", LedgerBucket, err)
+	} else if st, err := kv.Status(ctx); err != nil {
+		problem("ledger bucket %s: %w", LedgerBucket, err)
+	} else if ttl := st.TTL(); ttl > 0 && ttl < resultsDup {
+		problem("ledger bucket %s keeps entries %v; at least the results duplicates window, %v, so a repeated request finds its decision", LedgerBucket, ttl, resultsDup)
+	}
+	return errors.Join(errs...)
+}
