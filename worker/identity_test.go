@@ -443,4 +443,3 @@ func TestSettingsThatBreakAGuaranteeAreRefused(t *testing.T) {
 		t.Errorf("Run: %v, want the refusal", err)
 	}
 }
-

@@ -51,7 +51,7 @@ type claim struct {
 
 var errLedgerConflict = errors.New("the ledger entry changed meanwhile")
 
-func requestKey(id string) string { return "req." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
+func requestKey(id string) string   { return "req." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
 func keyKey(apiKeyID string) string { return "key." + apiKeyID }
 
 // claim records e under id unless id is already recorded, and returns the
