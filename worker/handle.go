@@ -200,11 +200,10 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		if errors.Is(err, errLedgerConflict) {
 			return verdict{}, err
 		}
-		// The key's fate is known: store it anyway. A later copy finds the
-		// claim undecided and, after the grace, learns the same from Kalshi.
+		// The key's fate is known: store it anyway. A redelivery finds the
+		// request attempted and learns the same from Kalshi.
 		w.cfg.Logger.Warn("cannot record the decision in the ledger", "request_id", req.ID, "err", err)
-	}
-	if res.Outcome == events.Revoked {
+	} else if res.Outcome == events.Revoked {
 		w.recordRevoked(ctx, res)
 	}
 	return verdict{res: res, doc: doc, msgID: req.ID}, nil

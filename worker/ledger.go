@@ -51,12 +51,18 @@ type claim struct {
 
 var errLedgerConflict = errors.New("the ledger entry changed meanwhile")
 
+// ledgerTimeout bounds each ledger call: one unanswered while NATS is away
+// must not hold a request past its redelivery.
+const ledgerTimeout = 5 * time.Second
+
 func requestKey(id string) string   { return "req." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
 func keyKey(apiKeyID string) string { return "key." + apiKeyID }
 
 // claim records e under id unless id is already recorded, and returns the
 // entry that is there now: e itself (fresh) or the earlier one.
 func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim, fresh bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	defer cancel()
 	v, err := json.Marshal(e)
 	if err != nil {
 		return claim{}, false, err
@@ -82,6 +88,8 @@ func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim,
 
 // update replaces the entry read as c with e, if nobody changed it since.
 func (l *ledger) update(ctx context.Context, id string, c claim, e requestEntry) (claim, error) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	defer cancel()
 	v, err := json.Marshal(e)
 	if err != nil {
 		return claim{}, err
@@ -99,6 +107,8 @@ func (l *ledger) update(ctx context.Context, id string, c claim, e requestEntry)
 // recordRevoked notes that request revoked the key, unless an earlier
 // request is already recorded for it.
 func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord) error {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	defer cancel()
 	v, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -111,6 +121,8 @@ func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord
 
 // revokedBy returns what the ledger knows of the key, or nil.
 func (l *ledger) revokedBy(ctx context.Context, apiKeyID string) (*KeyRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	defer cancel()
 	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
