@@ -70,6 +70,9 @@ const (
 	requestsStream   = "KEY_REVOKE_REQUESTS"
 	resultsStream    = "KEY_REVOKE_RESULTS"
 	consumerName     = "revoker"
+	ledgerBucket     = "REVOKER_LEDGER"
+	ledgerStream     = "KV_" + ledgerBucket        // the bucket's stream
+	ledgerSubjects   = "$KV." + ledgerBucket + "." // prefix of the bucket's keys' subjects
 	privateKeyEnv    = "KALSHI_PRIVATE_KEY_PATH"
 	httpAddrEnv      = "REVOKER_HTTP_ADDR"
 	noProvisionFlag  = "--no-provision"

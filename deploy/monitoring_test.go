@@ -2,10 +2,14 @@ package deploy_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revoker/revoker/events"
 )
 
 type alertRule struct {
@@ -48,6 +52,107 @@ func promDuration(s string) (time.Duration, bool) {
 	}
 	d, err := time.ParseDuration(s)
 	return d, err == nil
+}
+
+// attackCodes are the rejections where an attack shows (issue 12): a request
+// revoker must refuse, from someone who may publish requests.
+var attackCodes = []events.Code{
+	events.CodeUnauthorizedRequest,
+	events.CodeProtectedKey,
+	events.CodeSelfRevocationRefused,
+	events.CodeConflictingRequestID,
+}
+
+// allCodes is every error code a result can carry, and "" (none).
+var allCodes = []events.Code{
+	"",
+	events.CodeInvalidRequest, events.CodeUnauthorizedRequest, events.CodeSelfRevocationRefused,
+	events.CodeProtectedKey, events.CodeConflictingRequestID, events.CodeLeakedKeyNotFound,
+	events.CodeKalshiBadRequest, events.CodeKalshiUnauthorized, events.CodeRetriesExhausted,
+	events.CodeMaxDeliveries,
+}
+
+var (
+	resultsSelectorRE = regexp.MustCompile(`revoker_results_total\s*\{([^}]*)\}`)
+	labelMatcherRE    = regexp.MustCompile(`\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)`)
+	literalAltRE      = regexp.MustCompile(`^[a-z_]+(\|[a-z_]+)*$`)
+)
+
+// selectsAttackCodes checks that expr reads revoker_results_total and that every
+// selector of it matches exactly the rejected results with one of attackCodes:
+// outcome="rejected", code=~ the four codes as a plain alternation (nothing that
+// would also match a code added later), and at most the dashboard's job filter.
+func selectsAttackCodes(expr string) error {
+	sels := resultsSelectorRE.FindAllStringSubmatch(expr, -1)
+	if len(sels) == 0 {
+		return fmt.Errorf("no revoker_results_total{...} selector in %q", expr)
+	}
+	for _, sel := range sels {
+		matchers := map[string][2]string{}
+		rest := sel[1]
+		for rest != "" {
+			m := labelMatcherRE.FindStringSubmatch(rest)
+			if m == nil || !strings.HasPrefix(rest, m[0]) {
+				return fmt.Errorf("selector {%s}: cannot read matchers at %q", sel[1], rest)
+			}
+			if _, dup := matchers[m[1]]; dup {
+				return fmt.Errorf("selector {%s}: label %s matched twice", sel[1], m[1])
+			}
+			matchers[m[1]] = [2]string{m[2], m[3]}
+			rest = rest[len(m[0]):]
+		}
+		if got := matchers["outcome"]; got != [2]string{"=", "rejected"} {
+			return fmt.Errorf("selector {%s}: outcome matcher %q, want =\"rejected\"", sel[1], got)
+		}
+		code := matchers["code"]
+		if code[0] != "=~" || !literalAltRE.MatchString(code[1]) {
+			return fmt.Errorf("selector {%s}: code matcher %q, want =~ a plain alternation of codes", sel[1], code)
+		}
+		alts := strings.Split(code[1], "|")
+		slices.Sort(alts)
+		var want []string
+		for _, c := range attackCodes {
+			want = append(want, string(c))
+		}
+		slices.Sort(want)
+		if !slices.Equal(alts, want) {
+			return fmt.Errorf("selector {%s}: codes %q, want exactly %q", sel[1], alts, want)
+		}
+		// What Prometheus matches (fully anchored), against every code there is.
+		re := regexp.MustCompile("^(?:" + code[1] + ")$")
+		for _, c := range allCodes {
+			if re.MatchString(string(c)) != slices.Contains(attackCodes, c) {
+				return fmt.Errorf("selector {%s}: code %q matched=%v", sel[1], c, re.MatchString(string(c)))
+			}
+		}
+		for label, m := range matchers {
+			if label != "outcome" && label != "code" && (label != "job" || m != [2]string{"=~", "$job"}) {
+				return fmt.Errorf("selector {%s}: extra matcher %s%s%q narrows it", sel[1], label, m[0], m[1])
+			}
+		}
+	}
+	return nil
+}
+
+func TestSelectsAttackCodes(t *testing.T) {
+	good := `sum(increase(revoker_results_total{outcome="rejected", code=~"protected_key|unauthorized_request|conflicting_request_id|self_revocation_refused"}[5m]))`
+	if err := selectsAttackCodes(good); err != nil {
+		t.Errorf("good expression refused: %v", err)
+	}
+	for _, bad := range []string{
+		`sum(increase(revoker_results_total{outcome="rejected"}[5m]))`,
+		`increase(revoker_results_total{outcome="rejected",code=~"unauthorized_request|protected_key|self_revocation_refused"}[5m])`,
+		`increase(revoker_results_total{outcome="rejected",code=~"unauthorized_request|protected_key|self_revocation_refused|conflicting_request_id|invalid_request"}[5m])`,
+		`increase(revoker_results_total{outcome=~"rejected|failed",code=~"unauthorized_request|protected_key|self_revocation_refused|conflicting_request_id"}[5m])`,
+		`increase(revoker_results_total{outcome="rejected",code=~".*_request|protected_key|self_revocation_refused|conflicting_request_id"}[5m])`,
+		`increase(revoker_results_total{outcome="rejected",code=~"unauthorized_request|protected_key|self_revocation_refused|conflicting_request_id",instance="a"}[5m])`,
+		`increase(revoker_results_total{outcome="rejected",code=~"unauthorized_request|protected_key|self_revocation_refused|conflicting_request_id"}[5m]) or revoker_results_total{outcome="rejected"}`,
+		`increase(revoker_retries_total[5m])`,
+	} {
+		if err := selectsAttackCodes(bad); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
 }
 
 func TestAlerts(t *testing.T) {
@@ -98,6 +203,37 @@ func TestAlerts(t *testing.T) {
 	covered("consumer backlog", "revoker_consumer_pending", 5*time.Minute)
 	covered("an instance not ready", "revoker_ready == 0", 2*time.Minute)
 	covered("the target down", `up{job="revoker"} == 0`, time.Minute)
+
+	// Attacks are not silent: an alert, firing at once, on exactly the rejections
+	// where an attack shows, counting a code's first rejection in a process too.
+	var attack *alertRule
+	for i, r := range rules {
+		if r.Alert == "RevokerRequestRefused" {
+			attack = &rules[i]
+		}
+	}
+	if attack == nil {
+		t.Fatal("no RevokerRequestRefused alert on refused requests (unauthorized_request, protected_key, self_revocation_refused, conflicting_request_id)")
+	}
+	if err := selectsAttackCodes(attack.Expr); err != nil {
+		t.Errorf("RevokerRequestRefused: %v", err)
+	}
+	if d, _ := promDuration(attack.For); d != 0 {
+		t.Errorf("RevokerRequestRefused waits %v before firing: one refused request is enough", d)
+	}
+	// increase() misses a series' first sample (a code's first rejection in a
+	// process), so the series new since the window began count too; they come first,
+	// as "or" keeps its left side's value (increase's 0) for the same labels.
+	newSeries := regexp.MustCompile(`unless\s+revoker_results_total\{[^}]*\}\s+offset`).FindStringIndex(attack.Expr)
+	increase := strings.Index(attack.Expr, "increase(revoker_results_total{")
+	if newSeries == nil || increase < 0 || !regexp.MustCompile(`\)\s+or\s+increase\(`).MatchString(attack.Expr) || newSeries[0] > increase {
+		t.Errorf("RevokerRequestRefused: want (series unless series offset W) or increase(series[W]); got %q", attack.Expr)
+	}
+	for _, c := range attackCodes {
+		if !strings.Contains(attack.Annotations["description"], string(c)) {
+			t.Errorf("RevokerRequestRefused: the description does not say what %s means", c)
+		}
+	}
 }
 
 func TestGrafanaDashboard(t *testing.T) {
@@ -184,5 +320,18 @@ func TestGrafanaDashboard(t *testing.T) {
 		if !used[m] {
 			t.Errorf("no panel shows %s", m)
 		}
+	}
+
+	// A panel shows the refused requests where an attack shows, and only those.
+	attackPanel := false
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			if p.Type != "row" && selectsAttackCodes(tg.Expr) == nil {
+				attackPanel = true
+			}
+		}
+	}
+	if !attackPanel {
+		t.Error("no panel shows the rejections unauthorized_request, protected_key, self_revocation_refused and conflicting_request_id")
 	}
 }

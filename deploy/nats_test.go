@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
 )
 
@@ -57,9 +58,11 @@ type natsCluster struct {
 }
 
 // startNATSCluster copies deploy/nats/*.conf into a temporary directory, replaces
-// users.conf with freshly generated keys and writes cluster-routes.conf for loopback
-// ports, starts the three nodes from nats-1.conf, nats-2.conf and nats-3.conf, waits
-// for a JetStream meta leader and provisions the streams and consumer.
+// users.conf with freshly generated keys and overrides cluster-routes.conf the way
+// cluster-routes.conf.example says (a route password, here loopback ports for the
+// node names), starts the three nodes from nats-1.conf, nats-2.conf and nats-3.conf,
+// waits for a JetStream meta leader and provisions the streams, the consumer and the
+// ledger bucket.
 func startNATSCluster(t *testing.T) *natsCluster {
 	t.Helper()
 	dir := t.TempDir()
@@ -86,14 +89,15 @@ func startNATSCluster(t *testing.T) *natsCluster {
 	writeConf(t, dir, "users.conf", users.String())
 
 	routePorts := freePorts(t, 3)
-	password := randomHex(t, 16)
-	var routes strings.Builder
-	fmt.Fprintf(&routes, "authorization { user: route, password: %q, timeout: 2 }\nroutes: [\n", password)
-	for _, p := range routePorts {
-		fmt.Fprintf(&routes, "  \"nats://route:%s@127.0.0.1:%d\"\n", password, p)
+	routes := strings.ReplaceAll(string(readFile(t, "nats/cluster-routes.conf.example")), routePasswordPlaceholder, randomHex(t, 16))
+	for i, p := range routePorts {
+		node := fmt.Sprintf("@nats-%d:6222", i+1)
+		if !strings.Contains(routes, node) {
+			t.Fatalf("cluster-routes.conf.example has no route to %s", node[1:])
+		}
+		routes = strings.ReplaceAll(routes, node, fmt.Sprintf("@127.0.0.1:%d", p))
 	}
-	routes.WriteString("]\n")
-	writeConf(t, dir, "cluster-routes.conf", routes.String())
+	writeConf(t, dir, "cluster-routes.conf", routes)
 
 	var urls []string
 	for i := range 3 {
@@ -135,8 +139,9 @@ func startNATSCluster(t *testing.T) *natsCluster {
 	return c
 }
 
-// provision creates the streams and consumer from their JSON files as the admin user,
-// retrying while the new cluster still lacks peers for R3 assets.
+// provision creates the streams and consumer from their JSON files and the ledger
+// bucket from its nats kv add command (deploy/README.md) as the admin user, retrying
+// while the new cluster still lacks peers for R3 assets.
 func (c *natsCluster) provision(t *testing.T) {
 	t.Helper()
 	nc, _ := c.connect(t, userAdmin)
@@ -153,6 +158,11 @@ func (c *natsCluster) provision(t *testing.T) {
 	cfg := consumerConfig(t, "nats/consumers/revoker.json")
 	retry(t, ctx, "create consumer", func(ctx context.Context) error {
 		_, err := js.CreateConsumer(ctx, requestsStream, cfg)
+		return err
+	})
+	kv := ledgerConfig(t)
+	retry(t, ctx, "create the ledger bucket", func(ctx context.Context) error {
+		_, err := js.CreateKeyValue(ctx, kv)
 		return err
 	})
 }
@@ -331,44 +341,6 @@ func expectDenied(t *testing.T, errs <-chan error, subject string, op func(conte
 	}
 }
 
-// TestNATSConfigLoadsAsCommitted loads every node's configuration as shipped (with
-// the example users and route file), so a syntax error or an unknown field fails here.
-func TestNATSConfigLoadsAsCommitted(t *testing.T) {
-	dir := t.TempDir()
-	for _, src := range glob(t, "nats/*.conf") {
-		writeConf(t, dir, filepath.Base(src), string(readFile(t, src)))
-	}
-	writeConf(t, dir, "cluster-routes.conf", string(readFile(t, "nats/cluster-routes.conf.example")))
-	for i := 1; i <= 3; i++ {
-		opts, err := server.ProcessConfigFile(filepath.Join(dir, fmt.Sprintf("nats-%d.conf", i)))
-		if err != nil {
-			t.Fatalf("nats-%d.conf: %v", i, err)
-		}
-		if opts.ServerName != fmt.Sprintf("nats-%d", i) {
-			t.Errorf("nats-%d.conf: server_name %q", i, opts.ServerName)
-		}
-		if !opts.JetStream || opts.Cluster.Name == "" || len(opts.Routes) != 3 || opts.Cluster.Username == "" {
-			t.Errorf("nats-%d.conf: want JetStream, a named cluster, 3 authenticated routes; got jetstream=%v cluster=%q routes=%d route user=%q",
-				i, opts.JetStream, opts.Cluster.Name, len(opts.Routes), opts.Cluster.Username)
-		}
-		if opts.SystemAccount != "SYS" {
-			t.Errorf("nats-%d.conf: system account %q", i, opts.SystemAccount)
-		}
-		if len(opts.Nkeys) != len(userNkeyVars) || len(opts.Users) != 0 || opts.NoAuthUser != "" {
-			t.Errorf("nats-%d.conf: want exactly %d nkey users and no password or anonymous users, got %d nkeys, %d users, no_auth_user %q",
-				i, len(userNkeyVars), len(opts.Nkeys), len(opts.Users), opts.NoAuthUser)
-		}
-		for _, u := range opts.Nkeys {
-			if u.Account == nil || u.Account.Name != "REVOKER" && u.Account.Name != "SYS" {
-				t.Errorf("nats-%d.conf: user %s outside REVOKER and SYS", i, u.Nkey)
-			}
-			if u.Account != nil && u.Account.Name == "REVOKER" && u.Permissions == nil {
-				t.Errorf("nats-%d.conf: REVOKER user %s without permissions", i, u.Nkey)
-			}
-		}
-	}
-}
-
 // TestStreamFilesMatchProvisioning holds the JSON definitions to exactly what
 // revoker run provisions (worker.RequestsStreamConfig and friends, with default
 // settings) at three replicas, and to the delivery contract of design.md.
@@ -406,7 +378,9 @@ func TestStreamFilesMatchProvisioning(t *testing.T) {
 		{"results duplicates window is at least REVOKER_MAX_RETRY (15m) + 1h", res.Duplicates >= 75*time.Minute},
 		{"both streams are file-backed with 3 replicas", req.Storage == jetstream.FileStorage && res.Storage == jetstream.FileStorage && req.Replicas == 3 && res.Replicas == 3},
 		{"consumer is the durable pull consumer " + consumerName, con.Durable == consumerName && con.DeliverSubject == ""},
-		{"consumer acks explicitly within at most 30s", con.AckPolicy == jetstream.AckExplicitPolicy && con.AckWait > 0 && con.AckWait <= 30*time.Second},
+		{"results stream takes a result of up to events.MaxResultSize with its headers", res.MaxMsgSize >= events.MaxResultSize+1<<10},
+		{"results stream is bounded in bytes, the oldest results dropped first", res.MaxBytes > 0 && res.Discard == jetstream.DiscardOld},
+		{"consumer acks explicitly, ack wait 10s", con.AckPolicy == jetstream.AckExplicitPolicy && con.AckWait == 10*time.Second},
 		{"consumer reads all requests on " + requestsSubject, con.DeliverPolicy == jetstream.DeliverAllPolicy && con.FilterSubject == requestsSubject},
 	}
 	for _, c := range checks {
@@ -433,7 +407,7 @@ func TestNATSPermissions(t *testing.T) {
 	auditorNC, auditorErrs := c.connect(t, userAuditor)
 	auditorJS := newJetStream(t, auditorNC)
 
-	for _, name := range []string{requestsStream, resultsStream} {
+	for _, name := range []string{requestsStream, resultsStream, ledgerStream} {
 		s, err := adminJS.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("admin: stream %s: %v", name, err)
@@ -526,6 +500,46 @@ func TestNATSPermissions(t *testing.T) {
 		t.Errorf("auditor: get message 1: %v", err)
 	}
 
+	// The worker binds to the ledger and creates, reads, updates and puts entries,
+	// compare-and-set included, as worker/ledger.go does; the admin reads one.
+	workerKV, err := workerJS.KeyValue(ctx, ledgerBucket)
+	if err != nil {
+		t.Fatalf("worker: bind to the ledger: %v", err)
+	}
+	const reqEntry, keyEntry = "req.aW5jLTE", "key.key-1"
+	rev, err := workerKV.Create(ctx, reqEntry, []byte(`{"key":"key-1"}`))
+	if err != nil {
+		t.Fatalf("worker: create a ledger entry: %v", err)
+	}
+	if _, err := workerKV.Create(ctx, reqEntry, []byte(`{"key":"key-2"}`)); !errors.Is(err, jetstream.ErrKeyExists) {
+		t.Errorf("worker: create an existing ledger entry: %v, want %v", err, jetstream.ErrKeyExists)
+	}
+	if e, err := workerKV.Get(ctx, reqEntry); err != nil {
+		t.Fatalf("worker: get a ledger entry: %v", err)
+	} else if e.Revision() != rev || string(e.Value()) != `{"key":"key-1"}` {
+		t.Errorf("worker: ledger entry revision %d %q, want %d and what it created", e.Revision(), e.Value(), rev)
+	}
+	decided := `{"key":"key-1","attempted":true}`
+	if _, err := workerKV.Update(ctx, reqEntry, []byte(decided), rev); err != nil {
+		t.Fatalf("worker: update a ledger entry: %v", err)
+	}
+	if _, err := workerKV.Update(ctx, reqEntry, []byte(`{"key":"key-2"}`), rev); !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		t.Errorf("worker: update a ledger entry from a stale revision: %v, want %v", err, jetstream.ErrKeyRevisionMismatch)
+	}
+	if _, err := workerKV.Put(ctx, keyEntry, []byte(`{"request_id":"inc-1"}`)); err != nil {
+		t.Fatalf("worker: put a ledger entry: %v", err)
+	}
+	if _, err := workerKV.Get(ctx, "key.unknown"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("worker: get a missing ledger entry: %v, want %v", err, jetstream.ErrKeyNotFound)
+	}
+	adminKV, err := adminJS.KeyValue(ctx, ledgerBucket)
+	if err != nil {
+		t.Fatalf("admin: bind to the ledger: %v", err)
+	}
+	if e, err := adminKV.Get(ctx, reqEntry); err != nil || string(e.Value()) != decided {
+		t.Errorf("admin: get a ledger entry: %v", err)
+	}
+
 	// None of that was refused.
 	for user, nc := range map[string]*nats.Conn{userAdmin: adminNC, userWorker: workerNC, userRequester: requesterNC, userAuditor: auditorNC} {
 		if err := nc.FlushWithContext(ctx); err != nil {
@@ -588,6 +602,26 @@ func TestNATSPermissions(t *testing.T) {
 		{userWorker, workerErrs, "read the results stream", api + "STREAM.MSG.GET." + resultsStream, rawRequest(workerNC, api+"STREAM.MSG.GET."+resultsStream)},
 		{userWorker, workerErrs, "subscribe to requests bypassing its consumer", requestsSubject, subscribe(workerNC, requestsSubject)},
 		{userWorker, workerErrs, "subscribe to results", resultsSubject + ".>", subscribe(workerNC, resultsSubject+".>")},
+		{userWorker, workerErrs, "delete the ledger bucket", api + "STREAM.DELETE." + ledgerStream, func(ctx context.Context) error {
+			return workerJS.DeleteKeyValue(ctx, ledgerBucket)
+		}},
+		{userWorker, workerErrs, "purge the ledger bucket", api + "STREAM.PURGE." + ledgerStream, rawRequest(workerNC, api+"STREAM.PURGE."+ledgerStream)},
+		{userWorker, workerErrs, "change the ledger bucket", api + "STREAM.UPDATE." + ledgerStream, rawRequest(workerNC, api+"STREAM.UPDATE."+ledgerStream)},
+		{userWorker, workerErrs, "watch the ledger (a consumer on it)", api + "CONSUMER.CREATE." + ledgerStream + ".snoop", createConsumer(workerJS, ledgerStream, "snoop")},
+		{userWorker, workerErrs, "read the ledger by sequence", api + "DIRECT.GET." + ledgerStream, rawRequest(workerNC, api+"DIRECT.GET."+ledgerStream)},
+		{userWorker, workerErrs, "read the ledger's stream", api + "STREAM.MSG.GET." + ledgerStream, rawRequest(workerNC, api+"STREAM.MSG.GET."+ledgerStream)},
+		{userWorker, workerErrs, "create another bucket", api + "STREAM.CREATE.KV_OTHER", rawRequest(workerNC, api+"STREAM.CREATE.KV_OTHER")},
+		{userWorker, workerErrs, "bind to another bucket", api + "STREAM.INFO.KV_OTHER", func(ctx context.Context) error {
+			_, err := workerJS.KeyValue(ctx, "OTHER")
+			return err
+		}},
+		{userWorker, workerErrs, "read another bucket", api + "DIRECT.GET.KV_OTHER.$KV.OTHER." + keyEntry, rawRequest(workerNC, api+"DIRECT.GET.KV_OTHER.$KV.OTHER."+keyEntry)},
+		{userWorker, workerErrs, "write another bucket", "$KV.OTHER." + keyEntry, publish(workerJS, "$KV.OTHER."+keyEntry)},
+		{userRequester, requesterErrs, "bind to the ledger", api + "STREAM.INFO." + ledgerStream, func(ctx context.Context) error {
+			_, err := requesterJS.KeyValue(ctx, ledgerBucket)
+			return err
+		}},
+		{userRequester, requesterErrs, "write a ledger entry", ledgerSubjects + "key.key-2", publish(requesterJS, ledgerSubjects+"key.key-2")},
 		{userRequester, requesterErrs, "look up the worker's consumer", api + "CONSUMER.INFO." + requestsStream + "." + consumerName, func(ctx context.Context) error {
 			_, err := requesterJS.Consumer(ctx, requestsStream, consumerName)
 			return err
@@ -603,7 +637,10 @@ func TestNATSPermissions(t *testing.T) {
 		{userAuditor, auditorErrs, "fetch from the worker's consumer", api + "CONSUMER.MSG.NEXT." + requestsStream + "." + consumerName, rawRequest(auditorNC, api+"CONSUMER.MSG.NEXT."+requestsStream+"."+consumerName)},
 		{userAuditor, auditorErrs, "delete the results stream", api + "STREAM.DELETE." + resultsStream, deleteStream(auditorJS, resultsStream)},
 		{userAuditor, auditorErrs, "subscribe to requests", requestsSubject, subscribe(auditorNC, requestsSubject)},
+		{userAuditor, auditorErrs, "read a ledger entry", api + "DIRECT.GET." + ledgerStream + "." + ledgerSubjects + keyEntry, rawRequest(auditorNC, api+"DIRECT.GET."+ledgerStream+"."+ledgerSubjects+keyEntry)},
+		{userAuditor, auditorErrs, "write a ledger entry", ledgerSubjects + "key.key-2", publish(auditorJS, ledgerSubjects+"key.key-2")},
 		{userAdmin, adminErrs, "publish a request", requestsSubject, publish(adminJS, requestsSubject)},
+		{userAdmin, adminErrs, "write a ledger entry", ledgerSubjects + "key.key-2", publish(adminJS, ledgerSubjects+"key.key-2")},
 		{userAdmin, adminErrs, "forge a result", resultsSubject + ".revoked", publish(adminJS, resultsSubject+".revoked")},
 	}
 	for _, d := range denials {
@@ -612,9 +649,10 @@ func TestNATSPermissions(t *testing.T) {
 		})
 	}
 
-	// Nothing refused had an effect: both streams stand, the request left the work
-	// queue when acknowledged, the one result is the worker's, the consumer unchanged.
-	want := map[string]uint64{requestsStream: 0, resultsStream: 1}
+	// Nothing refused had an effect: the streams and the ledger stand, the request
+	// left the work queue when acknowledged, the one result is the worker's, the
+	// ledger holds the worker's two entries, the consumer and the bucket are unchanged.
+	want := map[string]uint64{requestsStream: 0, resultsStream: 1, ledgerStream: 2}
 	for name, msgs := range want {
 		waitFor(t, 10*time.Second, name+" message count", func() bool {
 			s, err := adminJS.Stream(ctx, name)
@@ -627,6 +665,19 @@ func TestNATSPermissions(t *testing.T) {
 	}
 	if got, want := ci.CachedInfo().Config, consumerConfig(t, "nats/consumers/revoker.json"); got.MaxDeliver != want.MaxDeliver || got.AckWait != want.AckWait || got.FilterSubject != want.FilterSubject {
 		t.Errorf("consumer config changed: %+v", got)
+	}
+	if st, err := adminKV.Status(ctx); err != nil {
+		t.Errorf("admin: ledger status: %v", err)
+	} else if st.History() != 1 || st.TTL() != ledgerConfig(t).TTL {
+		t.Errorf("ledger bucket changed: history %d, ttl %v", st.History(), st.TTL())
+	}
+	if e, err := adminKV.Get(ctx, keyEntry); err != nil || string(e.Value()) != `{"request_id":"inc-1"}` {
+		t.Errorf("admin: ledger entry %s after the refusals: %v", keyEntry, err)
+	}
+	if s, err := adminJS.Stream(ctx, ledgerStream); err != nil {
+		t.Fatalf("admin: stream %s: %v", ledgerStream, err)
+	} else if n := s.CachedInfo().State.Consumers; n != 0 {
+		t.Errorf("the ledger has %d consumers, want none", n)
 	}
 	for _, name := range []string{requestsStream, resultsStream} {
 		s, err := adminJS.Stream(ctx, name)

@@ -3,6 +3,7 @@ package kalshi
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 )
@@ -41,8 +42,10 @@ func ValidKeyID(id string) bool {
 
 // ResolveBaseURL turns a configured base URL into the one the client uses.
 // "" and "prod" mean [ProdBaseURL], "demo" means [DemoBaseURL] (both
-// case-insensitive). Anything else must be an absolute http or https URL
-// without credentials, query or fragment; a trailing "/" is removed.
+// case-insensitive). Anything else must be an absolute https URL without
+// credentials, query or fragment; a trailing "/" is removed. Plain http is
+// accepted only for a loopback host (127.0.0.0/8, ::1, localhost), such as a
+// local emulator: anywhere else it would carry signed requests in clear.
 func ResolveBaseURL(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	switch strings.ToLower(s) {
@@ -69,6 +72,17 @@ func ResolveBaseURL(s string) (string, error) {
 		return "", fmt.Errorf("base url %q: missing host", s)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 		return "", fmt.Errorf("base url %q: must not have a query or fragment", s)
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		return "", fmt.Errorf("base url %q: plain http is allowed only to a loopback host (127.0.0.0/8, ::1, localhost); use https", s)
 	}
 	return strings.TrimRight(s, "/"), nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

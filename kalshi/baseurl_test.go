@@ -21,6 +21,17 @@ func TestResolveBaseURL(t *testing.T) {
 		{"https://x/trade-api/v2?a=b", "", "query or fragment"},
 		{"https://user:hunter2@x/trade-api/v2", "", "credentials"},
 		{"https://user:hunter2@x:bad/", "", "base url"},
+		// Plain http only to loopback: anywhere else it carries signed requests in clear.
+		{"http://localhost:8080/trade-api/v2", "http://localhost:8080/trade-api/v2", ""},
+		{"http://LocalHost/trade-api/v2", "http://LocalHost/trade-api/v2", ""},
+		{"http://127.9.9.9/trade-api/v2", "http://127.9.9.9/trade-api/v2", ""},
+		{"http://[::1]:8080/trade-api/v2", "http://[::1]:8080/trade-api/v2", ""},
+		{"http://api.elections.kalshi.com/trade-api/v2", "", "plain http is allowed only to a loopback host"},
+		{"HTTP://10.0.0.1/trade-api/v2", "", "plain http"},
+		{"http://127.0.0.1.example.com/", "", "plain http"},
+		{"http://localhost.example.com/", "", "plain http"},
+		{"http://[::2]/", "", "plain http"},
+		{"http://0.0.0.0:8080/", "", "plain http"},
 	} {
 		got, err := ResolveBaseURL(tt.in)
 		if got != tt.want || (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {

@@ -32,11 +32,12 @@ type Config struct {
 	// PrivateKey is the key's private half, RSA or Ed25519. Required.
 	PrivateKey crypto.Signer
 	// HTTPClient sends the requests. The client uses a copy whose Transport
-	// (http.DefaultTransport if nil) is wrapped by the signing transport;
-	// the caller's client is not modified. Default: a client with a 30 s
-	// overall timeout, bounded dial, TLS and header timeouts, up to 64 idle
-	// connections per host, and no redirects (a 3xx is returned as an
-	// *APIError rather than re-signed for another URL).
+	// (http.DefaultTransport if nil) is wrapped by the signing transport and
+	// which never follows a redirect, whatever CheckRedirect says: a 3xx is
+	// returned as an *APIError rather than signed for another host and path.
+	// The caller's client is not modified. Default: a client with a 30 s
+	// overall timeout, bounded dial, TLS and header timeouts and up to 64
+	// idle connections per host.
 	HTTPClient *http.Client
 	// UserAgent identifies the program, with its version. Default
 	// DefaultUserAgent ("revoker/dev").
@@ -120,6 +121,7 @@ func New(cfg Config) (*Client, error) {
 		rt = http.DefaultTransport
 	}
 	hc.Transport = &transport{keyID: cfg.KeyID, key: cfg.PrivateKey, kind: kind, base: rt, now: now}
+	hc.CheckRedirect = noRedirect
 	return &Client{baseURL: base, keyID: cfg.KeyID, userAgent: ua, hc: &hc}, nil
 }
 
@@ -136,14 +138,11 @@ func defaultHTTPClient() *http.Client {
 		ResponseHeaderTimeout: 20 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{
-		Transport: t,
-		Timeout:   30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}
 }
+
+// noRedirect makes the client return a redirect as the response it is.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // KeyID returns the ID of the key that signs this client's requests.
 func (c *Client) KeyID() string { return c.keyID }

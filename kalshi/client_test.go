@@ -462,6 +462,45 @@ func TestDefaultHTTPClient(t *testing.T) {
 	}
 }
 
+// TestRedirectsNeverFollowed gives New a caller's client, which would follow
+// redirects: a 307 must come back as an error, never be signed and sent to
+// the place it names.
+func TestRedirectsNeverFollowed(t *testing.T) {
+	var elsewhere atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+	}))
+	defer target.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/trade-api/v2/api_keys/other", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+
+	follow := func(*http.Request, []*http.Request) error { return nil }
+	for name, hc := range map[string]*http.Client{
+		"zero client":           {},
+		"client that follows":   {CheckRedirect: follow},
+		"client with transport": {Transport: http.DefaultTransport, CheckRedirect: follow},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := New(Config{BaseURL: redirector.URL + "/trade-api/v2", KeyID: "k", PrivateKey: testEd25519(t), HTTPClient: hc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.DeleteAPIKey(context.Background(), "victim")
+			if ae := apiError(t, err); ae.StatusCode != http.StatusTemporaryRedirect || !IsPermanent(err) {
+				t.Errorf("DeleteAPIKey answered 307: %v, want a permanent *APIError", err)
+			}
+			if n := elsewhere.Load(); n != 0 {
+				t.Fatalf("the redirect target received %d requests", n)
+			}
+			if hc.CheckRedirect != nil && hc.CheckRedirect(nil, nil) != nil {
+				t.Error("the caller's client was modified")
+			}
+		})
+	}
+}
+
 func TestUnexpectedResponses(t *testing.T) {
 	var body atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

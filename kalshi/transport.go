@@ -31,7 +31,7 @@ func (e *signError) Error() string { return "kalshi: sign request: " + e.err.Err
 func (e *signError) Unwrap() error { return e.err }
 
 // transport signs every request it forwards: a fresh timestamp and
-// signature per attempt, so retries and redirects are never stale.
+// signature per attempt, so a retry is never stale.
 type transport struct {
 	keyID string
 	key   crypto.Signer

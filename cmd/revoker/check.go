@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 )
 
@@ -68,7 +69,7 @@ func (c *checker) checkKalshi(ctx context.Context, cfg Config) {
 	}
 	own := "not among them"
 	for _, k := range keys {
-		if k.ID == cfg.KalshiKeyID {
+		if events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID {
 			own = "listed"
 		}
 	}
@@ -87,7 +88,7 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 		return
 	}
 	defer nc.Close()
-	c.ok("nats reachable", nc.ConnectedUrlRedacted())
+	c.ok("nats reachable", connectedURL(nc))
 	js, err := jetstream.New(nc)
 	if err != nil {
 		c.fail("jetstream", err)

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,8 +19,10 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 )
 
@@ -512,6 +512,11 @@ func (p *parser) build(spec command) Config {
 		p.warn("%s has no effect without %s", s.label(), p.get("trusted-signers").label())
 	}
 	cfg.AllowedSources = p.splitList("allowed-sources")
+	if err := authPolicy(cfg).Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			p.problem("request authentication: %s", line)
+		}
+	}
 
 	cfg.HTTPAddr = p.httpAddr()
 	cfg.LogFormat = p.logFormat()
@@ -544,9 +549,7 @@ func (p *parser) checkArgs(spec command, args []string) {
 		p.problem("\"revoker %s\" needs at least one KEY_ID", p.cmd)
 	}
 	for _, id := range args {
-		if !kalshi.ValidKeyID(id) {
-			p.problem("%s is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')", quote(id))
-		}
+		p.checkKeyID("", id)
 	}
 }
 
@@ -585,11 +588,8 @@ func (p *parser) natsTLS() (ca, cert, key string) {
 		p.problem("%s is set but %s is not; set both or neither", keyS.label(), certS.label())
 	case cert != "":
 		_, _, okCert := p.readFile(certS)
-		keyData, mode, okKey := p.readFile(keyS)
+		keyData, okKey := p.secretFile(keyS)
 		clear(keyData)
-		if okKey {
-			p.warnReadable(keyS, mode)
-		}
 		if okCert && okKey {
 			if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
 				p.problem("%s and %s do not make a certificate: %s", certS.label(), keyS.label(), plainTLSError(err))
@@ -599,38 +599,49 @@ func (p *parser) natsTLS() (ca, cert, key string) {
 	return ca, cert, key
 }
 
-// credsFile checks a NATS .creds file: readable, with a user JWT and seed.
-func (p *parser) credsFile(key string) string {
-	return p.userKeyFile(key, true, "is not a NATS user credentials file (a user JWT and its nkey seed)")
-}
+// credsFile checks a NATS .creds file: a user JWT and its nkey seed.
+func (p *parser) credsFile(key string) string { return p.natsUserFile(key, true) }
 
-// seedFile checks an nkey seed file: readable and holding a user seed.
-func (p *parser) seedFile(key string) string {
-	return p.userKeyFile(key, false, "holds no NATS user nkey seed (one line starting with SU)")
-}
+// seedFile checks an nkey seed file: a user seed.
+func (p *parser) seedFile(key string) string { return p.natsUserFile(key, false) }
 
-// userKeyFile checks that setting key names a readable file holding a NATS
-// user seed (and, with jwt, a user JWT), reporting problem otherwise. The
-// seed is wiped once checked.
-func (p *parser) userKeyFile(key string, jwt bool, problem string) string {
+// natsUserFile checks the secret file setting key names: a NATS user seed
+// and, with creds, a user JWT. The data is wiped once checked.
+func (p *parser) natsUserFile(key string, creds bool) string {
 	s := p.get(key)
 	if s.val == "" {
 		return ""
 	}
-	data, mode, ok := p.readFile(s)
+	data, ok := p.secretFile(s)
 	if !ok {
 		return s.val
 	}
 	defer clear(data)
-	p.warnReadable(s, mode)
+	if why := natsUserKeyProblem(data, creds); why != "" {
+		p.problem("%s: %s %s", s.label(), s.val, why)
+	}
+	return s.val
+}
+
+// natsUserKeyProblem says why data is not a NATS user seed file or, with
+// creds, a .creds file; "" when it is one. nkeys and jwt parse it, as
+// nats.go will; the message never includes the data.
+func natsUserKeyProblem(data []byte, creds bool) string {
 	kp, err := nkeys.ParseDecoratedUserNKey(data)
 	if err == nil {
 		kp.Wipe()
 	}
-	if err != nil || (jwt && !bytes.Contains(data, []byte("BEGIN NATS USER JWT"))) {
-		p.problem("%s: %s %s", s.label(), s.val, problem)
+	if creds {
+		token, _ := nkeys.ParseDecoratedJWT(data)
+		if _, jwtErr := jwt.DecodeUserClaims(token); err != nil || jwtErr != nil {
+			return "is not a NATS user credentials file (a user JWT and its nkey seed)"
+		}
+		return ""
 	}
-	return s.val
+	if err != nil {
+		return "holds no NATS user nkey seed (one line starting with SU)"
+	}
+	return ""
 }
 
 // readFile reads a small local file named by setting s, reporting why it
@@ -680,38 +691,53 @@ func pathErrorReason(err error) error {
 	return err
 }
 
-// warnReadable warns about a secret file other users may read.
-func (p *parser) warnReadable(s *setting, mode fs.FileMode) {
-	if runtime.GOOS == "windows" {
-		return
+// secretFile reads the secret file setting s names: a private key, an nkey
+// seed or a .creds file. One rule for all of them: a file every user may
+// read is refused, one its group may read is warned about. The caller
+// clears the data.
+func (p *parser) secretFile(s *setting) ([]byte, bool) {
+	data, mode, ok := p.readFile(s)
+	if !ok || runtime.GOOS == "windows" {
+		return data, ok
 	}
-	perm := mode.Perm()
-	switch {
+	switch perm := mode.Perm(); {
 	case perm&0o004 != 0:
-		p.warn("%s: %s is readable by every user (mode %04o); run chmod 600 %s", s.label(), s.val, perm, s.val)
+		clear(data)
+		p.problem("%s: %s is readable by every user (mode %04o); run chmod 600 %s", s.label(), s.val, perm, s.val)
+		return nil, false
 	case perm&0o040 != 0:
 		p.warn("%s: %s is readable by its group (mode %04o); consider chmod 600 %s", s.label(), s.val, perm, s.val)
 	}
+	return data, true
 }
 
 func (p *parser) kalshiBaseURL() string {
 	s := p.get("kalshi-base-url")
 	u, err := kalshi.ResolveBaseURL(s.val)
 	if err != nil {
-		p.problem("%s: %s is not prod, demo or an http(s) URL (%v)", s.label(), quote(redactURL(s.val)), err)
+		p.problem("%s: %v", s.label(), err)
 	}
 	return u
 }
 
 func (p *parser) kalshiKeyID(spec command) string {
 	s := p.get("kalshi-key-id")
-	switch {
-	case s.val == "" && spec.needKalshi:
-		p.problem("%s is required for \"revoker %s\"", s.label(), p.cmd)
-	case s.val != "" && !kalshi.ValidKeyID(s.val):
-		p.problem("%s: %s is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')", s.label(), quote(s.val))
+	if s.val == "" {
+		if spec.needKalshi {
+			p.problem("%s is required for \"revoker %s\"", s.label(), p.cmd)
+		}
+		return ""
 	}
-	return s.val
+	return p.checkKeyID(s.label()+": ", s.val)
+}
+
+// checkKeyID reports id unless kalshi accepts it as a key ID, and returns
+// its canonical form, the one the worker compares.
+func (p *parser) checkKeyID(where, id string) string {
+	if !kalshi.ValidKeyID(id) {
+		p.problem("%s%s is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')", where, quote(id))
+	}
+	return events.CanonicalAPIKeyID(id)
 }
 
 // kalshiPrivateKey returns the key file's path (if any) and the PEM, from
@@ -735,59 +761,23 @@ func (p *parser) kalshiPrivateKey(spec command) (string, secret) {
 	}
 
 	if content != "" {
-		data := []byte(content)
-		if !strings.Contains(content, "\n") && strings.Contains(content, `\n`) {
-			// A PEM squeezed onto one line with literal \n, as some
-			// secret stores and CI systems hand it over.
-			data = []byte(strings.ReplaceAll(content, `\n`, "\n"))
-		}
-		if why := pemPrivateKeyProblem(data); why != "" {
-			clear(data)
-			p.problem("KALSHI_PRIVATE_KEY %s", why)
-			return "", nil
-		}
-		return "", secret(data)
+		return "", p.privateKey("KALSHI_PRIVATE_KEY", []byte(content))
 	}
-
-	data, mode, ok := p.readFile(pathS)
+	data, ok := p.secretFile(pathS)
 	if !ok {
 		return path, nil
 	}
-	if perm := mode.Perm(); runtime.GOOS != "windows" {
-		switch {
-		case perm&0o004 != 0:
-			clear(data)
-			p.problem("%s: %s is readable by every user (mode %04o); run chmod 600 %s", pathS.label(), path, perm, path)
-			return path, nil
-		case perm&0o040 != 0:
-			p.warn("%s: %s is readable by its group (mode %04o); consider chmod 600 %s", pathS.label(), path, perm, path)
-		}
-	}
-	if why := pemPrivateKeyProblem(data); why != "" {
-		clear(data)
-		p.problem("%s: %s %s", pathS.label(), path, why)
-		return path, nil
-	}
-	return path, secret(data)
+	return path, p.privateKey(pathS.label()+": "+path, data)
 }
 
-// pemPrivateKeyProblem says why data is not a usable PEM private key, or
-// returns "". Whether the key is RSA or Ed25519 is left to the kalshi
-// package; the message never includes the data.
-func pemPrivateKeyProblem(data []byte) string {
-	block, _ := pem.Decode(data)
-	switch {
-	case block == nil:
-		return "holds no PEM block (expected -----BEGIN RSA PRIVATE KEY----- or -----BEGIN PRIVATE KEY-----)"
-	case block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["Proc-Type"] != "":
-		clear(block.Bytes)
-		return "is an encrypted private key; revoker needs it unencrypted"
-	case !strings.HasSuffix(block.Type, "PRIVATE KEY"):
-		clear(block.Bytes)
-		return fmt.Sprintf("holds a %q PEM block, not a private key", block.Type)
+// privateKey keeps data if kalshi can sign with it, and wipes it otherwise.
+func (p *parser) privateKey(what string, data []byte) secret {
+	if _, err := kalshi.ParsePrivateKey(data); err != nil {
+		clear(data)
+		p.problem("%s: %v", what, err)
+		return nil
 	}
-	clear(block.Bytes)
-	return ""
+	return secret(data)
 }
 
 func (p *parser) subjects() (requests, results string) {
@@ -894,10 +884,8 @@ func (p *parser) rateShare() float64 {
 func (p *parser) protectedKeys() []string {
 	s := p.get("protected-keys")
 	ids := p.splitList("protected-keys")
-	for _, id := range ids {
-		if !kalshi.ValidKeyID(id) {
-			p.problem("%s: %s is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')", s.label(), quote(id))
-		}
+	for i, id := range ids {
+		ids[i] = p.checkKeyID(s.label()+": ", id)
 	}
 	return ids
 }
@@ -1028,22 +1016,6 @@ func quote(v string) string {
 		return strconv.Quote(v[:max]) + "..."
 	}
 	return strconv.Quote(v)
-}
-
-// redactURL hides the password of a URL, or the whole value when it holds
-// credentials but cannot be parsed.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if strings.Contains(raw, "@") {
-			return "(a URL with credentials)"
-		}
-		return raw
-	}
-	if u.User != nil {
-		return u.Redacted()
-	}
-	return raw
 }
 
 // plainTLSError drops the "tls: " prefix of crypto/tls errors.

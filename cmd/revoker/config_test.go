@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/revoker/revoker/kalshi"
 )
 
 // newPrivateKeyPEM returns a fresh PKCS#8 PEM private key.
@@ -296,6 +298,13 @@ func TestValidationMessages(t *testing.T) {
 	badSigners := filepath.Join(dir, "bad-signers")
 	writeFile(t, badSigners, []byte("# ops\n"+public+"\n\nUBAD\n"), 0o644)
 	worldKey := writeKeyFile(t, dir, "world.pem", 0o644)
+	ecKey := filepath.Join(dir, "ec.pem")
+	ecDER, _ := x509.MarshalPKCS8PrivateKey(newECKey(t))
+	writePEM(t, ecKey, "PRIVATE KEY", ecDER, 0o600)
+	// A seed and the marker of a user JWT, but no JWT signed by an account.
+	forgedCreds := filepath.Join(dir, "forged.creds")
+	userSeed, _ := os.ReadFile(seed)
+	writeFile(t, forgedCreds, []byte("-----BEGIN NATS USER JWT-----\nnot.a.jwt\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n"+strings.TrimSpace(string(userSeed))+"\n------END USER NKEY SEED------\n"), 0o600)
 
 	tests := []struct {
 		name string
@@ -310,20 +319,24 @@ func TestValidationMessages(t *testing.T) {
 		{"private key required", "check", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": ""}, `KALSHI_PRIVATE_KEY_PATH (--kalshi-private-key) or KALSHI_PRIVATE_KEY is required for "revoker check"`},
 		{"private key missing", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": missing}, "KALSHI_PRIVATE_KEY_PATH (--kalshi-private-key): cannot read " + missing + ": no such file or directory"},
 		{"private key is a directory", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": dir}, dir + " is a directory"},
-		{"private key not PEM", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": garbage}, garbage + " holds no PEM block"},
-		{"private key is public", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": publicPEM}, `holds a "PUBLIC KEY" PEM block, not a private key`},
-		{"private key encrypted", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": encrypted}, "is an encrypted private key"},
+		{"private key not PEM", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": garbage}, garbage + ": private key: no PEM block found"},
+		{"private key is public", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": publicPEM}, `unsupported PEM block type "PUBLIC KEY"`},
+		{"private key encrypted", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": encrypted}, "encrypted PEM is not supported"},
+		{"private key EC", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": ecKey}, ecKey + ": private key: EC (ECDSA) keys are not supported"},
 		{"private key world-readable", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": worldKey}, "KALSHI_PRIVATE_KEY_PATH (--kalshi-private-key): " + worldKey + " is readable by every user (mode 0644); run chmod 600 " + worldKey},
 		{"private key path and content", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY": "x"}, "KALSHI_PRIVATE_KEY_PATH (--kalshi-private-key) and KALSHI_PRIVATE_KEY are both set; set only one"},
-		{"private key content not PEM", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": "", "KALSHI_PRIVATE_KEY": "hunter2"}, "KALSHI_PRIVATE_KEY holds no PEM block"},
-		{"base url scheme", "run", nil, map[string]string{"KALSHI_BASE_URL": "ftp://kalshi.example"}, `KALSHI_BASE_URL (--kalshi-base-url): "ftp://kalshi.example" is not prod, demo or an http(s) URL`},
-		{"base url word", "run", []string{"--kalshi-base-url", "staging"}, nil, `KALSHI_BASE_URL (--kalshi-base-url): "staging" is not prod, demo or an http(s) URL`},
+		{"private key content not PEM", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": "", "KALSHI_PRIVATE_KEY": "hunter2"}, "KALSHI_PRIVATE_KEY: private key: no PEM block found"},
+		{"base url scheme", "run", nil, map[string]string{"KALSHI_BASE_URL": "ftp://kalshi.example"}, `KALSHI_BASE_URL (--kalshi-base-url): base url "ftp://kalshi.example": want prod, demo or an http(s) URL`},
+		{"base url word", "run", []string{"--kalshi-base-url", "staging"}, nil, `KALSHI_BASE_URL (--kalshi-base-url): base url "staging": want prod, demo or an http(s) URL`},
+		{"base url plain http", "run", nil, map[string]string{"KALSHI_BASE_URL": "http://api.elections.kalshi.com/trade-api/v2"}, `KALSHI_BASE_URL (--kalshi-base-url): base url "http://api.elections.kalshi.com/trade-api/v2": plain http is allowed only to a loopback host`},
 		{"base url query", "run", []string{"--kalshi-base-url", "https://k.example/v2?x=1"}, nil, "must not have a query"},
 		{"nats url", "run", nil, map[string]string{"NATS_URL": "http://nats.example:4222"}, `NATS_URL (--nats-url): "http://nats.example:4222" is not a NATS server URL`},
 		{"nats url empty", "revoke", []string{"--nats-url=", "k"}, nil, "NATS_URL (--nats-url) must not be empty"},
 		{"creds and nkey", "run", nil, map[string]string{"NATS_CREDS": op.credsFile, "NATS_NKEY_SEED": seed}, "NATS_CREDS (--nats-creds) and NATS_NKEY_SEED (--nats-nkey) are both set; use one of them"},
 		{"creds missing", "run", nil, map[string]string{"NATS_CREDS": missing}, "NATS_CREDS (--nats-creds): cannot read " + missing},
 		{"creds invalid", "run", nil, map[string]string{"NATS_CREDS": garbage}, "NATS_CREDS (--nats-creds): " + garbage + " is not a NATS user credentials file"},
+		{"creds without a valid JWT", "run", nil, map[string]string{"NATS_CREDS": forgedCreds}, "NATS_CREDS (--nats-creds): " + forgedCreds + " is not a NATS user credentials file"},
+		{"creds that are a seed", "run", nil, map[string]string{"NATS_CREDS": seed}, "NATS_CREDS (--nats-creds): " + seed + " is not a NATS user credentials file"},
 		{"nkey not a user seed", "run", nil, map[string]string{"NATS_NKEY_SEED": accountSeed}, "NATS_NKEY_SEED (--nats-nkey): " + accountSeed + " holds no NATS user nkey seed"},
 		{"tls cert without key", "run", nil, map[string]string{"NATS_TLS_CERT": pki.clientCert}, "NATS_TLS_CERT (--nats-tls-cert) is set but NATS_TLS_KEY (--nats-tls-key) is not"},
 		{"tls key without cert", "run", nil, map[string]string{"NATS_TLS_KEY": pki.clientKey}, "NATS_TLS_KEY (--nats-tls-key) is set but NATS_TLS_CERT (--nats-tls-cert) is not"},
@@ -335,6 +348,8 @@ func TestValidationMessages(t *testing.T) {
 		{"max retry negative", "run", nil, map[string]string{"REVOKER_MAX_RETRY": "-1m"}, `REVOKER_MAX_RETRY (--max-retry) must be greater than 0, got "-1m"`},
 		{"attempt timeout zero", "run", nil, map[string]string{"REVOKER_ATTEMPT_TIMEOUT": "0s"}, `REVOKER_ATTEMPT_TIMEOUT (--attempt-timeout) must be greater than 0`},
 		{"max request age zero", "run", nil, map[string]string{"REVOKER_MAX_REQUEST_AGE": "0"}, `REVOKER_MAX_REQUEST_AGE (--max-request-age) must be greater than 0`},
+		{"max request age beyond the policy's limit", "run", nil, map[string]string{"REVOKER_MAX_REQUEST_AGE": "48h", "REVOKER_TRUSTED_SIGNERS": public}, "request authentication: max request age 48h0m0s plus clock skew 30s is 48h0m30s; at most 30m0s"},
+		{"max request age beyond the limit without signers", "check", nil, map[string]string{"REVOKER_MAX_REQUEST_AGE": "30m"}, "request authentication: max request age 30m0s plus clock skew"},
 		{"concurrency zero", "run", nil, map[string]string{"REVOKER_CONCURRENCY": "0"}, "REVOKER_CONCURRENCY (--concurrency) must be between 1 and 1024, got 0"},
 		{"concurrency too high", "run", []string{"--concurrency=2000"}, nil, "REVOKER_CONCURRENCY (--concurrency) must be between 1 and 1024, got 2000"},
 		{"concurrency not a number", "run", nil, map[string]string{"REVOKER_CONCURRENCY": "lots"}, `REVOKER_CONCURRENCY (--concurrency): "lots" is not a whole number`},
@@ -474,8 +489,8 @@ func TestPrivateKeyFromEnvironment(t *testing.T) {
 	// Squeezed onto one line with literal \n, as some secret stores do.
 	oneLine := strings.ReplaceAll(strings.TrimSpace(string(good)), "\n", `\n`)
 	cfg, _ = mustParse(t, "run", nil, map[string]string{"KALSHI_API_KEY_ID": "k", "KALSHI_PRIVATE_KEY": oneLine})
-	if block, _ := pem.Decode(cfg.KalshiPrivateKey); block == nil || block.Type != "PRIVATE KEY" {
-		t.Error("one-line PEM with literal \\n not decoded")
+	if _, err := kalshi.ParsePrivateKey(cfg.KalshiPrivateKey); err != nil {
+		t.Errorf("one-line PEM with literal \\n: %v", err)
 	}
 	// A path given as a flag beats KALSHI_PRIVATE_KEY, with a warning.
 	keyFile := writeKeyFile(t, t.TempDir(), "k.pem", 0o600)
@@ -488,39 +503,82 @@ func TestPrivateKeyFromEnvironment(t *testing.T) {
 	}
 }
 
-func TestPrivateKeyFileModes(t *testing.T) {
+// TestSecretFileModes holds every secret file to one rule: refused when
+// every user may read it, warned about when its group may.
+func TestSecretFileModes(t *testing.T) {
 	dir := t.TempDir()
+	pki := newTestPKI(t)
+	op := newTestOperator(t, dir)
 	for _, tt := range []struct {
-		mode    os.FileMode
-		refused bool
-		warning string
+		env  string
+		cmd  string
+		args []string
+		file func(name string) string // a fresh, valid file
+		more map[string]string
 	}{
-		{0o600, false, ""},
-		{0o400, false, ""},
-		{0o640, false, "is readable by its group (mode 0640); consider chmod 600"},
-		{0o604, true, ""},
-		{0o644, true, ""},
+		{"KALSHI_PRIVATE_KEY_PATH", "run", nil, func(name string) string { return writeKeyFile(t, dir, name, 0o600) }, nil},
+		{"NATS_NKEY_SEED", "run", nil, func(string) string { path, _ := newUserSeedFile(t, t.TempDir()); return path }, nil},
+		{"NATS_CREDS", "run", nil, func(name string) string { return copyFile(t, op.credsFile, filepath.Join(dir, name)) }, nil},
+		{"NATS_TLS_KEY", "run", nil, func(name string) string { return copyFile(t, pki.clientKey, filepath.Join(dir, name)) }, map[string]string{"NATS_TLS_CERT": pki.clientCert}},
+		{"REVOKER_SIGNER_SEED", "revoke", []string{"k"}, func(string) string { path, _ := newUserSeedFile(t, t.TempDir()); return path }, nil},
 	} {
-		t.Run(fmt.Sprintf("%04o", tt.mode), func(t *testing.T) {
-			path := writeKeyFile(t, dir, fmt.Sprintf("key-%o.pem", tt.mode), tt.mode)
-			cfg, _, err := parseConfig("run", nil, getenv(map[string]string{"KALSHI_API_KEY_ID": "k", "KALSHI_PRIVATE_KEY_PATH": path}))
-			if tt.refused {
-				want := fmt.Sprintf("is readable by every user (mode %04o); run chmod 600 %s", tt.mode, path)
-				if err == nil || !strings.Contains(err.Error(), want) {
-					t.Fatalf("error %v, want %q", err, want)
+		for _, mode := range []os.FileMode{0o600, 0o400, 0o640, 0o604, 0o644} {
+			t.Run(fmt.Sprintf("%s %04o", tt.env, mode), func(t *testing.T) {
+				path := tt.file(fmt.Sprintf("%s-%o", tt.env, mode))
+				if err := os.Chmod(path, mode); err != nil {
+					t.Fatal(err)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.warning == "" && len(cfg.Warnings) > 0 {
-				t.Errorf("unexpected warnings %q", cfg.Warnings)
-			}
-			if tt.warning != "" && (len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], tt.warning)) {
-				t.Errorf("warnings %q, want %q", cfg.Warnings, tt.warning)
-			}
-		})
+				env := map[string]string{tt.env: path}
+				maps.Copy(env, tt.more)
+				if commands[tt.cmd].needKalshi {
+					env = withEnv(kalshiEnv(t), env)
+				}
+				cfg, _, err := parseConfig(tt.cmd, tt.args, getenv(env))
+				switch {
+				case mode&0o004 != 0:
+					want := fmt.Sprintf("%s is readable by every user (mode %04o); run chmod 600 %s", path, mode, path)
+					if ps := problems(t, err); len(ps) != 1 || !strings.Contains(ps[0], want) {
+						t.Fatalf("problems %q, want one with %q", ps, want)
+					}
+				case err != nil:
+					t.Fatal(err)
+				case mode&0o040 != 0:
+					want := fmt.Sprintf("%s is readable by its group (mode %04o); consider chmod 600 %s", path, mode, path)
+					if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], want) {
+						t.Errorf("warnings %q, want %q", cfg.Warnings, want)
+					}
+				case len(cfg.Warnings) > 0:
+					t.Errorf("unexpected warnings %q", cfg.Warnings)
+				}
+			})
+		}
+	}
+}
+
+// copyFile copies src to dst, mode 0600, and returns dst.
+func copyFile(t *testing.T, src, dst string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dst, data, 0o600)
+	return dst
+}
+
+// TestKeyIDsCanonical checks that the worker's own key and the protected
+// keys are compared in their canonical form, whatever case they were given in.
+func TestKeyIDsCanonical(t *testing.T) {
+	env := withEnv(kalshiEnv(t), map[string]string{
+		"KALSHI_API_KEY_ID":      "A952BCBE-EC3B-4B5B-B8F9-11DAE589608C",
+		"REVOKER_PROTECTED_KEYS": "0E7C6A4D-1B2C-4D5E-8F90-ABCDEF012345, already-lower",
+	})
+	cfg, _ := mustParse(t, "run", nil, env)
+	if cfg.KalshiKeyID != "a952bcbe-ec3b-4b5b-b8f9-11dae589608c" {
+		t.Errorf("KalshiKeyID = %q", cfg.KalshiKeyID)
+	}
+	if want := []string{"0e7c6a4d-1b2c-4d5e-8f90-abcdef012345", "already-lower"}; !reflect.DeepEqual(cfg.ProtectedKeys, want) {
+		t.Errorf("ProtectedKeys = %q, want %q", cfg.ProtectedKeys, want)
 	}
 }
 
@@ -591,18 +649,6 @@ func TestTrustedSignerSeedNotEchoed(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), string(seed[:10])) {
 		t.Fatalf("error echoes the seed: %s", err)
-	}
-}
-
-func TestNATSSecretFileWarnings(t *testing.T) {
-	dir := t.TempDir()
-	seed, _ := newUserSeedFile(t, dir)
-	if err := os.Chmod(seed, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := mustParse(t, "run", nil, withEnv(kalshiEnv(t), map[string]string{"NATS_NKEY_SEED": seed}))
-	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "NATS_NKEY_SEED (--nats-nkey): "+seed+" is readable by every user") {
-		t.Errorf("warnings %q", cfg.Warnings)
 	}
 }
 
@@ -682,12 +728,20 @@ func TestSubjectsOverlap(t *testing.T) {
 }
 
 func TestNATSURLPasswordNotEchoed(t *testing.T) {
-	_, _, err := parseConfig("revoke", []string{"k"}, getenv(map[string]string{"NATS_URL": "http://user:s3cr3t@nats.example:4222"}))
-	if err == nil {
-		t.Fatal("http URL accepted")
-	}
-	if strings.Contains(err.Error(), "s3cr3t") {
-		t.Fatalf("error echoes the password: %s", err)
+	for _, url := range []string{
+		"http://user:s3cr3t@nats.example:4222",
+		"http://s3cr3t@nats.example:4222",
+		"nats://s3cr3t@nats.example:bad",
+		"nats://us%er:s3cr3t@nats.example:4222",
+		"user:s3cr3t@nats.example:bad",
+	} {
+		_, _, err := parseConfig("revoke", []string{"k"}, getenv(map[string]string{"NATS_URL": url}))
+		if err == nil {
+			t.Fatalf("%s accepted", redactURL(url))
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Fatalf("error echoes the credentials: %s", err)
+		}
 	}
 	cfg, _ := mustParse(t, "revoke", []string{"k"}, map[string]string{"NATS_URL": "nats://user:s3cr3t@nats.example:4222, nats-2:4222"})
 	if len(cfg.NATSURLs) != 2 {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/revoker/revoker/events"
 )
 
 // listKeys is "revoker keys": the account's API keys, the worker's own
@@ -26,7 +28,7 @@ func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
 	own := false
 	for _, k := range keys {
 		mark := " "
-		if k.ID == cfg.KalshiKeyID {
+		if events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID {
 			mark, own = "*", true
 		}
 		fmt.Fprintf(tw, "%s %s\t%s\t%s\n", mark, k.ID, k.Name, strings.Join(k.Scopes, ","))

@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 )
 
 // Connection tuning. Reconnects never stop: a worker without NATS can do
@@ -30,10 +29,10 @@ const (
 
 // natsOptions returns the options of a NATS connection named name: the
 // authentication and TLS of cfg, endless reconnects with jitter, and
-// handlers that log connection events through logger. Files are read now,
-// so an unreadable or invalid one is an error here rather than at connect
-// time; the TLS files are read again on every reconnect, so rotated
-// certificates are picked up.
+// handlers that log connection events through logger. The nkey seed and
+// TLS files are read now, so an unreadable one is an error here rather than
+// at connect time; the creds and TLS files are read again on every
+// reconnect, so rotated ones are picked up.
 func natsOptions(cfg Config, name string, logger *slog.Logger) ([]nats.Option, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -47,23 +46,17 @@ func natsOptions(cfg Config, name string, logger *slog.Logger) ([]nats.Option, e
 		nats.PingInterval(natsPingInterval),
 		nats.MaxPingsOutstanding(natsMaxPingsOut),
 	}
-	opts = append(opts, natsLogHandlers(logger)...)
+	opts = append(opts, natsLogHandlers(logger, cfg.NATSURLs)...)
 
 	switch {
 	case cfg.NATSCreds != "" && cfg.NATSNkeySeed != "":
 		return nil, errors.New("nats: both a creds file and an nkey seed file are configured; use one")
 	case cfg.NATSCreds != "":
-		if err := checkCredsFile(cfg.NATSCreds); err != nil {
-			return nil, err
-		}
 		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
 	case cfg.NATSNkeySeed != "":
-		if _, _, err := readSmallFile(cfg.NATSNkeySeed); err != nil {
-			return nil, fmt.Errorf("nats nkey seed: %w", err)
-		}
 		opt, err := nats.NkeyOptionFromSeed(cfg.NATSNkeySeed)
 		if err != nil {
-			return nil, fmt.Errorf("nats nkey seed %s: no user nkey seed found", cfg.NATSNkeySeed)
+			return nil, fmt.Errorf("nats nkey seed %s: %w", cfg.NATSNkeySeed, pathErrorReason(err))
 		}
 		opts = append(opts, opt)
 	}
@@ -96,25 +89,9 @@ func tryOption(opt nats.Option) error {
 	return opt(&o)
 }
 
-// checkCredsFile checks that a .creds file is readable and holds a user JWT
-// and a user nkey seed. The error never includes the contents.
-func checkCredsFile(path string) error {
-	data, _, err := readSmallFile(path)
-	if err != nil {
-		return fmt.Errorf("nats creds: %w", err)
-	}
-	defer clear(data)
-	kp, err := nkeys.ParseDecoratedUserNKey(data)
-	if err != nil || !bytes.Contains(data, []byte("BEGIN NATS USER JWT")) {
-		return fmt.Errorf("nats creds %s: not a user credentials file (a user JWT and its nkey seed)", path)
-	}
-	kp.Wipe()
-	return nil
-}
-
-// natsLogHandlers log the life of a connection. Server URLs are logged
-// with their passwords redacted.
-func natsLogHandlers(logger *slog.Logger) []nats.Option {
+// natsLogHandlers log the life of a connection to urls. Server URLs and
+// errors are logged with the credentials of urls redacted.
+func natsLogHandlers(logger *slog.Logger, urls []string) []nats.Option {
 	var (
 		mu      sync.Mutex
 		lastErr string
@@ -122,24 +99,25 @@ func natsLogHandlers(logger *slog.Logger) []nats.Option {
 	)
 	return []nats.Option{
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			logger.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+			logger.Info("connected to NATS", "url", connectedURL(nc), "server", nc.ConnectedServerName())
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err == nil { // closed on purpose
 				return
 			}
-			logger.Warn("disconnected from NATS; reconnecting", "err", err)
+			logger.Warn("disconnected from NATS; reconnecting", "err", redactError(err, urls))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			mu.Lock()
 			lastErr, lastAt = "", time.Time{}
 			mu.Unlock()
-			logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+			logger.Info("reconnected to NATS", "url", connectedURL(nc), "server", nc.ConnectedServerName())
 		}),
 		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err == nil {
 				return
 			}
+			err = redactError(err, urls)
 			mu.Lock()
 			now := time.Now()
 			loud := err.Error() != lastErr || now.Sub(lastAt) >= natsReconnectLogEvery
@@ -155,12 +133,13 @@ func natsLogHandlers(logger *slog.Logger) []nats.Option {
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			if err := nc.LastError(); err != nil {
-				logger.Warn("NATS connection closed", "err", err)
+				logger.Warn("NATS connection closed", "err", redactError(err, urls))
 				return
 			}
 			logger.Info("NATS connection closed")
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			err = redactError(err, urls)
 			if sub != nil {
 				logger.Error("NATS error", "subject", sub.Subject, "err", err)
 				return
@@ -208,7 +187,7 @@ func connectNATS(ctx context.Context, cfg Config, name string, logger *slog.Logg
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.NATSURLs), r.err)
+			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.NATSURLs), redactError(r.err, cfg.NATSURLs))
 		}
 		if retry && !r.nc.IsConnected() {
 			logger.Warn("NATS is not reachable yet; retrying in the background", "url", redactURLs(cfg.NATSURLs))
@@ -224,6 +203,13 @@ func connectNATS(ctx context.Context, cfg Config, name string, logger *slog.Logg
 	}
 }
 
+// connectedURL is the URL of the server nc is connected to, without
+// credentials: nats.Conn.ConnectedUrlRedacted hides a password, but not a
+// token or a user name.
+func connectedURL(nc *nats.Conn) string {
+	return redactURL(nc.ConnectedUrl())
+}
+
 func redactURLs(urls []string) string {
 	out := make([]string, len(urls))
 	for i, u := range urls {
@@ -231,3 +217,57 @@ func redactURLs(urls []string) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// redactURL replaces the credentials of a server URL, whichever form they
+// take (token, user, user:password), with REDACTED. It works on the text
+// alone, so a URL that does not parse is redacted too.
+func redactURL(raw string) string {
+	head, cred, tail := splitCredentials(raw)
+	if cred == "" {
+		return raw
+	}
+	return head + redacted + tail
+}
+
+// splitCredentials splits a server URL around its credentials, as in
+// "nats://", "TOKEN", "@host:4222"; cred is "" when there are none.
+func splitCredentials(raw string) (head, cred, tail string) {
+	rest := raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		head, rest = raw[:i+3], raw[i+3:]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return head, "", rest
+	}
+	return head, rest[:at], rest[at:]
+}
+
+// redactError hides the credentials of urls in err's text: net/url and
+// nats.go quote a URL they cannot use in their errors. The result still
+// unwraps to err.
+func redactError(err error, urls []string) error {
+	if err == nil {
+		return nil
+	}
+	text := err.Error()
+	for _, u := range urls {
+		if _, cred, _ := splitCredentials(u); cred != "" {
+			quoted := strconv.Quote(cred)
+			text = strings.ReplaceAll(text, cred, redacted)
+			text = strings.ReplaceAll(text, quoted[1:len(quoted)-1], redacted)
+		}
+	}
+	if text == err.Error() {
+		return err
+	}
+	return &redactedError{text: text, err: err}
+}
+
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }

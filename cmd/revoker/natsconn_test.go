@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -319,10 +320,8 @@ func TestNATSOptionsErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"missing creds", Config{NATSCreds: missing}, "no such file"},
-		{"not creds", Config{NATSCreds: notCreds}, "not a user credentials file"},
 		{"missing seed", Config{NATSNkeySeed: missing}, "no such file"},
-		{"account seed", Config{NATSNkeySeed: accountSeed}, "no user nkey seed"},
+		{"account seed", Config{NATSNkeySeed: accountSeed}, "Not a valid nkey user seed"},
 		{"both", Config{NATSCreds: notCreds, NATSNkeySeed: seed}, "use one"},
 		{"missing ca", Config{NATSTLSCA: missing}, missing},
 		{"ca not a certificate", Config{NATSTLSCA: pki.clientKey}, pki.clientKey},
@@ -515,5 +514,82 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 			t.Fatal("condition not met before the deadline")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"nats://s3cr3t@127.0.0.1:4222", "nats://REDACTED@127.0.0.1:4222"},
+		{"nats://alice:s3cr3t@nats.example:4222", "nats://REDACTED@nats.example:4222"},
+		{"tls://alice@nats.example", "tls://REDACTED@nats.example"},
+		{"wss://alice:s3@cr3t@nats.example:443", "wss://REDACTED@nats.example:443"},
+		{"nats://alice:s3cr3t@nats.example:bad", "nats://REDACTED@nats.example:bad"},
+		{"s3cr3t@nats.example:4222", "REDACTED@nats.example:4222"},
+		{"nats://nats.example:4222", "nats://nats.example:4222"},
+		{"nats.example", "nats.example"},
+	} {
+		if got := redactURL(tt.in); got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestConnectNATSRedactsCredentials connects with a token and with a user
+// and password in the URL, through a connect, a server restart and a close,
+// and with wrong or unusable URLs: neither the token, nor the user, nor the
+// password may appear in a log line or an error.
+func TestConnectNATSRedactsCredentials(t *testing.T) {
+	const token, user, password = "tok-5e6f7a8b9c", "alice-4d3c", "pw-0a1b2c3d"
+	for _, tt := range []struct {
+		name       string
+		opts       func() *server.Options
+		good, bad  string // userinfo that the server accepts, and one it refuses
+		unparsable string // a URL nats.go cannot use
+	}{
+		{"token", func() *server.Options { return &server.Options{Authorization: token} }, token, "x" + token, "nats://" + token + "@127.0.0.1:port"},
+		{"user and password", func() *server.Options { return &server.Options{Username: user, Password: password} }, user + ":" + password, user + ":x" + password, "nats://" + user + ":" + password + "@127.0.0.1:port"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, tt.opts())
+			port := s.Addr().(*net.TCPAddr).Port
+			url := func(cred string) string { return fmt.Sprintf("nats://%s@127.0.0.1:%d", cred, port) }
+			logs := &syncBuffer{}
+			logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			var printed strings.Builder
+
+			nc, err := connectNATS(t.Context(), Config{Command: "run", NATSURLs: []string{url(tt.good)}}, "x", logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "connected to NATS") })
+			s.Shutdown()
+			s.WaitForShutdown()
+			waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "cannot reach NATS") })
+			opts := tt.opts()
+			opts.Port = port
+			startServer(t, opts)
+			waitFor(t, 15*time.Second, func() bool { return strings.Contains(logs.String(), "reconnected to NATS") })
+			nc.Close()
+			waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "NATS connection closed") })
+
+			for _, urls := range [][]string{{url(tt.bad)}, {tt.unparsable}, {url(tt.bad), tt.unparsable}} {
+				nc, err := connectNATS(t.Context(), Config{Command: "check", NATSURLs: urls}, "x", logger)
+				if err == nil {
+					nc.Close()
+					t.Fatalf("connected with %s", redactURLs(urls))
+				}
+				printed.WriteString(err.Error() + "\n")
+			}
+			out := logs.String() + printed.String()
+			if !strings.Contains(out, "nats://REDACTED@127.0.0.1:") {
+				t.Errorf("no redacted URL in the output:\n%s", out)
+			}
+			for _, secret := range []string{token, user, password} {
+				if strings.Contains(out, secret) {
+					t.Fatalf("a credential appears in the output")
+				}
+			}
+		})
 	}
 }

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/revoker/revoker/events/auth"
 	"github.com/revoker/revoker/worker"
@@ -17,6 +16,11 @@ func requestPolicy(cfg Config) worker.Policy {
 	if len(cfg.TrustedSigners) == 0 && len(cfg.AllowedSources) == 0 {
 		return nil
 	}
+	return authPolicy(cfg)
+}
+
+// authPolicy is the policy cfg describes; parseConfig validates it.
+func authPolicy(cfg Config) *auth.Policy {
 	return &auth.Policy{
 		TrustedSigners: cfg.TrustedSigners,
 		MaxAge:         cfg.MaxRequestAge,
@@ -26,28 +30,37 @@ func requestPolicy(cfg Config) worker.Policy {
 
 // requestSigner signs the requests "revoker revoke" publishes; nil signs
 // nothing.
-type requestSigner struct{ seed []byte }
+type requestSigner struct{ kp nkeys.KeyPair }
 
 func newRequestSigner(seedPath string) (*requestSigner, error) {
 	if seedPath == "" {
 		return nil, nil
 	}
-	seed, err := os.ReadFile(seedPath)
+	kp, err := auth.LoadSeed(seedPath)
 	if err != nil {
 		return nil, fmt.Errorf("REVOKER_SIGNER_SEED: %w", err)
 	}
-	return &requestSigner{seed: bytes.TrimSpace(seed)}, nil
+	return &requestSigner{kp: kp}, nil
 }
 
-func (s *requestSigner) sign(msg *nats.Msg) error {
+// sign sets the signature headers of msg and returns the signature; "" when
+// s is nil.
+func (s *requestSigner) sign(msg *nats.Msg) (string, error) {
 	if s == nil {
-		return nil
+		return "", nil
 	}
-	signer, signature, err := auth.Sign(s.seed, msg.Data)
+	signer, signature, err := auth.SignWith(s.kp, msg.Data)
 	if err != nil {
-		return fmt.Errorf("signing the request: %w", err)
+		return "", fmt.Errorf("signing the request: %w", err)
 	}
 	msg.Header.Set(auth.HeaderSigner, signer)
 	msg.Header.Set(auth.HeaderSignature, signature)
-	return nil
+	return signature, nil
+}
+
+// wipe clears the seed from memory.
+func (s *requestSigner) wipe() {
+	if s != nil {
+		s.kp.Wipe()
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -66,26 +67,51 @@ func printRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs []s
 	return nil
 }
 
+// received is a result document and what it says.
+type received struct {
+	res events.Result
+	doc []byte
+}
+
 // requestRevocations subscribes to the results first, then publishes one
 // request per key, and waits until every outcome arrived or cfg.Timeout.
+//
+// A result is matched by data.request_seq, the stream sequence JetStream
+// acknowledged for the request: anyone may publish a request claiming the
+// same id, but never under the same sequence.
 func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs []string) ([]*outcome, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
+	signer, err := newRequestSigner(cfg.SignerSeed)
+	if err != nil {
+		return nil, err
+	}
+	defer signer.wipe()
 	run := make([]byte, 6)
 	_, _ = rand.Read(run)
-	byRequest := make(map[string]*outcome, len(keyIDs))
 	outcomes := make([]*outcome, len(keyIDs))
 	for i, k := range keyIDs {
-		o := &outcome{keyID: k, requestID: fmt.Sprintf("revoker-cli-%s-%d", hex.EncodeToString(run), i+1)}
-		outcomes[i] = o
-		byRequest[o.requestID] = o
+		outcomes[i] = &outcome{keyID: k, requestID: fmt.Sprintf("revoker-cli-%s-%d", hex.EncodeToString(run), i+1)}
 	}
 
-	var mu sync.Mutex
-	remaining := len(keyIDs)
-	allDone := make(chan struct{})
+	var (
+		mu        sync.Mutex
+		bySeq     = make(map[uint64]*outcome, len(keyIDs))
+		early     = map[uint64]received{} // results that came before their request's ack; nil once all are published
+		remaining = len(keyIDs)
+		allDone   = make(chan struct{})
+	)
+	deliver := func(o *outcome, r received) { // with mu held
+		if o.result != nil { // a repeat
+			return
+		}
+		o.result, o.doc = &r.res, r.doc
+		if remaining--; remaining == 0 {
+			close(allDone)
+		}
+	}
 	sub, err := nc.Subscribe(cfg.ResultsSubject+".>", func(m *nats.Msg) {
 		res, err := events.ParseResult(m.Data)
 		if err != nil {
@@ -93,13 +119,11 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs [
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		o := byRequest[res.RequestID]
-		if o == nil || o.result != nil { // another request's, or a repeat
-			return
-		}
-		o.result, o.doc = &res, m.Data
-		if remaining--; remaining == 0 {
-			close(allDone)
+		r := received{res, m.Data}
+		if o := bySeq[res.RequestSeq]; o != nil {
+			deliver(o, r)
+		} else if _, seen := early[res.RequestSeq]; early != nil && !seen {
+			early[res.RequestSeq] = r
 		}
 	})
 	if err != nil {
@@ -112,19 +136,26 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs [
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	signer, err := newRequestSigner(cfg.SignerSeed)
-	if err != nil {
-		return nil, err
-	}
 	for _, o := range outcomes {
 		msg, err := newRequestMsg(cfg, o, signer)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := js.PublishMsg(ctx, msg); err != nil {
+		seq, err := publishRequest(ctx, js, cfg, msg)
+		if err != nil {
 			return nil, fmt.Errorf("publishing the request for %s: %w", o.keyID, err)
 		}
+		mu.Lock()
+		bySeq[seq] = o
+		if r, ok := early[seq]; ok {
+			deliver(o, r)
+		}
+		mu.Unlock()
 	}
+	mu.Lock()
+	early = nil
+	mu.Unlock()
+
 	select {
 	case <-allDone:
 	case <-ctx.Done():
@@ -137,6 +168,22 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs [
 		snapshot[i] = &c
 	}
 	return snapshot, nil
+}
+
+// publishRequest stores msg in the requests stream and returns its
+// sequence there. A duplicate is an error: no other message should hold the
+// unpredictable id of msg, and the stream dropped msg for it.
+func publishRequest(ctx context.Context, js jetstream.JetStream, cfg Config, msg *nats.Msg) (uint64, error) {
+	ack, err := js.PublishMsg(ctx, msg)
+	switch {
+	case err != nil:
+		return 0, err
+	case ack.Stream != cfg.RequestsStream:
+		return 0, fmt.Errorf("stored in stream %s, not %s", ack.Stream, cfg.RequestsStream)
+	case ack.Duplicate:
+		return 0, fmt.Errorf("dropped by %s as a duplicate: another message already holds its Nats-Msg-Id", ack.Stream)
+	}
+	return ack.Sequence, nil
 }
 
 func newRequestMsg(cfg Config, o *outcome, signer *requestSigner) (*nats.Msg, error) {
@@ -153,9 +200,23 @@ func newRequestMsg(cfg Config, o *outcome, signer *requestSigner) (*nats.Msg, er
 	}
 	msg := nats.NewMsg(cfg.RequestsSubject)
 	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, o.requestID)
-	if err := signer.sign(msg); err != nil {
+	signature, err := signer.sign(msg)
+	if err != nil {
 		return nil, err
 	}
+	msg.Header.Set(jetstream.MsgIDHeader, requestMsgID(signature))
 	return msg, nil
+}
+
+// requestMsgID is a request's Nats-Msg-Id. No signature covers that header,
+// so it must be one nobody can predict: whoever publishes a message id first
+// makes the requests stream drop the other message as a duplicate. A signed
+// request's is derived from its signature, so a replay of it is still
+// dropped; any other's is random.
+func requestMsgID(signature string) string {
+	if signature == "" {
+		return rand.Text()
+	}
+	sum := sha256.Sum256([]byte(signature))
+	return hex.EncodeToString(sum[:])
 }

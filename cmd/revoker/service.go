@@ -123,7 +123,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 			}
 		}()
 	}
-	logger.Info("revoker started", "version", version, "nats", nc.ConnectedUrlRedacted(),
+	logger.Info("revoker started", "version", version, "nats", connectedURL(nc),
 		"kalshi", client.BaseURL(), "key_id", client.KeyID(), "concurrency", cfg.Concurrency, "rate", cfg.Rate.String())
 	err = w.Run(ctx)
 	wg.Wait()
