@@ -175,12 +175,17 @@ func (c *Client) DeleteAPIKey(ctx context.Context, apiKeyID string) error {
 // ListAPIKeys returns the account's API keys (GET /api_keys).
 func (c *Client) ListAPIKeys(ctx context.Context) ([]APIKey, error) {
 	var v struct {
-		APIKeys []APIKey `json:"api_keys"`
+		APIKeys *[]APIKey `json:"api_keys"`
 	}
 	if err := c.getJSON(ctx, "list api keys", "/api_keys", &v); err != nil {
 		return nil, err
 	}
-	return v.APIKeys, nil
+	// A 2xx without a key list is not Kalshi's answer: another service, or
+	// a path that is not the API.
+	if v.APIKeys == nil {
+		return nil, fmt.Errorf("kalshi: list api keys: %w", &APIError{StatusCode: http.StatusOK, Message: "the answer holds no api_keys list"})
+	}
+	return *v.APIKeys, nil
 }
 
 // AccountLimits returns the account's rate limits (GET /account/limits).

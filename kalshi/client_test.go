@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -555,5 +556,24 @@ func TestCosts(t *testing.T) {
 	}
 	if got := (Costs{}).Cost("DELETE", "/api_keys/x"); got != 10 {
 		t.Errorf("zero Costs: %d, want 10", got)
+	}
+}
+
+// A 200 without a key list (another service at a wrong base URL) is not
+// Kalshi accepting the credential.
+func TestListAPIKeysWantsAKeyList(t *testing.T) {
+	for _, body := range []string{`{}`, `{"keys":[]}`, `{"api_keys":null}`} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, body)
+		}))
+		c, err := New(Config{BaseURL: srv.URL + "/trade-api/v2", KeyID: "k", PrivateKey: testRSA()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keys, err := c.ListAPIKeys(context.Background()); err == nil || IsTransient(err) {
+			t.Errorf("%s: keys %v, err %v; want a permanent error", body, keys, err)
+		}
+		srv.Close()
 	}
 }

@@ -119,6 +119,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// infoRefresh is how often the consumer's state is read: the pending gauge
+// is at most this old, and a vanished consumer is noticed this soon.
+const infoRefresh = 2 * time.Second
+
 // pullLoop fetches only as many messages as there are free slots, so no
 // message waits in this process long enough to be redelivered elsewhere.
 func (w *Worker) pullLoop(ctx, handlerCtx context.Context) error {
@@ -161,7 +165,7 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) error {
 			w.setBound(true)
 			log.Info("bound to consumer", "stream", w.cfg.RequestsStream, "consumer", w.cfg.Consumer)
 		}
-		if time.Since(lastInfo) > 10*time.Second {
+		if time.Since(lastInfo) > infoRefresh {
 			lastInfo = time.Now()
 			if !w.refreshInfo(ctx, cons) {
 				cons = nil

@@ -14,12 +14,19 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker"
 )
 
 // checker prints one line per verification and remembers failures.
 type checker struct {
-	w      io.Writer
-	failed int
+	w       io.Writer
+	failed  int
+	missing int // streams, consumer or ledger that "run" will create
+}
+
+func (c *checker) willCreate(what string) {
+	c.missing++
+	c.ok(what, "missing; \"revoker run\" creates it")
 }
 
 func (c *checker) ok(what, detail string) { fmt.Fprintf(c.w, "ok    %s: %s\n", what, detail) }
@@ -110,7 +117,7 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 		s, err := js.Stream(ctx, name)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound) && !cfg.NoProvision:
-			c.ok(what, "missing; \"revoker run\" creates it")
+			c.willCreate(what)
 		case err != nil:
 			c.fail(what, err)
 		default:
@@ -122,11 +129,35 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	cons, err := js.Consumer(ctx, cfg.RequestsStream, cfg.Consumer)
 	switch {
 	case (errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) && !cfg.NoProvision:
-		c.ok(what, "missing; \"revoker run\" creates it")
+		c.willCreate(what)
 	case err != nil:
 		c.fail(what, err)
 	default:
 		info := cons.CachedInfo()
 		c.ok(what, fmt.Sprintf("%d pending, %d being processed, ack wait %v", info.NumPending, info.NumAckPending, info.Config.AckWait))
+	}
+	what = "ledger " + worker.LedgerBucket
+	kv, err := js.KeyValue(ctx, worker.LedgerBucket)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound) && !cfg.NoProvision:
+		c.willCreate(what)
+		return
+	case err != nil:
+		c.fail(what, err)
+		return
+	default:
+		if st, err := kv.Status(ctx); err != nil {
+			c.fail(what, err)
+		} else {
+			c.ok(what, fmt.Sprintf("%d entries, kept %v", st.Values(), st.TTL()))
+		}
+	}
+	if c.failed > 0 || c.missing > 0 {
+		return
+	}
+	if err := worker.CheckSettings(ctx, js, workerConfig(cfg, nil, nil, nil)); err != nil {
+		c.fail("settings the guarantees need", err)
+	} else {
+		c.ok("settings the guarantees need", "work queue, duplicates windows, ack wait and ledger TTL as required")
 	}
 }

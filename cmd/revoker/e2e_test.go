@@ -20,6 +20,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
+	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -273,10 +274,40 @@ func TestRevokeKeysAndCheck(t *testing.T) {
 		t.Errorf("keys printed:\n%s", out)
 	}
 
-	// check: every line ok.
+	// check: every line ok, the ledger and the settings included.
 	out, err = w.cli("check")
-	if err != nil || !strings.Contains(out, "all checks passed") || strings.Contains(out, "FAIL") {
+	if err != nil || !strings.Contains(out, "all checks passed") || strings.Contains(out, "FAIL") ||
+		!strings.Contains(out, "ok    ledger REVOKER_LEDGER") || !strings.Contains(out, "ok    settings the guarantees need") {
 		t.Errorf("check: %v\n%s", err, out)
+	}
+}
+
+// A consumer whose ack wait breaks the failover guarantee is refused by
+// check and by run, in plain words, before run takes any request.
+func TestBrokenSettingsAreRefused(t *testing.T) {
+	w := newWorld(t)
+	nc := natstest.Connect(t, w.nats.URL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	wc := worker.Config{}
+	if err := worker.Provision(ctx, js, wc); err != nil {
+		t.Fatal(err)
+	}
+	cc := worker.ConsumerConfig(wc)
+	cc.AckWait = time.Minute
+	if _, err := js.UpdateConsumer(ctx, "KEY_REVOKE_REQUESTS", cc); err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.cli("check")
+	if err == nil || !strings.Contains(out, "FAIL  settings the guarantees need") || !strings.Contains(out, "ack wait of 1m0s") {
+		t.Errorf("check: %v\n%s", err, out)
+	}
+	_, err = w.cli("run")
+	if err == nil || !strings.Contains(err.Error(), "ack wait of 1m0s") {
+		t.Errorf("run: %v, want the refusal", err)
 	}
 }
 

@@ -111,6 +111,9 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 		defer stopHTTP()
 	}
 
+	// The helpers end with the worker, also when it refuses to start.
+	ctx, stopHelpers := context.WithCancel(ctx)
+	defer stopHelpers()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); acct.refreshLoop(ctx) }()
@@ -126,6 +129,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	logger.Info("revoker started", "version", version, "nats", connectedURL(nc),
 		"kalshi", client.BaseURL(), "key_id", client.KeyID(), "concurrency", cfg.Concurrency, "rate", cfg.Rate.String())
 	err = w.Run(ctx)
+	stopHelpers()
 	wg.Wait()
 	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		logger.Warn("draining the NATS connection", "err", derr)
