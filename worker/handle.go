@@ -168,7 +168,12 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 			return verdict{waiting: true}, nil
 		}
 		// This message carries the request out: a redelivery of the one that
-		// claimed it, or a copy taking over from one that is gone.
+		// claimed it, or a copy taking over from one that is gone. A copy's
+		// deliveries were spent waiting for the other, not failing.
+		if c.Seq != seq && res.Error != nil && res.Error.Code == events.CodeMaxDeliveries {
+			*res = *newResult(req, meta, res.ReceivedAt)
+			proposal.Result, proposal.Attempted = nil, true
+		}
 		attempted = c.Attempted
 		next := c.requestEntry
 		if c.Seq != seq {
