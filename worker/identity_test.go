@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"sync/atomic"
@@ -441,5 +442,59 @@ func TestSettingsThatBreakAGuaranteeAreRefused(t *testing.T) {
 	defer cancel()
 	if err := w.Run(rctx); err == nil || !strings.Contains(err.Error(), "ack wait") {
 		t.Errorf("Run: %v, want the refusal", err)
+	}
+}
+
+// putClaim writes a ledger claim for id as another message (seq) made it.
+func (r *rig) putClaim(id, key string, seq uint64, claimedAt time.Time, result []byte) {
+	r.t.Helper()
+	kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	v, _ := json.Marshal(map[string]any{"key": key, "seq": seq, "claimed_at": claimedAt, "attempted": true, "result": result})
+	if _, err := kv.Put(context.Background(), "req."+base64.RawURLEncoding.EncodeToString([]byte(id)), v); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// A second message of a request waits while the message that claimed it
+// is carrying it out, then stores that message's result; it takes the
+// request over only when the claim is older than any request can take.
+func TestCopiesOfARequestWaitForTheClaim(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(2)
+	cfg := r.config()
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.putClaim("held", keys[0], 999, time.Now(), nil)
+	r.putClaim("abandoned", keys[1], 998, time.Now().Add(-time.Hour), nil)
+	r.start(cfg)
+	r.publish("held", keys[0])
+	r.publish("abandoned", keys[1])
+
+	waitFor(t, 10*time.Second, "the abandoned claim taken over", func() bool { return len(r.results()) == 1 })
+	if res := r.byMsgID()["abandoned"]; res.Outcome != events.Revoked || r.emu.HasKey(keys[1]) {
+		t.Errorf("abandoned: %+v, want revoked by the copy", res)
+	}
+	waitFor(t, 10*time.Second, "the held copy delivered again", func() bool { return r.redelivered() > 0 })
+	if len(r.results()) != 1 || !r.emu.HasKey(keys[0]) || r.emu.Stats().DeleteAttempts[keys[0]] != 0 {
+		t.Fatal("the copy of a held request acted on its own")
+	}
+	// The claiming message decides; the copy stores its decision.
+	decided := events.Result{RequestID: "held", RequestSeq: 999, APIKeyID: keys[0], Outcome: events.Revoked,
+		Attempts: 1, HTTPStatus: 204, ReceivedAt: time.Now(), CompletedAt: time.Now()}
+	doc, err := decided.MarshalEvent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.putClaim("held", keys[0], 999, time.Now(), doc)
+	r.waitQueueEmpty()
+	if res := r.byMsgID()["held"]; res.Outcome != events.Revoked || res.RequestSeq != 999 {
+		t.Errorf("held: %+v, want the claiming message's result", res)
+	}
+	if r.emu.Stats().DeleteAttempts[keys[0]] != 0 {
+		t.Error("the copy deleted the key the claiming message was deleting")
 	}
 }
