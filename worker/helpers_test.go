@@ -12,8 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/events/auth"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
@@ -77,16 +79,25 @@ func (r *rig) start(cfg worker.Config) (w *worker.Worker, stop func() error) {
 
 func (r *rig) startWith(del worker.Kalshi, cfg worker.Config) (w *worker.Worker, stop func() error) {
 	r.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	if cfg.Provision {
-		if err := worker.Provision(ctx, r.js, cfg); err != nil {
+		if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
 			r.t.Fatal(err)
 		}
 	}
-	w, err := worker.New(r.js, del, cfg)
+	w, stop = r.launch(r.js, del, cfg)
+	waitFor(r.t, 20*time.Second, "the worker to be ready", func() bool { return w.Ready() == nil })
+	return w, stop
+}
+
+// launch runs a worker on js until stop is called (or the test ends),
+// without waiting for it to be ready.
+func (r *rig) launch(js jetstream.JetStream, del worker.Kalshi, cfg worker.Config) (w *worker.Worker, stop func() error) {
+	r.t.Helper()
+	w, err := worker.New(js, del, cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	var once sync.Once
@@ -103,8 +114,17 @@ func (r *rig) startWith(del worker.Kalshi, cfg worker.Config) (w *worker.Worker,
 		return runErr
 	}
 	r.t.Cleanup(func() { _ = stop() })
-	waitFor(r.t, 20*time.Second, "the worker to be ready", func() bool { return w.Ready() == nil })
 	return w, stop
+}
+
+// signedConfig is config with request authentication on, trusting the
+// returned signer.
+func (r *rig) signedConfig() (worker.Config, nkeys.KeyPair) {
+	r.t.Helper()
+	kp, pub := newUser(r.t)
+	cfg := r.config()
+	cfg.Policy = &auth.Policy{TrustedSigners: []string{pub}}
+	return cfg, kp
 }
 
 // publish sends a plain request with Nats-Msg-Id set to id.

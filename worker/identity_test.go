@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/events/auth"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
@@ -119,9 +118,7 @@ func TestInvalidRequestCannotPreemptTheGenuineResult(t *testing.T) {
 func TestForgeriesAndStaleCopiesCannotPreemptASignedRequest(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(1)
-	kp, pub := newUser(t)
-	cfg := r.config()
-	cfg.Policy = &auth.Policy{TrustedSigners: []string{pub}}
+	cfg, kp := r.signedConfig()
 	r.start(cfg)
 	r.publishRaw("", []byte(`{"id":"inc-7","api_key_id":"../x"}`))
 	r.publishMsg(signedRequest(t, kp, "inc-7", keys[0], time.Now().Add(-time.Hour)))
@@ -146,9 +143,7 @@ func TestForgeriesAndStaleCopiesCannotPreemptASignedRequest(t *testing.T) {
 func TestForgeryDecidedDuringAnOutageIsNotTheGenuineResult(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(1)
-	kp, pub := newUser(t)
-	cfg := r.config()
-	cfg.Policy = &auth.Policy{TrustedSigners: []string{pub}}
+	cfg, kp := r.signedConfig()
 	r.start(cfg)
 	r.resultsOutage(cfg, true)
 	r.publish("inc-3", keys[0]) // unsigned
@@ -263,14 +258,7 @@ func TestWrongBaseURLTakesNoRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(r.js, client, r.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	w, _ := r.launch(r.js, client, r.config())
 	r.publish("wrong-url", keys[0])
 	waitFor(t, 10*time.Second, "readiness to say why", func() bool {
 		err := w.Ready()
@@ -360,14 +348,7 @@ func TestOwnDeleteIsNeverAlreadyRevoked(t *testing.T) {
 		dcfg := cfg
 		dcfg.DrainTimeout = 100 * time.Millisecond
 		dying := &dyingKalshi{Kalshi: r.client, deleted: make(chan struct{})}
-		w, err := worker.New(js, dying, dcfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- w.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		w, _ := r.launch(js, dying, dcfg)
 		waitFor(t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
 		r.publish("died", keys[0])
 		<-dying.deleted

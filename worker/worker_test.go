@@ -117,14 +117,7 @@ func TestRefusedCredentialTakesNoRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(r.js, bad, r.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	w, _ := r.launch(r.js, bad, r.config())
 	r.publish("r1", keys[0])
 	waitFor(t, 10*time.Second, "readiness to name the refused credential", func() bool {
 		err := w.Ready()
