@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -478,4 +479,20 @@ func TestCopiesOfARequestWaitForTheClaim(t *testing.T) {
 	if r.emu.Stats().DeleteAttempts[keys[0]] != 0 {
 		t.Error("the copy deleted the key the claiming message was deleting")
 	}
+}
+
+// Item 6: one Retry-After pauses every delete of the process, but never for
+// longer than MaxPause.
+func TestPauseHasACeiling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := worker.NewLimiter(0, 0)
+		l.Pause(360000000 * time.Second)
+		start := time.Now()
+		if err := l.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited != worker.MaxPause {
+			t.Errorf("waited %v, want the ceiling %v", waited, worker.MaxPause)
+		}
+	})
 }
