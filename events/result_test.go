@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -324,5 +325,25 @@ func BenchmarkDecodeRequest(b *testing.B) {
 		if _, err := DecodeRequest(h, body, fallback); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Issue 12, item 1: a request of 64 KiB of repeated keys once made a
+// 375 KB rejection. What a rejection says is capped, and so is a result.
+func TestRejectionIsBounded(t *testing.T) {
+	body := `{"api_key_id":"k"` + strings.Repeat(`,"id":0`, (MaxRequestSize-20)/7) + `}`
+	req, err := DecodeRequest(nil, []byte(body), "KEY_REVOKE_REQUESTS-1")
+	var ire *InvalidRequestError
+	if !errors.As(err, &ire) || strings.Count(ire.Reason, ";") > maxProblems || !strings.Contains(ire.Reason, "more problems") {
+		t.Fatalf("reason %.300q: want at most %d problems and a count of the rest", err, maxProblems)
+	}
+	res := Result{RequestID: req.ID, APIKeyID: req.APIKeyID, Outcome: Rejected, Error: &Error{Code: CodeInvalidRequest, Message: ire.Error()},
+		Reason: strings.Repeat("\u2028", MaxTextLength/3), RequestedBy: strings.Repeat(`"`, MaxTextLength), Source: strings.Repeat("\x01", MaxTextLength)}
+	doc, err := res.MarshalEvent()
+	if err != nil || len(doc) > MaxResultSize {
+		t.Fatalf("%d bytes, %v; want at most %d", len(doc), err, MaxResultSize)
+	}
+	if _, err := ParseResult(doc); err != nil {
+		t.Fatal(err)
 	}
 }
