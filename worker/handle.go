@@ -62,7 +62,17 @@ func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
 
 	stored := false
 	if v.res != nil {
+		// The key's record goes to the ledger while the result is stored;
+		// both are done before the key's turn ends and the ack is sent.
+		var recorded chan struct{}
+		if v.recordKey {
+			recorded = make(chan struct{})
+			go func() { defer close(recorded); w.recordRevoked(ctx, v.res) }()
+		}
 		stored = w.publish(ctx, v)
+		if recorded != nil {
+			<-recorded
+		}
 		if stored {
 			w.cfg.Metrics.observeResult(v.res)
 			w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
@@ -96,6 +106,10 @@ type verdict struct {
 	// waiting: another message of the same request is carrying it out; this
 	// one comes back later for that message's result.
 	waiting bool
+	ledger  time.Duration // spent waiting for the ledger (logged as ledger_ms)
+	// recordKey: the request revoked the key and its decision is recorded;
+	// the ledger's record of the key is written along with the result.
+	recordKey bool
 }
 
 // untrusted rejects a request whose id cannot be trusted, under a message id
@@ -119,9 +133,11 @@ func finish(res *events.Result) {
 // of the request, or names another key; a compare-and-set lost to another
 // replica is retried with what the ledger says then.
 func (w *Worker) decide(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) verdict {
+	var spent time.Duration
 	for range 3 {
-		v, err := w.decideOnce(stop, ctx, meta, req, res)
+		v, err := w.decideOnce(stop, ctx, meta, req, res, &spent)
 		if err == nil {
+			v.ledger = spent
 			return v
 		}
 		if !errors.Is(err, errLedgerConflict) {
@@ -136,7 +152,7 @@ func (w *Worker) decide(stop, ctx context.Context, meta *jetstream.MsgMetadata, 
 	return verdict{}
 }
 
-func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) (verdict, error) {
+func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result, spent *time.Duration) (verdict, error) {
 	seq := meta.Sequence.Stream
 	proposal := requestEntry{Key: req.APIKeyID, Seq: seq, ClaimedAt: time.Now()}
 	if code, message := w.guard(req, meta); code != "" {
@@ -151,7 +167,9 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		proposal.Attempted = true // recorded before the first DELETE is sent
 	}
 
+	t := time.Now()
 	c, fresh, err := w.ledger.claim(ctx, req.ID, proposal)
+	*spent += time.Since(t)
 	if err != nil {
 		return verdict{}, err
 	}
@@ -181,7 +199,10 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		}
 		next.Result = proposal.Result
 		next.Attempted = c.Attempted || proposal.Attempted
-		if c, err = w.ledger.update(ctx, req.ID, c, next); err != nil {
+		t = time.Now()
+		c, err = w.ledger.update(ctx, req.ID, c, next)
+		*spent += time.Since(t)
+		if err != nil {
 			return verdict{}, err
 		}
 	}
@@ -193,15 +214,20 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		return verdict{}, nil
 	}
 	if res.Outcome == events.AlreadyRevoked {
+		t = time.Now()
 		if rec, err := w.ledger.revokedBy(ctx, req.APIKeyID); err == nil && rec != nil {
 			res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
 		}
+		*spent += time.Since(t)
 	}
 	finish(res)
 	doc := w.encode(res)
 	next := c.requestEntry
 	next.Result = doc
-	if _, err := w.ledger.update(ctx, req.ID, c, next); err != nil {
+	t = time.Now()
+	_, err = w.ledger.update(ctx, req.ID, c, next)
+	*spent += time.Since(t)
+	if err != nil {
 		if errors.Is(err, errLedgerConflict) {
 			return verdict{}, err
 		}
@@ -209,7 +235,7 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		// request attempted and learns the same from Kalshi.
 		w.cfg.Logger.Warn("cannot record the decision in the ledger", "request_id", req.ID, "err", err)
 	} else if res.Outcome == events.Revoked {
-		w.recordRevoked(ctx, res)
+		return verdict{res: res, doc: doc, msgID: req.ID, recordKey: true}, nil
 	}
 	return verdict{res: res, doc: doc, msgID: req.ID}, nil
 }
@@ -313,6 +339,9 @@ func (w *Worker) publish(ctx context.Context, v verdict) bool {
 	default:
 		attrs = append(attrs, slog.Int("http_status", res.HTTPStatus), slog.Int64("duration_ms", res.DurationMS))
 	}
+	if v.ledger > 0 {
+		attrs = append(attrs, slog.Float64("ledger_ms", float64(v.ledger.Microseconds())/1000))
+	}
 	w.cfg.Logger.LogAttrs(ctx, level, msg, attrs...)
 	return true
 }
@@ -332,9 +361,10 @@ func (w *Worker) settle(msg jetstream.Msg, meta *jetstream.MsgMetadata, v verdic
 	case !stored:
 		err = msg.NakWithDelay(requeueDelay(w.cfg.RequeueDelay, meta.NumDelivered))
 	case v.res.Outcome.Succeeded():
-		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = msg.DoubleAck(actx)
-		cancel()
+		// Not waiting for the server to confirm: a lost ack redelivers the
+		// request, which finds its decision in the ledger and stores the
+		// same result again, dropped as a duplicate.
+		err = msg.Ack()
 	default:
 		err = msg.TermWithReason(fmt.Sprintf("%s: %.200s", v.res.Error.Code, v.res.Error.Message))
 	}

@@ -434,7 +434,11 @@ func (r *rig) putClaim(id, key string, seq uint64, claimedAt time.Time, result [
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	v, _ := json.Marshal(map[string]any{"key": key, "seq": seq, "claimed_at": claimedAt, "attempted": true, "result": result})
+	e := map[string]any{"key": key, "seq": seq, "claimed_at": claimedAt, "attempted": true}
+	if result != nil {
+		e["result"] = json.RawMessage(result)
+	}
+	v, _ := json.Marshal(e)
 	if _, err := kv.Put(context.Background(), "req."+base64.RawURLEncoding.EncodeToString([]byte(id)), v); err != nil {
 		r.t.Fatal(err)
 	}

@@ -25,14 +25,14 @@ type ledger struct {
 
 // requestEntry is what the ledger knows of one trusted request id.
 type requestEntry struct {
-	Key       string    `json:"key"`                 // canonical key ID the id names
-	Seq       uint64    `json:"seq"`                 // stream sequence of the message that carries it out
-	ClaimedAt time.Time `json:"claimed_at"`          // when that message took it
-	Attempted bool      `json:"attempted,omitempty"` // a DELETE may have reached Kalshi
-	Result    []byte    `json:"result,omitempty"`    // the decided result document; set once
+	Key       string          `json:"key"`                 // canonical key ID the id names
+	Seq       uint64          `json:"seq"`                 // stream sequence of the message that carries it out
+	ClaimedAt time.Time       `json:"claimed_at"`          // when that message took it
+	Attempted bool            `json:"attempted,omitempty"` // a DELETE may have reached Kalshi
+	Result    json.RawMessage `json:"result,omitempty"`    // the decided result document; set once
 }
 
-func (e *requestEntry) decided() bool { return len(e.Result) > 0 }
+func (e *requestEntry) decided() bool { return len(e.Result) > 0 && string(e.Result) != "null" }
 
 // KeyRecord is what the ledger knows of one key revoker revoked.
 type KeyRecord struct {

@@ -36,6 +36,10 @@ type Limiter struct {
 
 	perSecond float64 // configured; +Inf: unlimited
 	burst     int     // configured; 0 when unlimited
+	// share is the fraction of the configured budget this process may
+	// spend (SetShare): replicas of one account split it. 0 holds every
+	// delete; an unlimited budget ignores it.
+	share float64
 
 	// Throttle state: right after the last Throttle (at throttledAt) the
 	// rate in force was perSecond*factor. throttledAt is zero when the
@@ -47,6 +51,7 @@ type Limiter struct {
 	tokens  float64   // at last; negative: deletes holding a reservation
 	last    time.Time // when tokens was last brought up to date
 	waiting int       // deletes holding a reservation of the current plan
+	held    int       // deletes waiting while the rate in force is zero (share 0)
 
 	pausedUntil time.Time
 	replan      chan struct{} // closed, and replaced, when waiters must plan again
@@ -56,7 +61,7 @@ type Limiter struct {
 // burst (at least 1), starting with a full bucket. perSecond <= 0 means
 // unlimited (pauses after a 429 still apply).
 func NewLimiter(perSecond float64, burst int) *Limiter {
-	l := &Limiter{perSecond: math.Inf(1), inForce: math.Inf(1), factor: 1, replan: make(chan struct{})}
+	l := &Limiter{perSecond: math.Inf(1), inForce: math.Inf(1), factor: 1, share: 1, replan: make(chan struct{})}
 	l.SetRate(perSecond, burst)
 	return l
 }
@@ -85,14 +90,69 @@ func (l *Limiter) SetRate(perSecond float64, burst int) {
 		l.factor, l.throttledAt = 1, time.Time{}
 	}
 	if wasUnlimited {
-		l.tokens = float64(burst)
+		l.tokens = float64(l.burstLocked())
 	}
-	l.tokens = min(l.tokens, float64(burst))
+	l.tokens = min(l.tokens, float64(l.burstLocked()))
 	l.inForce = l.targetLocked(now)
 }
 
+// SetShare sets the fraction of the configured budget this process may
+// spend, from 0 (hold every delete) to 1 (all of it, the default): both the
+// rate and the burst are scaled, the burst rounded down to whole deletes
+// and at least 1 unless share is 0. Lowering it takes effect at once, with
+// what the bucket held cut to the new burst; raising it grants no tokens,
+// the bucket only fills faster from now on. Deletes already waiting plan
+// again at once. An unlimited budget ignores the share.
+func (l *Limiter) SetShare(share float64) {
+	if !(share > 0) {
+		share = 0
+	}
+	share = min(share, 1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if share == l.share {
+		return
+	}
+	now := time.Now()
+	l.advanceLocked(now)
+	l.share = share
+	l.replanLocked()
+	if !math.IsInf(l.perSecond, 1) {
+		l.tokens = min(l.tokens, float64(l.burstLocked()))
+	}
+	l.inForce = l.targetLocked(now)
+}
+
+// Share reports the fraction set by SetShare.
+func (l *Limiter) Share() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.share
+}
+
+// baseLocked is the configured rate times the share: the rate in force
+// when not throttled.
+func (l *Limiter) baseLocked() float64 {
+	if math.IsInf(l.perSecond, 1) {
+		return l.perSecond
+	}
+	return l.perSecond * l.share
+}
+
+// burstLocked is the configured burst times the share, in whole deletes.
+func (l *Limiter) burstLocked() int {
+	switch {
+	case l.share >= 1 || math.IsInf(l.perSecond, 1):
+		return l.burst
+	case l.share <= 0:
+		return 0
+	}
+	return burstOf(float64(l.burst) * l.share)
+}
+
 // Rate reports the budget in force in deletes per second: the configured
-// rate, less while recovering from a Throttle; +Inf when unlimited.
+// rate times the share, less while recovering from a Throttle; +Inf when
+// unlimited.
 func (l *Limiter) Rate() float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -124,8 +184,12 @@ func (l *Limiter) Throttle() {
 		return
 	}
 	l.advanceLocked(now)
-	floor := min(ThrottleFloor, l.perSecond) / l.perSecond
-	l.factor = max(floor, l.inForce/l.perSecond/2)
+	base := l.baseLocked()
+	if base <= 0 {
+		return // holding every delete already
+	}
+	floor := min(ThrottleFloor, base) / base
+	l.factor = max(floor, l.inForce/base/2)
 	l.throttledAt = now
 	l.replanLocked()
 	l.tokens = min(l.tokens, 0)
@@ -165,21 +229,28 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		l.mu.Lock()
 		now := time.Now()
 		wait := l.pausedUntil.Sub(now)
-		reserved := false
+		reserved, held := false, false
 		if wait <= 0 {
 			l.advanceLocked(now)
-			if math.IsInf(l.inForce, 1) {
+			switch {
+			case math.IsInf(l.inForce, 1):
 				l.mu.Unlock()
 				return nil
+			case l.inForce <= 0:
+				// Share 0: nothing to reserve; wait for the next plan.
+				wait = time.Hour
+				l.held++
+				held = true
+			default:
+				l.tokens--
+				if l.tokens >= 0 {
+					l.mu.Unlock()
+					return nil
+				}
+				wait = durationOf(-l.tokens / l.inForce)
+				l.waiting++
+				reserved = true
 			}
-			l.tokens--
-			if l.tokens >= 0 {
-				l.mu.Unlock()
-				return nil
-			}
-			wait = durationOf(-l.tokens / l.inForce)
-			l.waiting++
-			reserved = true
 		}
 		replan := l.replan
 		l.mu.Unlock()
@@ -187,6 +258,9 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+			if held {
+				l.unhold(replan)
+			}
 			if !reserved {
 				continue // the pause is over
 			}
@@ -204,17 +278,29 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
+			if held {
+				l.unhold(replan)
+			}
 			if reserved {
 				l.mu.Lock()
 				if replan == l.replan {
 					l.waiting--
-					l.tokens = min(l.tokens+1, float64(l.burst))
+					l.tokens = min(l.tokens+1, float64(l.burstLocked()))
 				}
 				l.mu.Unlock()
 			}
 			return ctx.Err()
 		}
 	}
+}
+
+// unhold counts out a waiter of a zero rate, unless a new plan already did.
+func (l *Limiter) unhold(replan chan struct{}) {
+	l.mu.Lock()
+	if replan == l.replan {
+		l.held--
+	}
+	l.mu.Unlock()
 }
 
 // advanceLocked fills the bucket up to now at the rate in force, then
@@ -225,7 +311,7 @@ func (l *Limiter) advanceLocked(now time.Time) {
 		return
 	}
 	if el := now.Sub(l.last); el > 0 {
-		l.tokens = min(float64(l.burst), l.tokens+el.Seconds()*l.inForce)
+		l.tokens = min(float64(l.burstLocked()), l.tokens+el.Seconds()*l.inForce)
 		l.last = now
 	}
 	if r := l.targetLocked(now); r != l.inForce {
@@ -239,24 +325,25 @@ func (l *Limiter) advanceLocked(now time.Time) {
 
 // targetLocked is the rate that should be in force at now.
 func (l *Limiter) targetLocked(now time.Time) float64 {
-	if l.throttledAt.IsZero() || math.IsInf(l.perSecond, 1) {
-		return l.perSecond
+	base := l.baseLocked()
+	if l.throttledAt.IsZero() || math.IsInf(base, 1) {
+		return base
 	}
 	el := now.Sub(l.throttledAt)
 	if el >= ThrottleRecovery {
-		return l.perSecond
+		return base
 	}
 	step := math.Floor(float64(el) / float64(ThrottleRecovery/throttleSteps))
-	return l.perSecond * (l.factor + (1-l.factor)*step/throttleSteps)
+	return base * (l.factor + (1-l.factor)*step/throttleSteps)
 }
 
 // replanLocked gives back every reservation and wakes their holders.
 func (l *Limiter) replanLocked() {
-	if l.waiting == 0 {
+	if l.waiting == 0 && l.held == 0 {
 		return
 	}
-	l.tokens = min(l.tokens+float64(l.waiting), float64(l.burst))
-	l.waiting = 0
+	l.tokens = min(l.tokens+float64(l.waiting), float64(l.burstLocked()))
+	l.waiting, l.held = 0, 0
 	close(l.replan)
 	l.replan = make(chan struct{})
 }

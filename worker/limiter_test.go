@@ -376,3 +376,60 @@ func TestLimiterConcurrentChanges(t *testing.T) {
 		t.Errorf("%d deletes in %v: faster than the budget allows", n, el)
 	}
 }
+
+func TestLimiterShare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := worker.NewLimiter(10, 6)
+		l.SetShare(0) // a joiner: nothing until the others made room
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := l.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait at share 0 = %v, want the deadline", err)
+		}
+		if r := l.Rate(); r != 0 {
+			t.Errorf("Rate at share 0 = %v", r)
+		}
+		released := make(chan time.Duration, 1)
+		start := time.Now()
+		go func() {
+			_ = l.Wait(context.Background())
+			released <- time.Since(start)
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		select {
+		case d := <-released:
+			t.Fatalf("released at share 0 after %v", d)
+		default:
+		}
+		l.SetShare(0.5) // raising grants no tokens: the bucket fills at 5/s
+		if got := <-released; !justAfter(got, time.Second+200*time.Millisecond) {
+			t.Errorf("released %v after start, want 1.2s", got)
+		}
+		if r := l.Rate(); r != 5 {
+			t.Errorf("Rate at share 0.5 = %v, want 5", r)
+		}
+		time.Sleep(10 * time.Second) // full: burst 6 x 0.5 = 3
+		got := limiterGrants(t, l, 4)
+		want := []time.Duration{0, 0, 0, 200 * time.Millisecond}
+		for i := range want {
+			if !justAfter(got[i], want[i]) {
+				t.Errorf("grant %d at %v, want %v (all: %v)", i, got[i], want[i], got)
+			}
+		}
+		l.SetShare(1.0 / 3) // lowering cuts the bucket to the new burst (2)
+		time.Sleep(10 * time.Second)
+		l.SetShare(0.25)
+		got = limiterGrants(t, l, 2)
+		if !justAfter(got[0], 0) || !justAfter(got[1], 400*time.Millisecond) {
+			t.Errorf("after lowering to 1/4 of 10/s burst 6: grants at %v, want 0 and 400ms", got)
+		}
+		l.SetShare(1)
+		if r := worker.NewLimiter(0, 0); true {
+			r.SetShare(0) // unlimited ignores the share
+			if got := limiterGrants(t, r, 3); got[2] != 0 {
+				t.Errorf("unlimited at share 0 waited %v", got[2])
+			}
+		}
+	})
+}

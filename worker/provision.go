@@ -86,6 +86,23 @@ func LedgerConfig(c Config) jetstream.KeyValueConfig {
 	}
 }
 
+// ReplicasConfig is the replica plan bucket as Provision creates it: one
+// small document per deployment, rewritten by every replica every
+// ShareBeat (see Share). A plan nobody wrote for replicasTTL is dropped.
+func ReplicasConfig(c Config) jetstream.KeyValueConfig {
+	c.setDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:       ReplicasBucket,
+		Description:  "revoker: replicas sharing the account's delete budget",
+		History:      1,
+		TTL:          replicasTTL,
+		MaxBytes:     8 << 20,
+		MaxValueSize: 64 << 10,
+		Storage:      jetstream.FileStorage,
+		Replicas:     c.Replicas,
+	}
+}
+
 // ConsumerConfig is the shared durable consumer as Provision creates it.
 // MaxDeliver is unlimited at the server: the worker itself gives up on the
 // MaxDeliveries-th delivery with a result, so nothing is ever left stuck.
@@ -125,13 +142,15 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) err
 			return fmt.Errorf("creating stream %s: %w", sc.Name, err)
 		}
 	}
-	if _, err := js.KeyValue(ctx, LedgerBucket); err == nil {
-		return nil
-	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("looking up the ledger bucket %s: %w", LedgerBucket, err)
-	}
-	if _, err := js.CreateKeyValue(ctx, LedgerConfig(c)); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-		return fmt.Errorf("creating the ledger bucket %s: %w", LedgerBucket, err)
+	for _, kc := range []jetstream.KeyValueConfig{LedgerConfig(c), ReplicasConfig(c)} {
+		if _, err := js.KeyValue(ctx, kc.Bucket); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("looking up the bucket %s: %w", kc.Bucket, err)
+		}
+		if _, err := js.CreateKeyValue(ctx, kc); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("creating the bucket %s: %w", kc.Bucket, err)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,927 @@
+package deployed_test
+
+// Benchmarks as deployed. Every party is a process of its own:
+//
+//   - nats-server, built from the module's own dependency;
+//   - the Kalshi emulator: this test binary, re-run in the emulator role;
+//   - revoker: `go build ./cmd/revoker`, run as `revoker run` (JSON logs to
+//     a file, /metrics on loopback);
+//   - the bare baseline: this test binary in the bare role, deleting the
+//     same number of keys from the same number of goroutines with the same
+//     kalshi client, and nothing else;
+//   - this process publishes the requests and counts the results.
+//
+// BenchmarkDeployedThroughput alternates bare and worker rounds and prints,
+// per round and as medians: worker/bare, and per request the NATS messages
+// of revoker's connection (in and out), its allocations, the CPU of revoker,
+// nats-server and the emulator, the ledger's writes and time.
+// BenchmarkDeployedMassRevocation runs three replicas against a bucket of
+// 40 deletes/s and kills one with SIGKILL a third of the way. b.N is
+// ignored: each runs a fixed amount of work, bounded in time.
+//
+//	go test -run '^$' -bench DeployedThroughput -benchtime 1x -timeout 10m ./worker/deployed/ -args -deployed.key rsa2048
+//	go test -run '^$' -bench DeployedMass -benchtime 1x -timeout 10m ./worker/deployed/
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/kalshi/emulator"
+)
+
+var (
+	flagRounds  = flag.Int("deployed.rounds", 5, "rounds of bare and worker runs")
+	flagN       = flag.Int("deployed.n", 1500, "requests per round")
+	flagConc    = flag.Int("deployed.conc", 16, "concurrency of revoker and of the bare loop")
+	flagKey     = flag.String("deployed.key", "rsa2048,ed25519", "signing keys to measure: rsa2048, ed25519")
+	flagRevoker = flag.String("deployed.revoker", "", "a revoker binary to run instead of building ./cmd/revoker")
+	flagMassN   = flag.Int("deployed.mass.n", 1000, "keys of the mass revocation")
+)
+
+const roleEnv, specEnv = "REVOKER_DEPLOYED_ROLE", "REVOKER_DEPLOYED_SPEC"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(roleEnv) {
+	case "emulator":
+		os.Exit(emulatorRole())
+	case "bare":
+		os.Exit(bareRole())
+	}
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// ---- the emulator process ----
+
+type emuSpec struct {
+	Listen   string   `json:"listen"`
+	KeyPaths []string `json:"key_paths"` // the signing keys revoker and bare use
+	Refill   float64  `json:"refill"`    // tokens/s; negative: unlimited
+	Capacity float64  `json:"capacity"`
+}
+
+// emulatorRole serves the emulator and answers on stdin/stdout:
+// "seed N FILE" adds N keys and writes their IDs to FILE ("seeded");
+// "limits R C" refills the bucket ("ok"); "stats" prints "stats 429s".
+func emulatorRole() int {
+	var spec emuSpec
+	if err := json.Unmarshal([]byte(os.Getenv(specEnv)), &spec); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	emu := emulator.New(emulator.Options{Refill: spec.Refill, Capacity: spec.Capacity, MaxSignatures: -1})
+	if err := emu.Start(spec.Listen); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var seedPub crypto.PublicKey
+	for _, p := range spec.KeyPaths {
+		k, err := kalshi.LoadPrivateKey(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		seedPub = k.Public()
+		fmt.Printf("self %s %s\n", p, emu.AddKey("revoker", k.Public(), "read", "write"))
+	}
+	fmt.Printf("url %s\n", emu.URL())
+	in := bufio.NewScanner(os.Stdin)
+	seeded := 0
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 3 && f[0] == "seed":
+			n, _ := strconv.Atoi(f[1])
+			var sb strings.Builder
+			for i := range n {
+				sb.WriteString(emu.AddKey("k"+strconv.Itoa(seeded+i), seedPub))
+				sb.WriteByte('\n')
+			}
+			seeded += n
+			if err := os.WriteFile(f[2], []byte(sb.String()), 0o600); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+			fmt.Println("seeded")
+		case len(f) == 3 && f[0] == "limits":
+			r, _ := strconv.ParseFloat(f[1], 64)
+			c, _ := strconv.ParseFloat(f[2], 64)
+			emu.SetLimits(r, c)
+			fmt.Println("ok")
+		case len(f) == 1 && f[0] == "stats":
+			fmt.Printf("stats %d\n", emu.Stats().TooMany)
+		}
+	}
+	_ = emu.Close()
+	return 0
+}
+
+// ---- the bare process ----
+
+type bareSpec struct {
+	URL, KeyID, KeyPath, KeysFile string
+	Conc                          int
+}
+
+// bareRole deletes the keys of KeysFile from Conc goroutines and prints
+// "elapsed NANOSECONDS" for the loop alone.
+func bareRole() int {
+	var spec bareSpec
+	if err := json.Unmarshal([]byte(os.Getenv(specEnv)), &spec); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	key, err := kalshi.LoadPrivateKey(spec.KeyPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	c, err := kalshi.New(kalshi.Config{BaseURL: spec.URL, KeyID: spec.KeyID, PrivateKey: key})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	data, err := os.ReadFile(spec.KeysFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	keys := strings.Fields(string(data))
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range spec.Conc {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) {
+					return
+				}
+				if err := c.DeleteAPIKey(context.Background(), keys[i]); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Printf("elapsed %d\n", time.Since(start).Nanoseconds())
+	if failed.Load() > 0 {
+		fmt.Fprintf(os.Stderr, "%d deletes failed\n", failed.Load())
+		return 1
+	}
+	return 0
+}
+
+// ---- binaries ----
+
+var (
+	buildMu  sync.Mutex
+	buildDir string
+	built    = map[string]string{}
+)
+
+func binary(b *testing.B, pkg, name string) string {
+	b.Helper()
+	if name == "revoker" && *flagRevoker != "" {
+		return *flagRevoker
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[pkg]; ok {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		b.Fatalf("go env GOMOD: %q, %v", gomod, err)
+	}
+	if buildDir == "" {
+		if buildDir, err = os.MkdirTemp("", "revoker-deployed-"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	path := filepath.Join(buildDir, name)
+	cmd := exec.Command("go", "build", "-o", path, pkg)
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	built[pkg] = path
+	return path
+}
+
+// ---- processes ----
+
+type process struct {
+	b      *testing.B
+	name   string
+	cmd    *exec.Cmd
+	log    string
+	stdin  io.WriteCloser
+	lines  chan string
+	done   chan struct{}
+	killed bool
+}
+
+// start runs a process until the benchmark ends; with talk, its stdout
+// lines arrive on p.lines and p.stdin writes to it, else stdout and stderr
+// go to a log file.
+func start(b *testing.B, name string, env []string, talk bool, path string, args ...string) *process {
+	b.Helper()
+	p := &process{b: b, name: name, done: make(chan struct{}), lines: make(chan string, 64)}
+	p.cmd = exec.Command(path, args...)
+	p.cmd.Env = env
+	p.log = filepath.Join(b.TempDir(), name+".log")
+	logFile, err := os.Create(p.log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.cmd.Stderr = logFile
+	var stdout io.ReadCloser
+	if talk {
+		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+			b.Fatal(err)
+		}
+		if stdout, err = p.cmd.StdoutPipe(); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		p.cmd.Stdout = logFile
+	}
+	if err := p.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		if stdout != nil {
+			s := bufio.NewScanner(stdout)
+			for s.Scan() {
+				p.lines <- s.Text()
+			}
+		}
+		_ = p.cmd.Wait()
+		_ = logFile.Close()
+		close(p.lines)
+		close(p.done)
+	}()
+	b.Cleanup(func() {
+		if p.running() {
+			_ = p.cmd.Process.Kill() // this process only, by its PID
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *process) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *process) say(line string) {
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		p.b.Fatalf("%s: %v", p.name, err)
+	}
+}
+
+func (p *process) expect(prefix string) string {
+	p.b.Helper()
+	t := time.NewTimer(60 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				data, _ := os.ReadFile(p.log)
+				p.b.Fatalf("%s ended; its log:\n%s", p.name, data)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return strings.TrimPrefix(l, prefix)
+			}
+		case <-t.C:
+			p.b.Fatalf("%s: no %q within 60s", p.name, prefix)
+		}
+	}
+}
+
+func (p *process) signal(sig syscall.Signal) {
+	p.b.Helper()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		p.b.Fatalf("%s still running 40s after %v", p.name, sig)
+	}
+}
+
+// cpu is the process's CPU time so far (user and system), from /proc.
+func (p *process) cpu() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	var ticks int64
+	for _, x := range f[11:13] {
+		v, _ := strconv.ParseInt(x, 10, 64)
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+func (p *process) rssKB(field string) int64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb
+		}
+	}
+	return 0
+}
+
+func freeAddr(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+// cleanEnv is the environment minus anything that configures revoker.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NATS_") && !strings.HasPrefix(kv, "KALSHI_") && !strings.HasPrefix(kv, "REVOKER_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+// ---- the world ----
+
+type world struct {
+	b       *testing.B
+	nats    *process
+	natsURL string
+	monURL  string
+	emu     *process
+	emuURL  string
+	selfIDs map[string]string // key path -> key ID
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	seq     int
+}
+
+type signingKey struct {
+	name, path string
+}
+
+func writeKey(b *testing.B, name string) signingKey {
+	b.Helper()
+	var k crypto.Signer
+	var err error
+	switch name {
+	case "rsa2048":
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	case "ed25519":
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		b.Fatalf("unknown key %q", name)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), name+".pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return signingKey{name, path}
+}
+
+func newWorld(b *testing.B, keys []signingKey, refill, capacity float64) *world {
+	b.Helper()
+	w := &world{b: b, selfIDs: map[string]string{}}
+	natsAddr, monAddr := freeAddr(b), freeAddr(b)
+	w.nats = start(b, "nats-server", cleanEnv(), false, binary(b, "github.com/nats-io/nats-server/v2", "nats-server"),
+		"-js", "-sd", b.TempDir(), "-a", "127.0.0.1", "-p", port(natsAddr), "-m", port(monAddr), "-n", "deployed")
+	w.natsURL, w.monURL = "nats://"+natsAddr, "http://"+monAddr
+	var paths []string
+	for _, k := range keys {
+		paths = append(paths, k.path)
+	}
+	spec, _ := json.Marshal(emuSpec{Listen: "127.0.0.1:0", KeyPaths: paths, Refill: refill, Capacity: capacity})
+	w.emu = start(b, "emulator", cleanEnv(roleEnv+"=emulator", specEnv+"="+string(spec)), true, os.Args[0])
+	for range keys {
+		f := strings.Fields(w.emu.expect("self "))
+		w.selfIDs[f[0]] = f[1]
+	}
+	w.emuURL = w.emu.expect("url ")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nc, err := nats.Connect(w.natsURL, nats.Name("bench"))
+		if err == nil {
+			w.nc = nc
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("nats-server not up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Cleanup(w.nc.Close)
+	var err error
+	if w.js, err = jetstream.New(w.nc, jetstream.WithPublishAsyncMaxPending(256)); err != nil {
+		b.Fatal(err)
+	}
+	return w
+}
+
+// seed adds n keys to the emulator and returns their IDs.
+func (w *world) seed(n int) []string {
+	file := filepath.Join(w.b.TempDir(), fmt.Sprintf("keys-%d", w.seq))
+	w.seq++
+	w.emu.say(fmt.Sprintf("seed %d %s", n, file))
+	w.emu.expect("seeded")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	return strings.Fields(string(data))
+}
+
+func (w *world) tooMany() int {
+	w.emu.say("stats")
+	n, _ := strconv.Atoi(w.emu.expect("stats "))
+	return n
+}
+
+type revoker struct {
+	*process
+	http    string
+	readyIn time.Duration
+}
+
+// startRevoker runs `revoker run` with key and extra environment, and
+// waits until /readyz answers 200.
+func (w *world) startRevoker(name string, key signingKey, extra ...string) *revoker {
+	w.b.Helper()
+	addr := freeAddr(w.b)
+	env := cleanEnv(append([]string{
+		"NATS_URL=" + w.natsURL, "KALSHI_BASE_URL=" + w.emuURL,
+		"KALSHI_API_KEY_ID=" + w.selfIDs[key.path], "KALSHI_PRIVATE_KEY_PATH=" + key.path,
+		"REVOKER_HTTP_ADDR=" + addr, "REVOKER_LOG_FORMAT=json",
+	}, extra...)...)
+	began := time.Now()
+	r := &revoker{process: start(w.b, name, env, false, binary(w.b, "./cmd/revoker", "revoker"), "run"), http: "http://" + addr}
+	c := http.Client{Timeout: time.Second}
+	for {
+		if resp, err := c.Get(r.http + "/readyz"); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if !r.running() || time.Since(began) > 30*time.Second {
+			data, _ := os.ReadFile(r.log)
+			w.b.Fatalf("%s not ready within 30s; log:\n%s", name, data)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.readyIn = time.Since(began)
+	return r
+}
+
+// metric reads one unlabelled sample (or the sum over labels) of /metrics.
+func (r *revoker) metric(name string) float64 {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(r.http + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		l := s.Text()
+		rest, ok := strings.CutPrefix(l, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
+// connMsgs is what nats-server counted for the connection named name:
+// messages from the client (in) and to it (out).
+func (w *world) connMsgs(name string) (in, out int64) {
+	resp, err := http.Get(w.monURL + "/connz?limit=4096")
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cz struct {
+		Connections []struct {
+			Name    string `json:"name"`
+			InMsgs  int64  `json:"in_msgs"`
+			OutMsgs int64  `json:"out_msgs"`
+		} `json:"connections"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cz); err != nil {
+		w.b.Fatal(err)
+	}
+	for _, c := range cz.Connections {
+		if c.Name == name {
+			in, out = in+c.InMsgs, out+c.OutMsgs
+		}
+	}
+	return in, out
+}
+
+func (w *world) ledgerSeq() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := w.js.Stream(ctx, "KV_REVOKER_LEDGER")
+	if err != nil {
+		return 0
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.LastSeq
+}
+
+// results counts results by request id on a core subscription.
+type results struct {
+	mu         sync.Mutex
+	want       int
+	arrived    map[string]time.Time
+	redeliv    []time.Time // arrivals of results whose request was delivered more than once
+	outcomes   map[string]int
+	last       time.Time
+	done       chan struct{}
+	doneClosed bool
+	onCount    func(int)
+}
+
+func (w *world) observe(want int, onCount func(int)) (*results, func()) {
+	o := &results{want: want, arrived: map[string]time.Time{}, outcomes: map[string]int{}, done: make(chan struct{}), onCount: onCount}
+	sub, err := w.nc.Subscribe("keys.revoke.results.>", func(m *nats.Msg) {
+		now := time.Now()
+		var doc struct {
+			Data struct {
+				Deliveries int `json:"deliveries"`
+			} `json:"data"`
+		}
+		_ = json.Unmarshal(m.Data, &doc)
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if _, seen := o.arrived[id]; seen {
+			return
+		}
+		o.arrived[id] = now
+		o.outcomes[strings.TrimPrefix(m.Subject, "keys.revoke.results.")]++
+		if doc.Data.Deliveries > 1 {
+			o.redeliv = append(o.redeliv, now)
+		}
+		o.last = now
+		if o.onCount != nil {
+			o.onCount(len(o.arrived))
+		}
+		if len(o.arrived) >= o.want && !o.doneClosed {
+			o.doneClosed = true
+			close(o.done)
+		}
+	})
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	_ = w.nc.Flush()
+	return o, func() { _ = sub.Unsubscribe() }
+}
+
+func (o *results) wait(b *testing.B, within time.Duration) time.Time {
+	b.Helper()
+	select {
+	case <-o.done:
+	case <-time.After(within):
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		b.Fatalf("%d of %d results within %v", len(o.arrived), o.want, within)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.last
+}
+
+func (w *world) publish(prefix string, keys []string) {
+	w.b.Helper()
+	for i, k := range keys {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		m := nats.NewMsg("keys.revoke.requests")
+		m.Data = fmt.Appendf(nil, `{"id":%q,"api_key_id":%q,"reason":"benchmark","requested_by":"bench","source":"bench"}`, id, k)
+		m.Header.Set(jetstream.MsgIDHeader, id)
+		if _, err := w.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
+			w.b.Fatalf("publishing: %v", err)
+		}
+	}
+	select {
+	case <-w.js.PublishAsyncComplete():
+	case <-time.After(60 * time.Second):
+		w.b.Fatal("requests not stored within 60s")
+	}
+}
+
+// ledgerTimes collects the ledger_ms of "request ended" lines of a
+// revoker log from offset on.
+func ledgerTimes(path string, offset int64) (ms []float64, end int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, offset
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, offset
+	}
+	data, _ := io.ReadAll(f)
+	for line := range strings.Lines(string(data)) {
+		var l struct {
+			Msg      string   `json:"msg"`
+			LedgerMS *float64 `json:"ledger_ms"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.LedgerMS != nil {
+			ms = append(ms, *l.LedgerMS)
+		}
+	}
+	return ms, offset + int64(len(data))
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func pct(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+// ---- throughput ----
+
+type round struct {
+	worker, bare                   float64 // req/s
+	inMsgs, outMsgs, allocs        float64 // per request
+	cpuWorker, cpuNATS, cpuEmu     float64 // µs per request, worker run
+	cpuBare, cpuBareEmu            float64 // µs per request, bare run
+	ledgerWrites, ledgerMS, ledP99 float64
+}
+
+func BenchmarkDeployedThroughput(b *testing.B) {
+	for _, name := range strings.Split(*flagKey, ",") {
+		b.Run("key="+name, func(b *testing.B) { deployedThroughput(b, name) })
+	}
+}
+
+func deployedThroughput(b *testing.B, keyName string) {
+	began := time.Now()
+	key := writeKey(b, keyName)
+	w := newWorld(b, []signingKey{key}, -1, 0)
+	n, conc := *flagN, *flagConc
+	rev := w.startRevoker("revoker", key, "REVOKER_RATE=0", "REVOKER_CONCURRENCY="+strconv.Itoa(conc))
+	// Warm-up: connections, the first allocations of every path.
+	warm := w.seed(100)
+	o, stop := w.observe(len(warm), nil)
+	w.publish("warm", warm)
+	o.wait(b, time.Minute)
+	stop()
+	bareBin := os.Args[0]
+
+	var rounds []round
+	var logOff int64
+	_, logOff = ledgerTimes(rev.log, 0)
+	for i := range *flagRounds {
+		var r round
+		// Bare.
+		keys := w.seed(n)
+		file := filepath.Join(b.TempDir(), "bare-keys")
+		if err := os.WriteFile(file, []byte(strings.Join(keys, "\n")), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		spec, _ := json.Marshal(bareSpec{URL: w.emuURL, KeyID: w.selfIDs[key.path], KeyPath: key.path, KeysFile: file, Conc: conc})
+		emu0 := w.emu.cpu()
+		bp := start(b, "bare", cleanEnv(roleEnv+"=bare", specEnv+"="+string(spec)), true, bareBin)
+		ns, _ := strconv.ParseInt(bp.expect("elapsed "), 10, 64)
+		<-bp.done
+		r.bare = float64(n) / (float64(ns) / 1e9)
+		st := bp.cmd.ProcessState
+		r.cpuBare = float64((st.UserTime() + st.SystemTime()).Microseconds()) / float64(n)
+		r.cpuBareEmu = float64((w.emu.cpu() - emu0).Microseconds()) / float64(n)
+
+		// Worker.
+		keys = w.seed(n)
+		o, stop := w.observe(n, nil)
+		in0, out0 := w.connMsgs("revoker")
+		allocs0 := rev.metric("go_memstats_mallocs_total")
+		led0 := w.ledgerSeq()
+		cw0, cn0, ce0 := rev.cpu(), w.nats.cpu(), w.emu.cpu()
+		t0 := time.Now()
+		w.publish(fmt.Sprintf("r%d", i), keys)
+		last := o.wait(b, 2*time.Minute)
+		stop()
+		r.worker = float64(n) / last.Sub(t0).Seconds()
+		cw1, cn1, ce1 := rev.cpu(), w.nats.cpu(), w.emu.cpu()
+		time.Sleep(200 * time.Millisecond) // the last acks
+		in1, out1 := w.connMsgs("revoker")
+		fn := float64(n)
+		r.inMsgs, r.outMsgs = float64(in1-in0)/fn, float64(out1-out0)/fn
+		r.allocs = (rev.metric("go_memstats_mallocs_total") - allocs0) / fn
+		r.ledgerWrites = float64(w.ledgerSeq()-led0) / fn
+		r.cpuWorker = float64((cw1 - cw0).Microseconds()) / fn
+		r.cpuNATS = float64((cn1 - cn0).Microseconds()) / fn
+		r.cpuEmu = float64((ce1 - ce0).Microseconds()) / fn
+		var ms []float64
+		ms, logOff = ledgerTimes(rev.log, logOff)
+		r.ledgerMS, r.ledP99 = median(ms), pct(ms, 0.99)
+		if o.outcomes["revoked"] != n {
+			b.Fatalf("round %d: outcomes %v, want %d revoked", i+1, o.outcomes, n)
+		}
+		rounds = append(rounds, r)
+		b.Logf("round %d %s: worker %.0f req/s, bare %.0f req/s, worker/bare %.3f | per request: nats msgs in %.2f out %.2f, allocs %.0f, cpu µs worker %.0f nats %.0f emulator %.0f (bare %.0f, emulator %.0f), ledger writes %.2f, ledger %.2f ms (p99 %.2f)",
+			i+1, keyName, r.worker, r.bare, r.worker/r.bare, r.inMsgs, r.outMsgs, r.allocs,
+			r.cpuWorker, r.cpuNATS, r.cpuEmu, r.cpuBare, r.cpuBareEmu, r.ledgerWrites, r.ledgerMS, r.ledP99)
+	}
+	col := func(f func(round) float64) float64 {
+		var xs []float64
+		for _, r := range rounds {
+			xs = append(xs, f(r))
+		}
+		return median(xs)
+	}
+	ratio := col(func(r round) float64 { return r.worker / r.bare })
+	b.Logf("MEDIAN %s over %d rounds of %d requests, concurrency %d: worker/bare %.3f (worker %.0f req/s, bare %.0f req/s) | per request: nats msgs in %.2f out %.2f, allocs %.0f, cpu µs worker %.0f nats-server %.0f emulator %.0f (bare loop %.0f, emulator %.0f), ledger writes %.2f, ledger %.2f ms | start to ready %v | %v in all",
+		keyName, len(rounds), n, conc, ratio, col(func(r round) float64 { return r.worker }), col(func(r round) float64 { return r.bare }),
+		col(func(r round) float64 { return r.inMsgs }), col(func(r round) float64 { return r.outMsgs }), col(func(r round) float64 { return r.allocs }),
+		col(func(r round) float64 { return r.cpuWorker }), col(func(r round) float64 { return r.cpuNATS }), col(func(r round) float64 { return r.cpuEmu }),
+		col(func(r round) float64 { return r.cpuBare }), col(func(r round) float64 { return r.cpuBareEmu }),
+		col(func(r round) float64 { return r.ledgerWrites }), col(func(r round) float64 { return r.ledgerMS }),
+		rev.readyIn.Round(time.Millisecond), time.Since(began).Round(time.Second))
+	b.ReportMetric(ratio, "worker/bare")
+	b.ReportMetric(col(func(r round) float64 { return r.worker }), "req/s")
+	b.ReportMetric(col(func(r round) float64 { return r.bare }), "bare-req/s")
+	b.ReportMetric(col(func(r round) float64 { return r.inMsgs + r.outMsgs }), "nats-msgs/req")
+	b.ReportMetric(col(func(r round) float64 { return r.allocs }), "allocs/req")
+	b.ReportMetric(float64(rev.readyIn.Milliseconds()), "ready-ms")
+	b.ReportMetric(0, "ns/op")
+	rev.signal(syscall.SIGTERM)
+}
+
+// ---- mass revocation with three replicas, one killed ----
+
+// BenchmarkDeployedMassRevocation revokes 1,000 keys against a bucket of
+// 40 deletes/s (400 tokens/s, 400 tokens, 10 a delete) with three
+// replicas (REVOKER_RATE=auto, REVOKER_RATE_SHARE=auto), and kills one with
+// SIGKILL once a third of the results are stored. It reports the elapsed
+// time (first publish to last result) against the ideal 1000 / 40 = 25 s,
+// the 429s, and the failover: from the kill to the last result of a
+// request delivered more than once (the killed replica's).
+func BenchmarkDeployedMassRevocation(b *testing.B) {
+	began := time.Now()
+	const refill, capacity, cost = 400.0, 400.0, 10.0
+	n := *flagMassN
+	key := writeKey(b, "rsa2048")
+	w := newWorld(b, []signingKey{key}, refill, capacity)
+	var reps []*revoker
+	for i := range 3 {
+		reps = append(reps, w.startRevoker(fmt.Sprintf("revoker-%d", i+1), key, "REVOKER_RATE=auto", "REVOKER_RATE_SHARE=auto"))
+	}
+	// Wait for the plan: each replica at a third of 0.9 x 40 deletes/s.
+	want := refill / cost * 0.9 / 3
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		for _, r := range reps {
+			if v := r.metric("revoker_rate_limit_tokens_per_second"); v < want-1e-6 || v > want+1e-6 {
+				ok = false
+			}
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the replicas did not settle at %.1f deletes/s each", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	settled := time.Since(began)
+	keys := w.seed(n)
+	w.emu.say(fmt.Sprintf("limits %g %g", refill, capacity)) // full again: reading the limits spent tokens
+	w.emu.expect("ok")
+	tooMany0 := w.tooMany()
+
+	var killedAt time.Time
+	kill := make(chan struct{})
+	var once sync.Once
+	o, stop := w.observe(n, func(got int) {
+		if got >= n/3 {
+			once.Do(func() { close(kill) })
+		}
+	})
+	defer stop()
+	t0 := time.Now()
+	go w.publish("mass", keys)
+	select {
+	case <-kill:
+	case <-time.After(2 * time.Minute):
+		b.Fatal("a third of the results not within 2 minutes")
+	}
+	killedAt = time.Now()
+	reps[2].killed = true
+	reps[2].signal(syscall.SIGKILL)
+	last := o.wait(b, 2*time.Minute)
+	elapsed := last.Sub(t0).Seconds()
+	o.mu.Lock()
+	var failover float64
+	for _, t := range o.redeliv {
+		failover = max(failover, t.Sub(killedAt).Seconds())
+	}
+	redelivered := len(o.redeliv)
+	outcomes := fmt.Sprint(o.outcomes)
+	o.mu.Unlock()
+	tooMany := w.tooMany() - tooMany0
+	ideal := float64(n) / (refill / cost)
+	var peakRSS []int64
+	for _, r := range reps[:2] {
+		peakRSS = append(peakRSS, r.rssKB("VmHWM")/1024)
+	}
+	b.Logf("MASS %d keys at %.0f deletes/s, 3 replicas (settled %v after start), one SIGKILLed after %d results: elapsed %.2f s = %.3f x the ideal %.0f s, 429s %d, failover %.1f s (%d redelivered requests), outcomes %s, peak RSS of the survivors %v MB, %v in all",
+		n, refill/cost, settled.Round(time.Millisecond), n/3, elapsed, elapsed/ideal, ideal, tooMany, failover, redelivered, outcomes, peakRSS, time.Since(began).Round(time.Second))
+	b.ReportMetric(elapsed, "elapsed-s")
+	b.ReportMetric(elapsed/ideal, "elapsed/ideal")
+	b.ReportMetric(float64(tooMany), "429s")
+	b.ReportMetric(failover, "failover-s")
+	b.ReportMetric(0, "ns/op")
+	if tooMany != 0 {
+		b.Errorf("%d 429s, want none", tooMany)
+	}
+}
