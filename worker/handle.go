@@ -62,17 +62,14 @@ func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
 
 	stored := false
 	if v.res != nil {
-		// The key's record goes to the ledger while the result is stored;
-		// both are done before the key's turn ends and the ack is sent.
-		var recorded chan struct{}
-		if v.recordKey {
-			recorded = make(chan struct{})
-			go func() { defer close(recorded); w.recordRevoked(ctx, v.res) }()
+		// What the ledger must learn of the decision is written while the
+		// result is stored; both end before the key's turn and the ack.
+		var recorded sync.WaitGroup
+		if v.record != nil {
+			recorded.Go(func() { v.record(ctx) })
 		}
 		stored = w.publish(ctx, v)
-		if recorded != nil {
-			<-recorded
-		}
+		recorded.Wait()
 		if stored {
 			w.cfg.Metrics.observeResult(v.res)
 			w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
@@ -106,10 +103,10 @@ type verdict struct {
 	// waiting: another message of the same request is carrying it out; this
 	// one comes back later for that message's result.
 	waiting bool
-	ledger  time.Duration // spent waiting for the ledger (logged as ledger_ms)
-	// recordKey: the request revoked the key and its decision is recorded;
-	// the ledger's record of the key is written along with the result.
-	recordKey bool
+	// record, if set, writes the decision to the ledger. It is not on the
+	// result's path: a crash before it leaves the request attempted, and its
+	// redelivery learns the same from Kalshi.
+	record func(ctx context.Context)
 }
 
 // untrusted rejects a request whose id cannot be trusted, under a message id
@@ -133,11 +130,9 @@ func finish(res *events.Result) {
 // of the request, or names another key; a compare-and-set lost to another
 // replica is retried with what the ledger says then.
 func (w *Worker) decide(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) verdict {
-	var spent time.Duration
 	for range 3 {
-		v, err := w.decideOnce(stop, ctx, meta, req, res, &spent)
+		v, err := w.decideOnce(stop, ctx, meta, req, res)
 		if err == nil {
-			v.ledger = spent
 			return v
 		}
 		if !errors.Is(err, errLedgerConflict) {
@@ -152,7 +147,7 @@ func (w *Worker) decide(stop, ctx context.Context, meta *jetstream.MsgMetadata, 
 	return verdict{}
 }
 
-func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result, spent *time.Duration) (verdict, error) {
+func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) (verdict, error) {
 	seq := meta.Sequence.Stream
 	proposal := requestEntry{Key: req.APIKeyID, Seq: seq, ClaimedAt: time.Now()}
 	if code, message := w.guard(req, meta); code != "" {
@@ -167,9 +162,7 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		proposal.Attempted = true // recorded before the first DELETE is sent
 	}
 
-	t := time.Now()
 	c, fresh, err := w.ledger.claim(ctx, req.ID, proposal)
-	*spent += time.Since(t)
 	if err != nil {
 		return verdict{}, err
 	}
@@ -181,7 +174,7 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 				"request id %s already names request %d for key %s; nothing was deleted",
 				quoteID(req.ID), c.Seq, c.Key)), nil
 		case c.decided():
-			return w.republish(ctx, meta, c)
+			return w.republish(meta, c)
 		case c.Seq != seq && time.Since(c.ClaimedAt) < w.cfg.MaxRetry+ownerGrace:
 			return verdict{waiting: true}, nil
 		}
@@ -199,10 +192,7 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		}
 		next.Result = proposal.Result
 		next.Attempted = c.Attempted || proposal.Attempted
-		t = time.Now()
-		c, err = w.ledger.update(ctx, req.ID, c, next)
-		*spent += time.Since(t)
-		if err != nil {
+		if c, err = w.ledger.update(ctx, req.ID, c, next); err != nil {
 			return verdict{}, err
 		}
 	}
@@ -214,30 +204,29 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		return verdict{}, nil
 	}
 	if res.Outcome == events.AlreadyRevoked {
-		t = time.Now()
 		if rec, err := w.ledger.revokedBy(ctx, req.APIKeyID); err == nil && rec != nil {
 			res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
 		}
-		*spent += time.Since(t)
 	}
 	finish(res)
 	doc := w.encode(res)
 	next := c.requestEntry
 	next.Result = doc
-	t = time.Now()
-	_, err = w.ledger.update(ctx, req.ID, c, next)
-	*spent += time.Since(t)
-	if err != nil {
-		if errors.Is(err, errLedgerConflict) {
-			return verdict{}, err
+	record := func(ctx context.Context) {
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			// Only a takeover after ownerGrace can change the entry meanwhile;
+			// either way the redelivery of this message stays safe.
+			if _, err := w.ledger.update(ctx, req.ID, c, next); err != nil {
+				w.cfg.Logger.Warn("cannot record the decision in the ledger", "request_id", req.ID, "err", err)
+			}
+		})
+		if res.Outcome == events.Revoked {
+			wg.Go(func() { w.recordRevoked(ctx, res) })
 		}
-		// The key's fate is known: store it anyway. A redelivery finds the
-		// request attempted and learns the same from Kalshi.
-		w.cfg.Logger.Warn("cannot record the decision in the ledger", "request_id", req.ID, "err", err)
-	} else if res.Outcome == events.Revoked {
-		return verdict{res: res, doc: doc, msgID: req.ID, recordKey: true}, nil
+		wg.Wait()
 	}
-	return verdict{res: res, doc: doc, msgID: req.ID}, nil
+	return verdict{res: res, doc: doc, msgID: req.ID, record: record}, nil
 }
 
 // guard refuses, before any Kalshi call, what must never be deleted and a
@@ -259,16 +248,17 @@ func (w *Worker) guard(req events.Request, meta *jetstream.MsgMetadata) (events.
 // republish stores again the result the ledger holds for a decided request,
 // counting this delivery too: the results stream drops it as a duplicate
 // unless the first store was lost.
-func (w *Worker) republish(ctx context.Context, meta *jetstream.MsgMetadata, c claim) (verdict, error) {
+func (w *Worker) republish(meta *jetstream.MsgMetadata, c claim) (verdict, error) {
 	res, err := events.ParseResult(c.Result)
 	if err != nil {
 		return verdict{}, fmt.Errorf("ledger: decided result of request %d: %w", c.Seq, err)
 	}
-	if res.Outcome == events.Revoked {
-		w.recordRevoked(ctx, &res) // in case the first delivery died before it
-	}
 	res.Deliveries = int(meta.NumDelivered)
-	return verdict{res: &res, msgID: res.RequestID}, nil
+	v := verdict{res: &res, msgID: res.RequestID}
+	if res.Outcome == events.Revoked { // in case the first delivery died before it
+		v.record = func(ctx context.Context) { w.recordRevoked(ctx, &res) }
+	}
+	return v, nil
 }
 
 func (w *Worker) recordRevoked(ctx context.Context, res *events.Result) {
@@ -338,9 +328,6 @@ func (w *Worker) publish(ctx context.Context, v verdict) bool {
 		attrs = append(attrs, slog.String("code", string(res.Error.Code)), slog.String("message", res.Error.Message))
 	default:
 		attrs = append(attrs, slog.Int("http_status", res.HTTPStatus), slog.Int64("duration_ms", res.DurationMS))
-	}
-	if v.ledger > 0 {
-		attrs = append(attrs, slog.Float64("ledger_ms", float64(v.ledger.Microseconds())/1000))
 	}
 	w.cfg.Logger.LogAttrs(ctx, level, msg, attrs...)
 	return true
