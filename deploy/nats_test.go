@@ -341,6 +341,37 @@ func expectDenied(t *testing.T, errs <-chan error, subject string, op func(conte
 	}
 }
 
+// directGetBatch reads every message on subject from stream by batched direct
+// gets ($JS.API.DIRECT.GET.<stream> with a batch), as revoker results does.
+func directGetBatch(t *testing.T, nc *nats.Conn, stream, subject string) [][]byte {
+	t.Helper()
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	body := fmt.Sprintf(`{"seq":1,"next_by_subj":%q,"batch":100}`, subject)
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	for {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("direct get of %s: %v", stream, err)
+		}
+		switch m.Header.Get("Status") {
+		case "":
+			got = append(got, m.Data)
+		case "204", "404": // the end of the batch, or nothing
+			return got
+		default:
+			t.Fatalf("direct get of %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+		}
+	}
+}
+
 // TestStreamFilesMatchProvisioning holds the JSON definitions to exactly what
 // revoker run provisions (worker.RequestsStreamConfig and friends, with default
 // settings) at three replicas, and to the delivery contract of design.md.
@@ -540,6 +571,29 @@ func TestNATSPermissions(t *testing.T) {
 		t.Errorf("admin: get a ledger entry: %v", err)
 	}
 
+	// The auditor (revoker status) binds to the ledger and reads key entries.
+	auditorKV, err := auditorJS.KeyValue(ctx, ledgerBucket)
+	if err != nil {
+		t.Fatalf("auditor: bind to the ledger: %v", err)
+	}
+	if e, err := auditorKV.Get(ctx, keyEntry); err != nil || string(e.Value()) != `{"request_id":"inc-1"}` {
+		t.Errorf("auditor: get a key's ledger entry: %v", err)
+	}
+	if _, err := auditorKV.Get(ctx, "key.unknown"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("auditor: get a missing key's ledger entry: %v, want %v", err, jetstream.ErrKeyNotFound)
+	}
+
+	// The auditor (revoker results) reads the audit log by batched direct gets
+	// once an operator allows them on the results stream.
+	resultsCfg := resultsAsAuditor.CachedInfo().Config
+	resultsCfg.AllowDirect = true
+	if _, err := adminJS.UpdateStream(ctx, resultsCfg); err != nil {
+		t.Fatalf("admin: allow direct gets on %s: %v", resultsStream, err)
+	}
+	if got := directGetBatch(t, auditorNC, resultsStream, resultsSubject+".>"); len(got) != 1 || !bytes.Equal(got[0], result) {
+		t.Errorf("auditor: batched direct get of the results: %q", got)
+	}
+
 	// None of that was refused.
 	for user, nc := range map[string]*nats.Conn{userAdmin: adminNC, userWorker: workerNC, userRequester: requesterNC, userAuditor: auditorNC} {
 		if err := nc.FlushWithContext(ctx); err != nil {
@@ -637,7 +691,15 @@ func TestNATSPermissions(t *testing.T) {
 		{userAuditor, auditorErrs, "fetch from the worker's consumer", api + "CONSUMER.MSG.NEXT." + requestsStream + "." + consumerName, rawRequest(auditorNC, api+"CONSUMER.MSG.NEXT."+requestsStream+"."+consumerName)},
 		{userAuditor, auditorErrs, "delete the results stream", api + "STREAM.DELETE." + resultsStream, deleteStream(auditorJS, resultsStream)},
 		{userAuditor, auditorErrs, "subscribe to requests", requestsSubject, subscribe(auditorNC, requestsSubject)},
-		{userAuditor, auditorErrs, "read a ledger entry", api + "DIRECT.GET." + ledgerStream + "." + ledgerSubjects + keyEntry, rawRequest(auditorNC, api+"DIRECT.GET."+ledgerStream+"."+ledgerSubjects+keyEntry)},
+		{userAuditor, auditorErrs, "read a ledger request entry", api + "DIRECT.GET." + ledgerStream + "." + ledgerSubjects + reqEntry, rawRequest(auditorNC, api+"DIRECT.GET."+ledgerStream+"."+ledgerSubjects+reqEntry)},
+		{userAuditor, auditorErrs, "read the ledger by sequence", api + "DIRECT.GET." + ledgerStream, rawRequest(auditorNC, api+"DIRECT.GET."+ledgerStream)},
+		{userAuditor, auditorErrs, "read the ledger's stream", api + "STREAM.MSG.GET." + ledgerStream, rawRequest(auditorNC, api+"STREAM.MSG.GET."+ledgerStream)},
+		{userAuditor, auditorErrs, "watch the ledger (a consumer on it)", api + "CONSUMER.CREATE." + ledgerStream + ".snoop", createConsumer(auditorJS, ledgerStream, "snoop")},
+		{userAuditor, auditorErrs, "change the ledger bucket", api + "STREAM.UPDATE." + ledgerStream, rawRequest(auditorNC, api+"STREAM.UPDATE."+ledgerStream)},
+		{userAuditor, auditorErrs, "read the requests stream", api + "STREAM.MSG.GET." + requestsStream, rawRequest(auditorNC, api+"STREAM.MSG.GET."+requestsStream)},
+		{userAuditor, auditorErrs, "read the requests stream by direct get", api + "DIRECT.GET." + requestsStream, rawRequest(auditorNC, api+"DIRECT.GET."+requestsStream)},
+		{userAuditor, auditorErrs, "get the last result of a subject (a get it has no use for)", api + "DIRECT.GET." + resultsStream + "." + resultsSubject + ".revoked", rawRequest(auditorNC, api+"DIRECT.GET."+resultsStream+"."+resultsSubject+".revoked")},
+		{userAuditor, auditorErrs, "purge the results stream", api + "STREAM.PURGE." + resultsStream, rawRequest(auditorNC, api+"STREAM.PURGE."+resultsStream)},
 		{userAuditor, auditorErrs, "write a ledger entry", ledgerSubjects + "key.key-2", publish(auditorJS, ledgerSubjects+"key.key-2")},
 		{userAdmin, adminErrs, "publish a request", requestsSubject, publish(adminJS, requestsSubject)},
 		{userAdmin, adminErrs, "write a ledger entry", ledgerSubjects + "key.key-2", publish(adminJS, ledgerSubjects+"key.key-2")},

@@ -11,7 +11,7 @@ import (
 // Metrics are the worker's counters and timings, under the namespace
 // "revoker". cmd/ serves them; tests read them.
 type Metrics struct {
-	Results  *prometheus.CounterVec // revoker_results_total{outcome,code}
+	Results  *prometheus.CounterVec // revoker_results_total{outcome,code}; code is NoCode without an error
 	Attempts *prometheus.CounterVec // revoker_attempts_total{status}
 	Retries  prometheus.Counter     // revoker_retries_total
 	InFlight prometheus.Gauge       // revoker_in_flight
@@ -73,8 +73,13 @@ func (m *Metrics) observeAttempt(status int) {
 	m.Attempts.WithLabelValues(label).Inc()
 }
 
+// NoCode is the code label of revoker_results_total for the outcomes that
+// carry no error code (revoked, already_revoked): an empty label would read
+// as a missing one on dashboards.
+const NoCode = "none"
+
 func (m *Metrics) observeResult(r *events.Result) {
-	code := ""
+	code := NoCode
 	if r.Error != nil {
 		code = string(r.Error.Code)
 	}

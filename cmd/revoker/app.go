@@ -13,18 +13,26 @@ import (
 // exitError ends the program with a given status; run has already said why.
 type exitError struct{ code int }
 
+// Exit statuses besides 0.
+const (
+	exitFailed   = 1 // a failed check, or an outcome that is not success
+	exitConfig   = 2 // a configuration (or input) error: nothing was done
+	exitNotFound = 3 // revoke: a key this account does not have
+)
+
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // run is the whole program: main only calls it, and so do the tests. It
 // returns when the command is done or, for long-running commands, when ctx
 // is cancelled or SIGINT/SIGTERM arrives.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// stdin is read only by "revoke -f -".
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage(""))
-		return exitError{2}
+		return exitError{exitConfig}
 	}
 	cmd := args[0]
 	switch cmd {
@@ -43,14 +51,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		var cerr *configError
 		if errors.As(err, &cerr) {
-			fmt.Fprintf(stderr, "revoker %s: the configuration has %s:\n", cmd, plural(len(cerr.Problems), "problem"))
-			for _, p := range cerr.Problems {
-				fmt.Fprintf(stderr, "  - %s\n", p)
-			}
+			printProblems(stderr, "revoker "+cmd+": the configuration has", cerr.Problems)
 		} else {
 			fmt.Fprintf(stderr, "revoker: %v\n", err)
 		}
-		return exitError{2}
+		return exitError{exitConfig}
 	}
 	logger := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	for _, w := range cfg.Warnings {
@@ -63,7 +68,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "sandbox":
 		err = sandbox(ctx, cfg, logger, stdout)
 	case "revoke":
-		err = revoke(ctx, cfg, rest, logger, stdout)
+		err = revoke(ctx, cfg, rest, stdin, logger, stdout, stderr)
+	case "results":
+		err = results(ctx, cfg, logger, stdout, stderr)
+	case "status":
+		err = status(ctx, cfg, rest, logger, stdout)
 	case "keys":
 		err = listKeys(ctx, cfg, stdout)
 	case "check":
@@ -76,6 +85,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Error("revoker "+cmd+" failed", "err", err)
 	}
 	return err
+}
+
+// printProblems prints "HEAD N problems:" and one problem a line.
+func printProblems(w io.Writer, head string, problems []string) {
+	fmt.Fprintf(w, "%s %s:\n", head, plural(len(problems), "problem"))
+	for _, p := range problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
 }
 
 func plural(n int, word string) string {

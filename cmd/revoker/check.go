@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,11 +18,20 @@ import (
 	"github.com/revoker/revoker/worker"
 )
 
-// checker prints one line per verification and remembers failures.
+// checker prints one line per verification, or with --json one
+// checkLine, and remembers failures.
 type checker struct {
 	w       io.Writer
+	json    *json.Encoder // nil for text
 	failed  int
 	missing int // streams, consumer or ledger that "run" will create
+}
+
+// checkLine is the --json form of one verification.
+type checkLine struct {
+	Check  string `json:"check"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
 }
 
 func (c *checker) willCreate(what string) {
@@ -29,26 +39,45 @@ func (c *checker) willCreate(what string) {
 	c.ok(what, "missing; \"revoker run\" creates it")
 }
 
-func (c *checker) ok(what, detail string) { fmt.Fprintf(c.w, "ok    %s: %s\n", what, detail) }
+func (c *checker) ok(what, detail string) { c.line(checkLine{what, true, detail}) }
 
 func (c *checker) fail(what string, err error) {
 	c.failed++
-	fmt.Fprintf(c.w, "FAIL  %s: %v\n", what, err)
+	c.line(checkLine{what, false, err.Error()})
 }
 
-// check is "revoker check": everything "run" needs, verified in order.
+func (c *checker) line(l checkLine) {
+	switch {
+	case c.json != nil:
+		_ = c.json.Encode(l)
+	case l.OK:
+		fmt.Fprintf(c.w, "ok    %s: %s\n", l.Check, l.Detail)
+	default:
+		fmt.Fprintf(c.w, "FAIL  %s: %s\n", l.Check, l.Detail)
+	}
+}
+
+// check is "revoker check": everything "run" needs, verified in order. With
+// --json it prints only the checkLines; the exit status says the rest.
 func check(ctx context.Context, cfg Config, stdout io.Writer) error {
 	c := &checker{w: stdout}
+	if cfg.JSON {
+		c.json = json.NewEncoder(stdout)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c.ok("configuration", "valid")
 	c.checkKalshi(ctx, cfg)
 	c.checkNATS(ctx, cfg)
-	if c.failed > 0 {
+	switch {
+	case c.failed > 0 && c.json == nil:
 		fmt.Fprintf(stdout, "%s failed\n", plural(c.failed, "check"))
-		return exitError{1}
+	case c.json == nil:
+		fmt.Fprintln(stdout, "all checks passed")
 	}
-	fmt.Fprintln(stdout, "all checks passed")
+	if c.failed > 0 {
+		return exitError{exitFailed}
+	}
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +39,7 @@ const (
 // and the environment by parseConfig. Settings a command does not take keep
 // their defaults.
 type Config struct {
-	Command string // the subcommand: run, check, keys, revoke, sandbox or version
+	Command string // the subcommand: run, check, keys, revoke, results, status, sandbox or version
 
 	// NATS connection (run, check, revoke).
 	NATSURLs     []string // NATS_URL, --nats-url: servers, default ["nats://127.0.0.1:4222"]
@@ -64,36 +65,51 @@ type Config struct {
 	NoProvision     bool   // REVOKER_NO_PROVISION, --no-provision: only bind, never create
 
 	// Worker behaviour (run, check, sandbox).
-	Concurrency     int           // REVOKER_CONCURRENCY: 1..1024, default 8
-	Rate            Rate          // REVOKER_RATE: default auto
-	RateShare       float64       // REVOKER_RATE_SHARE: in (0, 1], default 1
-	MaxRetry        time.Duration // REVOKER_MAX_RETRY: default 15m
-	AttemptTimeout  time.Duration // REVOKER_ATTEMPT_TIMEOUT: default 10s
-	AllowSelfRevoke bool          // REVOKER_ALLOW_SELF_REVOKE: default false
-	ProtectedKeys   []string      // REVOKER_PROTECTED_KEYS: key IDs never deleted
-	TrustedSigners  []string      // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
-	MaxRequestAge   time.Duration // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
-	AllowedSources  []string      // REVOKER_ALLOWED_SOURCES: empty: any source
+	Concurrency    int           // REVOKER_CONCURRENCY: 1..1024, default 8
+	Rate           Rate          // REVOKER_RATE: default auto
+	RateShare      float64       // REVOKER_RATE_SHARE: in (0, 1], default 1
+	MaxRetry       time.Duration // REVOKER_MAX_RETRY: default 15m
+	AttemptTimeout time.Duration // REVOKER_ATTEMPT_TIMEOUT: default 10s
+	TrustedSigners []string      // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
+	MaxRequestAge  time.Duration // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
+	AllowedSources []string      // REVOKER_ALLOWED_SOURCES: empty: any source
+
+	// Guards (run, check, sandbox, and revoke --dry-run).
+	AllowSelfRevoke bool     // REVOKER_ALLOW_SELF_REVOKE: default false
+	ProtectedKeys   []string // REVOKER_PROTECTED_KEYS: canonical key IDs never deleted
 
 	// Operations (every command that runs something).
 	HTTPAddr  string     // REVOKER_HTTP_ADDR: host:port, default "127.0.0.1:9464"; "" when off
 	LogFormat string     // REVOKER_LOG_FORMAT: "auto" (default), "text" or "json"
 	LogLevel  slog.Level // REVOKER_LOG_LEVEL: default info
 
+	// Output (revoke, keys, check, results, status).
+	JSON bool // --json: print JSON documents, one a line, instead of text
+
 	// revoke only.
-	Reason      string        // --reason
-	RequestedBy string        // --requested-by
-	Source      string        // --source, default "revoker-cli"
-	Timeout     time.Duration // --timeout: how long to wait for all outcomes, default 30s
-	JSON        bool          // --json: print result documents instead of lines
-	SignerSeed  string        // REVOKER_SIGNER_SEED, --signer-seed: user nkey seed file that signs requests
+	Reason         string        // --reason
+	RequestedBy    string        // --requested-by
+	Source         string        // --source, default "revoker-cli"
+	Timeout        time.Duration // --timeout: how long to wait for all outcomes, default 30s
+	SignerSeed     string        // REVOKER_SIGNER_SEED, --signer-seed: user nkey seed file that signs requests
+	KeyFile        string        // -f, --filename: key IDs one a line; "-" is standard input; "" for none
+	DryRun         bool          // --dry-run: delete nothing, say what would happen to each key
+	IgnoreNotFound bool          // --ignore-not-found: a key the account does not have is not an error
+
+	// results only.
+	Since    time.Time        // --since: only results stored at or after it; zero for all
+	Key      string           // --key: only results for this canonical key ID; "" for any
+	Request  string           // --request: only results of this request id, or prefix with a trailing "*"
+	Outcomes []events.Outcome // --outcome, repeatable: only results with these outcomes; empty for any
+	Follow   bool             // --follow: keep printing new results as they are stored
 
 	// sandbox only.
-	SandboxDir   string // --dir: where sandbox.json and the key go; "" lets the sandbox choose
-	NATSListen   string // --nats-listen: default "127.0.0.1:4222"
-	KalshiListen string // --kalshi-listen: default "127.0.0.1:0" (a free port)
-	SandboxKeys  int    // --keys: keys seeded in the emulator, default 5
-	Demo         bool   // --demo: revoke two seeded keys at start
+	Faults       sandboxFaults // --faults: failures the emulator injects; zero for none
+	SandboxDir   string        // --dir: where sandbox.json and the key go; "" lets the sandbox choose
+	NATSListen   string        // --nats-listen: default "127.0.0.1:4222"
+	KalshiListen string        // --kalshi-listen: default "127.0.0.1:0" (a free port)
+	SandboxKeys  int           // --keys: keys seeded in the emulator, default 5
+	Demo         bool          // --demo: revoke two seeded keys at start
 
 	// Warnings are problems that do not stop the program (a group-readable
 	// key file, a setting that has no effect). The caller logs them.
@@ -153,31 +169,59 @@ var commands = map[string]command{
 	"run": {
 		summary:    "the worker service; blocks until SIGINT or SIGTERM, then shuts down gracefully",
 		about:      "Consumes revoke requests from JetStream, deletes each key at Kalshi and publishes one\nresult per request. Creates the streams and the consumer when they are missing\n(--no-provision only binds).",
-		groups:     []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "http", "log"},
+		groups:     []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "guards", "http", "log"},
 		needKalshi: true,
 	},
 	"check": {
 		summary:    "verify the configuration end to end",
 		about:      "Verifies what \"revoker run\" would use with the same settings: the key loads, Kalshi\naccepts the signature, NATS and JetStream are reachable, the streams and the consumer\nare usable. Exits non-zero with the reason when something is wrong.",
-		groups:     []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "http", "log"},
+		groups:     []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "guards", "http", "output", "log"},
 		needKalshi: true,
 	},
 	"keys": {
 		summary:    "list the account's API keys, marking the worker's own",
-		about:      "Lists the account's API keys (ID, name, scopes), marking the key revoker signs with.",
-		groups:     []string{"kalshi", "log"},
+		about:      "Lists the account's API keys (ID, name, scopes), marking the key revoker signs with.\nWith --json, one {\"api_key_id\",\"name\",\"scopes\",\"own\"} object per line.",
+		groups:     []string{"kalshi", "output", "log"},
 		needKalshi: true,
 	},
 	"revoke": {
 		args:    "KEY_ID...",
 		summary: "publish one revoke request per key and wait for the outcomes",
-		about:   "Publishes one request per KEY_ID and waits for each outcome. Prints\n\"KEY_ID OUTCOME [ERROR_CODE: MESSAGE]\" per key, or one result document per line with\n--json. Exits 0 only if every key ended revoked or already_revoked.",
-		groups:  []string{"nats", "subjects", "revoke", "log"},
+		about: "Publishes one request per KEY_ID (and per line of -f FILE) and waits for each outcome.\n" +
+			"Prints \"KEY_ID OUTCOME [ERROR_CODE: MESSAGE]\" per key, or one result document per line\n" +
+			"with --json. A key that ends already_revoked although revoker never revoked it is not\n" +
+			"in this account: that is exit status 3 unless --ignore-not-found.\n\n" +
+			"--dry-run deletes nothing: it lists the account's keys once and prints, per key,\n" +
+			"would_revoke, not_found, or refused with the guard's code (with --json one\n" +
+			"{\"api_key_id\",\"plan\",\"code\"} object per line). It needs the Kalshi settings, and\n" +
+			"applies the guards (KALSHI_API_KEY_ID, REVOKER_PROTECTED_KEYS) as set here.\n\n" +
+			"Exit status: 0 every key is gone (or would be), 1 a key was refused, failed or is still\n" +
+			"pending, 2 a configuration error, 3 a key is not in this account.",
+		groups: []string{"nats", "kalshi", "subjects", "guards", "revoke", "output", "log"},
+	},
+	"results": {
+		summary: "the audit log: stored results, filtered; --follow for new ones",
+		about: "Prints the results stored in the results stream, oldest first: a table (stored time,\n" +
+			"request id, key, outcome, code, attempts), or with --json each stored result document\n" +
+			"on a line of its own, exactly as stored. --follow keeps printing new results as they\n" +
+			"are stored, until Ctrl-C. Filters combine: every one given must match.",
+		groups: []string{"nats", "subjects", "streams", "results", "output", "log"},
+	},
+	"status": {
+		args:    "KEY_ID...",
+		summary: "what revoker knows of each key, and whether the account still lists it",
+		about: "For each KEY_ID: whether revoker revoked it and, if so, when, by which request, who\n" +
+			"asked and why (from the ledger), and whether the account still lists the key (only\n" +
+			"with the Kalshi settings; otherwise not checked). With --json, one object per line.",
+		groups: []string{"nats", "kalshi", "output", "log"},
 	},
 	"sandbox": {
 		summary: "the whole system on one machine, with no Kalshi account",
-		about:   "Starts an embedded NATS JetStream server, a local Kalshi emulator seeded with keys and\nthe worker wired to both, then prints how to try it. Writes DIR/sandbox.json and the\nPEM it names once everything is ready.",
-		groups:  []string{"sandbox", "subjects", "streams", "worker", "http", "log"},
+		about: "Starts an embedded NATS JetStream server, a local Kalshi emulator seeded with keys and\n" +
+			"the worker wired to both, then prints how to try it. Writes DIR/sandbox.json, the PEM\n" +
+			"it names and DIR/sandbox.env (\". DIR/sandbox.env\" points every later command at the\n" +
+			"sandbox) once everything is ready. A temporary DIR is removed on exit.",
+		groups: []string{"sandbox", "subjects", "streams", "worker", "guards", "http", "log"},
 	},
 	"version": {
 		summary: "print version and build info",
@@ -186,7 +230,7 @@ var commands = map[string]command{
 }
 
 // commandOrder is the order commands are listed in the top-level usage.
-var commandOrder = []string{"run", "sandbox", "revoke", "keys", "check", "version"}
+var commandOrder = []string{"run", "sandbox", "revoke", "results", "status", "keys", "check", "version"}
 
 // groupTitles are the headings of the flag groups in usage, in order.
 var groupTitles = []struct{ id, title string }{
@@ -197,7 +241,10 @@ var groupTitles = []struct{ id, title string }{
 	{"streams", "Streams and consumer"},
 	{"provision", "Provisioning"},
 	{"worker", "Worker"},
+	{"guards", "Guards"},
 	{"revoke", "Request"},
+	{"results", "Filters"},
+	{"output", "Output"},
 	{"http", "Health and metrics"},
 	{"log", "Logging"},
 }
@@ -211,7 +258,9 @@ type setting struct {
 	arg    string // value placeholder in usage; "" for booleans
 	help   string
 	isBool bool
-	secret bool // never echoed, never trimmed
+	secret bool   // never echoed, never trimmed
+	short  string // a one-letter alias of flag ("f" for -f), or ""
+	repeat bool   // the flag may be given more than once; the values are joined with ","
 
 	active  bool   // the command takes it
 	flagSet bool   // given on the command line
@@ -250,6 +299,7 @@ func catalogue() []*setting {
 		{group: "sandbox", flag: "kalshi-listen", def: "127.0.0.1:0", arg: "HOST:PORT", help: "address of the Kalshi emulator (port 0: a free port)"},
 		{group: "sandbox", flag: "keys", def: "5", arg: "N", help: "API keys to seed in the emulator, 1 to 1000"},
 		{group: "sandbox", flag: "demo", def: "false", isBool: true, help: "revoke two of the seeded keys at start and print their outcomes"},
+		{group: "sandbox", flag: "faults", arg: "SPEC", help: "failures the emulator injects, e.g. 5xx=0.2,429=0.1,latency=50ms-300ms,lost=0.05 (also hang=FRACTION, seed=N)"},
 
 		{group: "nats", flag: "nats-url", env: "NATS_URL", def: "nats://127.0.0.1:4222", arg: "URLS", help: "NATS server URLs, comma-separated"},
 		{group: "nats", flag: "nats-creds", env: "NATS_CREDS", arg: "FILE", help: "NATS user credentials (.creds) file"},
@@ -278,18 +328,29 @@ func catalogue() []*setting {
 		{group: "worker", flag: "rate-share", env: "REVOKER_RATE_SHARE", def: "1", arg: "FRACTION", help: "fraction of the account's rate budget this process may spend, in (0, 1]"},
 		{group: "worker", flag: "max-retry", env: "REVOKER_MAX_RETRY", def: "15m", arg: "DURATION", help: "retry budget per request, counted from when the request was stored"},
 		{group: "worker", flag: "attempt-timeout", env: "REVOKER_ATTEMPT_TIMEOUT", def: "10s", arg: "DURATION", help: "timeout of one HTTP attempt"},
-		{group: "worker", flag: "allow-self-revoke", env: "REVOKER_ALLOW_SELF_REVOKE", def: "false", isBool: true, help: "allow deleting the key revoker signs with"},
-		{group: "worker", flag: "protected-keys", env: "REVOKER_PROTECTED_KEYS", arg: "IDS", help: "comma-separated key IDs never to delete"},
 		{group: "worker", flag: "trusted-signers", env: "REVOKER_TRUSTED_SIGNERS", arg: "KEYS", help: "NATS user public nkeys whose signed requests are accepted, comma-separated or @FILE (one per line); none: authentication off"},
 		{group: "worker", flag: "max-request-age", env: "REVOKER_MAX_REQUEST_AGE", def: "5m", arg: "DURATION", help: "oldest signed request accepted (only with trusted signers)"},
 		{group: "worker", flag: "allowed-sources", env: "REVOKER_ALLOWED_SOURCES", arg: "SOURCES", help: "comma-separated request sources accepted; none: any"},
+
+		{group: "guards", flag: "allow-self-revoke", env: "REVOKER_ALLOW_SELF_REVOKE", def: "false", isBool: true, help: "allow deleting the key revoker signs with"},
+		{group: "guards", flag: "protected-keys", env: "REVOKER_PROTECTED_KEYS", arg: "IDS", help: "comma-separated key IDs never to delete"},
 
 		{group: "revoke", flag: "reason", arg: "TEXT", help: "why the keys are revoked (recorded in the result)"},
 		{group: "revoke", flag: "requested-by", arg: "WHO", help: "who asks (recorded in the result)"},
 		{group: "revoke", flag: "source", def: "revoker-cli", arg: "SOURCE", help: "the requesting system"},
 		{group: "revoke", flag: "timeout", def: "30s", arg: "DURATION", help: "how long to wait for all outcomes"},
-		{group: "revoke", flag: "json", def: "false", isBool: true, help: "print one result document per line"},
 		{group: "revoke", flag: "signer-seed", env: "REVOKER_SIGNER_SEED", arg: "FILE", help: "NATS user nkey seed file that signs the requests"},
+		{group: "revoke", flag: "filename", short: "f", arg: "FILE", help: "read key IDs from FILE, one a line (- is standard input; blank lines and # comments are skipped)"},
+		{group: "revoke", flag: "dry-run", def: "false", isBool: true, help: "delete nothing: list the account's keys once and print what would happen to each key"},
+		{group: "revoke", flag: "ignore-not-found", def: "false", isBool: true, help: "a key this account does not have is not an error (otherwise exit status 3)"},
+
+		{group: "results", flag: "since", arg: "DURATION|TIME", help: "only results stored since then: a duration back from now (90m, 24h) or an RFC 3339 time"},
+		{group: "results", flag: "key", arg: "ID", help: "only results for this API key ID"},
+		{group: "results", flag: "request", arg: "ID", help: "only results of this request id; a trailing * matches a prefix"},
+		{group: "results", flag: "outcome", arg: "OUTCOME", repeat: true, help: "only results with this outcome: revoked, already_revoked, rejected or failed; repeatable"},
+		{group: "results", flag: "follow", def: "false", isBool: true, help: "keep printing new results as they are stored, until Ctrl-C"},
+
+		{group: "output", flag: "json", def: "false", isBool: true, help: "print JSON, one document per line"},
 
 		{group: "http", flag: "http-addr", env: "REVOKER_HTTP_ADDR", def: "127.0.0.1:9464", arg: "HOST:PORT", help: "address of /metrics, /healthz and /readyz; off disables"},
 
@@ -310,6 +371,9 @@ func (v *flagValue) String() string {
 }
 
 func (v *flagValue) Set(x string) error {
+	if v.s.repeat && v.s.flagSet {
+		x = v.s.flagVal + "," + x
+	}
 	v.s.flagVal, v.s.flagSet = x, true
 	return nil
 }
@@ -332,7 +396,7 @@ func parseConfig(cmd string, args []string, getenv func(string) string) (Config,
 		getenv = func(string) string { return "" }
 	}
 
-	p := &parser{cmd: cmd, byKey: map[string]*setting{}}
+	p := &parser{cmd: cmd, invocation: cmd, byKey: map[string]*setting{}}
 	fs := flag.NewFlagSet("revoker "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -344,6 +408,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string) (Config,
 		}
 		if s.active && s.flag != "" {
 			fs.Var(&flagValue{s}, s.flag, s.help)
+			if s.short != "" {
+				fs.Var(&flagValue{s}, s.short, s.help)
+			}
 		}
 		p.list = append(p.list, s)
 		p.byKey[s.key()] = s
@@ -355,6 +422,28 @@ func parseConfig(cmd string, args []string, getenv func(string) string) (Config,
 			return Config{}, nil, flag.ErrHelp
 		}
 		return Config{}, nil, fmt.Errorf("%s (run \"revoker %s -h\" for the flags)", strings.Replace(err.Error(), " -", " --", 1), cmd)
+	}
+
+	// revoke needs the Kalshi settings and the guards only for --dry-run:
+	// without it, they are not read, so a key file elsewhere in the
+	// environment cannot stop a revocation.
+	if cmd == "revoke" {
+		dry := p.get("dry-run")
+		if on, err := strconv.ParseBool(dry.flagVal); dry.flagSet && (on || err != nil) {
+			spec.needKalshi = true
+			p.invocation = "revoke --dry-run"
+		} else {
+			for _, s := range p.list {
+				if s.group != "kalshi" && s.group != "guards" {
+					continue
+				}
+				if s.flagSet {
+					p.warn("--%s has no effect without --dry-run", s.flag)
+					s.flagSet = false
+				}
+				s.active = false
+			}
+		}
 	}
 
 	for _, s := range p.list {
@@ -372,7 +461,7 @@ func parseConfig(cmd string, args []string, getenv func(string) string) (Config,
 	}
 
 	cfg := p.build(spec)
-	p.checkArgs(spec, positional)
+	p.checkArgs(spec, cfg, positional)
 	cfg.Warnings = p.warnings
 	if len(p.problems) > 0 {
 		cfg.KalshiPrivateKey.wipe()
@@ -403,11 +492,12 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // parser turns resolved setting values into a Config, collecting problems.
 type parser struct {
-	cmd      string
-	list     []*setting
-	byKey    map[string]*setting
-	problems []string
-	warnings []string
+	cmd        string
+	invocation string // the command as messages name it: cmd, or "revoke --dry-run"
+	list       []*setting
+	byKey      map[string]*setting
+	problems   []string
+	warnings   []string
 }
 
 func (p *parser) get(key string) *setting {
@@ -488,6 +578,7 @@ func (p *parser) build(spec command) Config {
 	cfg.KalshiBaseURL = p.kalshiBaseURL()
 	cfg.KalshiKeyID = p.kalshiKeyID(spec)
 	cfg.KalshiPrivateKeyPath, cfg.KalshiPrivateKey = p.kalshiPrivateKey(spec)
+	p.kalshiBothOrNeither(spec)
 
 	cfg.RequestsSubject, cfg.ResultsSubject = p.subjects()
 	cfg.RequestsStream = p.name("requests-stream")
@@ -528,28 +619,51 @@ func (p *parser) build(spec command) Config {
 	cfg.Timeout = p.duration("timeout")
 	cfg.JSON = p.boolean("json")
 	cfg.SignerSeed = p.seedFile("signer-seed")
+	cfg.KeyFile = p.str("filename")
+	cfg.DryRun = p.boolean("dry-run")
+	cfg.IgnoreNotFound = p.boolean("ignore-not-found")
+
+	cfg.Since = p.since(time.Now())
+	if s := p.get("key"); s.val != "" {
+		cfg.Key = p.checkKeyID(s.label()+": ", s.val)
+	}
+	cfg.Request = p.requestPattern()
+	cfg.Outcomes = p.outcomes()
+	cfg.Follow = p.boolean("follow")
 
 	cfg.SandboxDir = p.str("dir")
 	cfg.NATSListen = p.listenAddr("nats-listen")
 	cfg.KalshiListen = p.listenAddr("kalshi-listen")
 	cfg.SandboxKeys = p.integer("keys", 1, 1000)
 	cfg.Demo = p.boolean("demo")
+	cfg.Faults = p.faults()
 	return cfg
 }
 
-func (p *parser) checkArgs(spec command, args []string) {
+func (p *parser) checkArgs(spec command, cfg Config, args []string) {
 	if spec.args == "" {
 		if len(args) > 0 {
 			p.problem("\"revoker %s\" takes no arguments, got %s", p.cmd, quote(strings.Join(args, " ")))
 		}
 		return
 	}
-	// revoke KEY_ID...
-	if len(args) == 0 {
+	// revoke and status KEY_ID...; revoke also -f FILE.
+	switch {
+	case len(args) > 0, cfg.KeyFile != "":
+	case p.cmd == "revoke":
+		p.problem("\"revoker revoke\" needs at least one KEY_ID, or -f FILE")
+	default:
 		p.problem("\"revoker %s\" needs at least one KEY_ID", p.cmd)
 	}
 	for _, id := range args {
-		p.checkKeyID("", id)
+		switch {
+		case id == "-":
+			p.problem("\"-\" is not a key ID; to read key IDs from standard input, use -f -")
+		case cfg.DryRun:
+			// --dry-run reports an invalid ID as refused, with the other keys.
+		default:
+			p.checkKeyID("", id)
+		}
 	}
 }
 
@@ -724,7 +838,7 @@ func (p *parser) kalshiKeyID(spec command) string {
 	s := p.get("kalshi-key-id")
 	if s.val == "" {
 		if spec.needKalshi {
-			p.problem("%s is required for \"revoker %s\"", s.label(), p.cmd)
+			p.problem("%s is required for \"revoker %s\"", s.label(), p.invocation)
 		}
 		return ""
 	}
@@ -734,8 +848,8 @@ func (p *parser) kalshiKeyID(spec command) string {
 // checkKeyID reports id unless kalshi accepts it as a key ID, and returns
 // its canonical form, the one the worker compares.
 func (p *parser) checkKeyID(where, id string) string {
-	if !kalshi.ValidKeyID(id) {
-		p.problem("%s%s is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')", where, quote(id))
+	if why := keyIDProblem(id); why != "" {
+		p.problem("%s%s", where, why)
 	}
 	return events.CanonicalAPIKeyID(id)
 }
@@ -755,7 +869,7 @@ func (p *parser) kalshiPrivateKey(spec command) (string, secret) {
 		return path, nil
 	case path == "" && content == "":
 		if spec.needKalshi {
-			p.problem("%s or KALSHI_PRIVATE_KEY is required for \"revoker %s\"", pathS.label(), p.cmd)
+			p.problem("%s or KALSHI_PRIVATE_KEY is required for \"revoker %s\"", pathS.label(), p.invocation)
 		}
 		return "", nil
 	}
@@ -992,6 +1106,80 @@ func (p *parser) logLevel() slog.Level {
 	return l
 }
 
+// kalshiBothOrNeither reports a key ID without a private key, or the other
+// way round, for a command that uses Kalshi only when both are given.
+func (p *parser) kalshiBothOrNeither(spec command) {
+	idS, pathS, pemS := p.get("kalshi-key-id"), p.get("kalshi-private-key"), p.get("KALSHI_PRIVATE_KEY")
+	if spec.needKalshi || !idS.active {
+		return
+	}
+	if hasKey := pathS.val != "" || pemS.val != ""; (idS.val != "") != hasKey {
+		p.problem("%s and %s (or KALSHI_PRIVATE_KEY) go together: set both to ask Kalshi, or neither", idS.label(), pathS.label())
+	}
+}
+
+// since reads --since: a positive duration back from now, or an RFC 3339
+// time. Zero when not given.
+func (p *parser) since(now time.Time) time.Time {
+	s := p.get("since")
+	if s.val == "" {
+		return time.Time{}
+	}
+	if d, err := time.ParseDuration(s.val); err == nil {
+		if d <= 0 {
+			p.problem("%s must be a positive duration or a time, got %s", s.label(), quote(s.val))
+		}
+		return now.Add(-d)
+	}
+	t, err := time.Parse(time.RFC3339, s.val)
+	if err != nil {
+		p.problem("%s: %s is neither a duration (90m, 24h) nor an RFC 3339 time (2026-11-25T10:00:00Z)", s.label(), quote(s.val))
+	}
+	return t
+}
+
+// requestPattern reads --request: a request id, or a prefix and "*".
+func (p *parser) requestPattern() string {
+	s := p.get("request")
+	id := strings.TrimSuffix(s.val, "*")
+	switch {
+	case len(id) > events.MaxIDLength:
+		p.problem("%s is longer than a request id can be (%d bytes)", s.label(), events.MaxIDLength)
+	case strings.ContainsAny(id, "*"):
+		p.problem("%s: %s may have a \"*\" only at the end", s.label(), quote(s.val))
+	case strings.IndexFunc(id, unicode.IsControl) >= 0:
+		p.problem("%s: %s has control characters, which no request id has", s.label(), quote(s.val))
+	}
+	return s.val
+}
+
+// outcomes reads --outcome, given once or more, each value one outcome or a
+// comma-separated list.
+func (p *parser) outcomes() []events.Outcome {
+	s := p.get("outcome")
+	var out []events.Outcome
+	for _, v := range p.splitList("outcome") {
+		o := events.Outcome(strings.ToLower(v))
+		switch {
+		case !o.Valid():
+			p.problem("%s: %s is not an outcome (revoked, already_revoked, rejected or failed)", s.label(), quote(v))
+		case !slices.Contains(out, o):
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// faults reads --faults.
+func (p *parser) faults() sandboxFaults {
+	s := p.get("faults")
+	f, problems := parseFaults(s.val)
+	for _, why := range problems {
+		p.problem("%s: %s", s.label(), why)
+	}
+	return f
+}
+
 func (p *parser) requestField(key string) string {
 	s := p.get(key)
 	if len(s.val) > maxRequestField {
@@ -1057,12 +1245,16 @@ func usage(cmd string) string {
 			if s.group != g.id {
 				continue
 			}
+			names := "--" + s.flag
+			if s.short != "" {
+				names = "-" + s.short + ", " + names
+			}
 			if s.flag == "" {
 				fmt.Fprintf(&b, "  %s=%s (environment only)\n", s.env, s.arg)
 			} else if s.arg == "" {
-				fmt.Fprintf(&b, "  --%s\n", s.flag)
+				fmt.Fprintf(&b, "  %s\n", names)
 			} else {
-				fmt.Fprintf(&b, "  --%s %s\n", s.flag, s.arg)
+				fmt.Fprintf(&b, "  %s %s\n", names, s.arg)
 			}
 			var notes []string
 			if s.env != "" && s.flag != "" {

@@ -81,7 +81,7 @@ func (w *world) cli(args ...string) (string, error) {
 	var out, errOut syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := run(ctx, args, getenv(w.env), &out, &errOut)
+	err := run(ctx, args, getenv(w.env), nil, &out, &errOut)
 	w.t.Logf("revoker %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), out.String(), errOut.String())
 	return out.String(), err
 }
@@ -93,7 +93,7 @@ func (w *world) startRun() (stop func() error, logs *syncBuffer) {
 	logs = &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run"}, getenv(w.env), io.Discard, logs) }()
+	go func() { done <- run(ctx, []string{"run"}, getenv(w.env), nil, io.Discard, logs) }()
 	var once sync.Once
 	var err error
 	stop = func() error {
@@ -198,7 +198,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Error("the key still exists")
 	}
 	metrics := w.body("/metrics")
-	for _, want := range []string{`revoker_results_total{code="",outcome="revoked"} 1`, "revoker_ready 1", `revoker_attempts_total{status="204"} 1`,
+	for _, want := range []string{`revoker_results_total{code="none",outcome="revoked"} 1`, "revoker_ready 1", `revoker_attempts_total{status="204"} 1`,
 		"revoker_rate_limit_tokens_per_second 18", // 90% of 200 tokens/s at 10 a delete
 	} {
 		if !strings.Contains(metrics, want) {
@@ -219,7 +219,7 @@ func TestRunEndToEnd(t *testing.T) {
 func TestRunReportsEveryConfigurationProblem(t *testing.T) {
 	var out, errOut syncBuffer
 	env := map[string]string{"REVOKER_CONCURRENCY": "0", "REVOKER_MAX_RETRY": "15x", "NATS_URL": "nats://127.0.0.1:1"}
-	err := run(context.Background(), []string{"run"}, getenv(env), &out, &errOut)
+	err := run(context.Background(), []string{"run"}, getenv(env), nil, &out, &errOut)
 	var exit exitError
 	if !errors.As(err, &exit) || exit.code != 2 {
 		t.Fatalf("got %v, want exit status 2", err)
@@ -238,25 +238,30 @@ func TestRevokeKeysAndCheck(t *testing.T) {
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[1]
 	w.startRun()
 
-	// revoke: one line per key; exit 0 only when every key is gone.
+	// revoke: one line per key; exit 0 only when every key is gone, 3 when
+	// one was never in the account.
 	gone := "00000000-0000-4000-8000-000000000001"
 	out, err := w.cli("revoke", "--reason", "test", keys[0], gone)
-	if err != nil {
-		t.Fatalf("revoke: %v", err)
+	var exit exitError
+	if !errors.As(err, &exit) || exit.code != exitNotFound {
+		t.Fatalf("revoke: %v, want exit status 3", err)
 	}
-	want := fmt.Sprintf("%s revoked\n%s already_revoked\n", keys[0], gone)
+	want := fmt.Sprintf("%s revoked\n%s already_revoked (not found in this account: check the ID and the environment)\n", keys[0], gone)
 	if out != want {
 		t.Errorf("revoke printed\n%s\nwant\n%s", out, want)
 	}
+	out, err = w.cli("revoke", "--ignore-not-found", keys[0], gone)
+	if err != nil || out != fmt.Sprintf("%s already_revoked\n%s already_revoked\n", keys[0], gone) {
+		t.Errorf("revoke --ignore-not-found: %v\n%s", err, out)
+	}
 	out, err = w.cli("revoke", keys[1])
-	var exit exitError
 	if !errors.As(err, &exit) || exit.code != 1 {
 		t.Errorf("revoking a protected key: %v, want exit status 1", err)
 	}
 	if !strings.HasPrefix(out, keys[1]+" rejected protected_key: ") {
 		t.Errorf("revoke printed %q", out)
 	}
-	out, err = w.cli("revoke", "--json", "--source", "pager", gone)
+	out, err = w.cli("revoke", "--json", "--source", "pager", "--ignore-not-found", gone)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +342,7 @@ func TestSandboxDemo(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"sandbox", "--demo", "--dir", dir, "--nats-listen", "127.0.0.1:0", "--http-addr", freeAddr(t), "--keys", "3"},
-			getenv(nil), &out, &errOut)
+			getenv(nil), nil, &out, &errOut)
 	}()
 	defer func() {
 		cancel()
@@ -377,11 +382,11 @@ func TestSandboxDemo(t *testing.T) {
 		"KALSHI_API_KEY_ID": info.APIKeyID, "KALSHI_PRIVATE_KEY_PATH": info.PrivateKeyPath,
 	}
 	var out2, err2 syncBuffer
-	if err := run(context.Background(), []string{"revoke", info.Keys[2]}, getenv(env), &out2, &err2); err != nil {
+	if err := run(context.Background(), []string{"revoke", info.Keys[2]}, getenv(env), nil, &out2, &err2); err != nil {
 		t.Fatalf("revoke through the sandbox: %v\n%s", err, err2.String())
 	}
 	var keysOut syncBuffer
-	if err := run(context.Background(), []string{"keys"}, getenv(env), &keysOut, &err2); err != nil {
+	if err := run(context.Background(), []string{"keys"}, getenv(env), nil, &keysOut, &err2); err != nil {
 		t.Fatalf("keys through the sandbox: %v\n%s", err, err2.String())
 	}
 	if strings.Contains(keysOut.String(), info.Keys[2]) || !strings.Contains(keysOut.String(), "* "+info.APIKeyID) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -23,6 +24,15 @@ func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listing API keys: %w", err)
 	}
+	if cfg.JSON {
+		enc := json.NewEncoder(stdout)
+		for _, k := range keys {
+			if err := enc.Encode(listedKey{k.ID, k.Name, k.Scopes, events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  ID\tNAME\tSCOPES")
 	own := false
@@ -31,7 +41,7 @@ func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
 		if events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID {
 			mark, own = "*", true
 		}
-		fmt.Fprintf(tw, "%s %s\t%s\t%s\n", mark, k.ID, k.Name, strings.Join(k.Scopes, ","))
+		fmt.Fprintf(tw, "%s %s\t%s\t%s\n", mark, k.ID, cell(k.Name), strings.Join(k.Scopes, ","))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -40,4 +50,12 @@ func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "* the key revoker signs with (KALSHI_API_KEY_ID)")
 	}
 	return nil
+}
+
+// listedKey is the --json form of one line of "revoker keys".
+type listedKey struct {
+	ID     string   `json:"api_key_id"`
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+	Own    bool     `json:"own"` // the key revoker signs with
 }

@@ -8,12 +8,18 @@
 //	revoker run               the worker service
 //	revoker sandbox --demo    everything on one machine, no account needed
 //	revoker revoke KEY_ID...  ask for revocations and wait for the outcomes
+//	revoker results           the audit log, filtered; --follow for new results
+//	revoker status KEY_ID...  what revoker knows of a key, and whether it is listed
 //	revoker keys              list the account's API keys
 //	revoker check             verify the configuration end to end
 //	revoker version           version and build info
 //
 // "revoker COMMAND -h" lists a command's flags with their environment
-// variables and defaults. The README has the whole operator contract.
+// variables and defaults. The README has the whole operator contract and an
+// incident runbook.
+//
+// Exit status: 0 success, 1 a failed check or outcome, 2 a configuration
+// error, 3 a key that is not in the account (revoke; see --ignore-not-found).
 package main
 
 import (
@@ -23,7 +29,7 @@ import (
 )
 
 func main() {
-	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	var exit exitError
 	switch {
 	case err == nil:

@@ -46,7 +46,7 @@ func natsOptions(cfg Config, name string, logger *slog.Logger) ([]nats.Option, e
 		nats.PingInterval(natsPingInterval),
 		nats.MaxPingsOutstanding(natsMaxPingsOut),
 	}
-	opts = append(opts, natsLogHandlers(logger, cfg.NATSURLs)...)
+	opts = append(opts, natsLogHandlers(logger, cfg.NATSURLs, lifecycleLevel(cfg.Command))...)
 
 	switch {
 	case cfg.NATSCreds != "" && cfg.NATSNkeySeed != "":
@@ -89,9 +89,20 @@ func tryOption(opt nats.Option) error {
 	return opt(&o)
 }
 
-// natsLogHandlers log the life of a connection to urls. Server URLs and
+// lifecycleLevel is the level of the "connected" and "closed" lines of
+// command's connection: news from a service, noise around a command's
+// answer.
+func lifecycleLevel(command string) slog.Level {
+	if command == "run" || command == "sandbox" {
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}
+
+// natsLogHandlers log the life of a connection to urls; connecting and
+// closing at level lifecycle, trouble as warnings and errors. Server URLs and
 // errors are logged with the credentials of urls redacted.
-func natsLogHandlers(logger *slog.Logger, urls []string) []nats.Option {
+func natsLogHandlers(logger *slog.Logger, urls []string, lifecycle slog.Level) []nats.Option {
 	var (
 		mu      sync.Mutex
 		lastErr string
@@ -99,7 +110,7 @@ func natsLogHandlers(logger *slog.Logger, urls []string) []nats.Option {
 	)
 	return []nats.Option{
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			logger.Info("connected to NATS", "url", connectedURL(nc), "server", nc.ConnectedServerName())
+			logger.Log(context.Background(), lifecycle, "connected to NATS", "url", connectedURL(nc), "server", nc.ConnectedServerName())
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err == nil { // closed on purpose
@@ -136,20 +147,54 @@ func natsLogHandlers(logger *slog.Logger, urls []string) []nats.Option {
 				logger.Warn("NATS connection closed", "err", redactError(err, urls))
 				return
 			}
-			logger.Info("NATS connection closed")
+			logger.Log(context.Background(), lifecycle, "NATS connection closed")
 		}),
-		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
-			err = redactError(err, urls)
-			if sub != nil {
-				logger.Error("NATS error", "subject", sub.Subject, "err", err)
-				return
-			}
-			logger.Error("NATS error", "err", err)
-		}),
+		nats.ErrorHandler(natsErrorLogger(logger, urls)),
 		nats.LameDuckModeHandler(func(nc *nats.Conn) {
 			logger.Warn("NATS server is shutting down (lame duck mode); will move to another", "server", nc.ConnectedServerName())
 		}),
 	}
+}
+
+// natsErrorLogger logs an asynchronous error of a connection to urls, such
+// as a refused publish, with their credentials redacted.
+func natsErrorLogger(logger *slog.Logger, urls []string) nats.ErrHandler {
+	return func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		err = redactError(err, urls)
+		if sub != nil {
+			logger.Error("NATS error", "subject", sub.Subject, "err", err)
+			return
+		}
+		logger.Error("NATS error", "err", err)
+	}
+}
+
+// connectCLI connects for a command that does one job and returns a context
+// that ends, with the refusal as its cause, as soon as the server refuses
+// one of the command's publishes or subscriptions (a permissions
+// violation): the command fails at once, saying why, instead of waiting for
+// an answer that never comes. See refusal.
+func connectCLI(ctx context.Context, cfg Config, name string, logger *slog.Logger) (context.Context, *nats.Conn, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	nc, err := dialNATS(ctx, cfg, name, logger, func(err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			cancel(redactError(err, cfg.NATSURLs))
+		}
+	})
+	if err != nil {
+		cancel(nil)
+		return nil, nil, nil, err
+	}
+	return ctx, nc, func() { cancel(nil) }, nil
+}
+
+// refusal is the permissions violation that ended ctx, if one did, in
+// place of err (even nil: a --follow that ends on it failed); otherwise err.
+func refusal(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, nats.ErrPermissionViolation) {
+		return fmt.Errorf("the NATS server refused: %w", cause)
+	}
+	return err
 }
 
 // connectNATS connects to cfg's NATS servers. For "run" the connection
@@ -157,12 +202,25 @@ func natsLogHandlers(logger *slog.Logger, urls []string) []nats.Option {
 // waits for NATS instead of exiting); for every other command one failed
 // attempt is an error. ctx bounds the attempt.
 func connectNATS(ctx context.Context, cfg Config, name string, logger *slog.Logger) (*nats.Conn, error) {
+	return dialNATS(ctx, cfg, name, logger, nil)
+}
+
+// dialNATS is connectNATS; onError, if not nil, also sees every
+// asynchronous error of the connection.
+func dialNATS(ctx context.Context, cfg Config, name string, logger *slog.Logger, onError func(error)) (*nats.Conn, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	opts, err := natsOptions(cfg, name, logger)
 	if err != nil {
 		return nil, err
+	}
+	if onError != nil {
+		logErr := natsErrorLogger(logger, cfg.NATSURLs)
+		opts = append(opts, nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			logErr(nc, sub, err)
+			onError(err)
+		}))
 	}
 	retry := cfg.Command == "run"
 	if retry {

@@ -353,7 +353,7 @@ func TestConnectNATSNkey(t *testing.T) {
 	ctx := t.Context()
 
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	nc, err := connectNATS(ctx, Config{Command: "check", NATSURLs: []string{s.ClientURL()}, NATSNkeySeed: seed}, "revoker-test", logger)
 	if err != nil {
 		t.Fatalf("connect with the seed: %v", err)

@@ -18,14 +18,34 @@ import (
 	"github.com/revoker/revoker/events"
 )
 
-// revoke is "revoker revoke KEY_ID...".
-func revoke(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logger, stdout io.Writer) error {
-	nc, err := connectNATS(ctx, cfg, "revoker-cli", logger)
+// revoke is "revoker revoke KEY_ID... [-f FILE]", and its --dry-run.
+func revoke(ctx context.Context, cfg Config, args []string, stdin io.Reader, logger *slog.Logger, stdout, stderr io.Writer) error {
+	keyIDs, problems := keyList(cfg, args, stdin)
+	if len(problems) > 0 {
+		printProblems(stderr, "revoker revoke: nothing was sent; the key list has", problems)
+		return exitError{exitConfig}
+	}
+	if cfg.DryRun {
+		return dryRun(ctx, cfg, keyIDs, stdout)
+	}
+	ctx, nc, done, err := connectCLI(ctx, cfg, "revoker-cli", logger)
 	if err != nil {
 		return err
 	}
+	defer done()
 	defer nc.Close()
-	return printRevocations(ctx, nc, cfg, keyIDs, stdout)
+	return refusal(ctx, printRevocations(ctx, nc, cfg, keyIDs, stdout, stderr))
+}
+
+// notFoundHint is what revoke says of a key that ended already_revoked
+// although revoker never revoked it: most often a mistyped ID, or one of
+// another environment (demo keys are unknown in production).
+const notFoundHint = "not found in this account: check the ID and the environment"
+
+// notInAccount reports whether r says the key was never there for revoker:
+// already_revoked, and the ledger knows of no request that revoked it.
+func notInAccount(r *events.Result) bool {
+	return r.Outcome == events.AlreadyRevoked && r.RevokedBy == ""
 }
 
 // outcome is what became of one requested key: its result, as stored and
@@ -38,31 +58,39 @@ type outcome struct {
 
 // printRevocations requests the revocations, waits for them and prints one
 // line (or document) per key. It fails with exit status 1 unless every key
-// ended revoked or already_revoked.
-func printRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs []string, stdout io.Writer) error {
+// ended revoked or already_revoked, and otherwise with exit status 3 if a
+// key was not in the account (unless cfg.IgnoreNotFound).
+func printRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs []string, stdout, stderr io.Writer) error {
 	outcomes, err := requestRevocations(ctx, nc, cfg, keyIDs)
 	if err != nil {
 		return err
 	}
-	ok := true
+	failed, notFound := false, false
 	for _, o := range outcomes {
+		missing := o.result != nil && notInAccount(o.result) && !cfg.IgnoreNotFound
 		switch {
 		case o.result == nil:
-			ok = false
 			fmt.Fprintf(stdout, "%s pending: no outcome within %v (request %s stays queued and will still be carried out)\n", o.keyID, cfg.Timeout, o.requestID)
 		case cfg.JSON:
 			fmt.Fprintf(stdout, "%s\n", o.doc)
+			if missing {
+				fmt.Fprintf(stderr, "revoker revoke: %s: %s\n", o.keyID, notFoundHint)
+			}
 		case o.result.Error != nil:
 			fmt.Fprintf(stdout, "%s %s %s: %s\n", o.keyID, o.result.Outcome, o.result.Error.Code, o.result.Error.Message)
+		case missing:
+			fmt.Fprintf(stdout, "%s %s (%s)\n", o.keyID, o.result.Outcome, notFoundHint)
 		default:
 			fmt.Fprintf(stdout, "%s %s\n", o.keyID, o.result.Outcome)
 		}
-		if o.result != nil && !o.result.Outcome.Succeeded() {
-			ok = false
-		}
+		failed = failed || o.result == nil || !o.result.Outcome.Succeeded()
+		notFound = notFound || missing
 	}
-	if !ok {
-		return exitError{1}
+	switch {
+	case failed:
+		return exitError{exitFailed}
+	case notFound:
+		return exitError{exitNotFound}
 	}
 	return nil
 }

@@ -90,7 +90,7 @@ func TestRevokeMatchesResultsBySequence(t *testing.T) {
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"revoke", "--timeout", "20s", "k-1"}, getenv(map[string]string{"NATS_URL": srv.URL()}), &out, &errOut)
+		done <- run(ctx, []string{"revoke", "--timeout", "20s", "k-1"}, getenv(map[string]string{"NATS_URL": srv.URL()}), nil, &out, &errOut)
 	}()
 	var stored *jetstream.RawStreamMsg
 	pollUntil(t, 10*time.Second, "the CLI's request", func() bool {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,7 +39,9 @@ type sandboxInfo struct {
 }
 
 // sandbox is "revoker sandbox": an embedded NATS JetStream server, the
-// Kalshi emulator seeded with keys and the worker wired to both.
+// Kalshi emulator seeded with keys and the worker wired to both. A
+// temporary directory it made is removed when it stops, after everything
+// in it has stopped; a --dir is left as it is.
 func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
 	dir := cfg.SandboxDir
 	if dir == "" {
@@ -47,7 +50,17 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 			return err
 		}
 		dir = d
+		defer func() {
+			if err := os.RemoveAll(d); err != nil {
+				logger.Warn("cannot remove the sandbox's temporary directory", "dir", d, "err", err)
+			}
+		}()
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	}
+	// sandbox.env and sandbox.json name files in dir: from anywhere.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
 		return fmt.Errorf("--dir: %w", err)
 	}
 
@@ -58,10 +71,12 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 
 	emu := emulator.New(emulator.Options{})
-	if err := emu.Start(cfg.KalshiListen); err != nil {
+	emu.SetFaults(cfg.Faults.emulatorFaults())
+	emuURL, stopEmu, err := serveEmulator(cfg.KalshiListen, cfg.Faults.withLatency(emu))
+	if err != nil {
 		return fmt.Errorf("--kalshi-listen %s: %w", cfg.KalshiListen, err)
 	}
-	defer func() { _ = emu.Close() }()
+	defer func() { stopEmu(); _ = emu.Close() }()
 
 	// The worker's own key: RSA-2048 in PKCS#1, as Kalshi's web UI hands out.
 	signer, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -83,7 +98,7 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 		seeded[i] = emu.AddKey(fmt.Sprintf("sandbox-key-%d", i+1), pub, "read", "write")
 	}
 
-	client, err := kalshi.New(kalshi.Config{BaseURL: emu.URL(), KeyID: selfID, PrivateKey: signer, UserAgent: userAgent()})
+	client, err := kalshi.New(kalshi.Config{BaseURL: emuURL, KeyID: selfID, PrivateKey: signer, UserAgent: userAgent()})
 	if err != nil {
 		return err
 	}
@@ -94,8 +109,8 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 	defer nc.Close()
 
 	cfg.KalshiKeyID = selfID
-	cfg.KalshiBaseURL = emu.URL()
-	info := sandboxInfo{NATSURL: ns.ClientURL(), KalshiBaseURL: emu.URL(), APIKeyID: selfID, PrivateKeyPath: keyPath, Keys: seeded}
+	cfg.KalshiBaseURL = emuURL
+	info := sandboxInfo{NATSURL: ns.ClientURL(), KalshiBaseURL: emuURL, APIKeyID: selfID, PrivateKeyPath: keyPath, Keys: seeded}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -109,6 +124,9 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 	if err := writeJSONFile(filepath.Join(dir, "sandbox.json"), info); err != nil {
 		return err
 	}
+	if err := writeFileAtomic(filepath.Join(dir, "sandbox.env"), []byte(sandboxEnv(info))); err != nil {
+		return err
+	}
 	printBanner(stdout, cfg, info, dir)
 
 	if cfg.Demo {
@@ -117,7 +135,7 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 		demo.Reason = "sandbox demo"
 		demo.RequestedBy = "revoker sandbox --demo"
 		fmt.Fprintf(stdout, "Demo: revoking %s\n", strings.Join(seeded[:min(2, len(seeded))], " and "))
-		if err := printRevocations(ctx, nc, demo, seeded[:min(2, len(seeded))], stdout); err != nil && !isExit(err) {
+		if err := printRevocations(ctx, nc, demo, seeded[:min(2, len(seeded))], stdout, stdout); err != nil && !isExit(err) {
 			logger.Error("demo", "err", err)
 		}
 		fmt.Fprintln(stdout, "The sandbox keeps serving; press Ctrl-C to stop it.")
@@ -158,46 +176,102 @@ func startSandboxNATS(addr, storeDir string) (*server.Server, error) {
 	return ns, nil
 }
 
+// serveEmulator serves h, the emulator, on addr and returns its base URL.
+func serveEmulator(addr string, h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String() + emulator.BasePath, func() { _ = srv.Close() }, nil
+}
+
 // writeJSONFile writes v atomically: readers see all of it or nothing.
 func writeJSONFile(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
+	return writeFileAtomic(path, append(data, '\n'))
+}
+
+func writeFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
 }
 
-func printBanner(w io.Writer, cfg Config, info sandboxInfo, dir string) {
-	http := "off"
-	if cfg.HTTPAddr != "" {
-		http = "http://" + cfg.HTTPAddr + "/metrics"
+// exportLine is the shell command that points revoker at the sandbox.
+func exportLine(info sandboxInfo) string {
+	return "export NATS_URL=" + shellQuote(info.NATSURL) +
+		" KALSHI_BASE_URL=" + shellQuote(info.KalshiBaseURL) +
+		" KALSHI_API_KEY_ID=" + shellQuote(info.APIKeyID) +
+		" KALSHI_PRIVATE_KEY_PATH=" + shellQuote(info.PrivateKeyPath)
+}
+
+// sandboxEnv is DIR/sandbox.env: ". DIR/sandbox.env" in a POSIX shell points
+// every later revoker command at the sandbox. LEAKED_KEY_ID, the last seeded
+// key (--demo revokes the first two), is the key the README's incident
+// runbook rehearses with.
+func sandboxEnv(info sandboxInfo) string {
+	return "# Written by revoker sandbox; \". sandbox.env\" points revoker at it while it runs.\n" +
+		exportLine(info) + "\n" +
+		"# A seeded key to rehearse the incident runbook with.\n" +
+		"LEAKED_KEY_ID=" + shellQuote(info.Keys[len(info.Keys)-1]) + "\n"
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	safe := s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-:+,=@%", r))
+	}) < 0
+	if safe {
+		return s
 	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func printBanner(w io.Writer, cfg Config, info sandboxInfo, dir string) {
+	metrics := "off"
+	if cfg.HTTPAddr != "" {
+		metrics = "http://" + cfg.HTTPAddr + "/metrics"
+	}
+	faults := ""
+	if cfg.Faults.active() {
+		faults = "\n  Kalshi faults    " + cfg.Faults.String()
+	}
+	last := info.Keys[len(info.Keys)-1]
 	fmt.Fprintf(w, `revoker sandbox is ready.
 
   NATS JetStream   %s
-  Kalshi emulator  %s
+  Kalshi emulator  %s%s
   worker key       %s (%s)
   metrics          %s
   sandbox.json     %s
 
 Seeded API keys:
 %s
-Try it (in another terminal):
-  NATS_URL=%s go run ./cmd/revoker revoke %s
-  KALSHI_BASE_URL=%s KALSHI_API_KEY_ID=%s KALSHI_PRIVATE_KEY_PATH=%s go run ./cmd/revoker keys
+
+In another terminal, point revoker at the sandbox (or: . %s):
+  %s
+then try:
+  go run ./cmd/revoker keys
+  go run ./cmd/revoker revoke --dry-run %s
+  go run ./cmd/revoker revoke %s
+  go run ./cmd/revoker results --since 1h
+  go run ./cmd/revoker status %s
 
 Or publish a request with any NATS client on %q:
   {"id":"try-1","api_key_id":"%s","reason":"trying the sandbox"}
 and watch the results on %q.
 
-`, info.NATSURL, info.KalshiBaseURL, info.APIKeyID, info.PrivateKeyPath, http, filepath.Join(dir, "sandbox.json"),
-		indent(strings.Join(info.Keys, "\n"), "  ")+"\n",
-		info.NATSURL, info.Keys[len(info.Keys)-1],
-		info.KalshiBaseURL, info.APIKeyID, info.PrivateKeyPath,
+`, info.NATSURL, info.KalshiBaseURL, faults, info.APIKeyID, info.PrivateKeyPath, metrics, filepath.Join(dir, "sandbox.json"),
+		indent(strings.Join(info.Keys, "\n"), "  "),
+		shellQuote(filepath.Join(dir, "sandbox.env")), exportLine(info),
+		last, last, last,
 		cfg.RequestsSubject, info.Keys[max(len(info.Keys)-2, 0)], cfg.ResultsSubject+".>")
 }
 

@@ -62,7 +62,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	say := func(env map[string]string, args ...string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		_ = run(ctx, args, getenv(env), &printed, &printed)
+		_ = run(ctx, args, getenv(env), nil, &printed, &printed)
 	}
 	say(cliEnv, "revoke", keys[0], keys[1], w.selfID, keys[3])
 

@@ -93,7 +93,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoMetric())
 	metrics := worker.NewMetrics(reg)
 	limiter := worker.NewLimiter(0, 0)
 	w, err := worker.New(js, client, workerConfig(cfg, logger, metrics, limiter))

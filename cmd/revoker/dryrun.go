@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/revoker/revoker/events"
+)
+
+// The plans of "revoke --dry-run".
+const (
+	planWouldRevoke = "would_revoke"
+	planNotFound    = "not_found"
+	planRefused     = "refused"
+)
+
+// keyPlan is what a revoke request for one key would come to. It is also
+// the --json form of a --dry-run line.
+type keyPlan struct {
+	APIKeyID string      `json:"api_key_id"`
+	Plan     string      `json:"plan"`
+	Code     events.Code `json:"code,omitempty"` // the guard's, when refused
+	why      string
+}
+
+// planFor decides the plan for keyID from the guards of cfg, in the order
+// the worker applies them (a valid ID, then its own key, then the protected
+// keys), and from the account's canonical key IDs.
+func planFor(cfg Config, listed map[string]bool, keyID string) keyPlan {
+	p := keyPlan{APIKeyID: keyID, Plan: planRefused}
+	id := events.CanonicalAPIKeyID(keyID)
+	switch {
+	case keyIDProblem(keyID) != "":
+		p.Code, p.why = events.CodeInvalidRequest, keyIDProblem(keyID)
+	case id == cfg.KalshiKeyID && !cfg.AllowSelfRevoke:
+		p.Code, p.why = events.CodeSelfRevocationRefused, "the key revoker signs with (KALSHI_API_KEY_ID); REVOKER_ALLOW_SELF_REVOKE=true allows it"
+	case slices.Contains(cfg.ProtectedKeys, id):
+		p.Code, p.why = events.CodeProtectedKey, "listed in REVOKER_PROTECTED_KEYS"
+	case !listed[id]:
+		p.Plan, p.why = planNotFound, notFoundHint
+	default:
+		p.Plan = planWouldRevoke
+	}
+	return p
+}
+
+// dryRun is "revoker revoke --dry-run": it lists the account's keys once and
+// prints the plan of each key, deleting nothing. Exit status 1 when a key
+// would be refused, else 3 when one is not in the account (unless
+// --ignore-not-found), else 0.
+func dryRun(ctx context.Context, cfg Config, keyIDs []string, stdout io.Writer) error {
+	client, err := newKalshiClient(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*cfg.AttemptTimeout)
+	defer cancel()
+	keys, err := client.ListAPIKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("listing API keys: %w", err)
+	}
+	listed := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		listed[events.CanonicalAPIKeyID(k.ID)] = true
+	}
+
+	refused, notFound := false, false
+	enc := json.NewEncoder(stdout)
+	for _, id := range keyIDs {
+		p := planFor(cfg, listed, id)
+		switch {
+		case cfg.JSON:
+			if err := enc.Encode(p); err != nil {
+				return err
+			}
+		case p.Plan == planRefused:
+			fmt.Fprintf(stdout, "%s %s %s: %s\n", id, p.Plan, p.Code, p.why)
+		case p.Plan == planNotFound:
+			fmt.Fprintf(stdout, "%s %s (%s)\n", id, p.Plan, p.why)
+		default:
+			fmt.Fprintf(stdout, "%s %s\n", id, p.Plan)
+		}
+		refused = refused || p.Plan == planRefused
+		notFound = notFound || (p.Plan == planNotFound && !cfg.IgnoreNotFound)
+	}
+	switch {
+	case refused:
+		return exitError{exitFailed}
+	case notFound:
+		return exitError{exitNotFound}
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/revoker/revoker/events"
+)
+
+// results is "revoker results": the audit log, filtered, as a table or one
+// stored document a line; with --follow, new results as they are stored.
+func results(ctx context.Context, cfg Config, logger *slog.Logger, stdout, stderr io.Writer) error {
+	ctx, nc, done, err := connectCLI(ctx, cfg, "revoker-results", logger)
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer nc.Close()
+	return refusal(ctx, readResults(ctx, nc, cfg, logger, stdout, stderr))
+}
+
+func readResults(ctx context.Context, nc *nats.Conn, cfg Config, logger *slog.Logger, stdout, stderr io.Writer) error {
+
+	f := newResultFilter(cfg)
+	log, err := openAuditLog(ctx, nc, cfg, f.subject(cfg.ResultsSubject))
+	if err != nil {
+		return err
+	}
+	from, err := log.firstSeq(ctx, cfg.Since)
+	if err != nil {
+		return err
+	}
+	p := &resultPrinter{w: bufio.NewWriterSize(stdout, 64<<10), json: cfg.JSON, filter: f, logger: logger}
+	if cfg.Follow {
+		if !cfg.JSON {
+			p.header() // at once: the operator sees that it is watching
+			if err := p.w.Flush(); err != nil {
+				return err
+			}
+		}
+		return log.follow(ctx, from, p.print, p.w.Flush)
+	}
+	if _, err := log.read(ctx, from, p.print); err != nil {
+		return err
+	}
+	if err := p.w.Flush(); err != nil {
+		return err
+	}
+	if p.rows == 0 && !cfg.JSON {
+		fmt.Fprintln(stderr, "no results")
+	}
+	return nil
+}
+
+// resultFilter is what --key, --request and --outcome select.
+type resultFilter struct {
+	key      string // canonical key ID; "" for any
+	request  string // request id, or its prefix when prefix; "" for any
+	prefix   bool
+	outcomes []events.Outcome // empty for any
+}
+
+func newResultFilter(cfg Config) resultFilter {
+	f := resultFilter{key: cfg.Key, request: cfg.Request, outcomes: cfg.Outcomes}
+	f.request, f.prefix = strings.CutSuffix(f.request, "*")
+	return f
+}
+
+// subject is the results subject to read: one outcome's, or all of them.
+// The stream selects by it; any other filter is applied here.
+func (f resultFilter) subject(prefix string) string {
+	if len(f.outcomes) == 1 {
+		return events.ResultSubject(prefix, f.outcomes[0])
+	}
+	return prefix + ".>"
+}
+
+// match reports whether the stored result r, which says res, is selected.
+// A request pattern matches the request id or the message id the result is
+// stored under (untrusted-... for a rejection whose id was not trusted).
+func (f resultFilter) match(r storedResult, res *events.Result) bool {
+	switch {
+	case f.key != "" && events.CanonicalAPIKeyID(res.APIKeyID) != f.key:
+		return false
+	case len(f.outcomes) > 0 && !slices.Contains(f.outcomes, res.Outcome):
+		return false
+	case f.prefix && f.request != "":
+		return strings.HasPrefix(res.RequestID, f.request) || strings.HasPrefix(r.MsgID, f.request)
+	case f.request != "":
+		return res.RequestID == f.request || r.MsgID == f.request
+	}
+	return true
+}
+
+// resultPrinter prints the stored results its filter selects.
+type resultPrinter struct {
+	w      *bufio.Writer
+	json   bool
+	filter resultFilter
+	logger *slog.Logger
+	rows   int
+	titled bool
+}
+
+// The table's columns; wider values push the rest of their row right.
+const resultRow = "%-20s  %-30s  %-36s  %-15s  %-23s  %s\n"
+
+func (p *resultPrinter) header() {
+	if !p.titled {
+		fmt.Fprintf(p.w, resultRow, "STORED", "REQUEST", "KEY", "OUTCOME", "CODE", "ATTEMPTS")
+		p.titled = true
+	}
+}
+
+func (p *resultPrinter) print(r storedResult) error {
+	res, err := events.ParseResult(r.Doc)
+	if err != nil {
+		p.logger.Warn("skipping a stored message that is not a result", "seq", r.Seq, "subject", r.Subject, "err", err)
+		return nil
+	}
+	if !p.filter.match(r, &res) {
+		return nil
+	}
+	p.rows++
+	if p.json {
+		if _, err := p.w.Write(r.Doc); err != nil {
+			return err
+		}
+		return p.w.WriteByte('\n')
+	}
+	p.header()
+	code := "-"
+	if res.Error != nil {
+		code = string(res.Error.Code)
+	}
+	_, err = fmt.Fprintf(p.w, resultRow, r.Stored.UTC().Format("2006-01-02T15:04:05Z"), cell(res.RequestID),
+		cell(res.APIKeyID), res.Outcome, code, strconv.Itoa(res.Attempts))
+	return err
+}
+
+// cell is s as a table shows it: "-" when empty, quoted when it holds
+// control characters (a terminal must not act on what a request said).
+func cell(s string) string {
+	switch {
+	case s == "":
+		return "-"
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return strconv.Quote(s)
+	}
+	return s
+}

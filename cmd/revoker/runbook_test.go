@@ -1,0 +1,115 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// runbookFile is the README whose "## Incident runbook" section
+// TestIncidentRunbook runs. To run a draft's:
+//
+//	go test -run TestIncidentRunbook -ldflags "-X github.com/revoker/revoker/cmd/revoker.runbookFile=PATH" ./cmd/revoker
+var runbookFile = "../../README.md"
+
+var shBlockRE = regexp.MustCompile("(?s)```sh\n(.*?)```")
+
+// runbookCommands returns the lines of the ```sh blocks of the README's
+// "## Incident runbook" section, or nil when it has none.
+func runbookCommands(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(runbookFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	start := strings.Index(text, "\n## Incident runbook\n")
+	if start < 0 {
+		return nil
+	}
+	section := text[start+1:]
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	var lines []string
+	for _, block := range shBlockRE.FindAllStringSubmatch(section, -1) {
+		for _, line := range strings.Split(block[1], "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				lines = append(lines, line)
+			}
+		}
+	}
+	if len(lines) == 0 {
+		t.Fatalf("%s: the Incident runbook section has no ```sh commands", runbookFile)
+	}
+	return lines
+}
+
+// The README's incident runbook runs as written against the sandbox: from
+// "revoker sandbox" and ". sandbox.env" to the audited result, every command
+// succeeds and says what the runbook says it does.
+func TestIncidentRunbook(t *testing.T) {
+	lines := runbookCommands(t)
+	if lines == nil {
+		t.Skipf("%s has no \"## Incident runbook\" section yet", runbookFile)
+	}
+	t.Chdir(t.TempDir())
+
+	env := map[string]string{"REVOKER_LOG_FORMAT": "json"}
+	w := &world{t: t, env: env}
+	sandboxUp, revoked := false, false
+	for _, line := range lines {
+		words := shellWords(t, line, env)
+		switch {
+		case len(words) == 2 && (words[0] == "." || words[0] == "source"):
+			source(t, words[1], env)
+			if env["LEAKED_KEY_ID"] == "" || env["NATS_URL"] == "" {
+				t.Fatalf("%s: %s sets no LEAKED_KEY_ID or NATS_URL", line, words[1])
+			}
+			continue
+		case len(words) >= 2 && words[0] == "revoker" && words[1] == "sandbox":
+			startSandbox(t, words[2:]...)
+			sandboxUp = true
+			continue
+		case len(words) < 2 || words[0] != "revoker":
+			t.Fatalf("runbook line %q: this test runs only revoker commands and \". FILE\"", line)
+		}
+		if !sandboxUp {
+			t.Fatalf("runbook line %q comes before revoker sandbox", line)
+		}
+		out, stderr, code := w.run2("", words[1:]...)
+		if code != 0 || stderr != "" {
+			t.Errorf("runbook line %q: exit %d, stderr %q", line, code, stderr)
+		}
+		key := env["LEAKED_KEY_ID"]
+		var want []string
+		switch cmd, dry := words[1], strings.Contains(line, "--dry-run"); {
+		case cmd == "revoke" && dry:
+			want = []string{key + " would_revoke"}
+		case cmd == "revoke":
+			want, revoked = []string{key + " revoked\n"}, true
+		case cmd == "status" && revoked:
+			want = []string{"by request revoker-cli-", "does not list the key"}
+		case cmd == "status":
+			want = []string{"lists the key: it is live"}
+		case cmd == "results" && revoked:
+			want = []string{key, "revoked"}
+		}
+		for _, s := range want {
+			if !strings.Contains(out, s) {
+				t.Errorf("runbook line %q printed\n%s\nwithout %q", line, out, s)
+			}
+		}
+		if cmd := words[1]; cmd == "keys" && revoked && strings.Contains(out, key) {
+			t.Errorf("runbook line %q still lists the revoked key:\n%s", line, out)
+		}
+	}
+	if !revoked {
+		t.Error("the runbook revokes nothing")
+	}
+	if _, err := os.Stat(filepath.Join("rehearsal", "sandbox.env")); err != nil {
+		t.Errorf("the sandbox's --dir: %v", err)
+	}
+}
