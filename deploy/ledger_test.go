@@ -15,21 +15,21 @@ import (
 	"github.com/revoker/revoker/worker"
 )
 
-// ledgerCommand is the one `nats kv add` command of deploy/README.md, split into
-// words the way a shell splits it (double and single quotes, no expansions).
-func ledgerCommand(t *testing.T) []string {
+// kvCommand is the one `nats kv add BUCKET` command of deploy/README.md, split
+// into words the way a shell splits it (double and single quotes, no expansions).
+func kvCommand(t *testing.T, bucket string) []string {
 	t.Helper()
 	var found []string
 	for _, line := range strings.Split(string(readFile(t, "README.md")), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "nats kv add ") {
+		if strings.HasPrefix(strings.TrimSpace(line), "nats kv add "+bucket+" ") {
 			if found != nil {
-				t.Fatal("README.md has more than one nats kv add command")
+				t.Fatalf("README.md has more than one nats kv add command for %s", bucket)
 			}
 			found = shellWords(t, strings.TrimSpace(line))
 		}
 	}
 	if found == nil {
-		t.Fatal("README.md has no nats kv add command for the ledger")
+		t.Fatalf("README.md has no nats kv add command for %s", bucket)
 	}
 	return found
 }
@@ -89,12 +89,15 @@ func cliBytes(t *testing.T, s string) int64 {
 	return n << shift
 }
 
-// ledgerConfig is the bucket the documented command creates: the
+// ledgerConfig is the ledger bucket the documented command creates.
+func ledgerConfig(t *testing.T) jetstream.KeyValueConfig { return kvConfig(t, ledgerBucket) }
+
+// kvConfig is the bucket the documented command creates: the
 // jetstream.KeyValueConfig that `nats kv add` builds from its flags and passes to
 // CreateKeyValue, with the CLI's defaults (history 1, one replica, file storage).
-func ledgerConfig(t *testing.T) jetstream.KeyValueConfig {
+func kvConfig(t *testing.T, bucket string) jetstream.KeyValueConfig {
 	t.Helper()
-	words := ledgerCommand(t)
+	words := kvCommand(t, bucket)
 	cfg := jetstream.KeyValueConfig{History: 1, Replicas: 1, Storage: jetstream.FileStorage}
 	args := words[3:]
 	for i := 0; i < len(args); i++ {
@@ -168,8 +171,8 @@ func TestLedgerCommandMatchesProvisioning(t *testing.T) {
 	}
 
 	results := worker.ResultsStreamConfig(worker.Config{Replicas: 3})
-	// A request entry carries a decided result document, base64 in JSON.
-	encodedResult := int32(4 * ((events.MaxResultSize + 2) / 3))
+	// A request entry carries a decided result document (JSON in JSON).
+	encodedResult := int32(events.MaxResultSize)
 	checks := []struct {
 		what string
 		ok   bool
@@ -186,6 +189,17 @@ func TestLedgerCommandMatchesProvisioning(t *testing.T) {
 		if !c.ok {
 			t.Errorf("contract: %s: not so", c.what)
 		}
+	}
+}
+
+// TestReplicasCommandMatchesProvisioning holds the documented nats kv add command of
+// the replica plan (REVOKER_RATE_SHARE=auto) to what revoker run provisions.
+func TestReplicasCommandMatchesProvisioning(t *testing.T) {
+	got, want := kvConfig(t, worker.ReplicasBucket), worker.ReplicasConfig(worker.Config{Replicas: 3})
+	if !reflect.DeepEqual(got, want) {
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		t.Errorf("README.md's nats kv add differs from what revoker run provisions:\n got %s\nwant %s", g, w)
 	}
 }
 

@@ -160,11 +160,12 @@ func (c *natsCluster) provision(t *testing.T) {
 		_, err := js.CreateConsumer(ctx, requestsStream, cfg)
 		return err
 	})
-	kv := ledgerConfig(t)
-	retry(t, ctx, "create the ledger bucket", func(ctx context.Context) error {
-		_, err := js.CreateKeyValue(ctx, kv)
-		return err
-	})
+	for _, kv := range []jetstream.KeyValueConfig{ledgerConfig(t), kvConfig(t, worker.ReplicasBucket)} {
+		retry(t, ctx, "create bucket "+kv.Bucket, func(ctx context.Context) error {
+			_, err := js.CreateKeyValue(ctx, kv)
+			return err
+		})
+	}
 }
 
 // PublicKey is user's public nkey.

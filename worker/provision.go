@@ -64,6 +64,7 @@ func ResultsStreamConfig(c Config) jetstream.StreamConfig {
 		MaxAge:      resultsMaxAge,
 		MaxBytes:    resultsMaxBytes,
 		MaxMsgSize:  resultMaxMsgLen,
+		AllowDirect: true, // the audit log reads in batches, without a consumer
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  c.MaxRetry + time.Hour,
 	}

@@ -99,8 +99,10 @@ func (d *deployedNATS) provision(t *testing.T) {
 	if _, err := js.CreateConsumer(ctx, "KEY_REVOKE_REQUESTS", worker.ConsumerConfig(cfg)); err != nil {
 		t.Fatalf("admin: create consumer: %v", err)
 	}
-	if _, err := js.CreateKeyValue(ctx, worker.LedgerConfig(cfg)); err != nil {
-		t.Fatalf("admin: create ledger: %v", err)
+	for _, kv := range []jetstream.KeyValueConfig{worker.LedgerConfig(cfg), worker.ReplicasConfig(cfg)} {
+		if _, err := js.CreateKeyValue(ctx, kv); err != nil {
+			t.Fatalf("admin: create bucket %s: %v", kv.Bucket, err)
+		}
 	}
 }
 
@@ -190,9 +192,9 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 			t.Errorf("%s: auditor: results --follow: %v, stderr %q", mode, err, errOut.String())
 		}
 	}
-	check("single gets")
+	check("direct gets") // as provisioned
 
-	// An operator turns on direct gets; the auditor's grant covers them.
+	// An operator turns direct gets off; the auditor's grant covers single gets too.
 	adminJS, err := jetstream.New(d.connect(t, "admin"))
 	if err != nil {
 		t.Fatal(err)
@@ -202,11 +204,11 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := s.CachedInfo().Config
-	sc.AllowDirect = true
+	sc.AllowDirect = false
 	if _, err := adminJS.UpdateStream(t.Context(), sc); err != nil {
-		t.Fatalf("admin: allow direct gets: %v", err)
+		t.Fatalf("admin: turn direct gets off: %v", err)
 	}
-	check("direct gets")
+	check("single gets")
 
 	// Neither may do the other's job.
 	if _, stderr, code := auditor.run2("", "revoke", keys[1]); code == 0 || !strings.Contains(stderr, "ermissions") {

@@ -67,7 +67,7 @@ type Config struct {
 	// Worker behaviour (run, check, sandbox).
 	Concurrency    int           // REVOKER_CONCURRENCY: 1..1024, default 8
 	Rate           Rate          // REVOKER_RATE: default auto
-	RateShare      float64       // REVOKER_RATE_SHARE: in (0, 1], default 1
+	RateShare      float64       // REVOKER_RATE_SHARE: in (0, 1]; 0 for auto (the default)
 	MaxRetry       time.Duration // REVOKER_MAX_RETRY: default 15m
 	AttemptTimeout time.Duration // REVOKER_ATTEMPT_TIMEOUT: default 10s
 	TrustedSigners []string      // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
@@ -325,7 +325,7 @@ func catalogue() []*setting {
 
 		{group: "worker", flag: "concurrency", env: "REVOKER_CONCURRENCY", def: "8", arg: "N", help: "deletes in flight per process, 1 to 1024"},
 		{group: "worker", flag: "rate", env: "REVOKER_RATE", def: "auto", arg: "RATE", help: "deletes per second: auto (from the account's limits), a number, or 0 for unlimited"},
-		{group: "worker", flag: "rate-share", env: "REVOKER_RATE_SHARE", def: "1", arg: "FRACTION", help: "fraction of the account's rate budget this process may spend, in (0, 1]"},
+		{group: "worker", flag: "rate-share", env: "REVOKER_RATE_SHARE", def: "auto", arg: "FRACTION", help: "fraction of the account's rate budget this process may spend: auto (the live replicas split it evenly) or a number in (0, 1]; applies with --rate auto"},
 		{group: "worker", flag: "max-retry", env: "REVOKER_MAX_RETRY", def: "15m", arg: "DURATION", help: "retry budget per request, counted from when the request was stored"},
 		{group: "worker", flag: "attempt-timeout", env: "REVOKER_ATTEMPT_TIMEOUT", def: "10s", arg: "DURATION", help: "timeout of one HTTP attempt"},
 		{group: "worker", flag: "trusted-signers", env: "REVOKER_TRUSTED_SIGNERS", arg: "KEYS", help: "NATS user public nkeys whose signed requests are accepted, comma-separated or @FILE (one per line); none: authentication off"},
@@ -984,6 +984,9 @@ func (p *parser) rate() Rate {
 
 func (p *parser) rateShare() float64 {
 	s := p.get("rate-share")
+	if strings.EqualFold(s.val, "auto") {
+		return 0
+	}
 	v, err := strconv.ParseFloat(s.val, 64)
 	if err != nil {
 		p.problem("%s: %s is not a number", s.label(), quote(s.val))

@@ -109,7 +109,7 @@ func TestDefaults(t *testing.T) {
 		StreamReplicas:       1,
 		Concurrency:          8,
 		Rate:                 Rate{Auto: true},
-		RateShare:            1,
+		RateShare:            0, // auto
 		MaxRetry:             15 * time.Minute,
 		AttemptTimeout:       10 * time.Second,
 		MaxRequestAge:        5 * time.Minute,

@@ -197,6 +197,10 @@ func TestRunEndToEnd(t *testing.T) {
 	if w.emu.HasKey(keys[0]) {
 		t.Error("the key still exists")
 	}
+	// A single replica's share of the plan is the whole budget once recorded.
+	pollUntil(t, 10*time.Second, "the whole budget in the rate gauge", func() bool {
+		return strings.Contains(w.body("/metrics"), "revoker_rate_limit_tokens_per_second 18\n")
+	})
 	metrics := w.body("/metrics")
 	for _, want := range []string{`revoker_results_total{code="none",outcome="revoked"} 1`, "revoker_ready 1", `revoker_attempts_total{status="204"} 1`,
 		"revoker_rate_limit_tokens_per_second 18", // 90% of 200 tokens/s at 10 a delete

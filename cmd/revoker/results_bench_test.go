@@ -67,8 +67,8 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// 10,000 stored results are read in under 2 s on loopback, by single gets
-// (the results stream as provisioned) and by direct gets.
+// 10,000 stored results are read in under 2 s on loopback, by direct gets
+// (the results stream as provisioned) and by single gets.
 func TestResultsReadsTenThousand(t *testing.T) {
 	for _, direct := range []bool{false, true} {
 		env := storeResults(t, 10_000, direct)

@@ -26,9 +26,9 @@ func docLines(out string) []string {
 	return docs
 }
 
-// allowDirect turns on direct gets for the results stream, as an operator
-// may (nats stream edit KEY_REVOKE_RESULTS --allow-direct).
-func allowDirect(t *testing.T, url string) {
+// setDirect turns direct gets of the results stream on or off, as an
+// operator may (nats stream edit KEY_REVOKE_RESULTS --allow-direct).
+func setDirect(t *testing.T, url string, on bool) {
 	t.Helper()
 	js, err := jetstream.New(natstest.Connect(t, url))
 	if err != nil {
@@ -39,7 +39,7 @@ func allowDirect(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	cfg.AllowDirect = true
+	cfg.AllowDirect = on
 	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +72,9 @@ func TestResults(t *testing.T) {
 	docs := append(docLines(first), docLines(second)...)
 	stored := storedResults(t, w.nats.URL())
 
-	for _, mode := range []string{"single gets", "direct gets"} {
+	for _, mode := range []string{"direct gets", "single gets"} { // as provisioned, then turned off
 		t.Run(mode, func(t *testing.T) {
-			if mode == "direct gets" {
-				allowDirect(t, w.nats.URL())
-			}
+			setDirect(t, w.nats.URL(), mode == "direct gets")
 			ctx := t.Context()
 			l, err := openAuditLog(ctx, natstest.Connect(t, w.nats.URL()), Config{ResultsStream: "KEY_REVOKE_RESULTS"}, "keys.revoke.results.>")
 			if err != nil || l.direct != (mode == "direct gets") {

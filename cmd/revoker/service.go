@@ -111,6 +111,25 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 		defer stopHTTP()
 	}
 
+	// The account's budget is split among the replicas that share it: each
+	// spends its share of the plan in REVOKER_REPLICAS, or the fixed one.
+	// The share outlives ctx while the worker drains, then leaves the plan.
+	shareDone := make(chan struct{})
+	stopShare := func() {}
+	if cfg.Rate.Auto {
+		if cfg.RateShare == 0 && cfg.NoProvision {
+			if _, err := js.KeyValue(ctx, worker.ReplicasBucket); err != nil {
+				return fmt.Errorf("REVOKER_RATE_SHARE=auto needs the KV bucket %s (create it as deploy/README.md shows, or set a fixed share): %w", worker.ReplicasBucket, err)
+			}
+		}
+		share := worker.NewShare(js, worker.ShareConfig{Group: cfg.Consumer, Fixed: cfg.RateShare, Limiter: limiter, Logger: logger})
+		var sctx context.Context
+		sctx, stopShare = context.WithCancel(context.WithoutCancel(ctx))
+		go func() { defer close(shareDone); share.Run(sctx) }()
+	} else {
+		close(shareDone)
+	}
+
 	// The helpers end with the worker, also when it refuses to start.
 	ctx, stopHelpers := context.WithCancel(ctx)
 	defer stopHelpers()
@@ -131,6 +150,8 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	err = w.Run(ctx)
 	stopHelpers()
 	wg.Wait()
+	stopShare()
+	<-shareDone
 	if derr := nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 		logger.Warn("draining the NATS connection", "err", derr)
 	}
@@ -170,7 +191,7 @@ func (a *account) applyFixedRate() {
 	switch r := a.cfg.Rate; {
 	case r.Auto:
 		// Until the limits are read: the basic tier's budget.
-		a.limiter.SetRate(worker.FallbackDeleteBudget(a.cfg.RateShare))
+		a.limiter.SetRate(worker.FallbackDeleteBudget(1)) // the share applies in the limiter
 	case r.PerSecond == 0:
 		a.limiter.SetRate(0, 0)
 	default:
@@ -195,9 +216,9 @@ func (a *account) refresh(ctx context.Context) error {
 	if err != nil {
 		a.logger.Warn("cannot read the endpoint costs; assuming the default cost", "err", err)
 	}
-	perSecond, burst := worker.DeleteBudget(limits, costs, a.cfg.RateShare)
+	perSecond, burst := worker.DeleteBudget(limits, costs, 1)
 	if perSecond != a.limiter.Rate() {
-		a.logger.Info("delete budget", "per_second", perSecond, "burst", burst, "tier", limits.UsageTier, "share", a.cfg.RateShare)
+		a.logger.Info("account delete budget", "per_second", perSecond, "burst", burst, "tier", limits.UsageTier, "share", a.limiter.Share())
 	}
 	a.limiter.SetRate(perSecond, burst)
 	return nil
