@@ -181,6 +181,17 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 			c.ok(what, fmt.Sprintf("%d entries, kept %v", st.Values(), st.TTL()))
 		}
 	}
+	if cfg.Rate.Auto && cfg.RateShare == 0 {
+		what = "replica plan " + worker.ReplicasBucket
+		switch _, err := js.KeyValue(ctx, worker.ReplicasBucket); {
+		case errors.Is(err, jetstream.ErrBucketNotFound) && !cfg.NoProvision:
+			c.willCreate(what)
+		case err != nil:
+			c.fail(what, fmt.Errorf("REVOKER_RATE_SHARE=auto needs it: %w", err))
+		default:
+			c.ok(what, "the replicas split the account's budget")
+		}
+	}
 	if c.failed > 0 || c.missing > 0 {
 		return
 	}
