@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/revoker/revoker/events"
 )
@@ -20,7 +21,20 @@ import (
 //	req.<base64url(request id)>  a requestEntry: what the id names and how it ended
 //	key.<canonical key id>       a KeyRecord: which request revoked the key
 type ledger struct {
-	kv jetstream.KeyValue
+	kv     jetstream.KeyValue
+	timing prometheus.Observer // the duration of every call; nil: none
+}
+
+// call bounds one ledger call and observes how long it took.
+func (l *ledger) call(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	began := time.Now()
+	return ctx, func() {
+		cancel()
+		if l.timing != nil {
+			l.timing.Observe(time.Since(began).Seconds())
+		}
+	}
 }
 
 // requestEntry is what the ledger knows of one trusted request id.
@@ -61,8 +75,8 @@ func keyKey(apiKeyID string) string { return "key." + apiKeyID }
 // claim records e under id unless id is already recorded, and returns the
 // entry that is there now: e itself (fresh) or the earlier one.
 func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim, fresh bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
-	defer cancel()
+	ctx, done := l.call(ctx)
+	defer done()
 	v, err := json.Marshal(e)
 	if err != nil {
 		return claim{}, false, err
@@ -88,8 +102,8 @@ func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim,
 
 // update replaces the entry read as c with e, if nobody changed it since.
 func (l *ledger) update(ctx context.Context, id string, c claim, e requestEntry) (claim, error) {
-	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
-	defer cancel()
+	ctx, done := l.call(ctx)
+	defer done()
 	v, err := json.Marshal(e)
 	if err != nil {
 		return claim{}, err
@@ -107,8 +121,8 @@ func (l *ledger) update(ctx context.Context, id string, c claim, e requestEntry)
 // recordRevoked notes that request revoked the key, unless an earlier
 // request is already recorded for it.
 func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord) error {
-	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
-	defer cancel()
+	ctx, done := l.call(ctx)
+	defer done()
 	v, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -121,8 +135,8 @@ func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord
 
 // revokedBy returns what the ledger knows of the key, or nil.
 func (l *ledger) revokedBy(ctx context.Context, apiKeyID string) (*KeyRecord, error) {
-	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
-	defer cancel()
+	ctx, done := l.call(ctx)
+	defer done()
 	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
@@ -144,5 +158,5 @@ func LookupKey(ctx context.Context, js jetstream.JetStream, apiKeyID string) (*K
 	if err != nil {
 		return nil, fmt.Errorf("ledger bucket %s: %w", LedgerBucket, err)
 	}
-	return (&ledger{kv}).revokedBy(ctx, events.CanonicalAPIKeyID(apiKeyID))
+	return (&ledger{kv: kv}).revokedBy(ctx, events.CanonicalAPIKeyID(apiKeyID))
 }

@@ -19,6 +19,7 @@ type Metrics struct {
 	Ready    prometheus.Gauge       // revoker_ready
 	Pending  prometheus.Gauge       // revoker_consumer_pending
 	Rate     prometheus.Gauge       // revoker_rate_limit_tokens_per_second (deletes/s in force, -1 unlimited; set by the worker)
+	Ledger   prometheus.Histogram   // revoker_ledger_seconds, one ledger call
 }
 
 // NewMetrics creates the worker's metrics and registers them with reg, if
@@ -54,13 +55,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "revoker", Name: "consumer_pending",
 			Help: "Requests waiting on the durable consumer, not yet delivered.",
 		}),
+		Ledger: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "revoker", Name: "ledger_seconds",
+			Help:    "Time of one ledger call (a JetStream KV read or write).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}),
 		Rate: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "revoker", Name: "rate_limit_tokens_per_second",
 			Help: "Deletes per second this process may send (-1: unlimited).",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate)
+		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate, m.Ledger)
 	}
 	return m
 }

@@ -155,7 +155,7 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) error {
 					sleep(ctx, retry.NextBackOff())
 					continue
 				}
-				w.ledger = &ledger{kv}
+				w.ledger = &ledger{kv: kv, timing: w.cfg.Metrics.Ledger}
 			}
 			if info := c.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 				w.ackWait.Store(int64(info.Config.AckWait))
