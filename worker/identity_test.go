@@ -249,24 +249,40 @@ func TestLongRetryAfterEndsTheRequest(t *testing.T) {
 	}
 }
 
-// Item 7: with a base URL that is not Kalshi's API the worker takes no
-// request: a DELETE there would answer 404 and report already_revoked.
-func TestWrongBaseURLTakesNoRequest(t *testing.T) {
-	r := newRig(t)
-	keys := r.addKeys(1)
-	base := strings.TrimSuffix(r.emu.URL(), "/trade-api/v2")
-	client, err := kalshi.New(kalshi.Config{BaseURL: base, KeyID: r.selfID, PrivateKey: emulatortest.Key()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, _ := r.launch(r.js, client, r.config())
-	r.publish("wrong-url", keys[0])
-	waitFor(t, 10*time.Second, "readiness to say why", func() bool {
-		err := w.Ready()
-		return err != nil && strings.Contains(err.Error(), "KALSHI_BASE_URL")
-	})
-	if r.requestsLeft() != 1 || len(r.results()) != 0 || r.emu.Stats().DeleteAttempts[keys[0]] != 0 {
-		t.Error("a request was taken at a wrong base URL")
+// Item 7: the worker takes no request while Kalshi has not answered its
+// credential with a key list: at a base URL that is not Kalshi's API a DELETE
+// would answer 404 and report already_revoked; with a refused key every
+// request would fail.
+func TestCredentialGateTakesNoRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name, why string
+		cfg       func(r *rig) kalshi.Config
+	}{
+		{"wrong base URL", "KALSHI_BASE_URL", func(r *rig) kalshi.Config {
+			return kalshi.Config{BaseURL: strings.TrimSuffix(r.emu.URL(), "/trade-api/v2"), KeyID: r.selfID, PrivateKey: emulatortest.Key()}
+		}},
+		{"refused credential", "GET /api_keys", func(r *rig) kalshi.Config {
+			// A key ID Kalshi knows, signed with the wrong private key: 401.
+			return kalshi.Config{BaseURL: r.emu.URL(), KeyID: r.selfID, PrivateKey: emulatortest.OtherKey()}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			keys := r.addKeys(1)
+			client, err := kalshi.New(tc.cfg(r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, _ := r.launch(r.js, client, r.config())
+			r.publish("gated", keys[0])
+			waitFor(t, 10*time.Second, "readiness to say why", func() bool {
+				err := w.Ready()
+				return err != nil && strings.Contains(err.Error(), tc.why)
+			})
+			if r.requestsLeft() != 1 || len(r.results()) != 0 || r.emu.Stats().DeleteAttempts[keys[0]] != 0 {
+				t.Error("a request was taken before Kalshi accepted the credential")
+			}
+		})
 	}
 }
 

@@ -12,9 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
-	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 )
 
@@ -104,28 +102,6 @@ func TestKalshiBadRequestIsRejected(t *testing.T) {
 	}
 	if n := r.emu.Stats().DeleteAttempts["k1"]; n != 1 {
 		t.Errorf("a 400 was retried: %d attempts", n)
-	}
-}
-
-// A worker whose credential Kalshi refuses takes no request: a request
-// would otherwise end failed, or already_revoked at a wrong base URL.
-func TestRefusedCredentialTakesNoRequest(t *testing.T) {
-	r := newRig(t)
-	keys := r.addKeys(1)
-	// A key ID Kalshi knows, signed with the wrong private key: 401.
-	bad, err := kalshi.New(kalshi.Config{BaseURL: r.emu.URL(), KeyID: r.selfID, PrivateKey: emulatortest.OtherKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, _ := r.launch(r.js, bad, r.config())
-	r.publish("r1", keys[0])
-	waitFor(t, 10*time.Second, "readiness to name the refused credential", func() bool {
-		err := w.Ready()
-		return err != nil && strings.Contains(err.Error(), "GET /api_keys")
-	})
-	if n := r.emu.Stats().DeleteAttempts[keys[0]]; n != 0 || r.requestsLeft() != 1 || len(r.results()) != 0 {
-		t.Errorf("with a refused credential: %d DELETEs, %d requests left, %d results; want 0, 1, 0",
-			n, r.requestsLeft(), len(r.results()))
 	}
 }
 

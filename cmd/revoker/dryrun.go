@@ -52,20 +52,11 @@ func planFor(cfg Config, listed map[string]bool, keyID string) keyPlan {
 // would be refused, else 3 when one is not in the account (unless
 // --ignore-not-found), else 0.
 func dryRun(ctx context.Context, cfg Config, keyIDs []string, stdout io.Writer) error {
-	client, err := newKalshiClient(cfg)
+	keys, err := accountKeys(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*cfg.AttemptTimeout)
-	defer cancel()
-	keys, err := client.ListAPIKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("listing API keys: %w", err)
-	}
-	listed := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		listed[events.CanonicalAPIKeyID(k.ID)] = true
-	}
+	listed := canonicalIDs(keys)
 
 	refused, notFound := false, false
 	enc := json.NewEncoder(stdout)

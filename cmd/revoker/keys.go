@@ -9,20 +9,15 @@ import (
 	"text/tabwriter"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
 )
 
 // listKeys is "revoker keys": the account's API keys, the worker's own
 // marked with a star.
 func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
-	client, err := newKalshiClient(cfg)
+	keys, err := accountKeys(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*cfg.AttemptTimeout)
-	defer cancel()
-	keys, err := client.ListAPIKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("listing API keys: %w", err)
 	}
 	if cfg.JSON {
 		enc := json.NewEncoder(stdout)
@@ -58,4 +53,29 @@ type listedKey struct {
 	Name   string   `json:"name"`
 	Scopes []string `json:"scopes"`
 	Own    bool     `json:"own"` // the key revoker signs with
+}
+
+// accountKeys lists the account's API keys, signed with the worker's
+// credential.
+func accountKeys(ctx context.Context, cfg Config) ([]kalshi.APIKey, error) {
+	client, err := newKalshiClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*cfg.AttemptTimeout)
+	defer cancel()
+	keys, err := client.ListAPIKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing API keys: %w", err)
+	}
+	return keys, nil
+}
+
+// canonicalIDs is the set of the keys' canonical IDs.
+func canonicalIDs(keys []kalshi.APIKey) map[string]bool {
+	ids := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		ids[events.CanonicalAPIKeyID(k.ID)] = true
+	}
+	return ids
 }

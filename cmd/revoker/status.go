@@ -31,21 +31,12 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 		kalshiOK = true
 	)
 	if cfg.KalshiKeyID != "" {
-		client, err := newKalshiClient(cfg)
-		if err != nil {
-			return err
-		}
-		lctx, cancel := context.WithTimeout(ctx, 2*cfg.AttemptTimeout)
-		keys, err := client.ListAPIKeys(lctx)
-		cancel()
+		keys, err := accountKeys(ctx, cfg)
 		if err != nil {
 			logger.Error("cannot ask Kalshi which keys the account lists", "err", err)
 			kalshiOK = false
 		} else {
-			listed = make(map[string]bool, len(keys))
-			for _, k := range keys {
-				listed[events.CanonicalAPIKeyID(k.ID)] = true
-			}
+			listed = canonicalIDs(keys)
 		}
 	}
 
