@@ -184,7 +184,18 @@ func serveEmulator(addr string, h http.Handler) (string, func(), error) {
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String() + emulator.BasePath, func() { _ = srv.Close() }, nil
+	return emulatorURL(ln.Addr().(*net.TCPAddr)), func() { _ = srv.Close() }, nil
+}
+
+// emulatorURL is the base URL the sandbox's clients use for the emulator
+// listening at addr: over loopback when it listens on every address, since
+// plain http is for loopback only.
+func emulatorURL(addr *net.TCPAddr) string {
+	host := addr.IP.String()
+	if addr.IP == nil || addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port)) + emulator.BasePath
 }
 
 // writeJSONFile writes v atomically: readers see all of it or nothing.

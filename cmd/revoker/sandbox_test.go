@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/revoker/revoker/kalshi"
 )
 
 // startSandbox runs "revoker sandbox args..." on free ports until the test
@@ -260,5 +263,26 @@ func TestParseFaults(t *testing.T) {
 	_, _, err := parseConfig("sandbox", []string{"--faults", "5xx=2,teapot=0.1"}, nil)
 	if got := problems(t, err); len(got) != 2 || !strings.Contains(got[0], "--faults: 5xx=2: want a fraction from 0 to 1") {
 		t.Errorf("parseConfig --faults: %q", got)
+	}
+}
+
+// A sandbox asked to listen on every address still hands out a loopback
+// URL: plain http to the emulator is allowed only there.
+func TestEmulatorURLIsLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr *net.TCPAddr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}, "http://127.0.0.1:8080/trade-api/v2"},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 8080}, "http://127.0.0.1:8080/trade-api/v2"},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 8080}, "http://[::1]:8080/trade-api/v2"},
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}, "http://127.0.0.1:9/trade-api/v2"},
+	} {
+		if got := emulatorURL(tc.addr); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.addr, got, tc.want)
+		}
+		if _, err := kalshi.ResolveBaseURL(emulatorURL(tc.addr)); err != nil {
+			t.Errorf("%v: %v", tc.addr, err)
+		}
 	}
 }
