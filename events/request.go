@@ -196,7 +196,7 @@ func (d *decoder) structured(top *object) ceAttrs {
 	} else if !ok {
 		d.add(`specversion must be "1.0"`)
 	} else if v != "1.0" {
-		d.addf(`specversion %s is not supported (want "1.0")`, quote(v))
+		d.addf(`specversion %s is not supported (want "1.0")`, Quote(v))
 	}
 	if v, ok := d.requiredString("id", top.raw[kID]); ok {
 		if problem := checkID("id", v); problem != "" {
@@ -248,7 +248,7 @@ func (d *decoder) binary() ceAttrs {
 	if !h.has(hSpecVersion) {
 		d.add("ce-specversion header is required")
 	} else if v := h.val[hSpecVersion]; v != "1.0" {
-		d.addf(`ce-specversion header %s is not supported (want "1.0")`, quote(v))
+		d.addf(`ce-specversion header %s is not supported (want "1.0")`, Quote(v))
 	}
 	if !h.has(hID) {
 		d.add("ce-id header is required")
@@ -600,7 +600,7 @@ func stringValue(name string, raw json.RawMessage) (v string, ok bool, problem s
 func checkAPIKeyID(name, v string) string {
 	for i := 0; i < len(v); i++ {
 		if !keyIDByte(v[i]) {
-			return fmt.Sprintf("%s %s has characters outside [A-Za-z0-9_-]", name, quote(v))
+			return fmt.Sprintf("%s %s has characters outside [A-Za-z0-9_-]", name, Quote(v))
 		}
 	}
 	if len(v) > MaxAPIKeyIDLength {
@@ -619,17 +619,17 @@ func checkID(name, v string) string {
 	case !utf8.ValidString(v):
 		return name + " is not valid UTF-8"
 	case strings.HasPrefix(v, UntrustedIDPrefix):
-		return fmt.Sprintf("%s %s starts with %q, which revoker reserves for its own results", name, quote(v), UntrustedIDPrefix)
+		return fmt.Sprintf("%s %s starts with %q, which revoker reserves for its own results", name, Quote(v), UntrustedIDPrefix)
 	}
 	for _, r := range v {
 		if unicode.IsControl(r) {
-			return fmt.Sprintf("%s %s contains a control character", name, quote(v))
+			return fmt.Sprintf("%s %s contains a control character", name, Quote(v))
 		}
 	}
 	first, _ := utf8.DecodeRuneInString(v)
 	last, _ := utf8.DecodeLastRuneInString(v)
 	if unicode.IsSpace(first) || unicode.IsSpace(last) {
-		return fmt.Sprintf("%s %s starts or ends with a space", name, quote(v))
+		return fmt.Sprintf("%s %s starts or ends with a space", name, Quote(v))
 	}
 	return ""
 }
@@ -645,7 +645,7 @@ func checkText(name, v string) string {
 	}
 	for _, r := range v {
 		if r != '\t' && unicode.IsControl(r) {
-			return fmt.Sprintf("%s %s contains a control character", name, quote(v))
+			return fmt.Sprintf("%s %s contains a control character", name, Quote(v))
 		}
 	}
 	return ""
@@ -658,23 +658,24 @@ func checkJSONMediaType(name, v string) string {
 		strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
 		return ""
 	}
-	return fmt.Sprintf("%s %s is not JSON", name, quote(v))
+	return fmt.Sprintf("%s %s is not JSON", name, Quote(v))
 }
 
 func parseTime(name, v string) (time.Time, string) {
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		return time.Time{}, fmt.Sprintf("%s %s is not an RFC 3339 time", name, quote(v))
+		return time.Time{}, fmt.Sprintf("%s %s is not an RFC 3339 time", name, Quote(v))
 	}
 	// A result carries the time in UTC and RFC 3339 holds years 0 to 9999 only.
 	if y := t.UTC().Year(); y < 1 || y > 9999 {
-		return time.Time{}, fmt.Sprintf("%s %s is outside the years 0001 to 9999 in UTC", name, quote(v))
+		return time.Time{}, fmt.Sprintf("%s %s is outside the years 0001 to 9999 in UTC", name, Quote(v))
 	}
 	return t.UTC(), ""
 }
 
-// quote quotes s for a problem, cut to a readable length.
-func quote(s string) string {
+// Quote quotes s for a message, cut to 64 bytes (and marked "...") so that
+// no field, however long, makes a long message.
+func Quote(s string) string {
 	const max = 64
 	if len(s) <= max {
 		return fmt.Sprintf("%q", s)

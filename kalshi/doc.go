@@ -32,8 +32,8 @@
 // # Secrets
 //
 // No error string or log value produced by this package contains private
-// key material, a signature or the signed headers. [Config] and [Secret]
-// print as REDACTED wherever key material could otherwise appear.
+// key material, a signature or the signed headers. [Config] prints its
+// private key as REDACTED.
 //
 // A faithful local server for tests lives in the emulator sub-package.
 package kalshi

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 )
@@ -167,24 +166,5 @@ func kindOf(k crypto.Signer) (keyKind, error) {
 	}
 }
 
-// Secret holds key material or another secret that must never be printed or
-// logged. It formats, logs and marshals as REDACTED; convert it to string
-// explicitly where the value itself is needed.
-type Secret string
-
+// redacted stands where key material could otherwise be printed.
 const redacted = "REDACTED"
-
-// String returns "REDACTED".
-func (Secret) String() string { return redacted }
-
-// GoString returns "REDACTED".
-func (Secret) GoString() string { return redacted }
-
-// Format writes "REDACTED" for every verb.
-func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
-
-// LogValue returns the string "REDACTED".
-func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
-
-// MarshalText returns "REDACTED", so encoders never see the secret.
-func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }

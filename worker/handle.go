@@ -172,7 +172,7 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		case c.Key != req.APIKeyID:
 			return untrusted(res, meta, events.CodeConflictingRequestID, fmt.Sprintf(
 				"request id %s already names request %d for key %s; nothing was deleted",
-				quoteID(req.ID), c.Seq, c.Key)), nil
+				events.Quote(req.ID), c.Seq, c.Key)), nil
 		case c.decided():
 			return w.republish(meta, c)
 		case c.Seq != seq && time.Since(c.ClaimedAt) < w.cfg.MaxRetry+ownerGrace:
@@ -369,9 +369,6 @@ func requeueDelay(base time.Duration, deliveries uint64) time.Duration {
 	}
 	return min(d, 30*time.Second)
 }
-
-// quoteID quotes a request id for a message, cut to a readable length.
-func quoteID(id string) string { return fmt.Sprintf("%.64q", id) }
 
 // keepAlive tells the server every interval that msg is still being
 // worked on, until the returned stop is called.

@@ -522,7 +522,7 @@ func (p *parser) boolean(key string) bool {
 	s := p.get(key)
 	v, err := strconv.ParseBool(s.val)
 	if err != nil {
-		p.problem("%s: %s is not true or false", s.label(), quote(s.val))
+		p.problem("%s: %s is not true or false", s.label(), events.Quote(s.val))
 	}
 	return v
 }
@@ -531,11 +531,11 @@ func (p *parser) duration(key string) time.Duration {
 	s := p.get(key)
 	d, err := time.ParseDuration(s.val)
 	if err != nil {
-		p.problem("%s: %s is not a duration (examples: 90s, 15m, 1h)", s.label(), quote(s.val))
+		p.problem("%s: %s is not a duration (examples: 90s, 15m, 1h)", s.label(), events.Quote(s.val))
 		return 0
 	}
 	if d <= 0 {
-		p.problem("%s must be greater than 0, got %s", s.label(), quote(s.val))
+		p.problem("%s must be greater than 0, got %s", s.label(), events.Quote(s.val))
 	}
 	return d
 }
@@ -544,7 +544,7 @@ func (p *parser) integer(key string, lo, hi int) int {
 	s := p.get(key)
 	n, err := strconv.Atoi(s.val)
 	if err != nil {
-		p.problem("%s: %s is not a whole number", s.label(), quote(s.val))
+		p.problem("%s: %s is not a whole number", s.label(), events.Quote(s.val))
 		return 0
 	}
 	if n < lo || n > hi {
@@ -643,7 +643,7 @@ func (p *parser) build(spec command) Config {
 func (p *parser) checkArgs(spec command, cfg Config, args []string) {
 	if spec.args == "" {
 		if len(args) > 0 {
-			p.problem("\"revoker %s\" takes no arguments, got %s", p.cmd, quote(strings.Join(args, " ")))
+			p.problem("\"revoker %s\" takes no arguments, got %s", p.cmd, events.Quote(strings.Join(args, " ")))
 		}
 		return
 	}
@@ -681,7 +681,7 @@ func (p *parser) natsURLs() []string {
 		}
 		parsed, err := url.Parse(u)
 		if err != nil || parsed.Host == "" || !oneOf(parsed.Scheme, "nats", "tls", "ws", "wss") {
-			p.problem("%s: %s is not a NATS server URL (example: nats://127.0.0.1:4222)", s.label(), quote(redactURL(raw)))
+			p.problem("%s: %s is not a NATS server URL (example: nats://127.0.0.1:4222)", s.label(), events.Quote(redactURL(raw)))
 		}
 	}
 	return urls
@@ -918,22 +918,22 @@ func (p *parser) checkSubject(s *setting, wildcards bool) bool {
 	for i, t := range tokens {
 		switch {
 		case t == "":
-			p.problem("%s: %s has an empty token (a leading, trailing or doubled '.')", s.label(), quote(v))
+			p.problem("%s: %s has an empty token (a leading, trailing or doubled '.')", s.label(), events.Quote(v))
 			return false
 		case strings.IndexFunc(t, isSpaceOrControl) >= 0:
-			p.problem("%s: %s must not contain spaces", s.label(), quote(v))
+			p.problem("%s: %s must not contain spaces", s.label(), events.Quote(v))
 			return false
 		case t == "*" || t == ">":
 			if !wildcards {
-				p.problem("%s: %s must not contain wildcards ('*' or '>')", s.label(), quote(v))
+				p.problem("%s: %s must not contain wildcards ('*' or '>')", s.label(), events.Quote(v))
 				return false
 			}
 			if t == ">" && i != len(tokens)-1 {
-				p.problem("%s: %s has '>' before the last token", s.label(), quote(v))
+				p.problem("%s: %s has '>' before the last token", s.label(), events.Quote(v))
 				return false
 			}
 		case strings.ContainsAny(t, "*>"):
-			p.problem("%s: %s has '*' or '>' inside a token", s.label(), quote(v))
+			p.problem("%s: %s has '*' or '>' inside a token", s.label(), events.Quote(v))
 			return false
 		}
 	}
@@ -962,7 +962,7 @@ func (p *parser) name(key string) string {
 	case s.val == "":
 		p.problem("%s must not be empty", s.label())
 	case strings.ContainsAny(s.val, ".*>/\\") || strings.IndexFunc(s.val, isSpaceOrControl) >= 0:
-		p.problem("%s: %s must not contain spaces, '.', '*', '>', '/' or '\\'", s.label(), quote(s.val))
+		p.problem("%s: %s must not contain spaces, '.', '*', '>', '/' or '\\'", s.label(), events.Quote(s.val))
 	}
 	return s.val
 }
@@ -976,7 +976,7 @@ func (p *parser) rate() Rate {
 	}
 	v, err := strconv.ParseFloat(s.val, 64)
 	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		p.problem("%s must be auto, a number of deletes per second, or 0 for unlimited, got %s", s.label(), quote(s.val))
+		p.problem("%s must be auto, a number of deletes per second, or 0 for unlimited, got %s", s.label(), events.Quote(s.val))
 		return Rate{}
 	}
 	return Rate{PerSecond: v}
@@ -989,11 +989,11 @@ func (p *parser) rateShare() float64 {
 	}
 	v, err := strconv.ParseFloat(s.val, 64)
 	if err != nil {
-		p.problem("%s: %s is not a number", s.label(), quote(s.val))
+		p.problem("%s: %s is not a number", s.label(), events.Quote(s.val))
 		return 0
 	}
 	if !(v > 0 && v <= 1) {
-		p.problem("%s must be in (0, 1], got %s", s.label(), quote(s.val))
+		p.problem("%s must be in (0, 1], got %s", s.label(), events.Quote(s.val))
 	}
 	return v
 }
@@ -1055,7 +1055,7 @@ func (p *parser) trustedSigners() []string {
 			// Probably a seed: a secret, so it is not echoed.
 			p.problem("%s: %s looks like an nkey seed, which is secret; list public user keys (starting with U) only", s.label(), where(i))
 		default:
-			p.problem("%s: %s %s is not a NATS user public key (56 characters starting with U)", s.label(), where(i), quote(e))
+			p.problem("%s: %s %s is not a NATS user public key (56 characters starting with U)", s.label(), where(i), events.Quote(e))
 		}
 	}
 	return keys
@@ -1067,7 +1067,7 @@ func (p *parser) httpAddr() string {
 		return ""
 	}
 	if !validHostPort(s.val) {
-		p.problem("%s: %s is not host:port or off (example: 127.0.0.1:9464)", s.label(), quote(s.val))
+		p.problem("%s: %s is not host:port or off (example: 127.0.0.1:9464)", s.label(), events.Quote(s.val))
 	}
 	return s.val
 }
@@ -1075,7 +1075,7 @@ func (p *parser) httpAddr() string {
 func (p *parser) listenAddr(key string) string {
 	s := p.get(key)
 	if !validHostPort(s.val) {
-		p.problem("%s: %s is not host:port (example: 127.0.0.1:4222)", s.label(), quote(s.val))
+		p.problem("%s: %s is not host:port (example: 127.0.0.1:4222)", s.label(), events.Quote(s.val))
 	}
 	return s.val
 }
@@ -1095,7 +1095,7 @@ func (p *parser) logFormat() string {
 	s := p.get("log-format")
 	v := strings.ToLower(s.val)
 	if !oneOf(v, "auto", "text", "json") {
-		p.problem("%s: %s is not auto, text or json", s.label(), quote(s.val))
+		p.problem("%s: %s is not auto, text or json", s.label(), events.Quote(s.val))
 	}
 	return v
 }
@@ -1104,7 +1104,7 @@ func (p *parser) logLevel() slog.Level {
 	s := p.get("log-level")
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s.val)); err != nil {
-		p.problem("%s: %s is not a log level (debug, info, warn or error)", s.label(), quote(s.val))
+		p.problem("%s: %s is not a log level (debug, info, warn or error)", s.label(), events.Quote(s.val))
 	}
 	return l
 }
@@ -1130,13 +1130,13 @@ func (p *parser) since(now time.Time) time.Time {
 	}
 	if d, err := time.ParseDuration(s.val); err == nil {
 		if d <= 0 {
-			p.problem("%s must be a positive duration or a time, got %s", s.label(), quote(s.val))
+			p.problem("%s must be a positive duration or a time, got %s", s.label(), events.Quote(s.val))
 		}
 		return now.Add(-d)
 	}
 	t, err := time.Parse(time.RFC3339, s.val)
 	if err != nil {
-		p.problem("%s: %s is neither a duration (90m, 24h) nor an RFC 3339 time (2026-11-25T10:00:00Z)", s.label(), quote(s.val))
+		p.problem("%s: %s is neither a duration (90m, 24h) nor an RFC 3339 time (2026-11-25T10:00:00Z)", s.label(), events.Quote(s.val))
 	}
 	return t
 }
@@ -1149,9 +1149,9 @@ func (p *parser) requestPattern() string {
 	case len(id) > events.MaxIDLength:
 		p.problem("%s is longer than a request id can be (%d bytes)", s.label(), events.MaxIDLength)
 	case strings.ContainsAny(id, "*"):
-		p.problem("%s: %s may have a \"*\" only at the end", s.label(), quote(s.val))
+		p.problem("%s: %s may have a \"*\" only at the end", s.label(), events.Quote(s.val))
 	case strings.IndexFunc(id, unicode.IsControl) >= 0:
-		p.problem("%s: %s has control characters, which no request id has", s.label(), quote(s.val))
+		p.problem("%s: %s has control characters, which no request id has", s.label(), events.Quote(s.val))
 	}
 	return s.val
 }
@@ -1165,7 +1165,7 @@ func (p *parser) outcomes() []events.Outcome {
 		o := events.Outcome(strings.ToLower(v))
 		switch {
 		case !o.Valid():
-			p.problem("%s: %s is not an outcome (revoked, already_revoked, rejected or failed)", s.label(), quote(v))
+			p.problem("%s: %s is not an outcome (revoked, already_revoked, rejected or failed)", s.label(), events.Quote(v))
 		case !slices.Contains(out, o):
 			out = append(out, o)
 		}
@@ -1198,15 +1198,6 @@ func oneOf(v string, options ...string) bool {
 		}
 	}
 	return false
-}
-
-// quote quotes a value for a message, shortened if long.
-func quote(v string) string {
-	const max = 80
-	if len(v) > max {
-		return strconv.Quote(v[:max]) + "..."
-	}
-	return strconv.Quote(v)
 }
 
 // plainTLSError drops the "tls: " prefix of crypto/tls errors.

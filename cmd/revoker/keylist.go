@@ -23,7 +23,7 @@ func keyIDProblem(id string) string {
 	case id == "-":
 		return `"-" is not a key ID (standard input is -f -)`
 	case !kalshi.ValidKeyID(id):
-		return quote(id) + " is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')"
+		return events.Quote(id) + " is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')"
 	}
 	return ""
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nkeys"
 
@@ -150,7 +149,7 @@ func (p *Policy) AuthorizeAt(header map[string][]string, body []byte, req events
 	case signed.ID == "":
 		return errors.New("id is required for signed requests (a Nats-Msg-Id header or the stream sequence does not count)")
 	case signed.ID != req.ID:
-		return fmt.Errorf("request id %s is not the id %s in the signed body", quote(req.ID), quote(signed.ID))
+		return fmt.Errorf("request id %s is not the id %s in the signed body", events.Quote(req.ID), events.Quote(signed.ID))
 	case signed.RequestedAt.IsZero() && hasHeader(header, "ce-time"):
 		return errors.New("requested_at must be in the signed body: the ce-time header is not covered by the signature")
 	case signed.RequestedAt.IsZero():
@@ -166,7 +165,7 @@ func (p *Policy) AuthorizeAt(header map[string][]string, body []byte, req events
 	}
 	if len(p.AllowedSources) > 0 && signed.Source == "" && req.Source != "" {
 		return fmt.Errorf("source %s is in the ce-source header, which the signature does not cover; put source in the signed body",
-			quote(req.Source))
+			events.Quote(req.Source))
 	}
 	return p.checkSource(signed.Source)
 }
@@ -179,7 +178,7 @@ func (p *Policy) checkSource(source string) error {
 	case source == "":
 		return errors.New("request has no source; only allowed sources may act")
 	}
-	return fmt.Errorf("source %s is not allowed", quote(source))
+	return fmt.Errorf("source %s is not allowed", events.Quote(source))
 }
 
 // verify checks the signature headers against body.
@@ -301,17 +300,4 @@ func kind(public string) string {
 		return "an " + k
 	}
 	return "a " + k
-}
-
-// quote quotes s for an error, cut to a readable length.
-func quote(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return fmt.Sprintf("%q", s)
-	}
-	i := max
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return fmt.Sprintf("%q...", s[:i])
 }
