@@ -5,49 +5,53 @@
 package deploy_test
 
 import (
+	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
-// knownEnv is every environment variable revoker reads (design.md, "Contract:
-// configuration", plus REVOKER_STREAM_REPLICAS from the provisioning plan). A
-// deployment file that sets anything else sets something revoker silently ignores.
-var knownEnv = map[string]bool{
-	"NATS_URL":                  true,
-	"NATS_CREDS":                true,
-	"NATS_NKEY_SEED":            true,
-	"NATS_TLS_CA":               true,
-	"NATS_TLS_CERT":             true,
-	"NATS_TLS_KEY":              true,
-	"KALSHI_BASE_URL":           true,
-	"KALSHI_API_KEY_ID":         true,
-	"KALSHI_PRIVATE_KEY_PATH":   true,
-	"KALSHI_PRIVATE_KEY":        true,
-	"REVOKER_REQUESTS_SUBJECT":  true,
-	"REVOKER_RESULTS_SUBJECT":   true,
-	"REVOKER_REQUESTS_STREAM":   true,
-	"REVOKER_RESULTS_STREAM":    true,
-	"REVOKER_CONSUMER":          true,
-	"REVOKER_CONCURRENCY":       true,
-	"REVOKER_RATE":              true,
-	"REVOKER_MAX_RETRY":         true,
-	"REVOKER_ATTEMPT_TIMEOUT":   true,
-	"REVOKER_HTTP_ADDR":         true,
-	"REVOKER_LOG_FORMAT":        true,
-	"REVOKER_LOG_LEVEL":         true,
-	"REVOKER_ALLOW_SELF_REVOKE": true,
-	"REVOKER_PROTECTED_KEYS":    true,
-	"REVOKER_RATE_SHARE":        true,
-	"REVOKER_TRUSTED_SIGNERS":   true,
-	"REVOKER_MAX_REQUEST_AGE":   true,
-	"REVOKER_ALLOWED_SOURCES":   true,
-	"REVOKER_SIGNER_SEED":       true,
-	"REVOKER_STREAM_REPLICAS":   true,
+// knownEnv is every environment variable `revoker run` reads, as its help names them
+// ("[env NAME" after each flag, and the environment-only settings). A deployment file
+// that sets anything else sets something revoker silently ignores.
+func knownEnv(t *testing.T) map[string]bool {
+	t.Helper()
+	env, err := runEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
 }
+
+var runEnv = sync.OnceValues(func() (map[string]bool, error) {
+	cmd := exec.Command("go", "run", "./cmd/revoker", "run", "-h")
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("revoker run -h: %v\n%s", err, out)
+	}
+	env := map[string]bool{}
+	for _, m := range helpEnvRE.FindAllStringSubmatch(string(out), -1) {
+		env[m[1]+m[2]] = true
+	}
+	for _, name := range []string{"NATS_URL", privateKeyEnv, "KALSHI_PRIVATE_KEY", httpAddrEnv} {
+		if !env[name] {
+			return nil, fmt.Errorf("revoker run -h does not name %s (help format changed?):\n%s", name, out)
+		}
+	}
+	return env, nil
+})
+
+// helpEnvRE matches "[env NAME" and an environment-only "  NAME=VALUE (environment only)".
+var helpEnvRE = regexp.MustCompile(`\[env ([A-Z][A-Z0-9_]*)|(?m)^\s+([A-Z][A-Z0-9_]*)=\S+ \(environment only\)`)
 
 // knownMetrics are the series revoker exports (API.md, "Metrics"), plus Prometheus'
 // own "up" for the target-down alert.
@@ -132,5 +136,36 @@ func TestMetricsIn(t *testing.T) {
 	}
 	if strings.Join(unknown, ",") != "revoker_typo_total" {
 		t.Errorf("unknown = %q", unknown)
+	}
+}
+
+// yamlDocuments converts each non-empty document of a YAML stream to JSON the way
+// kubectl reads manifests (sigs.k8s.io/yaml, YAML 1.1: 0400 is octal), rejecting
+// duplicate keys.
+func yamlDocuments(data []byte) ([][]byte, error) {
+	var out [][]byte
+	for _, doc := range yamlSeparatorRE.Split(string(data), -1) {
+		j, err := yaml.YAMLToJSONStrict([]byte(doc))
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(j, []byte("null")) {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+var yamlSeparatorRE = regexp.MustCompile(`(?m)^---[ \t]*(#.*)?$`)
+
+func TestYAMLDocuments(t *testing.T) {
+	docs, err := yamlDocuments([]byte("a: 0400\n---\n# second\nb: [x, 1]\n---\n"))
+	if err != nil || len(docs) != 2 || string(docs[0]) != `{"a":256}` || string(docs[1]) != `{"b":["x",1]}` {
+		t.Errorf("got %q, %v", docs, err)
+	}
+	for _, bad := range []string{"a: 1\na: 2", "a:\n\t- b", "a: b: c", `a: "open`} {
+		if _, err := yamlDocuments([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }

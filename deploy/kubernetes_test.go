@@ -118,7 +118,7 @@ func manifests(t *testing.T, pattern string) []k8sObject {
 	t.Helper()
 	var out []k8sObject
 	for _, f := range glob(t, pattern) {
-		docs, err := yamlToJSON(readFile(t, f))
+		docs, err := yamlDocuments(readFile(t, f))
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
@@ -163,7 +163,7 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 		Resources []string
 		Images    []struct{ Name, NewName, NewTag, Digest string }
 	}
-	docs, err := yamlToJSON(readFile(t, "kubernetes/kustomization.yaml"))
+	docs, err := yamlDocuments(readFile(t, "kubernetes/kustomization.yaml"))
 	if err != nil || len(docs) != 1 {
 		t.Fatalf("kustomization.yaml: %d documents, %v", len(docs), err)
 	}
@@ -256,7 +256,7 @@ func TestDeploymentEnvironment(t *testing.T) {
 	cm := kubernetes(t)["ConfigMap"]
 	env := configMapData(t)
 	for name := range env {
-		if !knownEnv[name] {
+		if !knownEnv(t)[name] {
 			t.Errorf("ConfigMap sets %s, which revoker does not read", name)
 		}
 	}
@@ -269,7 +269,7 @@ func TestDeploymentEnvironment(t *testing.T) {
 		t.Errorf("container takes envFrom %d sources, want the ConfigMap", len(c.EnvFrom))
 	}
 	for _, e := range c.Env {
-		if !knownEnv[e.Name] && e.Name != "GOMEMLIMIT" {
+		if !knownEnv(t)[e.Name] && e.Name != "GOMEMLIMIT" {
 			t.Errorf("container sets %s, which revoker does not read", e.Name)
 		}
 		if _, dup := env[e.Name]; dup {

@@ -22,7 +22,7 @@ type alertRule struct {
 
 func alertRules(t *testing.T) []alertRule {
 	t.Helper()
-	docs, err := yamlToJSON(readFile(t, "prometheus/alerts.yaml"))
+	docs, err := yamlDocuments(readFile(t, "prometheus/alerts.yaml"))
 	if err != nil || len(docs) != 1 {
 		t.Fatalf("alerts.yaml: %d documents, %v", len(docs), err)
 	}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker"
+)
+
+// How often "run" reads the account's limits again, and how soon after a
+// failure.
+const (
+	limitsRefresh = 5 * time.Minute
+	limitsRetry   = 15 * time.Second
+)
+
+// account keeps the delete budget in line with what Kalshi says of the
+// account. (Whether Kalshi accepts the credential at all is the worker's
+// gate.)
+type account struct {
+	client  *kalshi.Client
+	cfg     Config
+	limiter *worker.Limiter
+	logger  *slog.Logger
+}
+
+// refreshLoop reads the account limits at start and every few minutes and,
+// with REVOKER_RATE=auto, sets the delete budget from them.
+func (a *account) refreshLoop(ctx context.Context) {
+	a.applyFixedRate()
+	for {
+		next := limitsRefresh
+		if err := a.refresh(ctx); err != nil {
+			next = limitsRetry
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *account) applyFixedRate() {
+	switch r := a.cfg.Rate; {
+	case r.Auto:
+		// Until the limits are read: the basic tier's budget.
+		a.limiter.SetRate(worker.FallbackDeleteBudget(1)) // the share applies in the limiter
+	case r.PerSecond == 0:
+		a.limiter.SetRate(0, 0)
+	default:
+		a.limiter.SetRate(r.PerSecond, max(1, int(r.PerSecond)))
+	}
+}
+
+func (a *account) refresh(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 2*a.cfg.AttemptTimeout)
+	defer cancel()
+	limits, err := a.client.AccountLimits(rctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.logger.Warn("cannot read the account limits", "err", err, "retry_in", limitsRetry)
+		}
+		return err
+	}
+	if !a.cfg.Rate.Auto {
+		return nil
+	}
+	costs, err := a.client.EndpointCosts(rctx)
+	if err != nil {
+		a.logger.Warn("cannot read the endpoint costs; assuming the default cost", "err", err)
+	}
+	perSecond, burst := worker.DeleteBudget(limits, costs, 1)
+	if perSecond != a.limiter.Rate() {
+		a.logger.Info("account delete budget", "per_second", perSecond, "burst", burst, "tier", limits.UsageTier, "share", a.limiter.Share())
+	}
+	a.limiter.SetRate(perSecond, burst)
+	return nil
+}
