@@ -2,16 +2,21 @@
 // exactly one stored outcome each.
 //
 // A [Worker] pulls from one durable consumer that every replica shares, never
-// holding more messages than it has free slots ([Config.Concurrency]). For
-// each request it decodes and validates the message (package events), applies
-// the guards (request policy, the worker's own key, protected keys), deletes
-// the key through a [Deleter] with exponential backoff while keeping the
-// message alive, publishes the result with Nats-Msg-Id set to the request id,
-// and only then acknowledges. Everything that can go wrong in between leaves
-// the request in the stream to be delivered again, later: a crash, a
-// shutdown, a result that could not be stored.
+// holding more messages than it has free slots ([Config.Concurrency]), and
+// only while Kalshi accepts its credential. For each request it decodes and
+// validates the message (package events) and applies the request policy; a
+// request whose id cannot be trusted is rejected under a message id of its
+// own. A trusted request is decided once for every replica in the ledger, a
+// JetStream KV bucket ([LedgerBucket]): its id names one key, a DELETE that may
+// have reached Kalshi is recorded before it is sent, and the decision is kept.
+// The worker applies the guards (its own key, protected keys), deletes the key
+// through [Kalshi] with exponential backoff while keeping the message alive,
+// stores the result with Nats-Msg-Id set to the request id, and only then
+// acknowledges. Everything that can go wrong in between leaves the request in
+// the stream to be delivered again, later: a crash, a shutdown, a result that
+// could not be stored.
 //
-// [Provision] creates the two streams and the consumer when they are
-// missing; with provisioning off the worker only binds to what an operator
-// created.
+// [Provision] creates the two streams, the consumer and the buckets when they
+// are missing; with provisioning off the worker only binds to what an
+// operator created. [CheckSettings] refuses settings that break a guarantee.
 package worker
