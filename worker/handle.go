@@ -25,7 +25,7 @@ const ownerGrace = 2 * time.Minute
 // ack: decode, verify, guard, delete, store, settle. stop is cancelled when
 // shutdown begins (no new attempts); ctx when the drain deadline passes
 // (abandon everything).
-func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
+func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 	w.cfg.Metrics.InFlight.Inc()
 	defer w.cfg.Metrics.InFlight.Dec()
 	received := time.Now()
@@ -57,7 +57,7 @@ func (w *Worker) handle(stop, ctx context.Context, msg jetstream.Msg) {
 		// stored result: the second sees the first's delete, and the ledger
 		// then names the request that revoked the key.
 		defer w.keys.lock(req.APIKeyID)()
-		v = w.decide(stop, ctx, meta, req, res)
+		v = w.decide(ctx, stop, meta, req, res)
 	}
 
 	stored := false
@@ -129,9 +129,9 @@ func finish(res *events.Result) {
 // ledger says whether the id is new, already decided, held by another copy
 // of the request, or names another key; a compare-and-set lost to another
 // replica is retried with what the ledger says then.
-func (w *Worker) decide(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) verdict {
+func (w *Worker) decide(ctx, stop context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) verdict {
 	for range 3 {
-		v, err := w.decideOnce(stop, ctx, meta, req, res)
+		v, err := w.decideOnce(ctx, stop, meta, req, res)
 		if err == nil {
 			return v
 		}
@@ -147,7 +147,7 @@ func (w *Worker) decide(stop, ctx context.Context, meta *jetstream.MsgMetadata, 
 	return verdict{}
 }
 
-func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) (verdict, error) {
+func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) (verdict, error) {
 	seq := meta.Sequence.Stream
 	proposal := requestEntry{Key: req.APIKeyID, Seq: seq, ClaimedAt: time.Now()}
 	if code, message := w.guard(req, meta); code != "" {
@@ -200,7 +200,7 @@ func (w *Worker) decideOnce(stop, ctx context.Context, meta *jetstream.MsgMetada
 		return verdict{res: res, doc: proposal.Result, msgID: req.ID}, nil
 	}
 
-	if interrupted := w.revoke(stop, ctx, meta.Timestamp, res, attempted); interrupted {
+	if interrupted := w.revoke(ctx, stop, meta.Timestamp, res, attempted); interrupted {
 		return verdict{}, nil
 	}
 	if res.Outcome == events.AlreadyRevoked {

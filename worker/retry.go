@@ -19,7 +19,7 @@ import (
 // stored runs out. Each attempt is signed afresh by the client. attempted
 // says an earlier delivery may already have deleted the key. It fills res;
 // interrupted means shutdown stopped it before an outcome.
-func (w *Worker) revoke(stop, ctx context.Context, storedAt time.Time, res *events.Result, attempted bool) (interrupted bool) {
+func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *events.Result, attempted bool) (interrupted bool) {
 	b := w.retryPolicy(storedAt)
 	deadline := storedAt.Add(w.cfg.MaxRetry)
 	mayHaveDeleted := attempted

@@ -90,14 +90,14 @@ func (w *Worker) Ready() error {
 func (w *Worker) Run(ctx context.Context) error {
 	log := w.cfg.Logger
 	// Handlers outlive ctx by the drain timeout so they can publish and ack.
-	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	work, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
 	w.reportRate()
 	credCtx, stopCred := context.WithCancel(ctx)
 	credDone := make(chan struct{})
 	go func() { defer close(credDone); w.watchCredential(credCtx) }()
-	err := w.pullLoop(ctx, handlerCtx)
+	err := w.pullLoop(ctx, work)
 	stopCred()
 	<-credDone
 	w.bound.Store(false)
@@ -125,7 +125,9 @@ const infoRefresh = 2 * time.Second
 
 // pullLoop fetches only as many messages as there are free slots, so no
 // message waits in this process long enough to be redelivered elsewhere.
-func (w *Worker) pullLoop(ctx, handlerCtx context.Context) error {
+// ctx ends the loop (shutdown); work is the handlers' context, which outlives
+// ctx until the drain deadline so that they can store results and ack.
+func (w *Worker) pullLoop(ctx, work context.Context) error {
 	log := w.cfg.Logger
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	var cons jetstream.Consumer
@@ -223,7 +225,7 @@ func (w *Worker) pullLoop(ctx, handlerCtx context.Context) error {
 			go func() {
 				defer w.handlers.Done()
 				defer release(slots, 1)
-				w.handle(ctx, handlerCtx, msg)
+				w.handle(work, ctx, msg)
 			}()
 		}
 		release(slots, n)

@@ -1,0 +1,195 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// fakeMsg is a delivery that records how it was settled.
+type fakeMsg struct {
+	meta  jetstream.MsgMetadata
+	verb  string
+	delay time.Duration
+}
+
+func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) { return &m.meta, nil }
+func (m *fakeMsg) Data() []byte                              { return nil }
+func (m *fakeMsg) Headers() nats.Header                      { return nil }
+func (m *fakeMsg) Subject() string                           { return "keys.revoke.requests" }
+func (m *fakeMsg) Reply() string                             { return "" }
+func (m *fakeMsg) Ack() error                                { m.verb = "ack"; return nil }
+func (m *fakeMsg) DoubleAck(context.Context) error           { m.verb = "double-ack"; return nil }
+func (m *fakeMsg) Nak() error                                { m.verb = "nak"; return nil }
+func (m *fakeMsg) InProgress() error                         { return nil }
+func (m *fakeMsg) Term() error                               { m.verb = "term"; return nil }
+func (m *fakeMsg) TermWithReason(string) error               { m.verb = "term"; return nil }
+func (m *fakeMsg) NakWithDelay(d time.Duration) error {
+	m.verb, m.delay = "nak-delay", d
+	return nil
+}
+
+func apiErr(status int, retryAfter time.Duration) error {
+	return fmt.Errorf("kalshi: delete: %w", &kalshi.APIError{StatusCode: status, Message: http.StatusText(status), RetryAfter: retryAfter})
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want events.Outcome
+		code events.Code
+	}{
+		{"204", nil, events.Revoked, ""},
+		{"200", apiErr(200, 0), events.Revoked, ""},
+		{"404", apiErr(404, 0), events.AlreadyRevoked, ""},
+		{"500", apiErr(500, 0), "", ""},
+		{"429", apiErr(429, time.Second), "", ""},
+		{"no answer", fmt.Errorf("kalshi: delete: %w", io.ErrUnexpectedEOF), "", ""},
+		{"401", apiErr(401, 0), events.Failed, events.CodeKalshiUnauthorized},
+		{"403", apiErr(403, 0), events.Failed, events.CodeKalshiUnauthorized},
+		{"400", apiErr(400, 0), events.Rejected, events.CodeKalshiBadRequest},
+		{"409", apiErr(409, 0), events.Rejected, events.CodeKalshiBadRequest},
+		{"invalid key ID", fmt.Errorf("kalshi: %w", kalshi.ErrInvalidKeyID), events.Rejected, events.CodeInvalidRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, e := classify(tc.err, httpStatus(tc.err))
+			code := events.Code("")
+			if e != nil {
+				code = e.Code
+			}
+			if got != tc.want || code != tc.code {
+				t.Errorf("classify = %q/%q, want %q/%q", got, code, tc.want, tc.code)
+			}
+		})
+	}
+}
+
+func TestSettle(t *testing.T) {
+	revoked := &events.Result{Outcome: events.Revoked}
+	rejected := &events.Result{Outcome: events.Rejected, Error: &events.Error{Code: events.CodeProtectedKey}}
+	for _, tc := range []struct {
+		name       string
+		v          verdict
+		stored     bool
+		deliveries uint64
+		verb       string
+		delay      time.Duration
+	}{
+		{"undecided", verdict{}, false, 1, "nak-delay", time.Second},
+		{"waiting for another copy", verdict{waiting: true}, false, 3, "nak-delay", 4 * time.Second},
+		{"not stored", verdict{res: revoked}, false, 2, "nak-delay", 2 * time.Second},
+		{"not stored, often", verdict{res: revoked}, false, 9, "nak-delay", 30 * time.Second},
+		{"stored success", verdict{res: revoked}, true, 1, "ack", 0},
+		{"stored refusal", verdict{res: rejected}, true, 1, "term", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &Worker{cfg: Config{}}
+			w.cfg.setDefaults()
+			m := &fakeMsg{meta: jetstream.MsgMetadata{NumDelivered: tc.deliveries}}
+			w.settle(m, &m.meta, tc.v, tc.stored)
+			if m.verb != tc.verb || m.delay != tc.delay {
+				t.Errorf("settled with %s %v, want %s %v", m.verb, m.delay, tc.verb, tc.delay)
+			}
+		})
+	}
+}
+
+// scripted answers DELETEs from a list, the last answer repeating.
+type scripted struct {
+	answers []error
+	calls   int
+}
+
+func (s *scripted) DeleteAPIKey(context.Context, string) error {
+	a := s.answers[min(s.calls, len(s.answers)-1)]
+	s.calls++
+	return a
+}
+func (s *scripted) ListAPIKeys(context.Context) ([]kalshi.APIKey, error) { return nil, nil }
+
+// decide against a real ledger: what an earlier delivery left there and
+// what Kalshi answers now make the verdict.
+func TestDecide(t *testing.T) {
+	srv := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, LedgerConfig(Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := &ledger{kv: kv}
+	for _, tc := range []struct {
+		name      string
+		before    *requestEntry // the ledger entry of id "r" left by an earlier delivery
+		seq       uint64
+		deliv     uint64
+		key       string
+		answers   []error
+		outcome   events.Outcome
+		code      events.Code
+		untrusted bool // stored under an untrusted- id
+		waiting   bool
+		deletes   int
+	}{
+		{name: "fresh, deleted", key: "k1", seq: 1, deliv: 1, answers: []error{nil}, outcome: events.Revoked, deletes: 1},
+		{name: "fresh, 404", key: "k1", seq: 1, deliv: 1, answers: []error{apiErr(404, 0)}, outcome: events.AlreadyRevoked, deletes: 1},
+		{name: "lost answer then 404", key: "k1", seq: 1, deliv: 1, answers: []error{io.EOF, apiErr(404, 0)}, outcome: events.Revoked, deletes: 2},
+		{name: "redelivery after an attempt, 404", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, key: "k1", seq: 1, deliv: 2,
+			answers: []error{apiErr(404, 0)}, outcome: events.Revoked, deletes: 1},
+		{name: "same id, another key", before: &requestEntry{Key: "k2", Seq: 1}, key: "k1", seq: 2, deliv: 1,
+			outcome: events.Rejected, code: events.CodeConflictingRequestID, untrusted: true},
+		{name: "another message holds it", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, key: "k1", seq: 2, deliv: 1, waiting: true},
+		{name: "own key", key: "self", seq: 1, deliv: 1, outcome: events.Rejected, code: events.CodeSelfRevocationRefused},
+		{name: "delivered too often", key: "k1", seq: 1, deliv: 10, outcome: events.Failed, code: events.CodeMaxDeliveries},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			if tc.before != nil {
+				tc.before.ClaimedAt = time.Now()
+				if _, _, err := led.claim(ctx, id, *tc.before); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k := &scripted{answers: append(tc.answers, nil)}
+			w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
+			w.cfg.setDefaults()
+			meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: tc.seq}, NumDelivered: tc.deliv, Timestamp: time.Now()}
+			req := events.Request{ID: id, APIKeyID: tc.key}
+			v := w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
+			if v.waiting != tc.waiting || (v.res == nil) != tc.waiting {
+				t.Fatalf("verdict %+v, want waiting %v", v, tc.waiting)
+			}
+			if v.record != nil {
+				v.record(ctx)
+			}
+			if tc.waiting {
+				return
+			}
+			code := events.Code("")
+			if v.res.Error != nil {
+				code = v.res.Error.Code
+			}
+			if v.res.Outcome != tc.outcome || code != tc.code || k.calls != tc.deletes {
+				t.Errorf("%s/%s after %d DELETEs, want %s/%s after %d", v.res.Outcome, code, k.calls, tc.outcome, tc.code, tc.deletes)
+			}
+			if untrusted := strings.HasPrefix(v.msgID, events.UntrustedIDPrefix); untrusted != tc.untrusted || !untrusted && v.msgID != id {
+				t.Errorf("stored under %q", v.msgID)
+			}
+		})
+	}
+}
