@@ -433,7 +433,7 @@ func TestBenchDrainWorkerProcess(t *testing.T) {
 	defer cancel()
 	ran := make(chan error, 1)
 	go func() { ran <- w.Run(ctx) }()
-	waitFor(t, 30*time.Second, "the worker to bind", func() bool { return w.Ready() == nil })
+	natstest.WaitFor(t, 30*time.Second, "the worker to bind", func() bool { return w.Ready() == nil })
 	say("ready")
 
 	in := bufio.NewScanner(os.Stdin)
@@ -534,21 +534,13 @@ func (r *benchRig) startWorker(cfg worker.Config) {
 	if err != nil {
 		r.b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- w.Run(ctx) }()
+	stop, _ := natstest.Go(r.b, 30*time.Second, "the worker did not stop within 30s", w.Run)
 	r.b.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-ran:
-			if err != nil {
-				r.b.Error(err)
-			}
-		case <-time.After(30 * time.Second):
-			r.b.Error("the worker did not stop within 30s")
+		if err := stop(); err != nil {
+			r.b.Error(err)
 		}
 	})
-	waitFor(r.b, 30*time.Second, "the worker to bind", func() bool { return w.Ready() == nil })
+	natstest.WaitFor(r.b, 30*time.Second, "the worker to bind", func() bool { return w.Ready() == nil })
 }
 
 // bare deletes keys from conc goroutines with a kalshi client and returns

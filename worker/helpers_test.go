@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -85,7 +84,7 @@ func (r *rig) startWith(del worker.Kalshi, cfg worker.Config) (w *worker.Worker,
 		}
 	}
 	w, stop = r.launch(r.js, del, cfg)
-	waitFor(r.t, 20*time.Second, "the worker to be ready", func() bool { return w.Ready() == nil })
+	natstest.WaitFor(r.t, 20*time.Second, "the worker to be ready", func() bool { return w.Ready() == nil })
 	return w, stop
 }
 
@@ -97,23 +96,7 @@ func (r *rig) launch(js jetstream.JetStream, del worker.Kalshi, cfg worker.Confi
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(30 * time.Second):
-				runErr = errors.New("Run did not return within 30s of cancellation")
-			}
-		})
-		return runErr
-	}
-	r.t.Cleanup(func() { _ = stop() })
+	stop, _ = natstest.Go(r.t, 30*time.Second, "Run did not return within 30s of cancellation", w.Run)
 	return w, stop
 }
 
@@ -207,7 +190,7 @@ func (r *rig) stored() []storedResult {
 func (r *rig) waitResults(n int, timeout time.Duration) map[string]events.Result {
 	r.t.Helper()
 	var got []events.Result
-	waitFor(r.t, timeout, fmt.Sprintf("%d results", n), func() bool {
+	natstest.WaitFor(r.t, timeout, fmt.Sprintf("%d results", n), func() bool {
 		got = r.results()
 		return len(got) >= n
 	})
@@ -247,7 +230,7 @@ func (r *rig) waitNoPull() {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	waitFor(r.t, 10*time.Second, "no pull waiting", func() bool {
+	natstest.WaitFor(r.t, 10*time.Second, "no pull waiting", func() bool {
 		ci, err := cons.Info(ctx)
 		return err == nil && ci.NumWaiting == 0
 	})
@@ -255,7 +238,7 @@ func (r *rig) waitNoPull() {
 
 func (r *rig) waitQueueEmpty() {
 	r.t.Helper()
-	waitFor(r.t, 10*time.Second, "the requests stream to be empty", func() bool { return r.requestsLeft() == 0 })
+	natstest.WaitFor(r.t, 10*time.Second, "the requests stream to be empty", func() bool { return r.requestsLeft() == 0 })
 }
 
 // addKeys registers n keys in the emulator.
@@ -265,17 +248,6 @@ func (r *rig) addKeys(n int) []string {
 		ids[i] = r.emu.AddKey(fmt.Sprintf("k%d", i), &emulatortest.Key().PublicKey)
 	}
 	return ids
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // testLogger writes the worker's log to the test log.

@@ -148,7 +148,7 @@ func TestForgeryDecidedDuringAnOutageIsNotTheGenuineResult(t *testing.T) {
 	r.start(cfg)
 	r.resultsOutage(cfg, true)
 	r.publish("inc-3", keys[0]) // unsigned
-	waitFor(t, 10*time.Second, "the forgery decided", func() bool { return r.redelivered() > 0 })
+	natstest.WaitFor(t, 10*time.Second, "the forgery decided", func() bool { return r.redelivered() > 0 })
 	r.publishMsg(signedRequest(t, kp, "inc-3", keys[0], time.Now()))
 	r.resultsOutage(cfg, false)
 	r.waitQueueEmpty()
@@ -275,7 +275,7 @@ func TestCredentialGateTakesNoRequest(t *testing.T) {
 			}
 			w, _ := r.launch(r.js, client, r.config())
 			r.publish("gated", keys[0])
-			waitFor(t, 10*time.Second, "readiness to say why", func() bool {
+			natstest.WaitFor(t, 10*time.Second, "readiness to say why", func() bool {
 				err := w.Ready()
 				return err != nil && strings.Contains(err.Error(), tc.why)
 			})
@@ -341,7 +341,7 @@ func TestOwnDeleteIsNeverAlreadyRevoked(t *testing.T) {
 		r.start(r.config())
 		r.emu.SetFaults(emulator.Faults{Seed: 1, LostResponse: 1})
 		r.publish("lost", keys[0])
-		waitFor(t, 10*time.Second, "the key deleted", func() bool { return !r.emu.HasKey(keys[0]) })
+		natstest.WaitFor(t, 10*time.Second, "the key deleted", func() bool { return !r.emu.HasKey(keys[0]) })
 		r.emu.SetFaults(emulator.Faults{})
 		res := r.waitResults(1, 10*time.Second)["lost"]
 		if res.Outcome != events.Revoked || res.Detail == "" {
@@ -366,7 +366,7 @@ func TestOwnDeleteIsNeverAlreadyRevoked(t *testing.T) {
 		dcfg.DrainTimeout = 100 * time.Millisecond
 		dying := &dyingKalshi{Kalshi: r.client, deleted: make(chan struct{})}
 		w, _ := r.launch(js, dying, dcfg)
-		waitFor(t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
+		natstest.WaitFor(t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
 		r.publish("died", keys[0])
 		<-dying.deleted
 		nc.Close() // it dies: it never stores a result, acks or says it is busy
@@ -476,11 +476,11 @@ func TestCopiesOfARequestWaitForTheClaim(t *testing.T) {
 	r.publish("held", keys[0])
 	r.publish("abandoned", keys[1])
 
-	waitFor(t, 10*time.Second, "the abandoned claim taken over", func() bool { return len(r.results()) == 1 })
+	natstest.WaitFor(t, 10*time.Second, "the abandoned claim taken over", func() bool { return len(r.results()) == 1 })
 	if res := r.byMsgID()["abandoned"]; res.Outcome != events.Revoked || r.emu.HasKey(keys[1]) {
 		t.Errorf("abandoned: %+v, want revoked by the copy", res)
 	}
-	waitFor(t, 10*time.Second, "the held copy delivered again", func() bool { return r.redelivered() > 0 })
+	natstest.WaitFor(t, 10*time.Second, "the held copy delivered again", func() bool { return r.redelivered() > 0 })
 	if len(r.results()) != 1 || !r.emu.HasKey(keys[0]) || r.emu.Stats().DeleteAttempts[keys[0]] != 0 {
 		t.Fatal("the copy of a held request acted on its own")
 	}

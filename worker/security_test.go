@@ -13,6 +13,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/events/auth"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // signedRequest is a request body signed by kp, with its headers.
@@ -150,7 +151,7 @@ func TestForgedIDDoesNotHideTheGenuineResult(t *testing.T) {
 	m.Header.Set(jetstream.MsgIDHeader, "genuine-inc-1")
 	r.publishMsg(m)
 	got := r.results()
-	waitFor(t, 10*time.Second, "two results", func() bool { got = r.results(); return len(got) == 2 })
+	natstest.WaitFor(t, 10*time.Second, "two results", func() bool { got = r.results(); return len(got) == 2 })
 	outcomes := map[events.Outcome]bool{}
 	for _, res := range got {
 		outcomes[res.Outcome] = true

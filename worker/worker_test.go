@@ -14,6 +14,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // denySource is a request policy for tests: it refuses one source.
@@ -118,7 +119,7 @@ func TestUnauthorizedFailsWithoutRetryStorm(t *testing.T) {
 	if res.Outcome != events.Failed || res.Error == nil || res.Error.Code != events.CodeKalshiUnauthorized || res.Attempts != 1 {
 		t.Errorf("got %+v, want failed/kalshi_unauthorized after 1 attempt", res)
 	}
-	waitFor(t, 10*time.Second, "not ready", func() bool { return w.Ready() != nil })
+	natstest.WaitFor(t, 10*time.Second, "not ready", func() bool { return w.Ready() != nil })
 	r.waitNoPull()
 	r.publish("r2", keys[1])
 	if r.requestsLeft() != 1 || r.emu.Stats().DeleteAttempts[keys[1]] != 0 {
@@ -161,7 +162,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	_, _ = r.start(r.config())
 	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: time.Second})
 	r.publish("slow", keys[0])
-	waitFor(t, 10*time.Second, "a 429", func() bool { return r.emu.Stats().TooMany > 0 })
+	natstest.WaitFor(t, 10*time.Second, "a 429", func() bool { return r.emu.Stats().TooMany > 0 })
 	first := time.Now()
 	r.emu.SetFaults(emulator.Faults{})
 	res := r.waitResults(1, 10*time.Second)["slow"]
@@ -278,7 +279,7 @@ func TestResultsStreamUnavailable(t *testing.T) {
 	cfg := r.config()
 	ctx := context.Background()
 	w, _ := r.start(cfg)
-	waitFor(t, 10*time.Second, "the worker bound", func() bool { return w.Ready() == nil })
+	natstest.WaitFor(t, 10*time.Second, "the worker bound", func() bool { return w.Ready() == nil })
 	if err := r.js.DeleteStream(ctx, "KEY_REVOKE_RESULTS"); err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +287,8 @@ func TestResultsStreamUnavailable(t *testing.T) {
 		r.publish(k, k)
 	}
 	// Every key is deleted, but no result can be stored: nothing is acked.
-	waitFor(t, 10*time.Second, "all deletes", func() bool { return len(r.emu.Stats().Deletes) == 5 })
-	waitFor(t, 10*time.Second, "a redelivery", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "all deletes", func() bool { return len(r.emu.Stats().Deletes) == 5 })
+	natstest.WaitFor(t, 10*time.Second, "a redelivery", func() bool {
 		info, err := r.js.Consumer(ctx, "KEY_REVOKE_REQUESTS", "revoker")
 		if err != nil {
 			return false
@@ -329,7 +330,7 @@ func TestShutdownMidBatchLosesNothing(t *testing.T) {
 	for _, k := range keys {
 		r.publish(k, k)
 	}
-	waitFor(t, 20*time.Second, "some results", func() bool { return len(r.results()) >= 5 })
+	natstest.WaitFor(t, 20*time.Second, "some results", func() bool { return len(r.results()) >= 5 })
 	if err := stop(); err != nil {
 		t.Fatalf("Run after cancellation: %v", err)
 	}
@@ -369,7 +370,7 @@ func TestLostConsumerIsRecreated(t *testing.T) {
 	if got["after"].Outcome != events.Revoked {
 		t.Fatalf("after the consumer was lost: %+v", got["after"])
 	}
-	waitFor(t, 10*time.Second, "ready again", func() bool { return w.Ready() == nil })
+	natstest.WaitFor(t, 10*time.Second, "ready again", func() bool { return w.Ready() == nil })
 }
 
 func TestSameKeyTwiceAtOnce(t *testing.T) {
@@ -396,12 +397,12 @@ func TestSelfRevocationStopsTheWorker(t *testing.T) {
 	cfg := r.config()
 	cfg.AllowSelfRevoke = true
 	w, _ := r.start(cfg)
-	waitFor(t, 10*time.Second, "ready", func() bool { return w.Ready() == nil })
+	natstest.WaitFor(t, 10*time.Second, "ready", func() bool { return w.Ready() == nil })
 	r.publish("self", r.selfID)
 	if res := r.waitResults(1, 10*time.Second)["self"]; res.Outcome != events.Revoked {
 		t.Fatalf("got %+v", res)
 	}
-	waitFor(t, 5*time.Second, "not ready", func() bool { return w.Ready() != nil })
+	natstest.WaitFor(t, 5*time.Second, "not ready", func() bool { return w.Ready() != nil })
 	if !strings.Contains(w.Ready().Error(), "own key") {
 		t.Errorf("readiness says %q", w.Ready())
 	}
@@ -412,7 +413,7 @@ func TestSelfRevocationStopsTheWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "no pull waiting", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "no pull waiting", func() bool {
 		ci, err := cons.Info(ctx)
 		return err == nil && ci.NumWaiting == 0
 	})

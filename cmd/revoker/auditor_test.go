@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -133,18 +134,15 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 	runner := as("worker", true)
 	runner.env["REVOKER_HTTP_ADDR"] = strings.TrimPrefix(w.httpURL, "http://")
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run", "--no-provision"}, getenv(runner.env), nil, io.Discard, logs) }()
+	stop, _ := natstest.Go(t, 30*time.Second, "run did not stop", func(ctx context.Context) error {
+		return run(ctx, []string{"run", "--no-provision"}, getenv(runner.env), nil, io.Discard, logs)
+	})
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("run did not stop")
+		if err := stop(); errors.Is(err, natstest.ErrStillRunning) {
+			t.Error(err)
 		}
 	})
-	pollUntil(t, 30*time.Second, "the worker ready", func() bool { return w.get("/readyz") == http.StatusOK })
+	natstest.WaitFor(t, 30*time.Second, "the worker ready", func() bool { return w.get("/readyz") == http.StatusOK })
 
 	requester, auditor := as("requester", false), as("auditor", true)
 	gone := "00000000-0000-4000-8000-000000000001"
@@ -181,12 +179,12 @@ func TestLeastPrivilegeUsers(t *testing.T) {
 		go func() {
 			fdone <- run(fctx, []string{"results", "--follow", "--outcome", "revoked", "--json"}, getenv(auditor.env), nil, &out, &errOut)
 		}()
-		pollUntil(t, 10*time.Second, "the follower's first result", func() bool { return strings.Contains(out.String(), keys[0]) })
+		natstest.WaitFor(t, 10*time.Second, "the follower's first result", func() bool { return strings.Contains(out.String(), keys[0]) })
 		fresh := w.seed(1)[0]
 		if _, _, code := requester.run2("", "revoke", fresh); code != 0 {
 			t.Errorf("%s: revoke as the requester: exit %d", mode, code)
 		}
-		pollUntil(t, 10*time.Second, "the follower's new result", func() bool { return strings.Contains(out.String(), fresh) })
+		natstest.WaitFor(t, 10*time.Second, "the follower's new result", func() bool { return strings.Contains(out.String(), fresh) })
 		fcancel()
 		if err := <-fdone; err != nil || errOut.String() != "" {
 			t.Errorf("%s: auditor: results --follow: %v, stderr %q", mode, err, errOut.String())

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // run2 runs one short command with stdin and returns both outputs and the
@@ -251,7 +253,7 @@ func TestMetricsBuildInfoAndCodes(t *testing.T) {
 	if _, _, code := w.run2("", "revoke", keys[0]); code != 0 {
 		t.Fatal("revoke failed")
 	}
-	pollUntil(t, 10*time.Second, "the result counted", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "the result counted", func() bool {
 		return strings.Contains(w.body("/metrics"), `revoker_results_total{code="none",outcome="revoked"} 1`)
 	})
 	m := w.body("/metrics")

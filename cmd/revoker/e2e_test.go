@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +39,7 @@ func newWorld(t *testing.T) *world {
 	emu := emulatortest.Start(t, emulator.Options{})
 	selfID := emu.AddKey("revoker", &emulatortest.Key().PublicKey, "read", "write")
 	keyPath := emulatortest.WritePEM(t, emulatortest.Key())
-	httpAddr := freeAddr(t)
+	httpAddr := natstest.FreeAddr(t)
 	return &world{
 		t: t, nats: srv, emu: emu, selfID: selfID,
 		httpURL: "http://" + httpAddr,
@@ -54,16 +52,6 @@ func newWorld(t *testing.T) *world {
 			"REVOKER_LOG_FORMAT":      "json",
 		},
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // seed adds n keys to the emulator.
@@ -91,24 +79,10 @@ func (w *world) cli(args ...string) (string, error) {
 func (w *world) startRun() (stop func() error, logs *syncBuffer) {
 	w.t.Helper()
 	logs = &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run"}, getenv(w.env), nil, io.Discard, logs) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(30 * time.Second):
-				err = errors.New("run did not return within 30s of cancellation")
-			}
-		})
-		return err
-	}
-	w.t.Cleanup(func() { _ = stop() })
-	pollUntil(w.t, 20*time.Second, "/readyz answers 200", func() bool { return w.get("/readyz") == http.StatusOK })
+	stop, _ = natstest.Go(w.t, 30*time.Second, "run did not return within 30s of cancellation", func(ctx context.Context) error {
+		return run(ctx, []string{"run"}, getenv(w.env), nil, io.Discard, logs)
+	})
+	natstest.WaitFor(w.t, 20*time.Second, "/readyz answers 200", func() bool { return w.get("/readyz") == http.StatusOK })
 	return stop, logs
 }
 
@@ -130,17 +104,6 @@ func (w *world) body(path string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // storedResults reads the results stream.
@@ -186,7 +149,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results []events.Result
-	pollUntil(t, 20*time.Second, "a stored result", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "a stored result", func() bool {
 		results = storedResults(t, w.nats.URL())
 		return len(results) > 0
 	})
@@ -198,7 +161,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Error("the key still exists")
 	}
 	// A single replica's share of the plan is the whole budget once recorded.
-	pollUntil(t, 10*time.Second, "the whole budget in the rate gauge", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "the whole budget in the rate gauge", func() bool {
 		return strings.Contains(w.body("/metrics"), "revoker_rate_limit_tokens_per_second 18\n")
 	})
 	metrics := w.body("/metrics")
@@ -342,24 +305,18 @@ func TestCheckFailures(t *testing.T) {
 func TestSandboxDemo(t *testing.T) {
 	dir := t.TempDir()
 	var out, errOut syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"sandbox", "--demo", "--dir", dir, "--nats-listen", "127.0.0.1:0", "--http-addr", freeAddr(t), "--keys", "3"},
-			getenv(nil), nil, &out, &errOut)
-	}()
+	args := []string{"sandbox", "--demo", "--dir", dir, "--nats-listen", "127.0.0.1:0", "--http-addr", natstest.FreeAddr(t), "--keys", "3"}
+	stop, _ := natstest.Go(t, 30*time.Second, "sandbox did not stop within 30s", func(ctx context.Context) error {
+		return run(ctx, args, getenv(nil), nil, &out, &errOut)
+	})
 	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("sandbox returned %v after Ctrl-C", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("sandbox did not stop within 30s")
+		if err := stop(); errors.Is(err, natstest.ErrStillRunning) {
+			t.Error(err)
+		} else if err != nil {
+			t.Errorf("sandbox returned %v after Ctrl-C", err)
 		}
 	}()
-	pollUntil(t, 60*time.Second, "the demo's outcomes", func() bool {
+	natstest.WaitFor(t, 60*time.Second, "the demo's outcomes", func() bool {
 		return strings.Contains(out.String(), "keeps serving")
 	})
 	var info sandboxInfo
@@ -406,7 +363,7 @@ func TestSelfRevocationWhenAllowed(t *testing.T) {
 	if err != nil || out != w.selfID+" revoked\n" {
 		t.Fatalf("revoke own key: %v %q", err, out)
 	}
-	pollUntil(t, 10*time.Second, "/readyz to answer 503", func() bool { return w.get("/readyz") == http.StatusServiceUnavailable })
+	natstest.WaitFor(t, 10*time.Second, "/readyz to answer 503", func() bool { return w.get("/readyz") == http.StatusServiceUnavailable })
 	if !strings.Contains(w.body("/readyz"), "own key") {
 		t.Errorf("/readyz says %q", w.body("/readyz"))
 	}

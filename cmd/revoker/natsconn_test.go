@@ -24,6 +24,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // testPKI is a throwaway CA with a server and a client certificate, as
@@ -365,7 +367,7 @@ func TestConnectNATSNkey(t *testing.T) {
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), `"msg":"connected to NATS"`) })
+	natstest.WaitFor(t, 5*time.Second, `"msg":"connected to NATS" in the log`, func() bool { return strings.Contains(logs.String(), `"msg":"connected to NATS"`) })
 
 	for name, cfg := range map[string]Config{
 		"no seed":    {Command: "check", NATSURLs: []string{s.ClientURL()}},
@@ -477,8 +479,8 @@ func TestConnectNATSRetriesForRun(t *testing.T) {
 	// The server comes up on that address: the connection finds it.
 	port := l.Addr().(*net.TCPAddr).Port
 	startServer(t, &server.Options{Port: port})
-	waitFor(t, 15*time.Second, nc.IsConnected)
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "connected to NATS\"") })
+	natstest.WaitFor(t, 15*time.Second, "the client to connect", nc.IsConnected)
+	natstest.WaitFor(t, 5*time.Second, `connected to NATS" in the log`, func() bool { return strings.Contains(logs.String(), "connected to NATS\"") })
 }
 
 func TestConnectNATSContext(t *testing.T) {
@@ -500,21 +502,9 @@ func TestNATSHandlersLog(t *testing.T) {
 	}
 	defer nc.Close()
 	s.Shutdown()
-	waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "disconnected from NATS") })
+	natstest.WaitFor(t, 10*time.Second, "disconnected from NATS in the log", func() bool { return strings.Contains(logs.String(), "disconnected from NATS") })
 	nc.Close()
-	waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "NATS connection closed") })
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met before the deadline")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	natstest.WaitFor(t, 10*time.Second, "NATS connection closed in the log", func() bool { return strings.Contains(logs.String(), "NATS connection closed") })
 }
 
 func TestRedactURL(t *testing.T) {
@@ -562,16 +552,16 @@ func TestConnectNATSRedactsCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer nc.Close()
-			waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "connected to NATS") })
+			natstest.WaitFor(t, 5*time.Second, "connected to NATS in the log", func() bool { return strings.Contains(logs.String(), "connected to NATS") })
 			s.Shutdown()
 			s.WaitForShutdown()
-			waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "cannot reach NATS") })
+			natstest.WaitFor(t, 10*time.Second, "cannot reach NATS in the log", func() bool { return strings.Contains(logs.String(), "cannot reach NATS") })
 			opts := tt.opts()
 			opts.Port = port
 			startServer(t, opts)
-			waitFor(t, 15*time.Second, func() bool { return strings.Contains(logs.String(), "reconnected to NATS") })
+			natstest.WaitFor(t, 15*time.Second, "reconnected to NATS in the log", func() bool { return strings.Contains(logs.String(), "reconnected to NATS") })
 			nc.Close()
-			waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "NATS connection closed") })
+			natstest.WaitFor(t, 5*time.Second, "NATS connection closed in the log", func() bool { return strings.Contains(logs.String(), "NATS connection closed") })
 
 			for _, urls := range [][]string{{url(tt.bad)}, {tt.unparsable}, {url(tt.bad), tt.unparsable}} {
 				nc, err := connectNATS(t.Context(), Config{Command: "check", NATSURLs: urls}, "x", logger)

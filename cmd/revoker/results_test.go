@@ -68,7 +68,7 @@ func TestResults(t *testing.T) {
 	if err := nc.Publish("keys.revoke.requests", []byte(`{"id":"inc-4711-1","api_key_id":"`+strings.ToUpper(gone)+`"}`)); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 10*time.Second, "five stored results", func() bool { return len(storedResults(t, w.nats.URL())) == 5 })
+	natstest.WaitFor(t, 10*time.Second, "five stored results", func() bool { return len(storedResults(t, w.nats.URL())) == 5 })
 	docs := append(docLines(first), docLines(second)...)
 	stored := storedResults(t, w.nats.URL())
 
@@ -194,14 +194,14 @@ func TestResultsFollow(t *testing.T) {
 			t.Logf("--json follower printed:\n%s\ntable follower printed:\n%s", jsonOut, tableOut)
 		}
 	})
-	pollUntil(t, 10*time.Second, "the stored result and the table's header", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "the stored result and the table's header", func() bool {
 		return strings.Contains(jsonOut.String(), keys[0]) && strings.HasPrefix(tableOut.String(), "STORED")
 	})
 	start := time.Now()
 	if _, _, code := w.run2("", "revoke", keys[1], keys[2]); code != 0 {
 		t.Fatal("revoke failed")
 	}
-	pollUntil(t, 10*time.Second, "the new results", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "the new results", func() bool {
 		return len(docLines(jsonOut.String())) == 3 && strings.Contains(tableOut.String(), keys[1]+" ")
 	})
 	t.Logf("new results printed %v after the revoke began", time.Since(start))

@@ -93,7 +93,7 @@ func TestRevokeMatchesResultsBySequence(t *testing.T) {
 		done <- run(ctx, []string{"revoke", "--timeout", "20s", "k-1"}, getenv(map[string]string{"NATS_URL": srv.URL()}), nil, &out, &errOut)
 	}()
 	var stored *jetstream.RawStreamMsg
-	pollUntil(t, 10*time.Second, "the CLI's request", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "the CLI's request", func() bool {
 		stored, err = stream.GetLastMsgForSubject(ctx, "keys.revoke.requests")
 		return err == nil && stored.Sequence > 1
 	})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // startSandbox runs "revoker sandbox args..." on free ports until the test
@@ -22,29 +22,14 @@ func startSandbox(t *testing.T, args ...string) (out *syncBuffer, stop func() er
 	t.Helper()
 	out = &syncBuffer{}
 	var errOut syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	args = append(append([]string{"sandbox"}, args...), "--nats-listen", "127.0.0.1:0", "--http-addr", freeAddr(t))
-	go func() { done <- run(ctx, args, getenv(nil), nil, out, &errOut) }()
-	var err error
-	stopped := false
-	stop = func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(30 * time.Second):
-				err = fmt.Errorf("sandbox did not stop within 30s")
-			}
-		}
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	pollUntil(t, 60*time.Second, "the sandbox's banner", func() bool {
+	args = append(append([]string{"sandbox"}, args...), "--nats-listen", "127.0.0.1:0", "--http-addr", natstest.FreeAddr(t))
+	stop, done := natstest.Go(t, 30*time.Second, "sandbox did not stop within 30s", func(ctx context.Context) error {
+		return run(ctx, args, getenv(nil), nil, out, &errOut)
+	})
+	natstest.WaitFor(t, 60*time.Second, "the sandbox's banner", func() bool {
 		select {
-		case err := <-done:
-			t.Fatalf("sandbox returned %v\n%s\n%s", err, out, &errOut)
+		case <-done:
+			t.Fatalf("sandbox returned %v\n%s\n%s", stop(), out, &errOut)
 		default:
 		}
 		return strings.Contains(out.String(), "\nOr publish a request")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // TestSecretsNeverLogged runs the worker at debug level through every
@@ -79,11 +80,11 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if err := nc.Publish("keys.revoke.requests", []byte(`{"id":"unsigned","api_key_id":"`+keys[2]+`"}`)); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 20*time.Second, "the unsigned request's rejection", func() bool { return strings.Contains(logs.String(), "unauthorized_request") })
+	natstest.WaitFor(t, 20*time.Second, "the unsigned request's rejection", func() bool { return strings.Contains(logs.String(), "unauthorized_request") })
 
 	// NATS restarts: the worker reconnects and carries on.
 	nats.restart(t)
-	pollUntil(t, 20*time.Second, "the worker to reconnect", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "the worker to reconnect", func() bool {
 		return strings.Contains(logs.String(), "reconnected to NATS") && w.get("/readyz") == http.StatusOK
 	})
 	// Without faults, so that no attempt can have deleted the unknown key.

@@ -55,6 +55,7 @@ import (
 
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 var (
@@ -376,16 +377,6 @@ func (p *process) rssKB(field string) int64 {
 	return 0
 }
 
-func freeAddr(b *testing.B) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 // cleanEnv is the environment minus anything that configures revoker.
@@ -447,7 +438,7 @@ func writeKey(b *testing.B, name string) signingKey {
 func newWorld(b *testing.B, keys []signingKey, refill, capacity float64) *world {
 	b.Helper()
 	w := &world{b: b, selfIDs: map[string]string{}}
-	natsAddr, monAddr := freeAddr(b), freeAddr(b)
+	natsAddr, monAddr := natstest.FreeAddr(b), natstest.FreeAddr(b)
 	w.nats = start(b, "nats-server", cleanEnv(), false, binary(b, "github.com/nats-io/nats-server/v2", "nats-server"),
 		"-js", "-sd", b.TempDir(), "-a", "127.0.0.1", "-p", port(natsAddr), "-m", port(monAddr), "-n", "deployed")
 	w.natsURL, w.monURL = "nats://"+natsAddr, "http://"+monAddr
@@ -511,7 +502,7 @@ type revoker struct {
 // waits until /readyz answers 200.
 func (w *world) startRevoker(name string, key signingKey, extra ...string) *revoker {
 	w.b.Helper()
-	addr := freeAddr(w.b)
+	addr := natstest.FreeAddr(w.b)
 	env := cleanEnv(append([]string{
 		"NATS_URL=" + w.natsURL, "KALSHI_BASE_URL=" + w.emuURL,
 		"KALSHI_API_KEY_ID=" + w.selfIDs[key.path], "KALSHI_PRIVATE_KEY_PATH=" + key.path,

@@ -117,7 +117,7 @@ func (c *Cluster) URLs() string {
 // happen within 30 seconds (for instance because a majority is down).
 func (c *Cluster) WaitReady(t testing.TB) {
 	t.Helper()
-	err := waitFor(readyTimeout, func() bool {
+	ready := Poll(readyTimeout, func() bool {
 		var running []*server.Server
 		for _, s := range c.servers {
 			if srv := s.Server(); srv != nil && srv.Running() {
@@ -135,7 +135,7 @@ func (c *Cluster) WaitReady(t testing.TB) {
 		}
 		return leader != nil && len(leader.JetStreamClusterPeers()) == len(running)
 	})
-	if err != nil {
+	if !ready {
 		t.Fatalf("natstest: cluster %s: no meta leader with all running nodes current after %v",
 			c.name, readyTimeout)
 	}
@@ -158,11 +158,10 @@ func (c *Cluster) StreamLeader(account, stream string) *Server {
 func (c *Cluster) WaitStreamLeader(t testing.TB, account, stream string) *Server {
 	t.Helper()
 	var leader *Server
-	err := waitFor(readyTimeout, func() bool {
+	if !Poll(readyTimeout, func() bool {
 		leader = c.StreamLeader(account, stream)
 		return leader != nil
-	})
-	if err != nil {
+	}) {
 		t.Fatalf("natstest: cluster %s: no leader for stream %q in account %q after %v",
 			c.name, stream, account, readyTimeout)
 	}

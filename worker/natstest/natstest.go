@@ -16,6 +16,11 @@
 // Server logs are silent. Set NATSTEST_LOG=1 to write them to stderr
 // (NATSTEST_LOG=debug or trace for more).
 //
+// It also holds the small helpers the tests around it share: WaitFor and
+// Poll poll a condition until a timeout, FreeAddr picks a free loopback
+// address, and Go runs a function (a worker's Run, a command) in the
+// background until the test stops it or ends.
+//
 // The package is meant for tests only; it takes a testing.TB and fails the
 // test on any setup error.
 package natstest
@@ -38,7 +43,7 @@ const (
 	// readyTimeout bounds how long a (re)started server may take to accept
 	// connections and to have JetStream ready.
 	readyTimeout = 30 * time.Second
-	// pollInterval is how often readiness conditions are polled.
+	// pollInterval is how often Poll, WaitFor and the readiness waits poll.
 	pollInterval = 10 * time.Millisecond
 )
 
@@ -197,9 +202,9 @@ func (s *Server) start(t testing.TB, waitJS bool) {
 
 	// Poll in short steps so that a server that gave up (a port in use)
 	// fails the test at once rather than after the whole timeout.
-	if err := waitFor(readyTimeout, func() bool {
+	if !Poll(readyTimeout, func() bool {
 		return srv.ReadyForConnections(time.Millisecond) || s.log.failed()
-	}); err != nil || s.log.failed() {
+	}) || s.log.failed() {
 		srv.Shutdown()
 		t.Fatalf("natstest: server %s not ready for connections%s",
 			s.tmpl.ServerName, s.log.lastErrors())
@@ -213,9 +218,9 @@ func (s *Server) start(t testing.TB, waitJS bool) {
 	if !waitJS || !s.tmpl.JetStream {
 		return
 	}
-	if err := waitFor(readyTimeout, func() bool {
+	if !Poll(readyTimeout, func() bool {
 		return srv.JetStreamEnabled() && srv.JetStreamIsCurrent()
-	}); err != nil {
+	}) {
 		srv.Shutdown()
 		t.Fatalf("natstest: server %s: JetStream not ready after %v%s",
 			s.tmpl.ServerName, readyTimeout, s.log.lastErrors())
@@ -300,18 +305,4 @@ func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-// waitFor polls cond until it is true or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("condition not met after %v", timeout)
-		}
-		time.Sleep(pollInterval)
-	}
 }

@@ -2,7 +2,6 @@ package natstest_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -194,7 +193,7 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 	// dying connection gets no answer) and the new leader may need a moment
 	// before it takes writes: retry with a short timeout per attempt and a
 	// message id, so a retry of a stored publish is not counted twice.
-	waitFor(t, func() bool {
+	natstest.WaitFor(t, 20*time.Second, "a publish to R3 after the leader loss", func() bool {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		_, err := js.Publish(actx, "r3", []byte("after"), jetstream.WithMsgID("after"))
@@ -207,24 +206,13 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 	// The lost node comes back and catches up.
 	old.Restart(t)
 	c.WaitReady(t)
-	waitFor(t, func() bool {
+	natstest.WaitFor(t, 20*time.Second, "the restarted node to catch up with R3", func() bool {
 		return old.Server().JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, "R3")
 	})
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(errors.New("condition not met within 20s"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // waitReconnect waits until nc has reconnected since it had reconnects.
 func waitReconnect(t *testing.T, nc *nats.Conn, reconnects uint64) {
 	t.Helper()
-	waitFor(t, func() bool { return nc.Stats().Reconnects > reconnects && nc.IsConnected() })
+	natstest.WaitFor(t, 20*time.Second, "the client to reconnect", func() bool { return nc.Stats().Reconnects > reconnects && nc.IsConnected() })
 }

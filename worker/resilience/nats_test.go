@@ -35,7 +35,7 @@ func TestNATSRestart(t *testing.T) {
 	n := r.resultCount()
 	srv.Shutdown()
 	r.logf("NATS down after %d results", n)
-	r.waitFor(10*time.Second, "the worker to lose NATS", disconnected)
+	natstest.WaitFor(r.t, 10*time.Second, "the worker to lose NATS", disconnected)
 	srv.Restart(t)
 	r.logf("NATS up again")
 	r.waitResults(len(a.want), 90*time.Second)
@@ -46,10 +46,10 @@ func TestNATSRestart(t *testing.T) {
 	n = r.resultCount()
 	srv.Shutdown()
 	r.logf("NATS down again after %d results", n)
-	r.waitFor(10*time.Second, "the worker to lose NATS", disconnected)
+	natstest.WaitFor(r.t, 10*time.Second, "the worker to lose NATS", disconnected)
 	const unstored = "cannot store result; the request will be delivered again"
 	const noLedger = "ledger unavailable; the request will be delivered again"
-	r.waitFor(20*time.Second, "a request that could not be settled", func() bool {
+	natstest.WaitFor(r.t, 20*time.Second, "a request that could not be settled", func() bool {
 		return r.logs.count(unstored)+r.logs.count(noLedger) > 0
 	})
 	srv.Restart(t)
@@ -91,7 +91,7 @@ func TestNATSNodeLoss(t *testing.T) {
 		}
 	}
 	wk := r.startWorker(cfg, strings.Join(urls, ","), nats.DontRandomize())
-	r.waitFor(10*time.Second, "the worker on the leader", func() bool { return wk.nc.ConnectedUrl() == leader.URL() })
+	natstest.WaitFor(r.t, 10*time.Second, "the worker on the leader", func() bool { return wk.nc.ConnectedUrl() == leader.URL() })
 
 	all := plan{name: "nodeloss"}
 	a, b, d := r.plan("nodeloss-a", 200), r.plan("nodeloss-b", 100), r.plan("nodeloss-c", 100)
@@ -149,7 +149,7 @@ func TestNATSNodeCrash(t *testing.T) {
 	cfg.Concurrency = 4
 	// The cluster may still be placing its first R3 assets.
 	var err error
-	if !poll(30*time.Second, func() bool {
+	if !natstest.Poll(30*time.Second, func() bool {
 		ctx, cancel := contextTimeout(10 * time.Second)
 		defer cancel()
 		err = worker.Provision(ctx, r.js, cfg)
@@ -165,7 +165,7 @@ func TestNATSNodeCrash(t *testing.T) {
 		}
 	}
 	wk := r.startWorker(cfg, strings.Join(ordered, ","), nats.DontRandomize())
-	r.waitFor(10*time.Second, "the worker on the leader", func() bool { return wk.nc.ConnectedUrl() == leader.url })
+	natstest.WaitFor(r.t, 10*time.Second, "the worker on the leader", func() bool { return wk.nc.ConnectedUrl() == leader.url })
 
 	a, b := r.plan("nodecrash-a", 200), r.plan("nodecrash-b", 100)
 	r.publish(a.reqs)
@@ -193,7 +193,7 @@ func TestNATSNodeCrash(t *testing.T) {
 func (r *rig) streamLeader(nodes []*natsNode) *natsNode {
 	r.t.Helper()
 	var leader *natsNode
-	r.waitFor(30*time.Second, "a leader of "+requestsStream, func() bool {
+	natstest.WaitFor(r.t, 30*time.Second, "a leader of "+requestsStream, func() bool {
 		ctx, cancel := contextTimeout(5 * time.Second)
 		defer cancel()
 		s, err := r.js.Stream(ctx, requestsStream)
@@ -235,9 +235,9 @@ func TestLostConsumer(t *testing.T) {
 	n, held := r.resultCount(), r.ackPending()
 	srv.Shutdown()
 	r.logf("NATS down after %d results, %d requests unacknowledged", n, held)
-	r.waitFor(10*time.Second, "the worker to lose NATS", func() bool { return wk.nc.Status() != nats.CONNECTED })
+	natstest.WaitFor(r.t, 10*time.Second, "the worker to lose NATS", func() bool { return wk.nc.Status() != nats.CONNECTED })
 	srv.Restart(t)
-	r.waitFor(10*time.Second, "the test's connection back", r.nc.IsConnected)
+	natstest.WaitFor(r.t, 10*time.Second, "the test's connection back", r.nc.IsConnected)
 	ctx, cancel := contextTimeout(10 * time.Second)
 	defer cancel()
 	if err := r.js.DeleteConsumer(ctx, requestsStream, consumerName); err != nil {
@@ -253,7 +253,7 @@ func TestLostConsumer(t *testing.T) {
 	r.waitResults(len(a.want), 90*time.Second)
 	r.waitDrained(time.Minute)
 	r.logf("all results stored")
-	r.waitFor(20*time.Second, "the worker ready again", func() bool { return wk.w.Ready() == nil })
+	natstest.WaitFor(r.t, 20*time.Second, "the worker ready again", func() bool { return wk.w.Ready() == nil })
 	if err := wk.stop(); err != nil {
 		t.Error(err)
 	}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // Binaries the tests run, built once per test binary (without -race: they
@@ -81,7 +83,7 @@ func buildBinary(t *testing.T, pkg, name string) string {
 // loopback port until the test ends, and returns its URL.
 func startNATSProcess(t *testing.T) string {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(freeAddr(t))
+	_, port, _ := net.SplitHostPort(natstest.FreeAddr(t))
 	cmd := exec.Command(natsServerBinary(t), "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", port, "-n", "resilience")
 	logPath := filepath.Join(t.TempDir(), "nats-server.log")
 	logFile, err := os.Create(logPath)
@@ -99,7 +101,7 @@ func startNATSProcess(t *testing.T) string {
 		<-done
 	})
 	url := "nats://127.0.0.1:" + port
-	if !poll(30*time.Second, func() bool {
+	if !natstest.Poll(30*time.Second, func() bool {
 		nc, err := nats.Connect(url, nats.Timeout(time.Second))
 		if err != nil {
 			return false
@@ -133,7 +135,7 @@ type proc struct {
 func (r *rig) startProc(name string, env map[string]string) *proc {
 	t := r.t
 	t.Helper()
-	addr := freeAddr(t)
+	addr := natstest.FreeAddr(t)
 	vars := map[string]string{
 		"NATS_URL":                r.natsURL,
 		"KALSHI_BASE_URL":         r.kalshi,
@@ -186,20 +188,10 @@ func (r *rig) startProc(name string, env map[string]string) *proc {
 			t.Logf("%s (pid %d) log, last lines:\n%s", p.name, p.cmd.Process.Pid, p.logTail(40))
 		}
 	})
-	if !poll(30*time.Second, func() bool { return !p.running() || p.get("/readyz") == http.StatusOK }) || !p.running() {
+	if !natstest.Poll(30*time.Second, func() bool { return !p.running() || p.get("/readyz") == http.StatusOK }) || !p.running() {
 		t.Fatalf("%s not ready within 30s (running: %v); log:\n%s", name, p.running(), p.logTail(40))
 	}
 	return p
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func (p *proc) running() bool {
@@ -322,12 +314,12 @@ func startNATSCluster(t *testing.T, n int) []*natsNode {
 	routes := make([]string, n)
 	clusterPorts := make([]string, n)
 	for i := range n {
-		_, clusterPorts[i], _ = net.SplitHostPort(freeAddr(t))
+		_, clusterPorts[i], _ = net.SplitHostPort(natstest.FreeAddr(t))
 		routes[i] = "nats://127.0.0.1:" + clusterPorts[i]
 	}
 	var nodes []*natsNode
 	for i := range n {
-		_, port, _ := net.SplitHostPort(freeAddr(t))
+		_, port, _ := net.SplitHostPort(natstest.FreeAddr(t))
 		node := &natsNode{name: fmt.Sprintf("crashnode-%d", i+1), url: "nats://127.0.0.1:" + port, done: make(chan struct{})}
 		node.cmd = exec.Command(bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", port, "-n", node.name,
 			"--cluster_name", "resilience", "--cluster", "nats://127.0.0.1:"+clusterPorts[i], "--routes", strings.Join(routes, ","))
@@ -347,7 +339,7 @@ func startNATSCluster(t *testing.T, n int) []*natsNode {
 		nodes = append(nodes, node)
 	}
 	for _, node := range nodes {
-		if !poll(60*time.Second, func() bool { return jetStreamAnswers(node.url) }) {
+		if !natstest.Poll(60*time.Second, func() bool { return jetStreamAnswers(node.url) }) {
 			t.Fatalf("%s: JetStream not ready within 60s", node.name)
 		}
 	}

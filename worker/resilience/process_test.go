@@ -28,7 +28,7 @@ func TestWorkerCrash(t *testing.T) {
 
 	first := r.startProc("revoker-1", env)
 	r.publish(p.reqs)
-	r.waitFor(30*time.Second, "40 results and a delete done at Kalshi whose result is not stored", func() bool {
+	natstest.WaitFor(r.t, 30*time.Second, "40 results and a delete done at Kalshi whose result is not stored", func() bool {
 		return r.resultCount() >= 40 && len(r.emu.Stats().Deletes) > r.subjectCount(events.ResultSubject(resultsPrefix, events.Revoked))
 	})
 	first.kill()
@@ -88,7 +88,7 @@ func TestSeveralReplicas(t *testing.T) {
 	r.publish(p.reqs)
 	killed, stopped := procs[0], procs[1]
 	var held float64
-	r.waitFor(30*time.Second, "50 results and the victim holding requests", func() bool {
+	natstest.WaitFor(r.t, 30*time.Second, "50 results and the victim holding requests", func() bool {
 		held = killed.metric("revoker_in_flight")
 		return r.resultCount() >= 50 && held >= 1
 	})
@@ -103,7 +103,7 @@ func TestSeveralReplicas(t *testing.T) {
 		t.Errorf("%s stored no result before the kill: the replicas did not share the work", killed.name)
 	}
 
-	r.waitFor(30*time.Second, "100 results and the next victim busy", func() bool {
+	natstest.WaitFor(r.t, 30*time.Second, "100 results and the next victim busy", func() bool {
 		return r.resultCount() >= 100 && stopped.metric("revoker_in_flight") >= 1
 	})
 	began := time.Now()
@@ -190,7 +190,7 @@ func TestFailover(t *testing.T) {
 	survivor := r.startProc("failover-2", env)
 	r.publish(p.reqs)
 	var held float64
-	r.waitFor(30*time.Second, "20 results and the victim holding requests", func() bool {
+	natstest.WaitFor(r.t, 30*time.Second, "20 results and the victim holding requests", func() bool {
 		held = victim.metric("revoker_in_flight")
 		return r.resultCount() >= 20 && held >= 2
 	})

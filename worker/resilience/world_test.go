@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -169,12 +168,10 @@ func (r *rig) provision(cfg worker.Config) {
 
 // inproc is a worker running in the test process on its own connection.
 type inproc struct {
-	w      *worker.Worker
-	nc     *nats.Conn
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	err    error
+	w  *worker.Worker
+	nc *nats.Conn
+	// stop is a graceful shutdown; it reports what Run returned.
+	stop func() error
 }
 
 // startWorker runs a worker on a new connection to url (the rig's NATS
@@ -199,24 +196,8 @@ func (r *rig) startWorkerWith(del worker.Kalshi, cfg worker.Config, url string, 
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &inproc{w: w, nc: nc, cancel: cancel, done: make(chan error, 1)}
-	go func() { p.done <- w.Run(ctx) }()
-	r.t.Cleanup(func() { _ = p.stop() })
-	return p
-}
-
-// stop is a graceful shutdown; it reports what Run returned.
-func (p *inproc) stop() error {
-	p.once.Do(func() {
-		p.cancel()
-		select {
-		case p.err = <-p.done:
-		case <-time.After(60 * time.Second):
-			p.err = errors.New("Run did not return within 60s of cancellation")
-		}
-	})
-	return p.err
+	stop, _ := natstest.Go(r.t, 60*time.Second, "Run did not return within 60s of cancellation", w.Run)
+	return &inproc{w: w, nc: nc, stop: stop}
 }
 
 // request is one message to publish.
@@ -369,7 +350,7 @@ func (r *rig) resultCount() int { return r.streamMsgs(resultsStream) }
 // the test on a timeout: checkInvariants then tells what is missing.
 func (r *rig) waitResults(n int, timeout time.Duration) bool {
 	r.t.Helper()
-	if !poll(timeout, func() bool { return r.resultCount() >= n }) {
+	if !natstest.Poll(timeout, func() bool { return r.resultCount() >= n }) {
 		r.t.Errorf("timed out after %v waiting for %d results; %d stored", timeout, n, r.resultCount())
 		return false
 	}
@@ -387,29 +368,9 @@ func (r *rig) logf(format string, args ...any) {
 // a worker earlier hands back what it holds, by design.
 func (r *rig) waitDrained(timeout time.Duration) {
 	r.t.Helper()
-	if !poll(timeout, func() bool { return r.streamMsgs(requestsStream) == 0 }) {
+	if !natstest.Poll(timeout, func() bool { return r.streamMsgs(requestsStream) == 0 }) {
 		r.t.Errorf("timed out after %v waiting for the requests stream to empty; %d left", timeout, r.streamMsgs(requestsStream))
 	}
-}
-
-// waitFor polls cond until it holds and fails the test after timeout.
-func (r *rig) waitFor(timeout time.Duration, what string, cond func() bool) {
-	r.t.Helper()
-	if !poll(timeout, cond) {
-		r.t.Fatalf("timed out after %v waiting for %s", timeout, what)
-	}
-}
-
-// poll reports whether cond held before timeout passed.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
 }
 
 // storedResult is one message of the results stream.
