@@ -1,0 +1,164 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// command describes one subcommand: its flag groups and what it requires.
+type command struct {
+	args       string // positional arguments in the usage line
+	summary    string
+	about      string
+	groups     []string
+	needKalshi bool // KALSHI_API_KEY_ID and a private key are required
+}
+
+var commands = map[string]command{
+	"run": {
+		summary:    "the worker service; blocks until SIGINT or SIGTERM, then shuts down gracefully",
+		about:      "Consumes revoke requests from JetStream, deletes each key at Kalshi and publishes one\nresult per request. Creates the streams and the consumer when they are missing\n(--no-provision only binds).",
+		groups:     []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "guards", "http", "log"},
+		needKalshi: true,
+	},
+	"check": {
+		summary:    "verify the configuration end to end",
+		about:      "Verifies what \"revoker run\" would use with the same settings: the key loads, Kalshi\naccepts the signature, NATS and JetStream are reachable, the streams and the consumer\nare usable. Exits non-zero with the reason when something is wrong.",
+		groups:     []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "guards", "http", "output", "log"},
+		needKalshi: true,
+	},
+	"keys": {
+		summary:    "list the account's API keys, marking the worker's own",
+		about:      "Lists the account's API keys (ID, name, scopes), marking the key revoker signs with.\nWith --json, one {\"api_key_id\",\"name\",\"scopes\",\"own\"} object per line.",
+		groups:     []string{"kalshi", "output", "log"},
+		needKalshi: true,
+	},
+	"revoke": {
+		args:    "KEY_ID...",
+		summary: "publish one revoke request per key and wait for the outcomes",
+		about: "Publishes one request per KEY_ID (and per line of -f FILE) and waits for each outcome.\n" +
+			"Prints \"KEY_ID OUTCOME [ERROR_CODE: MESSAGE]\" per key, or one result document per line\n" +
+			"with --json. A key that ends already_revoked although revoker never revoked it is not\n" +
+			"in this account: that is exit status 3 unless --ignore-not-found.\n\n" +
+			"--dry-run deletes nothing: it lists the account's keys once and prints, per key,\n" +
+			"would_revoke, not_found, or refused with the guard's code (with --json one\n" +
+			"{\"api_key_id\",\"plan\",\"code\"} object per line). It needs the Kalshi settings, and\n" +
+			"applies the guards (KALSHI_API_KEY_ID, REVOKER_PROTECTED_KEYS) as set here.\n\n" +
+			"Exit status: 0 every key is gone (or would be), 1 a key was refused, failed or is still\n" +
+			"pending, 2 a configuration error, 3 a key is not in this account.",
+		groups: []string{"nats", "kalshi", "subjects", "guards", "revoke", "output", "log"},
+	},
+	"results": {
+		summary: "the audit log: stored results, filtered; --follow for new ones",
+		about: "Prints the results stored in the results stream, oldest first: a table (stored time,\n" +
+			"request id, key, outcome, code, attempts), or with --json each stored result document\n" +
+			"on a line of its own, exactly as stored. --follow keeps printing new results as they\n" +
+			"are stored, until Ctrl-C. Filters combine: every one given must match.",
+		groups: []string{"nats", "subjects", "streams", "results", "output", "log"},
+	},
+	"status": {
+		args:    "KEY_ID...",
+		summary: "what revoker knows of each key, and whether the account still lists it",
+		about: "For each KEY_ID: whether revoker revoked it and, if so, when, by which request, who\n" +
+			"asked and why (from the ledger), and whether the account still lists the key (only\n" +
+			"with the Kalshi settings; otherwise not checked). With --json, one object per line.",
+		groups: []string{"nats", "kalshi", "output", "log"},
+	},
+	"sandbox": {
+		summary: "the whole system on one machine, with no Kalshi account",
+		about: "Starts an embedded NATS JetStream server, a local Kalshi emulator seeded with keys and\n" +
+			"the worker wired to both, then prints how to try it. Writes DIR/sandbox.json, the PEM\n" +
+			"it names and DIR/sandbox.env (\". DIR/sandbox.env\" points every later command at the\n" +
+			"sandbox) once everything is ready. A temporary DIR is removed on exit.",
+		groups: []string{"sandbox", "subjects", "streams", "worker", "guards", "http", "log"},
+	},
+	"version": {
+		summary: "print version and build info",
+		about:   "Prints the version and build info.",
+	},
+}
+
+// commandOrder is the order commands are listed in the top-level usage.
+var commandOrder = []string{"run", "sandbox", "revoke", "results", "status", "keys", "check", "version"}
+
+// groupTitles are the headings of the flag groups in usage, in order.
+var groupTitles = []struct{ id, title string }{
+	{"sandbox", "Sandbox"},
+	{"nats", "NATS"},
+	{"kalshi", "Kalshi"},
+	{"subjects", "Subjects"},
+	{"streams", "Streams and consumer"},
+	{"provision", "Provisioning"},
+	{"worker", "Worker"},
+	{"guards", "Guards"},
+	{"revoke", "Request"},
+	{"results", "Filters"},
+	{"output", "Output"},
+	{"http", "Health and metrics"},
+	{"log", "Logging"},
+}
+
+// usage returns the help text of cmd; "" (or an unknown command) gives the
+// top-level help listing the commands.
+func usage(cmd string) string {
+	spec, ok := commands[cmd]
+	var b strings.Builder
+	if !ok {
+		b.WriteString("Usage: revoker COMMAND [flags]\n\n")
+		b.WriteString("revoker revokes Kalshi API keys on requests received over NATS JetStream.\n\nCommands:\n")
+		for _, name := range commandOrder {
+			fmt.Fprintf(&b, "  %-8s  %s\n", name, commands[name].summary)
+		}
+		b.WriteString("\nRun \"revoker COMMAND -h\" for the flags of a command. Every setting can also be given\n")
+		b.WriteString("by the environment variable named in its help; a flag beats the environment, which\nbeats the default.\n")
+		return b.String()
+	}
+
+	line := "Usage: revoker " + cmd
+	if len(spec.groups) > 0 {
+		line += " [flags]"
+	}
+	if spec.args != "" {
+		line += " " + spec.args
+	}
+	fmt.Fprintf(&b, "%s\n\n%s\n", line, spec.about)
+	all := catalogue()
+	for _, g := range groupTitles {
+		if !oneOf(g.id, spec.groups...) {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s:\n", g.title)
+		for _, s := range all {
+			if s.group != g.id {
+				continue
+			}
+			names := "--" + s.flag
+			if s.short != "" {
+				names = "-" + s.short + ", " + names
+			}
+			if s.flag == "" {
+				fmt.Fprintf(&b, "  %s=%s (environment only)\n", s.env, s.arg)
+			} else if s.arg == "" {
+				fmt.Fprintf(&b, "  %s\n", names)
+			} else {
+				fmt.Fprintf(&b, "  %s %s\n", names, s.arg)
+			}
+			var notes []string
+			if s.env != "" && s.flag != "" {
+				notes = append(notes, "env "+s.env)
+			}
+			if s.def != "" && !s.isBool {
+				notes = append(notes, "default "+s.def)
+			}
+			b.WriteString("        " + s.help)
+			if len(notes) > 0 {
+				b.WriteString(" [" + strings.Join(notes, ", ") + "]")
+			}
+			b.WriteString("\n")
+		}
+	}
+	if len(spec.groups) == 0 {
+		b.WriteString("\nNo flags.\n")
+	}
+	return b.String()
+}
