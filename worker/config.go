@@ -9,6 +9,19 @@ import (
 	"github.com/revoker/revoker/events"
 )
 
+// Defaults of Config, which cmd/revoker shows as the defaults of its flags.
+const (
+	DefaultRequestsSubject = "keys.revoke.requests"
+	DefaultResultsSubject  = "keys.revoke.results"
+	DefaultRequestsStream  = "KEY_REVOKE_REQUESTS"
+	DefaultResultsStream   = "KEY_REVOKE_RESULTS"
+	DefaultConsumer        = "revoker"
+	DefaultReplicas        = 1
+	DefaultConcurrency     = 8
+	DefaultMaxRetry        = 15 * time.Minute
+	DefaultAttemptTimeout  = 10 * time.Second
+)
+
 // Config says where the worker reads and writes and how it behaves. The zero
 // value of every field means the default named in its comment, except
 // Provision, which must be asked for.
@@ -62,18 +75,18 @@ func (c *Config) setDefaults() {
 			*s = v
 		}
 	}
-	def(&c.RequestsSubject, "keys.revoke.requests")
-	def(&c.ResultsSubject, "keys.revoke.results")
-	def(&c.RequestsStream, "KEY_REVOKE_REQUESTS")
-	def(&c.ResultsStream, "KEY_REVOKE_RESULTS")
-	def(&c.Consumer, "revoker")
+	def(&c.RequestsSubject, DefaultRequestsSubject)
+	def(&c.ResultsSubject, DefaultResultsSubject)
+	def(&c.RequestsStream, DefaultRequestsStream)
+	def(&c.ResultsStream, DefaultResultsStream)
+	def(&c.Consumer, DefaultConsumer)
 	defDur := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	defDur(&c.MaxRetry, 15*time.Minute)
-	defDur(&c.AttemptTimeout, 10*time.Second)
+	defDur(&c.MaxRetry, DefaultMaxRetry)
+	defDur(&c.AttemptTimeout, DefaultAttemptTimeout)
 	defDur(&c.AckWait, 10*time.Second)
 	defDur(&c.RetryInitial, 250*time.Millisecond)
 	defDur(&c.RetryMaxDelay, 30*time.Second)
@@ -90,10 +103,10 @@ func (c *Config) setDefaults() {
 	}
 	c.ProtectedKeys = protected
 	if c.Replicas <= 0 {
-		c.Replicas = 1
+		c.Replicas = DefaultReplicas
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 8
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.MaxDeliveries <= 0 {
 		c.MaxDeliveries = 10

@@ -5,9 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker"
 )
 
 // setting declares one configurable value: a flag, an environment variable
@@ -69,21 +72,21 @@ func catalogue() []*setting {
 		{group: "kalshi", flag: "kalshi-private-key", env: "KALSHI_PRIVATE_KEY_PATH", arg: "FILE", help: "PEM private key of that API key, mode 600 (required unless KALSHI_PRIVATE_KEY is set)"},
 		{group: "kalshi", env: "KALSHI_PRIVATE_KEY", arg: "PEM", secret: true, help: "the PEM private key itself, instead of a file"},
 
-		{group: "subjects", flag: "requests-subject", env: "REVOKER_REQUESTS_SUBJECT", def: "keys.revoke.requests", arg: "SUBJECT", help: "subject of revoke requests"},
-		{group: "subjects", flag: "results-subject", env: "REVOKER_RESULTS_SUBJECT", def: "keys.revoke.results", arg: "SUBJECT", help: "subject prefix of results; the outcome is appended"},
+		{group: "subjects", flag: "requests-subject", env: "REVOKER_REQUESTS_SUBJECT", def: worker.DefaultRequestsSubject, arg: "SUBJECT", help: "subject of revoke requests"},
+		{group: "subjects", flag: "results-subject", env: "REVOKER_RESULTS_SUBJECT", def: worker.DefaultResultsSubject, arg: "SUBJECT", help: "subject prefix of results; the outcome is appended"},
 
-		{group: "streams", flag: "requests-stream", env: "REVOKER_REQUESTS_STREAM", def: "KEY_REVOKE_REQUESTS", arg: "NAME", help: "work-queue stream of requests"},
-		{group: "streams", flag: "results-stream", env: "REVOKER_RESULTS_STREAM", def: "KEY_REVOKE_RESULTS", arg: "NAME", help: "stream of results (the audit log)"},
-		{group: "streams", flag: "consumer", env: "REVOKER_CONSUMER", def: "revoker", arg: "NAME", help: "durable consumer shared by all replicas"},
+		{group: "streams", flag: "requests-stream", env: "REVOKER_REQUESTS_STREAM", def: worker.DefaultRequestsStream, arg: "NAME", help: "work-queue stream of requests"},
+		{group: "streams", flag: "results-stream", env: "REVOKER_RESULTS_STREAM", def: worker.DefaultResultsStream, arg: "NAME", help: "stream of results (the audit log)"},
+		{group: "streams", flag: "consumer", env: "REVOKER_CONSUMER", def: worker.DefaultConsumer, arg: "NAME", help: "durable consumer shared by all replicas"},
 
-		{group: "provision", flag: "stream-replicas", env: "REVOKER_STREAM_REPLICAS", def: "1", arg: "N", help: "replicas of the streams revoker creates, 1 to 5 (3 in production)"},
+		{group: "provision", flag: "stream-replicas", env: "REVOKER_STREAM_REPLICAS", def: strconv.Itoa(worker.DefaultReplicas), arg: "N", help: "replicas of the streams revoker creates, 1 to 5 (3 in production)"},
 		{group: "provision", flag: "no-provision", env: "REVOKER_NO_PROVISION", def: "false", isBool: true, help: "only bind to existing streams and consumer; never create them"},
 
-		{group: "worker", flag: "concurrency", env: "REVOKER_CONCURRENCY", def: "8", arg: "N", help: "deletes in flight per process, 1 to 1024"},
+		{group: "worker", flag: "concurrency", env: "REVOKER_CONCURRENCY", def: strconv.Itoa(worker.DefaultConcurrency), arg: "N", help: "deletes in flight per process, 1 to 1024"},
 		{group: "worker", flag: "rate", env: "REVOKER_RATE", def: "auto", arg: "RATE", help: "deletes per second: auto (from the account's limits), a number, or 0 for unlimited"},
 		{group: "worker", flag: "rate-share", env: "REVOKER_RATE_SHARE", def: "auto", arg: "FRACTION", help: "fraction of the account's rate budget this process may spend: auto (the live replicas split it evenly) or a number in (0, 1]; applies with --rate auto"},
-		{group: "worker", flag: "max-retry", env: "REVOKER_MAX_RETRY", def: "15m", arg: "DURATION", help: "retry budget per request, counted from when the request was stored"},
-		{group: "worker", flag: "attempt-timeout", env: "REVOKER_ATTEMPT_TIMEOUT", def: "10s", arg: "DURATION", help: "timeout of one HTTP attempt"},
+		{group: "worker", flag: "max-retry", env: "REVOKER_MAX_RETRY", def: shortDuration(worker.DefaultMaxRetry), arg: "DURATION", help: "retry budget per request, counted from when the request was stored"},
+		{group: "worker", flag: "attempt-timeout", env: "REVOKER_ATTEMPT_TIMEOUT", def: shortDuration(worker.DefaultAttemptTimeout), arg: "DURATION", help: "timeout of one HTTP attempt"},
 		{group: "worker", flag: "trusted-signers", env: "REVOKER_TRUSTED_SIGNERS", arg: "KEYS", help: "NATS user public nkeys whose signed requests are accepted, comma-separated or @FILE (one per line); none: authentication off"},
 		{group: "worker", flag: "max-request-age", env: "REVOKER_MAX_REQUEST_AGE", def: "5m", arg: "DURATION", help: "oldest signed request accepted (only with trusted signers)"},
 		{group: "worker", flag: "allowed-sources", env: "REVOKER_ALLOWED_SOURCES", arg: "SOURCES", help: "comma-separated request sources accepted; none: any"},
@@ -247,4 +250,16 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
+}
+
+// shortDuration writes d as an operator would: "15m", not "15m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
