@@ -29,6 +29,14 @@
 // [RetryAfter] classify any error a [Client] method returns; a caller's retry
 // policy needs nothing else. The client itself never retries.
 //
+// # Rate limits
+//
+// [DeleteBudget] turns [Limits] and [Costs] into the account's delete
+// budget (deletes per second and burst), [BudgetFraction] of what the read
+// bucket allows; [FallbackDeleteBudget] is the basic tier's while the
+// limits are unknown. Spending the budget, and splitting it between
+// replicas, is the worker's limiter's job.
+//
 // # Secrets
 //
 // No error string or log value produced by this package contains private

@@ -250,7 +250,7 @@ func BenchmarkRateLimitedMassRevocation(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	perSecond, burst := worker.DeleteBudget(limits, costs, 1)
+	perSecond, burst := kalshi.DeleteBudget(limits, costs)
 	r.emu.SetLimits(refill, capacity) // full again: reading the limits spent 10 tokens
 	tooMany := r.emu.Stats().TooMany
 

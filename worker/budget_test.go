@@ -2,112 +2,48 @@ package worker_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"math"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
-	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
 )
 
-func TestDeleteBudget(t *testing.T) {
+// TestDeleteBudgetTimesShare: a replica's part of the account's budget
+// (kalshi.DeleteBudget) is what the limiter makes of it at its share.
+func TestDeleteBudgetTimesShare(t *testing.T) {
 	basic := kalshi.Limits{UsageTier: "basic", Read: kalshi.Bucket{RefillRate: 200, BucketCapacity: 200}}
-	premier := kalshi.Limits{UsageTier: "premier", Read: kalshi.Bucket{RefillRate: 1000, BucketCapacity: 1000},
-		Write: kalshi.Bucket{RefillRate: 1, BucketCapacity: 1}}
 	dflt := kalshi.Costs{DefaultCost: 10}
-	listed := func(method, path string, cost int) kalshi.Costs {
-		return kalshi.Costs{DefaultCost: 10, EndpointCosts: []kalshi.EndpointCost{{Method: method, Path: path, Cost: cost}}}
-	}
-	tests := []struct {
+	for _, tt := range []struct {
 		name      string
 		limits    kalshi.Limits
-		costs     kalshi.Costs
 		share     float64
 		perSecond float64
 		burst     int
 	}{
-		{"basic tier, default cost", basic, dflt, 1, 18, 18},
-		{"no costs read: cost 10", basic, kalshi.Costs{}, 1, 18, 18},
-		{"default cost changed", basic, kalshi.Costs{DefaultCost: 20}, 1, 9, 9},
-		{"half the account", basic, dflt, 0.5, 9, 9},
-		{"share above 1 is 1", basic, dflt, 3, 18, 18},
-		{"share 0 is 1", basic, dflt, 0, 18, 18},
-		{"share NaN is 1", basic, dflt, math.NaN(), 18, 18},
-		{"premier: read bucket, not write", premier, dflt, 1, 90, 90},
-		{"delete listed with prefix and template", basic, listed("DELETE", "/trade-api/v2/api_keys/{api_key}", 20), 1, 9, 9},
-		{"delete listed without prefix, :param", basic, listed("delete", "/api_keys/:id", 5), 1, 36, 36},
-		{"another endpoint listed", basic, listed("GET", "/api_keys/{api_key}", 50), 1, 18, 18},
-		{"listing the collection is not the delete", basic, listed("DELETE", "/api_keys", 50), 1, 18, 18},
-		{"burst from capacity", kalshi.Limits{Read: kalshi.Bucket{RefillRate: 400, BucketCapacity: 100}}, dflt, 1, 36, 9},
-		{"tiny share keeps a burst of 1", basic, dflt, 0.01, 0.18, 1},
-		{"free delete is unlimited", basic, listed("DELETE", "/api_keys/{api_key}", 0), 1, 0, 0},
-		{"limits not read: fallback", kalshi.Limits{}, dflt, 1, 18, 18},
-		{"fallback times share", kalshi.Limits{}, dflt, 0.25, 4.5, 4},
-		{"negative refill: fallback", kalshi.Limits{Read: kalshi.Bucket{RefillRate: -1, BucketCapacity: 200}}, dflt, 1, 18, 18},
-		{"no capacity: fallback", kalshi.Limits{Read: kalshi.Bucket{RefillRate: 200}}, dflt, 1, 18, 18},
-	}
-	for _, tt := range tests {
+		{"whole account", basic, 1, 18, 18},
+		{"half the account", basic, 0.5, 9, 9},
+		{"share above 1 is 1", basic, 3, 18, 18},
+		{"tiny share keeps a burst of 1", basic, 0.01, 0.18, 1},
+		{"fallback times share", kalshi.Limits{}, 0.25, 4.5, 4},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			perSecond, burst := worker.DeleteBudget(tt.limits, tt.costs, tt.share)
-			if math.Abs(perSecond-tt.perSecond) > 1e-9 || burst != tt.burst {
-				t.Errorf("DeleteBudget = %v/s burst %d, want %v/s burst %d", perSecond, burst, tt.perSecond, tt.burst)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				l := worker.NewLimiter(kalshi.DeleteBudget(tt.limits, dflt))
+				l.SetShare(tt.share)
+				if r := l.Rate(); math.Abs(r-tt.perSecond) > 1e-9 {
+					t.Errorf("Rate = %v, want %v", r, tt.perSecond)
+				}
+				got := limiterGrants(t, l, tt.burst+1)
+				if got[tt.burst-1] != 0 || got[tt.burst] == 0 {
+					t.Errorf("grants at %v, want a burst of %d", got, tt.burst)
+				}
+			})
 		})
-	}
-}
-
-func TestFallbackDeleteBudget(t *testing.T) {
-	for _, tt := range []struct {
-		share     float64
-		perSecond float64
-		burst     int
-	}{{1, 18, 18}, {0.5, 9, 9}, {0.01, 0.18, 1}, {-1, 18, 18}} {
-		perSecond, burst := worker.FallbackDeleteBudget(tt.share)
-		if math.Abs(perSecond-tt.perSecond) > 1e-9 || burst != tt.burst {
-			t.Errorf("FallbackDeleteBudget(%v) = %v/s burst %d, want %v/s burst %d", tt.share, perSecond, burst, tt.perSecond, tt.burst)
-		}
-	}
-	if worker.BasicDeleteRate*worker.BudgetFraction != 18 {
-		t.Errorf("basic budget %v, want 18 deletes/s", worker.BasicDeleteRate*worker.BudgetFraction)
-	}
-}
-
-// TestDeleteBudgetFromTheEmulator reads the budget the way cmd does, from a
-// Kalshi that lists a non-default delete cost.
-func TestDeleteBudgetFromTheEmulator(t *testing.T) {
-	emu := emulator.New(emulator.Options{Refill: 400, Capacity: 200, DeleteCost: 20})
-	if err := emu.Start(""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := emu.AddKey("revoker", priv.Public())
-	c, err := kalshi.New(kalshi.Config{BaseURL: emu.URL(), KeyID: id, PrivateKey: priv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	limits, err := c.AccountLimits(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	costs, err := c.EndpointCosts(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 400 tokens/s and 200 tokens at 20 a delete: 20/s and 10, times 0.9.
-	perSecond, burst := worker.DeleteBudget(limits, costs, 1)
-	if math.Abs(perSecond-18) > 1e-9 || burst != 9 {
-		t.Errorf("budget %v/s burst %d, want 18/s burst 9 (costs %+v)", perSecond, burst, costs)
 	}
 }
 
@@ -127,7 +63,7 @@ func TestBudgetKeepsKalshiBelowItsLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	perSecond, burst := worker.DeleteBudget(limits, costs, 1)
+	perSecond, burst := kalshi.DeleteBudget(limits, costs)
 	if perSecond != 18 || burst != 18 {
 		t.Fatalf("budget %v/s burst %d, want 18/s burst 18", perSecond, burst)
 	}

@@ -3,8 +3,11 @@ package worker
 import (
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Throttling after a 429: the rate in force is halved, not below
@@ -23,14 +26,16 @@ const (
 // delete of a process, because Kalshi's limits are per account: a 429 (and
 // its Retry-After) holds all of them, not only the one that got it.
 //
-// It is a token bucket: Burst deletes at once, then one every 1/rate
-// seconds. A delete that has to wait holds a reservation; whenever the plan
-// changes (SetRate, Throttle, Pause, a recovery step) every waiting delete
-// gives its reservation back and plans again under the new rate, so a
-// lowered rate holds them at once and a raised one frees them at once.
-// (golang.org/x/time/rate cannot re-plan waiters it has already scheduled,
-// which is why the bucket is kept here.) All methods are safe for
-// concurrent use.
+// The bucket is a golang.org/x/time/rate.Limiter: Burst deletes at once,
+// then one every 1/rate seconds. Deletes that have to wait queue in order;
+// the first holds a reservation of the next token, and the next one
+// reserves when it leaves. Whenever the plan changes (SetRate, SetShare,
+// Throttle, Pause, a recovery step) that reservation is given back
+// (Reservation.CancelAt) and made again under the new rate, so a lowered
+// rate holds the waiting deletes at once and a raised one frees them at
+// once. (Only the latest reservation of a rate.Limiter gives back its whole
+// token when cancelled, which is why only one delete holds one.) All
+// methods are safe for concurrent use.
 type Limiter struct {
 	mu sync.Mutex
 
@@ -47,21 +52,29 @@ type Limiter struct {
 	factor      float64
 	throttledAt time.Time
 
-	inForce float64   // rate the bucket fills at, from last
-	tokens  float64   // at last; negative: deletes holding a reservation
-	last    time.Time // when tokens was last brought up to date
-	waiting int       // deletes holding a reservation of the current plan
-	held    int       // deletes waiting while the rate in force is zero (share 0)
+	// bucket holds the tokens at the rate in force (inForce) and the burst
+	// times the share; nil when unlimited.
+	bucket  *rate.Limiter
+	inForce float64
+	// queue are the deletes waiting, in the order they came; only the
+	// first may hold a reservation.
+	queue []*waiter
 
 	pausedUntil time.Time
-	replan      chan struct{} // closed, and replaced, when waiters must plan again
+}
+
+// waiter is a delete waiting for its turn.
+type waiter struct {
+	wake chan struct{}     // its plan changed (capacity 1)
+	r    *rate.Reservation // the first one's claim on the next token
+	at   time.Time         // when r's token is there
 }
 
 // NewLimiter returns a Limiter allowing perSecond deletes with the given
 // burst (at least 1), starting with a full bucket. perSecond <= 0 means
 // unlimited (pauses after a 429 still apply).
 func NewLimiter(perSecond float64, burst int) *Limiter {
-	l := &Limiter{perSecond: math.Inf(1), inForce: math.Inf(1), factor: 1, share: 1, replan: make(chan struct{})}
+	l := &Limiter{perSecond: math.Inf(1), inForce: math.Inf(1), factor: 1, share: 1}
 	l.SetRate(perSecond, burst)
 	return l
 }
@@ -83,17 +96,20 @@ func (l *Limiter) SetRate(perSecond float64, burst int) {
 	}
 	now := time.Now()
 	l.advanceLocked(now)
-	wasUnlimited := math.IsInf(l.perSecond, 1)
+	l.replanLocked(now)
 	l.perSecond, l.burst = perSecond, burst
-	l.replanLocked()
-	if math.IsInf(perSecond, 1) {
+	switch {
+	case math.IsInf(perSecond, 1):
 		l.factor, l.throttledAt = 1, time.Time{}
+		l.bucket = nil
+		for _, w := range l.queue {
+			w.signal()
+		}
+	case l.bucket == nil:
+		l.bucket = rate.NewLimiter(0, l.burstLocked()) // full
 	}
-	if wasUnlimited {
-		l.tokens = float64(l.burstLocked())
-	}
-	l.tokens = min(l.tokens, float64(l.burstLocked()))
-	l.inForce = l.targetLocked(now)
+	l.applyLocked(now)
+	l.headLocked(now)
 }
 
 // SetShare sets the fraction of the configured budget this process may
@@ -115,12 +131,10 @@ func (l *Limiter) SetShare(share float64) {
 	}
 	now := time.Now()
 	l.advanceLocked(now)
+	l.replanLocked(now)
 	l.share = share
-	l.replanLocked()
-	if !math.IsInf(l.perSecond, 1) {
-		l.tokens = min(l.tokens, float64(l.burstLocked()))
-	}
-	l.inForce = l.targetLocked(now)
+	l.applyLocked(now)
+	l.headLocked(now)
 }
 
 // Share reports the fraction set by SetShare.
@@ -176,7 +190,7 @@ func (l *Limiter) Configured() (perSecond float64, burst int) {
 func (l *Limiter) Throttle() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if math.IsInf(l.perSecond, 1) {
+	if l.bucket == nil {
 		return
 	}
 	now := time.Now()
@@ -191,9 +205,12 @@ func (l *Limiter) Throttle() {
 	floor := min(ThrottleFloor, base) / base
 	l.factor = max(floor, l.inForce/base/2)
 	l.throttledAt = now
-	l.replanLocked()
-	l.tokens = min(l.tokens, 0)
-	l.inForce = l.targetLocked(now)
+	l.replanLocked(now)
+	// Empty the bucket, keeping any debt: a burst of 0 caps the tokens at
+	// 0 when the next call brings them up to date.
+	l.bucket.SetBurstAt(now, 0)
+	l.applyLocked(now)
+	l.headLocked(now)
 }
 
 // MaxPause bounds one Pause: a hostile or mistaken Retry-After must not
@@ -214,7 +231,7 @@ func (l *Limiter) Pause(d time.Duration) {
 	if until := now.Add(d); until.After(l.pausedUntil) {
 		l.pausedUntil = until
 		l.advanceLocked(now)
-		l.replanLocked()
+		l.replanLocked(now)
 	}
 }
 
@@ -225,102 +242,132 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	l.mu.Lock()
+	now := time.Now()
+	l.advanceLocked(now)
+	if len(l.queue) == 0 && !now.Before(l.pausedUntil) &&
+		(l.bucket == nil || l.inForce > 0 && l.bucket.AllowN(now, 1)) {
+		l.mu.Unlock()
+		return nil
+	}
+	w := &waiter{wake: make(chan struct{}, 1)}
+	l.queue = append(l.queue, w)
+	l.headLocked(now)
 	for {
-		l.mu.Lock()
-		now := time.Now()
-		wait := l.pausedUntil.Sub(now)
-		reserved, held := false, false
-		if wait <= 0 {
-			l.advanceLocked(now)
-			switch {
-			case math.IsInf(l.inForce, 1):
+		wait := time.Duration(-1) // none: until woken
+		switch {
+		case now.Before(l.pausedUntil):
+			if l.queue[0] == w {
+				wait = l.pausedUntil.Sub(now)
+			}
+		case w.r != nil:
+			if !w.at.After(now) {
+				l.leaveLocked(w, now)
 				l.mu.Unlock()
 				return nil
-			case l.inForce <= 0:
-				// Share 0: nothing to reserve; wait for the next plan.
-				wait = time.Hour
-				l.held++
-				held = true
-			default:
-				l.tokens--
-				if l.tokens >= 0 {
-					l.mu.Unlock()
-					return nil
-				}
-				wait = durationOf(-l.tokens / l.inForce)
-				l.waiting++
-				reserved = true
 			}
+			wait = w.at.Sub(now)
+		case l.bucket == nil:
+			l.leaveLocked(w, now)
+			l.mu.Unlock()
+			return nil
 		}
-		replan := l.replan
 		l.mu.Unlock()
 
-		t := time.NewTimer(wait)
+		var timer *time.Timer
+		var fired <-chan time.Time
+		if wait >= 0 {
+			timer = time.NewTimer(wait)
+			fired = timer.C
+		}
 		select {
-		case <-t.C:
-			if held {
-				l.unhold(replan)
-			}
-			if !reserved {
-				continue // the pause is over
-			}
-			l.mu.Lock()
-			kept := replan == l.replan
-			if kept {
-				l.waiting--
-			}
-			l.mu.Unlock()
-			if kept {
-				return nil
-			}
-			// The plan changed as the timer fired: the token was given back.
-		case <-replan:
-			t.Stop()
+		case <-fired:
+		case <-w.wake:
 		case <-ctx.Done():
-			t.Stop()
-			if held {
-				l.unhold(replan)
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		l.mu.Lock()
+		now = time.Now()
+		if ctx.Err() != nil {
+			if w.r != nil {
+				w.r.CancelAt(now) // the latest reservation: its whole token
 			}
-			if reserved {
-				l.mu.Lock()
-				if replan == l.replan {
-					l.waiting--
-					l.tokens = min(l.tokens+1, float64(l.burstLocked()))
-				}
-				l.mu.Unlock()
-			}
+			l.leaveLocked(w, now)
+			l.mu.Unlock()
 			return ctx.Err()
 		}
+		l.advanceLocked(now)
+		l.headLocked(now)
 	}
 }
 
-// unhold counts out a waiter of a zero rate, unless a new plan already did.
-func (l *Limiter) unhold(replan chan struct{}) {
-	l.mu.Lock()
-	if replan == l.replan {
-		l.held--
+// signal wakes w to look at its plan again.
+func (w *waiter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
-	l.mu.Unlock()
 }
 
-// advanceLocked fills the bucket up to now at the rate in force, then
-// moves to the next recovery step if one was reached.
-func (l *Limiter) advanceLocked(now time.Time) {
-	if math.IsInf(l.inForce, 1) {
-		l.tokens, l.last = float64(l.burst), now
+// leaveLocked takes w out of the queue; the next one reserves if w was
+// first.
+func (l *Limiter) leaveLocked(w *waiter, now time.Time) {
+	i := slices.Index(l.queue, w)
+	if i < 0 {
 		return
 	}
-	if el := now.Sub(l.last); el > 0 {
-		l.tokens = min(float64(l.burstLocked()), l.tokens+el.Seconds()*l.inForce)
-		l.last = now
+	w.r = nil
+	l.queue = slices.Delete(l.queue, i, i+1)
+	if i == 0 && len(l.queue) > 0 {
+		l.queue[0].signal()
+		l.headLocked(now)
 	}
-	if r := l.targetLocked(now); r != l.inForce {
-		l.inForce = r
-		l.replanLocked()
+}
+
+// headLocked has the first waiting delete reserve the next token, if it
+// holds none and a token can come: not paused, and a rate above zero.
+func (l *Limiter) headLocked(now time.Time) {
+	if len(l.queue) == 0 || l.bucket == nil || !(l.inForce > 0) || now.Before(l.pausedUntil) {
+		return
+	}
+	h := l.queue[0]
+	if h.r != nil {
+		return
+	}
+	h.r = l.bucket.ReserveN(now, 1)
+	d := h.r.DelayFrom(now)
+	if d > 0 {
+		d += time.Nanosecond // rate rounds down; never wake before the token
+	}
+	h.at = now.Add(d)
+	h.signal()
+}
+
+// advanceLocked moves to the recovery step reached at now, if any, and
+// ends a recovery that is over.
+func (l *Limiter) advanceLocked(now time.Time) {
+	if l.bucket != nil && l.targetLocked(now) != l.inForce {
+		l.replanLocked(now)
+		l.applyLocked(now)
+		l.headLocked(now)
 	}
 	if !l.throttledAt.IsZero() && now.Sub(l.throttledAt) >= ThrottleRecovery {
 		l.factor, l.throttledAt = 1, time.Time{}
 	}
+}
+
+// applyLocked puts the burst and the rate that should be in force into the
+// bucket. The burst goes first: the tokens the bucket held are cut to it
+// before the new rate counts.
+func (l *Limiter) applyLocked(now time.Time) {
+	l.inForce = l.targetLocked(now)
+	if l.bucket == nil {
+		return
+	}
+	l.bucket.SetBurstAt(now, l.burstLocked())
+	l.bucket.SetLimitAt(now, rate.Limit(l.inForce))
 }
 
 // targetLocked is the rate that should be in force at now.
@@ -337,19 +384,23 @@ func (l *Limiter) targetLocked(now time.Time) float64 {
 	return base * (l.factor + (1-l.factor)*step/throttleSteps)
 }
 
-// replanLocked gives back every reservation and wakes their holders.
-func (l *Limiter) replanLocked() {
-	if l.waiting == 0 && l.held == 0 {
+// replanLocked gives back the reservation of the first waiting delete,
+// unless its token is due, and wakes it. Call it before the bucket's rate
+// changes: a reservation is given back at the rate it was made at.
+func (l *Limiter) replanLocked(now time.Time) {
+	if len(l.queue) == 0 {
 		return
 	}
-	l.tokens = min(l.tokens+float64(l.waiting), float64(l.burstLocked()))
-	l.waiting, l.held = 0, 0
-	close(l.replan)
-	l.replan = make(chan struct{})
+	h := l.queue[0]
+	if h.r != nil && h.at.After(now) {
+		h.r.CancelAt(now)
+		h.r = nil
+	}
+	h.signal()
 }
 
-// durationOf converts seconds to a Duration, rounding up so a waiter never
-// wakes before its token is there.
-func durationOf(seconds float64) time.Duration {
-	return time.Duration(math.Ceil(seconds * float64(time.Second)))
+// burstOf rounds a share of the burst down to whole deletes, at least one.
+// The tiny epsilon keeps 0.5*18 at 9 despite floating point.
+func burstOf(deletes float64) int {
+	return max(1, int(math.Floor(deletes+1e-9)))
 }

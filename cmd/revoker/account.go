@@ -49,7 +49,7 @@ func (a *account) applyFixedRate() {
 	switch r := a.cfg.Rate; {
 	case r.Auto:
 		// Until the limits are read: the basic tier's budget.
-		a.limiter.SetRate(worker.FallbackDeleteBudget(1)) // the share applies in the limiter
+		a.limiter.SetRate(kalshi.FallbackDeleteBudget()) // the share applies in the limiter
 	case r.PerSecond == 0:
 		a.limiter.SetRate(0, 0)
 	default:
@@ -74,8 +74,8 @@ func (a *account) refresh(ctx context.Context) error {
 	if err != nil {
 		a.logger.Warn("cannot read the endpoint costs; assuming the default cost", "err", err)
 	}
-	perSecond, burst := worker.DeleteBudget(limits, costs, 1)
-	if perSecond != a.limiter.Rate() {
+	perSecond, burst := kalshi.DeleteBudget(limits, costs)
+	if configured, _ := a.limiter.Configured(); perSecond != configured {
 		a.logger.Info("account delete budget", "per_second", perSecond, "burst", burst, "tier", limits.UsageTier, "share", a.limiter.Share())
 	}
 	a.limiter.SetRate(perSecond, burst)

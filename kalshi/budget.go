@@ -1,10 +1,6 @@
-package worker
+package kalshi
 
-import (
-	"math"
-
-	"github.com/revoker/revoker/kalshi"
-)
+import "math"
 
 // BasicDeleteRate is the deletes per second of Kalshi's basic tier (200
 // read tokens per second at 10 tokens a delete): the budget to start from
@@ -18,45 +14,36 @@ const BudgetFraction = 0.9
 // deletePath is DELETE /api_keys/{api_key} as GET /account/endpoint_costs
 // would list it; Costs.Cost matches it with or without the prefix and with
 // any placeholder spelling.
-const deletePath = "/trade-api/v2/api_keys/{api_key}"
+const deletePath = apiPrefix + "/api_keys/{api_key}"
 
 // DeleteBudget turns the account's limits (GET /account/limits) and
-// endpoint costs (GET /account/endpoint_costs) into this process's delete
-// budget for NewLimiter or Limiter.SetRate: deletes use the read bucket at
-// the cost listed for DELETE /api_keys/{api_key} (else the default cost),
-// and the budget is BudgetFraction of the bucket's refill rate and capacity,
-// times share, the fraction of the account this replica may spend. share
-// outside (0, 1] is taken as 1. burst is at least 1.
+// endpoint costs (GET /account/endpoint_costs) into the account's delete
+// budget: deletes use the read bucket at the cost listed for
+// DELETE /api_keys/{api_key} (else the default cost), and the budget is
+// BudgetFraction of the bucket's refill rate and capacity. burst is at
+// least 1. The budget is the whole account's: replicas that share it
+// split it in the worker's limiter (Limiter.SetShare).
 //
 // Limits without a positive refill rate and capacity (not read, or not
 // understood) give FallbackDeleteBudget. A delete that costs nothing gives
 // perSecond 0: unlimited.
-func DeleteBudget(l kalshi.Limits, c kalshi.Costs, share float64) (perSecond float64, burst int) {
-	share = clampShare(share)
-	refill, capacity := l.Read.RefillRate, l.Read.BucketCapacity
+func DeleteBudget(limits Limits, costs Costs) (perSecond float64, burst int) {
+	refill, capacity := limits.Read.RefillRate, limits.Read.BucketCapacity
 	if !(refill > 0) || !(capacity > 0) || math.IsInf(refill, 0) || math.IsInf(capacity, 0) {
-		return FallbackDeleteBudget(share)
+		return FallbackDeleteBudget()
 	}
-	cost := float64(c.Cost("DELETE", deletePath))
+	cost := float64(costs.Cost("DELETE", deletePath))
 	if cost <= 0 {
 		return 0, 0
 	}
-	return refill / cost * BudgetFraction * share, burstOf(capacity / cost * BudgetFraction * share)
+	return refill / cost * BudgetFraction, burstOf(capacity / cost * BudgetFraction)
 }
 
 // FallbackDeleteBudget is the budget while the account's limits are
 // unknown: BasicDeleteRate deletes per second and the basic tier's burst
-// (200 tokens: 20 deletes), each times BudgetFraction and share.
-func FallbackDeleteBudget(share float64) (perSecond float64, burst int) {
-	share = clampShare(share)
-	return BasicDeleteRate * BudgetFraction * share, burstOf(BasicDeleteRate * BudgetFraction * share)
-}
-
-func clampShare(share float64) float64 {
-	if !(share > 0) || share > 1 {
-		return 1
-	}
-	return share
+// (200 tokens: 20 deletes), each times BudgetFraction.
+func FallbackDeleteBudget() (perSecond float64, burst int) {
+	return BasicDeleteRate * BudgetFraction, burstOf(BasicDeleteRate * BudgetFraction)
 }
 
 // burstOf rounds a token allowance down to whole deletes, at least one.
