@@ -199,6 +199,7 @@ func TestAlerts(t *testing.T) {
 		t.Errorf("no alert on %s (an expr with %q held for at least %v)", what, exprPart, minFor)
 	}
 	covered("failed outcomes", `increase(revoker_results_total{outcome="failed"}[10m])`, 0)
+	covered("a process's first failed outcome", `revoker_results_total{outcome="failed"} unless revoker_results_total{outcome="failed"} offset 10m`, 0)
 	covered("retries piling up", "rate(revoker_retries_total[5m])", 0)
 	covered("consumer backlog", "revoker_consumer_pending", 5*time.Minute)
 	covered("an instance not ready", "revoker_ready == 0", 2*time.Minute)
