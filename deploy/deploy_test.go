@@ -16,7 +16,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
+
+	"github.com/revoker/revoker/worker"
 )
 
 // knownEnv is every environment variable `revoker run` reads, as its help names them
@@ -53,18 +56,39 @@ var runEnv = sync.OnceValues(func() (map[string]bool, error) {
 // helpEnvRE matches "[env NAME" and an environment-only "  NAME=VALUE (environment only)".
 var helpEnvRE = regexp.MustCompile(`\[env ([A-Z][A-Z0-9_]*)|(?m)^\s+([A-Z][A-Z0-9_]*)=\S+ \(environment only\)`)
 
-// knownMetrics are the series revoker exports (API.md, "Metrics"), plus Prometheus'
-// own "up" for the target-down alert.
-var knownMetrics = map[string]bool{
-	"revoker_results_total":                true,
-	"revoker_attempts_total":               true,
-	"revoker_retries_total":                true,
-	"revoker_in_flight":                    true,
-	"revoker_request_duration_seconds":     true,
-	"revoker_ready":                        true,
-	"revoker_consumer_pending":             true,
-	"revoker_rate_limit_tokens_per_second": true,
+// knownMetrics are the series revoker exports: the worker's metrics, read
+// from worker.NewMetrics itself, and cmd's build info. (Prometheus' own "up"
+// is allowed where they are used.)
+var knownMetrics = sync.OnceValue(func() map[string]bool {
+	r := descNames{"revoker_build_info": true}
+	worker.NewMetrics(r)
+	return r
+})
+
+// descNames is a prometheus.Registerer that keeps the names of what is
+// registered with it.
+type descNames map[string]bool
+
+var fqNameRE = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+func (n descNames) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc, 16)
+	go func() { c.Describe(ch); close(ch) }()
+	for d := range ch {
+		if m := fqNameRE.FindStringSubmatch(d.String()); m != nil {
+			n[m[1]] = true
+		}
+	}
+	return nil
 }
+
+func (n descNames) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = n.Register(c)
+	}
+}
+
+func (n descNames) Unregister(prometheus.Collector) bool { return false }
 
 // Contract values the deployment files repeat.
 const (
@@ -115,12 +139,12 @@ func metricsIn(expr string) (known, unknown []string) {
 	for _, name := range metricNameRE.FindAllString(expr, -1) {
 		base := name
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if b, ok := strings.CutSuffix(name, suffix); ok && knownMetrics[b] {
+			if b, ok := strings.CutSuffix(name, suffix); ok && knownMetrics()[b] {
 				base = b
 			}
 		}
 		switch {
-		case knownMetrics[base] || base == "up":
+		case knownMetrics()[base] || base == "up":
 			known = append(known, base)
 		case strings.HasPrefix(base, "revoker_"):
 			unknown = append(unknown, name)

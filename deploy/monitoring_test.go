@@ -202,6 +202,7 @@ func TestAlerts(t *testing.T) {
 	covered("a process's first failed outcome", `revoker_results_total{outcome="failed"} unless revoker_results_total{outcome="failed"} offset 10m`, 0)
 	covered("retries piling up", "rate(revoker_retries_total[5m])", 0)
 	covered("consumer backlog", "revoker_consumer_pending", 5*time.Minute)
+	covered("the ledger filling up", "revoker_ledger_fill_ratio", 5*time.Minute)
 	covered("an instance not ready", "revoker_ready == 0", 2*time.Minute)
 	covered("the target down", `up{job="revoker"} == 0`, time.Minute)
 
@@ -317,7 +318,7 @@ func TestGrafanaDashboard(t *testing.T) {
 			}
 		}
 	}
-	for m := range knownMetrics {
+	for m := range knownMetrics() {
 		if !used[m] {
 			t.Errorf("no panel shows %s", m)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
@@ -515,4 +516,21 @@ func TestPauseHasACeiling(t *testing.T) {
 			t.Errorf("waited %v, want the ceiling %v", waited, worker.MaxPause)
 		}
 	})
+}
+
+// The ledger's fill is watched: full, it would take no new request.
+func TestLedgerFillIsReported(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	cfg.Metrics = worker.NewMetrics(nil)
+	r.start(cfg)
+	r.publish("fill", keys[0])
+	r.waitResults(1, 10*time.Second)
+	natstest.WaitFor(t, 10*time.Second, "the ledger's fill in the gauge", func() bool {
+		return testutil.ToFloat64(cfg.Metrics.LedgerFill) > 0
+	})
+	if f := testutil.ToFloat64(cfg.Metrics.LedgerFill); f >= 0.01 {
+		t.Errorf("one request filled %v of a 1 GiB ledger", f)
+	}
 }

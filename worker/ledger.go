@@ -151,6 +151,22 @@ func (l *ledger) revokedBy(ctx context.Context, apiKeyID string) (*KeyRecord, er
 	return &r, nil
 }
 
+// fill is how full the ledger is: its bytes over its limit (0 when it has
+// none). A full ledger takes no new claim, and requests then wait.
+func (l *ledger) fill(ctx context.Context) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout) // not a request's call: not timed
+	defer cancel()
+	st, err := l.kv.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo().Config.MaxBytes <= 0 {
+		return 0, nil
+	}
+	return float64(st.Bytes()) / float64(bs.StreamInfo().Config.MaxBytes), nil
+}
+
 // LookupKey returns what the ledger in js knows of a key revoker revoked,
 // or nil when it knows nothing. apiKeyID is canonicalised first.
 func LookupKey(ctx context.Context, js jetstream.JetStream, apiKeyID string) (*KeyRecord, error) {

@@ -20,6 +20,9 @@ type Metrics struct {
 	Pending  prometheus.Gauge       // revoker_consumer_pending
 	Rate     prometheus.Gauge       // revoker_rate_limit_tokens_per_second (deletes/s in force, -1 unlimited; set by the worker)
 	Ledger   prometheus.Histogram   // revoker_ledger_seconds, one ledger call
+	// LedgerFill is revoker_ledger_fill_ratio: the ledger's bytes over its
+	// limit, read with the consumer's state.
+	LedgerFill prometheus.Gauge
 }
 
 // NewMetrics creates the worker's metrics and registers them with reg, if
@@ -60,13 +63,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time of one ledger call (a JetStream KV read or write).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}),
+		LedgerFill: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "revoker", Name: "ledger_fill_ratio",
+			Help: "How full the ledger bucket is: its bytes over its limit (0: no limit). Full, it takes no new request.",
+		}),
 		Rate: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "revoker", Name: "rate_limit_tokens_per_second",
 			Help: "Deletes per second this process may send (-1: unlimited).",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate, m.Ledger)
+		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate, m.Ledger, m.LedgerFill)
 	}
 	return m
 }

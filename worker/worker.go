@@ -275,6 +275,9 @@ func (w *Worker) refreshInfo(ctx context.Context, cons jetstream.Consumer) bool 
 	switch {
 	case err == nil:
 		w.cfg.Metrics.Pending.Set(float64(info.NumPending))
+		if f, err := w.ledger.fill(ictx); err == nil {
+			w.cfg.Metrics.LedgerFill.Set(f)
+		}
 		w.reportRate() // follows budget refreshes and throttle recovery
 		return true
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
