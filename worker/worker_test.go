@@ -362,9 +362,11 @@ func TestLostConsumerIsRecreated(t *testing.T) {
 	r.srv.Shutdown()
 	// While the worker is disconnected, the consumer goes away.
 	r.srv.Restart(t)
-	if err := r.js.DeleteConsumer(ctx, "KEY_REVOKE_REQUESTS", "revoker"); err != nil {
-		t.Fatal(err)
-	}
+	// The test's own connection reconnects too; until then the delete times out.
+	natstest.WaitFor(t, 20*time.Second, "the consumer deleted", func() bool {
+		err := r.js.DeleteConsumer(ctx, "KEY_REVOKE_REQUESTS", "revoker")
+		return err == nil || errors.Is(err, jetstream.ErrConsumerNotFound)
+	})
 	r.publish("after", keys[1])
 	got := r.waitResults(2, 30*time.Second)
 	if got["after"].Outcome != events.Revoked {
