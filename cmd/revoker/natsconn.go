@@ -46,7 +46,7 @@ func natsOptions(cfg Config, name string, logger *slog.Logger) ([]nats.Option, e
 		nats.PingInterval(natsPingInterval),
 		nats.MaxPingsOutstanding(natsMaxPingsOut),
 	}
-	opts = append(opts, natsLogHandlers(logger, cfg.NATSURLs, lifecycleLevel(cfg.Command))...)
+	opts = append(opts, natsLogHandlers(logger, cfg.NATSURLs, lifecycleLevel(cfg.Command), cfg.Command == "run")...)
 
 	switch {
 	case cfg.NATSCreds != "" && cfg.NATSNkeySeed != "":
@@ -101,17 +101,23 @@ func lifecycleLevel(command string) slog.Level {
 
 // natsLogHandlers log the life of a connection to urls; connecting and
 // closing at level lifecycle, trouble as warnings and errors. Server URLs and
-// errors are logged with the credentials of urls redacted.
-func natsLogHandlers(logger *slog.Logger, urls []string, lifecycle slog.Level) []nats.Option {
+// errors are logged with the credentials of urls redacted. The first connect
+// is logged here only when it may come later (retry): otherwise dialNATS
+// logs it before it returns, since nats.go calls the handler asynchronously.
+func natsLogHandlers(logger *slog.Logger, urls []string, lifecycle slog.Level, retry bool) []nats.Option {
 	var (
 		mu      sync.Mutex
 		lastErr string
 		lastAt  time.Time
 	)
+	connected := func(nc *nats.Conn) {
+		logger.Log(context.Background(), lifecycle, "connected to NATS", "url", connectedURL(nc), "server", nc.ConnectedServerName())
+	}
+	if !retry {
+		connected = nil
+	}
 	return []nats.Option{
-		nats.ConnectHandler(func(nc *nats.Conn) {
-			logger.Log(context.Background(), lifecycle, "connected to NATS", "url", connectedURL(nc), "server", nc.ConnectedServerName())
-		}),
+		nats.ConnectHandler(connected),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err == nil { // closed on purpose
 				return
@@ -247,8 +253,11 @@ func dialNATS(ctx context.Context, cfg Config, name string, logger *slog.Logger,
 		if r.err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.NATSURLs), redactError(r.err, cfg.NATSURLs))
 		}
-		if retry && !r.nc.IsConnected() {
+		switch {
+		case retry && !r.nc.IsConnected():
 			logger.Warn("NATS is not reachable yet; retrying in the background", "url", redactURLs(cfg.NATSURLs))
+		case !retry:
+			logger.Log(ctx, lifecycleLevel(cfg.Command), "connected to NATS", "url", connectedURL(r.nc), "server", r.nc.ConnectedServerName())
 		}
 		return r.nc, nil
 	case <-ctx.Done():
