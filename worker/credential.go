@@ -41,7 +41,7 @@ func (g *credentialGate) state() (<-chan struct{}, error) {
 func (g *credentialGate) set(err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if (err == nil) == (g.err == nil) && (err == nil || err.Error() == g.err.Error()) {
+	if errorText(err) == errorText(g.err) {
 		return
 	}
 	g.err = err
@@ -75,7 +75,7 @@ func (w *Worker) watchCredential(ctx context.Context) {
 		default:
 			next = w.cfg.CredentialRetry
 			refused := fmt.Errorf("kalshi did not answer GET /api_keys with a key list (check KALSHI_BASE_URL and the key): %w", err)
-			if _, was := g.state(); was == nil || was.Error() != refused.Error() {
+			if _, was := g.state(); errorText(was) != refused.Error() {
 				w.cfg.Logger.Error("not taking requests", "err", refused, "retry_in", next)
 			}
 			g.set(refused)
@@ -101,4 +101,11 @@ func (w *Worker) credentialRefused(err error) {
 	case w.cred.recheck <- struct{}{}:
 	default:
 	}
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

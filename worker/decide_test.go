@@ -193,3 +193,22 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// A result that cannot be encoded still settles its delivery: a minimal
+// valid one with the same outcome is stored instead.
+func TestEncodeFallsBackToAMinimalResult(t *testing.T) {
+	w := &Worker{}
+	w.cfg.setDefaults()
+	res := &events.Result{RequestID: "r", RequestSeq: 7, APIKeyID: "k", Outcome: events.Revoked, Attempts: 1,
+		HTTPStatus: 204, ReceivedAt: time.Now(), CompletedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := res.MarshalEvent(); err == nil {
+		t.Fatal("the test result encodes: it proves nothing")
+	}
+	got, err := events.ParseResult(w.encode(res))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Outcome != events.Revoked || got.RequestID != "r" || got.RequestSeq != 7 || got.Detail == "" {
+		t.Errorf("minimal result %+v, want the outcome and ids kept and a detail", got)
+	}
+}

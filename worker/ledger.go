@@ -167,12 +167,21 @@ func (l *ledger) fill(ctx context.Context) (float64, error) {
 	return float64(st.Bytes()) / float64(bs.StreamInfo().Config.MaxBytes), nil
 }
 
-// LookupKey returns what the ledger in js knows of a key revoker revoked,
-// or nil when it knows nothing. apiKeyID is canonicalised first.
-func LookupKey(ctx context.Context, js jetstream.JetStream, apiKeyID string) (*KeyRecord, error) {
+// KeyLedger reads what the ledger knows of the keys revoker revoked.
+type KeyLedger struct{ l ledger }
+
+// OpenKeyLedger binds to the ledger bucket in js, once for any number of
+// lookups.
+func OpenKeyLedger(ctx context.Context, js jetstream.JetStream) (*KeyLedger, error) {
 	kv, err := js.KeyValue(ctx, LedgerBucket)
 	if err != nil {
 		return nil, fmt.Errorf("ledger bucket %s: %w", LedgerBucket, err)
 	}
-	return (&ledger{kv: kv}).revokedBy(ctx, events.CanonicalAPIKeyID(apiKeyID))
+	return &KeyLedger{ledger{kv: kv}}, nil
+}
+
+// Lookup returns what the ledger knows of a key revoker revoked, or nil
+// when it knows nothing. apiKeyID is canonicalised first.
+func (k *KeyLedger) Lookup(ctx context.Context, apiKeyID string) (*KeyRecord, error) {
+	return k.l.revokedBy(ctx, events.CanonicalAPIKeyID(apiKeyID))
 }

@@ -50,14 +50,17 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 	if err != nil {
 		return err
 	}
+	ledger, err := worker.OpenKeyLedger(ctx, js)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("the ledger %s does not exist: no \"revoker run\" has provisioned it yet", worker.LedgerBucket)
+	}
+	if err != nil {
+		return refusal(ctx, err)
+	}
 	enc := json.NewEncoder(stdout)
 	for i, id := range keyIDs {
 		st := keyStatus{APIKeyID: events.CanonicalAPIKeyID(id)}
-		st.Revoked, err = worker.LookupKey(ctx, js, id)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("the ledger %s does not exist: no \"revoker run\" has provisioned it yet", worker.LedgerBucket)
-		}
-		if err != nil {
+		if st.Revoked, err = ledger.Lookup(ctx, id); err != nil {
 			return refusal(ctx, err)
 		}
 		if listed != nil {
