@@ -25,12 +25,16 @@ const (
 	MaxTextLength = 1 << 10
 	// MaxAPIKeyIDLength is the longest api_key_id accepted.
 	MaxAPIKeyIDLength = 128
+	// MaxLeakedKeyLength is the longest leaked_private_key accepted, in bytes: an
+	// RSA-8192 key in PKCS#8 PEM is about 6.5 KiB.
+	MaxLeakedKeyLength = 16 << 10
 )
 
 // Request is a decoded "revoke key" request.
 type Request struct {
 	ID          string    // idempotency key, from the fallback chain; see the package documentation
-	APIKeyID    string    // the key to delete, as received (cut to MaxAPIKeyIDLength bytes)
+	APIKeyID    string    // the key to delete (with LeakedKey: a hint), canonical, cut to MaxAPIKeyIDLength bytes
+	LeakedKey   LeakedKey // a leaked private key whose API key is to be deleted; zero when absent
 	Reason      string    // free text, may be empty
 	RequestedBy string    // who asked, may be empty
 	Source      string    // the requesting system, may be empty
@@ -302,8 +306,30 @@ func (d *decoder) fields(obj *object, inData bool, req *Request) {
 		}
 	}
 
-	name := prefix + "api_key_id"
-	if v, ok := d.requiredString(name, obj.raw[kAPIKeyID]); ok {
+	name := prefix + "leaked_private_key"
+	v, leaked, problem := stringValue(name, obj.raw[kLeakedPrivateKey])
+	if problem != "" {
+		d.add(problem)
+		leaked = true // the problem is enough; no second one for api_key_id
+	} else if leaked {
+		if problem := checkLeakedKey(name, v); problem != "" {
+			d.add(problem)
+		} else {
+			req.LeakedKey = LeakedKey{pem: v}
+		}
+	}
+
+	// With a leaked key, api_key_id is an optional hint.
+	name = prefix + "api_key_id"
+	v, ok, problem := stringValue(name, obj.raw[kAPIKeyID])
+	switch {
+	case problem != "":
+		d.add(problem)
+	case !ok && !leaked:
+		d.add(name + " is required (or leaked_private_key)")
+	case ok && v == "":
+		d.add(name + " is empty")
+	case ok:
 		req.APIKeyID = CanonicalAPIKeyID(cut(v, MaxAPIKeyIDLength))
 		d.add(checkAPIKeyID(name, v))
 	}
@@ -366,6 +392,7 @@ const (
 	kRequestedBy
 	kSource
 	kRequestedAt
+	kLeakedPrivateKey
 	kSpecVersion
 	kType
 	kData
@@ -376,18 +403,19 @@ const (
 )
 
 var keyNames = [nKeys]string{
-	kID:              "id",
-	kAPIKeyID:        "api_key_id",
-	kReason:          "reason",
-	kRequestedBy:     "requested_by",
-	kSource:          "source",
-	kRequestedAt:     "requested_at",
-	kSpecVersion:     "specversion",
-	kType:            "type",
-	kData:            "data",
-	kDataBase64:      "data_base64",
-	kDataContentType: "datacontenttype",
-	kTime:            "time",
+	kID:               "id",
+	kAPIKeyID:         "api_key_id",
+	kReason:           "reason",
+	kRequestedBy:      "requested_by",
+	kSource:           "source",
+	kRequestedAt:      "requested_at",
+	kLeakedPrivateKey: "leaked_private_key",
+	kSpecVersion:      "specversion",
+	kType:             "type",
+	kData:             "data",
+	kDataBase64:       "data_base64",
+	kDataContentType:  "datacontenttype",
+	kTime:             "time",
 }
 
 func keyIndex(name string) int {
@@ -606,6 +634,18 @@ func checkAPIKeyID(name, v string) string {
 	}
 	if len(v) > MaxAPIKeyIDLength {
 		return fmt.Sprintf("%s is %d characters; at most %d are allowed", name, len(v), MaxAPIKeyIDLength)
+	}
+	return ""
+}
+
+// checkLeakedKey returns a problem unless v can be a leaked PEM private key. Whether it
+// parses is for the caller to find out, with the parser that signs; no problem quotes v.
+func checkLeakedKey(name, v string) string {
+	switch {
+	case len(v) > MaxLeakedKeyLength:
+		return fmt.Sprintf("%s is %d bytes; at most %d are allowed", name, len(v), MaxLeakedKeyLength)
+	case !strings.Contains(v, "PRIVATE KEY"):
+		return name + " is not a PEM private key (no PRIVATE KEY block)"
 	}
 	return ""
 }

@@ -81,24 +81,27 @@ const MaxResultSize = 8 << 10
 
 // Result is the outcome of one request.
 type Result struct {
-	RequestID   string    // the request's id
-	RequestSeq  uint64    // the request's stream sequence; tells apart requests that claimed one id
-	APIKeyID    string    // the key id in canonical form; may be empty
-	Outcome     Outcome   // how the request ended
-	Attempts    int       // Kalshi DELETE attempts
-	Deliveries  int       // JetStream deliveries of the request
-	HTTPStatus  int       // Kalshi's last status; 0 (left out) when none was received
-	Reason      string    // from the request; left out when empty
-	RequestedBy string    // from the request; left out when empty
-	Source      string    // from the request; left out when empty
-	RequestedAt time.Time // from the request; left out when zero
-	ReceivedAt  time.Time // when the request was stored
-	CompletedAt time.Time // when the outcome was decided; also the event's time
-	DurationMS  int64     // CompletedAt - ReceivedAt in milliseconds
-	Detail      string    // how the outcome was established, when that is not plain; left out when empty
-	RevokedBy   string    // on AlreadyRevoked: the request that revoked the key, when known
-	RevokedAt   time.Time // on AlreadyRevoked: when that request revoked it; left out when zero
-	Error       *Error    // set exactly when Outcome is Rejected or Failed
+	RequestID  string // the request's id
+	RequestSeq uint64 // the request's stream sequence; tells apart requests that claimed one id
+	APIKeyID   string // the key id in canonical form; may be empty
+	// LeakedKeyFingerprint names the leaked private key a request carried, as
+	// "sha256:" + hex of its DER public key; empty for a request by key ID.
+	LeakedKeyFingerprint string
+	Outcome              Outcome   // how the request ended
+	Attempts             int       // Kalshi DELETE attempts
+	Deliveries           int       // JetStream deliveries of the request
+	HTTPStatus           int       // Kalshi's last status; 0 (left out) when none was received
+	Reason               string    // from the request; left out when empty
+	RequestedBy          string    // from the request; left out when empty
+	Source               string    // from the request; left out when empty
+	RequestedAt          time.Time // from the request; left out when zero
+	ReceivedAt           time.Time // when the request was stored
+	CompletedAt          time.Time // when the outcome was decided; also the event's time
+	DurationMS           int64     // CompletedAt - ReceivedAt in milliseconds
+	Detail               string    // how the outcome was established, when that is not plain; left out when empty
+	RevokedBy            string    // on AlreadyRevoked: the request that revoked the key, when known
+	RevokedAt            time.Time // on AlreadyRevoked: when that request revoked it; left out when zero
+	Error                *Error    // set exactly when Outcome is Rejected or Failed
 }
 
 // Validate reports whether r can be encoded as the contract says: a request id, a known
@@ -169,7 +172,7 @@ func (r Result) shortened(n int) Result {
 }
 
 func (r Result) encode() []byte {
-	n := 560 + 2*(len(r.RequestID)+len(r.APIKeyID)) + len(r.Reason) + len(r.RequestedBy) + len(r.Source)
+	n := 560 + 2*(len(r.RequestID)+len(r.APIKeyID)) + len(r.LeakedKeyFingerprint) + len(r.Reason) + len(r.RequestedBy) + len(r.Source)
 	if r.Error != nil {
 		n += 32 + len(r.Error.Code) + len(r.Error.Message)
 	}
@@ -188,6 +191,10 @@ func (r Result) encode() []byte {
 	b = strconv.AppendUint(b, r.RequestSeq, 10)
 	b = append(b, `,"api_key_id":`...)
 	b = appendString(b, r.APIKeyID)
+	if r.LeakedKeyFingerprint != "" {
+		b = append(b, `,"leaked_key_fingerprint":`...)
+		b = appendString(b, r.LeakedKeyFingerprint)
+	}
 	b = append(b, `,"outcome":"`...)
 	b = append(b, r.Outcome...)
 	b = append(b, `","attempts":`...)
@@ -264,6 +271,7 @@ type resultData struct {
 	RequestID   string    `json:"request_id"`
 	RequestSeq  uint64    `json:"request_seq"`
 	APIKeyID    string    `json:"api_key_id"`
+	Fingerprint string    `json:"leaked_key_fingerprint,omitempty"`
 	Outcome     Outcome   `json:"outcome"`
 	Attempts    int       `json:"attempts"`
 	Deliveries  int       `json:"deliveries"`
@@ -301,24 +309,25 @@ func ParseResult(doc []byte) (Result, error) {
 	}
 	data := d.Data
 	r := Result{
-		RequestID:   data.RequestID,
-		RequestSeq:  data.RequestSeq,
-		APIKeyID:    data.APIKeyID,
-		Outcome:     data.Outcome,
-		Attempts:    data.Attempts,
-		Deliveries:  data.Deliveries,
-		HTTPStatus:  data.HTTPStatus,
-		Reason:      data.Reason,
-		RequestedBy: data.RequestedBy,
-		Source:      data.Source,
-		RequestedAt: data.RequestedAt.UTC(),
-		ReceivedAt:  data.ReceivedAt.UTC(),
-		CompletedAt: data.CompletedAt.UTC(),
-		DurationMS:  data.DurationMS,
-		Detail:      data.Detail,
-		RevokedBy:   data.RevokedBy,
-		RevokedAt:   data.RevokedAt.UTC(),
-		Error:       data.Error,
+		RequestID:            data.RequestID,
+		RequestSeq:           data.RequestSeq,
+		APIKeyID:             data.APIKeyID,
+		Outcome:              data.Outcome,
+		LeakedKeyFingerprint: data.Fingerprint,
+		Attempts:             data.Attempts,
+		Deliveries:           data.Deliveries,
+		HTTPStatus:           data.HTTPStatus,
+		Reason:               data.Reason,
+		RequestedBy:          data.RequestedBy,
+		Source:               data.Source,
+		RequestedAt:          data.RequestedAt.UTC(),
+		ReceivedAt:           data.ReceivedAt.UTC(),
+		CompletedAt:          data.CompletedAt.UTC(),
+		DurationMS:           data.DurationMS,
+		Detail:               data.Detail,
+		RevokedBy:            data.RevokedBy,
+		RevokedAt:            data.RevokedAt.UTC(),
+		Error:                data.Error,
 	}
 	if r.RequestID == "" {
 		r.RequestID = d.ID

@@ -80,7 +80,8 @@ func docFor(r Result) resultDoc {
 		SpecVersion: "1.0", ID: r.RequestID, Source: "revoker", Type: r.Outcome.Type(), Subject: r.APIKeyID,
 		Time: r.CompletedAt.UTC(), DataContentType: "application/json",
 		Data: &resultData{
-			RequestID: r.RequestID, RequestSeq: r.RequestSeq, APIKeyID: r.APIKeyID, Outcome: r.Outcome, Attempts: r.Attempts,
+			RequestID: r.RequestID, RequestSeq: r.RequestSeq, APIKeyID: r.APIKeyID, Fingerprint: r.LeakedKeyFingerprint,
+			Outcome: r.Outcome, Attempts: r.Attempts,
 			Deliveries: r.Deliveries, HTTPStatus: r.HTTPStatus, Reason: r.Reason, RequestedBy: r.RequestedBy,
 			Source: r.Source, RequestedAt: r.RequestedAt.UTC(), ReceivedAt: r.ReceivedAt.UTC(),
 			CompletedAt: r.CompletedAt.UTC(), DurationMS: r.DurationMS, Detail: r.Detail, RevokedBy: r.RevokedBy,
@@ -113,7 +114,9 @@ func TestMarshalEventMatchesEncodingJSON(t *testing.T) {
 	}
 	minimal := Result{RequestID: "x", Outcome: Failed, Error: &Error{}}
 	minimal.Error.Code = CodeMaxDeliveries
-	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal} {
+	leaked := revokedResult()
+	leaked.LeakedKeyFingerprint = "sha256:" + strings.Repeat("ab", 32)
+	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked} {
 		got, err := r.MarshalEvent()
 		if err != nil {
 			t.Fatal(err)

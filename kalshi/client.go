@@ -144,6 +144,27 @@ func defaultHTTPClient() *http.Client {
 // noRedirect makes the client return a redirect as the response it is.
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
+// As returns a client for the same API that signs with another key: a
+// leaked key being identified, or deleting itself. It shares this client's
+// connections, user agent and clock.
+func (c *Client) As(keyID string, key crypto.Signer) (*Client, error) {
+	var errs []error
+	if !ValidKeyID(keyID) {
+		errs = append(errs, errors.New("key id must be 1 to 128 characters of [A-Za-z0-9_-]"))
+	}
+	kind, err := kindOf(key)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("kalshi: invalid credential: %w", errors.Join(errs...))
+	}
+	signing := c.hc.Transport.(*transport)
+	hc := *c.hc
+	hc.Transport = &transport{keyID: keyID, key: key, kind: kind, base: signing.base, now: signing.now}
+	return &Client{baseURL: c.baseURL, keyID: keyID, userAgent: c.userAgent, hc: &hc}, nil
+}
+
 // KeyID returns the ID of the key that signs this client's requests.
 func (c *Client) KeyID() string { return c.keyID }
 

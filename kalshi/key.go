@@ -7,7 +7,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -137,6 +139,22 @@ func LoadPrivateKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("load private key %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// Fingerprint names a public key (or the public half of a private one)
+// without revealing the private key: "sha256:" and the hex SHA-256 of its
+// DER (PKIX) encoding, as "openssl pkey -pubout -outform DER | sha256sum"
+// prints it.
+func Fingerprint(pub crypto.PublicKey) (string, error) {
+	if s, ok := pub.(crypto.Signer); ok {
+		pub = s.Public()
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("fingerprint: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // keyKind is the signature scheme a key uses with Kalshi.

@@ -55,6 +55,10 @@ type KeyRecord struct {
 	RevokedAt   time.Time `json:"revoked_at"`
 	RequestedBy string    `json:"requested_by,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
+	// ConfirmedAt is when revoker saw that the key is dead: the account no
+	// longer lists it (and a leaked key's signed call is refused). Zero
+	// until then.
+	ConfirmedAt time.Time `json:"confirmed_at,omitzero"`
 }
 
 // claim is a request entry as read, with the revision a change must match.

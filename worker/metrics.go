@@ -23,6 +23,10 @@ type Metrics struct {
 	// LedgerFill is revoker_ledger_fill_ratio: the ledger's bytes over its
 	// limit, read with the consumer's state.
 	LedgerFill prometheus.Gauge
+	// Unconfirmed is revoker_unconfirmed_revocations: keys this process
+	// revoked that a later check still found alive (listed by the account,
+	// or a leaked key still accepted).
+	Unconfirmed prometheus.Gauge
 }
 
 // NewMetrics creates the worker's metrics and registers them with reg, if
@@ -67,13 +71,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "revoker", Name: "ledger_fill_ratio",
 			Help: "How full the ledger bucket is: its bytes over its limit (0: no limit). Full, it takes no new request.",
 		}),
+		Unconfirmed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "revoker", Name: "unconfirmed_revocations",
+			Help: "Keys this process revoked that a check after the delete still found alive (listed, or a leaked key still accepted).",
+		}),
 		Rate: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "revoker", Name: "rate_limit_tokens_per_second",
 			Help: "Deletes per second this process may send (-1: unlimited).",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate, m.Ledger, m.LedgerFill)
+		reg.MustRegister(m.Results, m.Attempts, m.Retries, m.InFlight, m.Duration, m.Ready, m.Pending, m.Rate, m.Ledger, m.LedgerFill, m.Unconfirmed)
 	}
 	return m
 }
