@@ -13,21 +13,34 @@
 // unknown or deleted key), header_timestamp_expired or
 // INCORRECT_API_KEY_SIGNATURE.
 //
-// The emulator models one account. All its keys share one read token
-// bucket (Options.Refill, Options.Capacity); every authenticated request
-// costs 10 tokens, and a request that finds too few is answered 429
-// {"error":"too many requests"}. GET /account/endpoint_costs needs no
+// Keys belong to accounts: AddKey and GenerateKey use the default account
+// "", AddKeyIn any other. A key of any account authenticates; a request
+// acts in its signing key's account (the default one under
+// Options.NoAuth): GET /api_keys lists that account's keys only, POST
+// creates keys in it, and DELETE /api_keys/{id} of another account's key
+// answers 404 as for an unknown key and deletes nothing. Kalshi does not
+// document whether that case is 403 or 404; the emulator picks 404, the
+// answer that would make a client wrongly take the key for already gone.
+//
+// All keys of all accounts share one read token bucket (Options.Refill,
+// Options.Capacity), a simplification: Kalshi's buckets are per account,
+// and tests of one account's budget need only one. Every authenticated
+// request costs 10 tokens, and a request that finds too few is answered
+// 429 {"error":"too many requests"}. GET /account/endpoint_costs needs no
 // authentication and costs nothing.
 //
 // Keys are lower-case UUIDs. DELETE /api_keys/{id} answers 204 with an
-// empty body, 404 when no such key exists (any more), and 400 when the ID is
-// not a UUID. A key may delete itself; its later requests get 401
-// NOT_FOUND. Concurrent deletes of one key give exactly one 204.
+// empty body, 404 when no such key exists (any more) in the caller's
+// account, and 400 when the ID is not a UUID. A key may delete itself; its
+// later requests get 401 NOT_FOUND. Concurrent deletes of one key give
+// exactly one 204.
 //
 // SetFaults injects failures, deterministically for a given seed: 5xx
 // answers (with JSON, HTML, bare and empty bodies), 429s, latency, hangs,
 // and deletes whose response is lost (the connection is closed after the
-// key was deleted). Stats and Signatures record what the emulator saw.
+// key was deleted). KeepListing makes a deleted key stay in GET /api_keys,
+// a stale listing. Stats (with per-key counts in Stats.BySigner) and
+// Signatures record what the emulator saw.
 //
 // An *Emulator is an http.Handler: serve it with Start, or mount it on an
 // httptest.Server (its base URL is then the server's URL + "/trade-api/v2").
@@ -92,7 +105,8 @@ type Emulator struct {
 	// mu guards the keys, the bucket and the record. Signatures are
 	// verified outside it.
 	mu       sync.Mutex
-	keys     map[string]*apiKey
+	keys     map[string]*apiKey // existing keys of every account
+	gone     map[string]*apiKey // deleted keys
 	seq      uint64
 	refill   float64
 	capacity float64
@@ -149,6 +163,7 @@ func New(opts Options) *Emulator {
 		maxSigs:  opts.MaxSignatures,
 		done:     make(chan struct{}),
 		keys:     make(map[string]*apiKey),
+		gone:     make(map[string]*apiKey),
 		refill:   opts.Refill,
 		capacity: opts.Capacity,
 		tokens:   opts.Capacity,

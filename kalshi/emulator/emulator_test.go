@@ -14,14 +14,18 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/revoker/revoker/kalshi"
 )
 
 // testKey is generated once: RSA key generation is slow under -race.
@@ -686,4 +690,210 @@ func BenchmarkDeleteRSA(b *testing.B) { benchDelete(b, testKey()) }
 func BenchmarkDeleteEd25519(b *testing.B) {
 	_, k, _ := ed25519.GenerateKey(rand.Reader)
 	benchDelete(b, k)
+}
+
+// listed signs GET /api_keys as s and returns the listed keys.
+func listed(t *testing.T, s *signer, base string) []wireKey {
+	t.Helper()
+	r := call(t, s, "GET", base+"/api_keys", nil)
+	var v struct {
+		APIKeys []wireKey `json:"api_keys"`
+	}
+	if r.status != 200 || json.Unmarshal(r.body, &v) != nil {
+		t.Fatalf("GET /api_keys as %s: %d %s", s.id, r.status, r.body)
+	}
+	return v.APIKeys
+}
+
+func ids(keys []wireKey) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.ID
+	}
+	return out
+}
+
+func TestAccounts(t *testing.T) {
+	e := New(Options{Refill: -1})
+	base := start(t, e)
+	admin := &signer{id: e.AddKey("admin", testKey()), key: testKey()}
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+	other := &signer{id: e.AddKeyIn("other", "o", otherKey.Public(), "read"), key: otherKey}
+	victim := e.AddKeyIn("other", "victim", otherKey.Public())
+
+	// Each account lists only its own keys.
+	if got := ids(listed(t, admin, base)); !slices.Equal(got, []string{admin.id}) {
+		t.Fatalf("default account lists %v, want only %s", got, admin.id)
+	}
+	if got := listed(t, other, base); !slices.Equal(ids(got), []string{other.id, victim}) || got[0].Name != "o" || !slices.Equal(got[0].Scopes, []string{"read"}) {
+		t.Fatalf("account other lists %+v", got)
+	}
+	if got := e.KeyIDs(); !slices.Equal(got, []string{admin.id}) {
+		t.Fatalf("KeyIDs = %v, want the default account's only", got)
+	}
+	if got := e.AccountKeyIDs("other"); !slices.Equal(got, []string{other.id, victim}) {
+		t.Fatalf(`AccountKeyIDs("other") = %v`, got)
+	}
+
+	// Another account's key is 404 with the body of an unknown key, and
+	// stays.
+	unknown := call(t, admin, "DELETE", base+"/api_keys/0b2ee4a0-0000-4000-8000-000000000000", nil)
+	cross := call(t, admin, "DELETE", base+"/api_keys/"+victim, nil)
+	if cross.status != 404 || unknown.status != 404 || !bytes.Equal(cross.body, unknown.body) ||
+		cross.header.Get("Content-Type") != unknown.header.Get("Content-Type") {
+		t.Fatalf("cross-account delete: %d %s, unknown key: %d %s; want the same 404", cross.status, cross.body, unknown.status, unknown.body)
+	}
+	if !e.HasKey(victim) {
+		t.Fatal("a cross-account delete deleted the key")
+	}
+	// The same through the kalshi client, from the other side.
+	c, err := kalshi.New(kalshi.Config{BaseURL: base, KeyID: other.id, PrivateKey: otherKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteAPIKey(context.Background(), admin.id); !kalshi.IsNotFound(err) {
+		t.Fatalf("other deletes admin's key: %v, want a 404", err)
+	}
+	if !e.HasKey(admin.id) {
+		t.Fatal("admin's key deleted from another account")
+	}
+	// Within its account a key deletes others and itself.
+	if err := c.DeleteAPIKey(context.Background(), victim); err != nil {
+		t.Fatalf("delete in own account: %v", err)
+	}
+	r := call(t, other, "POST", base+"/api_keys/generate", []byte(`{"name":"gen"}`))
+	var created struct {
+		ID string `json:"api_key_id"`
+	}
+	if r.status != 201 || json.Unmarshal(r.body, &created) != nil {
+		t.Fatalf("generate: %d %s", r.status, r.body)
+	}
+	if got := e.AccountKeyIDs("other"); !slices.Equal(got, []string{other.id, created.ID}) {
+		t.Fatalf("after generate, other has %v: the key belongs to the caller's account", got)
+	}
+	if err := c.DeleteAPIKey(context.Background(), other.id); err != nil {
+		t.Fatalf("self delete: %v", err)
+	}
+	if r := call(t, other, "GET", base+"/api_keys", nil); r.status != 401 || r.details(t) != "NOT_FOUND" {
+		t.Fatalf("after self delete: %d %s, want 401 NOT_FOUND", r.status, r.body)
+	}
+	if got := e.KeyIDs(); !slices.Equal(got, []string{admin.id}) {
+		t.Fatalf("KeyIDs = %v", got)
+	}
+}
+
+func TestKeepListing(t *testing.T) {
+	e := New(Options{Refill: -1})
+	base := start(t, e)
+	admin := &signer{id: e.AddKey("admin", testKey()), key: testKey()}
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	before := &signer{id: e.AddKey("before", edKey.Public(), "read::portfolio_balance"), key: edKey}
+	mid := e.AddKey("mid", edKey.Public())
+	after := e.AddKey("after", edKey.Public())
+	plain := e.AddKey("plain", edKey.Public())
+	elsewhere := e.AddKeyIn("other", "elsewhere", edKey.Public())
+	otherAdmin := &signer{id: e.AddKeyIn("other", "other-admin", edKey.Public()), key: edKey}
+	e.KeepListing("0b2ee4a0-0000-4000-8000-000000000000") // never existed: ignored
+
+	// Marked before its delete.
+	e.KeepListing(before.id)
+	if r := call(t, admin, "DELETE", base+"/api_keys/"+before.id, nil); r.status != 204 {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	// Marked after it was removed.
+	e.RemoveKey(after)
+	e.KeepListing(after)
+	// Not marked: gone from the list.
+	if r := call(t, admin, "DELETE", base+"/api_keys/"+plain, nil); r.status != 204 {
+		t.Fatalf("delete plain: %d %s", r.status, r.body)
+	}
+	e.KeepListing(elsewhere)
+	e.RemoveKey(elsewhere)
+
+	got := listed(t, admin, base)
+	if !slices.Equal(ids(got), []string{admin.id, before.id, mid, after}) {
+		t.Fatalf("listed %v, want admin, before, mid, after in that order", ids(got))
+	}
+	if got[1].Name != "before" || !slices.Equal(got[1].Scopes, []string{"read::portfolio_balance"}) {
+		t.Fatalf("stale entry %+v, want its name and scopes", got[1])
+	}
+	if got := ids(listed(t, otherAdmin, base)); !slices.Equal(got, []string{elsewhere, otherAdmin.id}) {
+		t.Fatalf("account other lists %v", got)
+	}
+	// Otherwise the keys are deleted.
+	if r := call(t, before, "GET", base+"/api_keys", nil); r.status != 401 || r.details(t) != "NOT_FOUND" {
+		t.Fatalf("listed but deleted key signs: %d %s, want 401 NOT_FOUND", r.status, r.body)
+	}
+	for _, id := range []string{before.id, after} {
+		if r := call(t, admin, "DELETE", base+"/api_keys/"+id, nil); r.status != 404 {
+			t.Fatalf("second delete of %s: %d %s, want 404", id, r.status, r.body)
+		}
+		if e.HasKey(id) {
+			t.Fatalf("HasKey(%s) after delete", id)
+		}
+	}
+	if got := e.KeyIDs(); !slices.Equal(got, []string{admin.id, mid}) {
+		t.Fatalf("KeyIDs = %v, want the existing keys only", got)
+	}
+	if st := e.Stats(); st.Deletes[before.id] != 1 {
+		t.Fatalf("Deletes[before] = %d, want 1", st.Deletes[before.id])
+	}
+}
+
+func TestBySigner(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	e := New(Options{Refill: -1, Now: clock})
+	base := start(t, e)
+	admin := &signer{id: e.AddKey("admin", testKey()), key: testKey(), now: clock}
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	doomed := &signer{id: e.AddKeyIn("other", "doomed", edKey.Public()), key: edKey, now: clock}
+	badSalt := &signer{id: admin.id, key: testKey(), maxSalt: true, now: clock}
+
+	call(t, admin, "GET", base+"/api_keys", nil)                // 200
+	call(t, badSalt, "GET", base+"/account/limits", nil)        // 401 INCORRECT_API_KEY_SIGNATURE
+	call(t, admin, "DELETE", base+"/api_keys/"+doomed.id, nil)  // 404: another account's key
+	call(t, doomed, "DELETE", base+"/api_keys/"+doomed.id, nil) // 204
+	call(t, doomed, "GET", base+"/api_keys", nil)               // 401 NOT_FOUND: a deleted key still counts
+	call(t, admin, "GET", base+"/no/such/route", nil)           // 404 route
+
+	// Injected faults count with their status.
+	e.SetFaults(Faults{TooMany: 1})
+	call(t, admin, "GET", base+"/api_keys", nil)
+	e.SetFaults(Faults{ServerError: 1, Seed: 3})
+	fault := call(t, admin, "GET", base+"/api_keys", nil).status
+	e.SetFaults(Faults{})
+	// A real 429 from the bucket.
+	e.SetLimits(1, 10)
+	call(t, admin, "GET", base+"/api_keys", nil)
+	call(t, admin, "GET", base+"/api_keys", nil)
+
+	// Unknown IDs and unsigned requests are not counted.
+	for range 20 {
+		call(t, &signer{id: newUUID(), key: testKey(), now: clock}, "GET", base+"/account/endpoint_costs", nil)
+	}
+	call(t, nil, "GET", base+"/api_keys", nil)
+
+	st := e.Stats()
+	want := map[string]map[int]int{
+		admin.id:  {200: 2, 401: 1, 404: 2, 429: 2, fault: 1},
+		doomed.id: {204: 1, 401: 1},
+	}
+	if len(st.BySigner) != len(want) {
+		t.Fatalf("BySigner = %v, want %v", st.BySigner, want)
+	}
+	for id, w := range want {
+		if !maps.Equal(st.BySigner[id], w) {
+			t.Fatalf("BySigner[%s] = %v, want %v", id, st.BySigner[id], w)
+		}
+	}
+	if st.Unauthorized["INCORRECT_API_KEY_SIGNATURE"] != 1 {
+		t.Fatalf("the 401 counted under admin is not a signature failure: %v", st.Unauthorized)
+	}
+	// Stats are deep copies.
+	st.BySigner[admin.id][200] = 99
+	delete(st.BySigner, doomed.id)
+	if again := e.Stats(); again.BySigner[admin.id][200] != 2 || again.BySigner[doomed.id][204] != 1 {
+		t.Fatalf("Stats shares its maps: %v", again.BySigner)
+	}
 }

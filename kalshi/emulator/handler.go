@@ -69,10 +69,14 @@ func routeOf(method, path string) (route, string, int) {
 	return routeNone, "", http.StatusNotFound
 }
 
+// sent is what a request's headers claimed, for the record: the key ID
+// they named and the signature, valid or not.
+type sent struct{ keyID, sig string }
+
 // ServeHTTP answers one API request.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.requests.Add(1)
-	sig := first(r.Header[headerSignature])
+	sig := sent{first(r.Header[headerKey]), first(r.Header[headerSignature])}
 	rt, id, status := routeOf(r.Method, r.URL.Path)
 	if rt == routeNone {
 		body := bodyRouteNotFound
@@ -214,15 +218,26 @@ func (e *Emulator) writeDenied(w http.ResponseWriter, status int) {
 	writeTooMany(w, e.opts.RetryAfter)
 }
 
-func (e *Emulator) deleteKey(w http.ResponseWriter, k *apiKey, id, sig string, now time.Time, lose bool) {
+// accountOf is the account a request acts in: its signing key's, or the
+// default account's when authentication is off.
+func accountOf(k *apiKey) string {
+	if k == nil {
+		return ""
+	}
+	return k.account
+}
+
+func (e *Emulator) deleteKey(w http.ResponseWriter, k *apiKey, id string, sig sent, now time.Time, lose bool) {
 	e.mu.Lock()
 	status := e.admitLocked(k, now, e.delCost)
 	if status == 0 {
+		target := e.keys[id]
 		switch {
 		case !isUUID(id):
 			status = http.StatusBadRequest
-		case e.keys[id] != nil:
-			delete(e.keys, id)
+		// Another account's key is answered as if it did not exist.
+		case target != nil && target.account == accountOf(k):
+			e.removeLocked(target)
 			e.rec.deletes[id]++
 			e.rec.lastDeleteAt[id] = now
 			status = http.StatusNoContent
@@ -245,7 +260,7 @@ func (e *Emulator) deleteKey(w http.ResponseWriter, k *apiKey, id, sig string, n
 			_ = conn.Close()
 			return
 		}
-		e.book(http.StatusBadGateway, "", "")
+		e.book(http.StatusBadGateway, sent{keyID: sig.keyID}, "")
 		writeFault(w, http.StatusBadGateway)
 	case status == http.StatusNoContent:
 		w.WriteHeader(status)
@@ -264,7 +279,7 @@ type wireKey struct {
 	Scopes []string `json:"scopes"`
 }
 
-func (e *Emulator) listKeysHandler(w http.ResponseWriter, k *apiKey, sig string, now time.Time) {
+func (e *Emulator) listKeysHandler(w http.ResponseWriter, k *apiKey, sig sent, now time.Time) {
 	e.mu.Lock()
 	status := e.admitLocked(k, now, defaultCost)
 	e.bookLocked(statusOr(status, http.StatusOK), sig, "")
@@ -273,7 +288,7 @@ func (e *Emulator) listKeysHandler(w http.ResponseWriter, k *apiKey, sig string,
 		e.writeDenied(w, status)
 		return
 	}
-	keys := e.listKeys()
+	keys := e.listKeys(accountOf(k), true)
 	v := struct {
 		APIKeys []wireKey `json:"api_keys"`
 	}{make([]wireKey, len(keys))}
@@ -294,7 +309,7 @@ const unlimited = 1e6
 // tierWrite is the write bucket's refill rate (and capacity) per tier.
 var tierWrite = map[string]float64{"basic": 100, "advanced": 300, "premier": 1000, "paragon": 2000, "prime": 4000}
 
-func (e *Emulator) limits(w http.ResponseWriter, k *apiKey, sig string, now time.Time) {
+func (e *Emulator) limits(w http.ResponseWriter, k *apiKey, sig sent, now time.Time) {
 	e.mu.Lock()
 	status := e.admitLocked(k, now, defaultCost)
 	e.bookLocked(statusOr(status, http.StatusOK), sig, "")
@@ -320,7 +335,7 @@ func (e *Emulator) limits(w http.ResponseWriter, k *apiKey, sig string, now time
 
 // createKey serves POST /api_keys (with a public key) and POST
 // /api_keys/generate.
-func (e *Emulator) createKey(w http.ResponseWriter, r *http.Request, rt route, k *apiKey, sig string, now time.Time) {
+func (e *Emulator) createKey(w http.ResponseWriter, r *http.Request, rt route, k *apiKey, sig sent, now time.Time) {
 	e.mu.Lock()
 	status := e.admitLocked(k, now, defaultCost)
 	if status != 0 {
@@ -331,12 +346,13 @@ func (e *Emulator) createKey(w http.ResponseWriter, r *http.Request, rt route, k
 		e.writeDenied(w, status)
 		return
 	}
-	status, body, ct := e.create(r, rt)
+	status, body, ct := e.create(r, rt, accountOf(k))
 	e.book(status, sig, "")
 	writeBody(w, status, ct, body)
 }
 
-func (e *Emulator) create(r *http.Request, rt route) (int, []byte, []string) {
+// create registers the key a POST describes in account.
+func (e *Emulator) create(r *http.Request, rt route, account string) (int, []byte, []string) {
 	bad := func(msg string) (int, []byte, []string) {
 		return http.StatusBadRequest, flat("bad_request", msg), contentJSON
 	}
@@ -357,7 +373,7 @@ func (e *Emulator) create(r *http.Request, rt route) (int, []byte, []string) {
 		return bad("name is required")
 	}
 	if rt == routeGenerateKey {
-		id, pemKey, err := e.generate(req.Name, req.Scopes)
+		id, pemKey, err := e.generate(account, req.Name, req.Scopes)
 		if err != nil {
 			return http.StatusInternalServerError, bodyFault[500], contentJSON
 		}
@@ -370,7 +386,7 @@ func (e *Emulator) create(r *http.Request, rt route) (int, []byte, []string) {
 	if err != nil {
 		return bad("invalid public_key: " + err.Error())
 	}
-	id, err := e.addKey(req.Name, pub, req.Scopes, true)
+	id, err := e.addKey(account, req.Name, pub, req.Scopes, true)
 	switch {
 	case err == errDuplicateKey:
 		return http.StatusConflict, flat("conflict", "public key already registered"), contentJSON

@@ -18,14 +18,17 @@ import (
 // defaultScopes are the scopes of a key added without any.
 var defaultScopes = []string{"read", "write"}
 
-// apiKey is a registered key with its public key parsed once.
+// apiKey is a registered key with its public key parsed once. Only
+// keepListed changes after registration, under Emulator.mu.
 type apiKey struct {
-	id     string
-	name   string
-	scopes []string
-	rsa    *rsa.PublicKey
-	ed     ed25519.PublicKey
-	seq    uint64
+	id         string
+	account    string
+	name       string
+	scopes     []string
+	rsa        *rsa.PublicKey
+	ed         ed25519.PublicKey
+	seq        uint64 // registration order, the order GET /api_keys lists
+	keepListed bool   // still listed once deleted (KeepListing)
 }
 
 // pss32 is the only PSS parameter set Kalshi accepts: salt of exactly 32
@@ -70,21 +73,33 @@ func publicKey(pub crypto.PublicKey) (*rsa.PublicKey, ed25519.PublicKey, error) 
 }
 
 // AddKey registers a public key (RSA or Ed25519; a private key is accepted
-// and its public half used) under a new lower-case UUID, which it returns.
-// One public key may be added any number of times, each under a new ID.
-// Without scopes the key gets "read" and "write". It panics on any other
-// key type.
+// and its public half used) in the default account under a new lower-case
+// UUID, which it returns. One public key may be added any number of times,
+// each under a new ID. Without scopes the key gets "read" and "write". It
+// panics on any other key type.
 func (e *Emulator) AddKey(name string, pub crypto.PublicKey, scopes ...string) string {
-	id, err := e.addKey(name, pub, scopes, false)
+	id, err := e.addKey("", name, pub, scopes, false)
 	if err != nil {
 		panic("emulator: AddKey: " + err.Error())
 	}
 	return id
 }
 
-// addKey registers pub; with unique, a public key already registered is
-// refused (as POST /api_keys does) rather than added again.
-func (e *Emulator) addKey(name string, pub crypto.PublicKey, scopes []string, unique bool) (string, error) {
+// AddKeyIn is AddKey for the account named account ("" is the default
+// account). A key of another account authenticates like any other, but
+// neither lists nor deletes the keys of the default account, nor they its.
+func (e *Emulator) AddKeyIn(account, name string, pub crypto.PublicKey, scopes ...string) string {
+	id, err := e.addKey(account, name, pub, scopes, false)
+	if err != nil {
+		panic("emulator: AddKeyIn: " + err.Error())
+	}
+	return id
+}
+
+// addKey registers pub in account; with unique, a public key already
+// registered in any account is refused (as POST /api_keys does) rather than
+// added again.
+func (e *Emulator) addKey(account, name string, pub crypto.PublicKey, scopes []string, unique bool) (string, error) {
 	rk, ek, err := publicKey(pub)
 	if err != nil {
 		return "", err
@@ -92,7 +107,7 @@ func (e *Emulator) addKey(name string, pub crypto.PublicKey, scopes []string, un
 	if len(scopes) == 0 {
 		scopes = defaultScopes
 	}
-	k := &apiKey{id: newUUID(), name: name, scopes: slices.Clone(scopes), rsa: rk, ed: ek}
+	k := &apiKey{id: newUUID(), account: account, name: name, scopes: slices.Clone(scopes), rsa: rk, ed: ek}
 	var norm crypto.PublicKey = ek
 	if rk != nil {
 		norm = rk
@@ -118,14 +133,15 @@ var errDuplicateKey = errors.New("public key already registered")
 // its ID and its private key as PKCS#1 PEM ("RSA PRIVATE KEY"), the format
 // Kalshi's web UI hands out.
 func (e *Emulator) GenerateKey(name string) (id string, pemPKCS1 []byte, err error) {
-	id, pemPKCS1, err = e.generate(name, nil)
+	id, pemPKCS1, err = e.generate("", name, nil)
 	if err != nil {
 		return "", nil, fmt.Errorf("emulator: generate key: %w", err)
 	}
 	return id, pemPKCS1, nil
 }
 
-// HasKey reports whether the key id exists (was added and not deleted).
+// HasKey reports whether the key id exists (was added and not deleted),
+// in any account. A deleted key that KeepListing still lists does not.
 func (e *Emulator) HasKey(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -133,19 +149,57 @@ func (e *Emulator) HasKey(id string) bool {
 	return ok
 }
 
-// RemoveKey deletes the key id as if by another client of the account,
+// RemoveKey deletes the key id as if by another client of its account,
 // not counted in Stats. It reports whether the key existed.
 func (e *Emulator) RemoveKey(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, ok := e.keys[id]
-	delete(e.keys, id)
-	return ok
+	k := e.keys[id]
+	if k != nil {
+		e.removeLocked(k)
+	}
+	return k != nil
 }
 
-// KeyIDs returns the IDs of the existing keys, oldest first.
-func (e *Emulator) KeyIDs() []string {
-	keys := e.listKeys()
+// removeLocked deletes k, keeping its record so that its ID stays known to
+// Stats.BySigner and KeepListing can still list it. Call with e.mu held.
+func (e *Emulator) removeLocked(k *apiKey) {
+	delete(e.keys, k.id)
+	e.gone[k.id] = k
+}
+
+// KeepListing is a fault for testing that revoker confirms a key is dead
+// by its signed call failing, not by its absence from GET /api_keys: once
+// the key id is deleted (by DELETE /api_keys/{id} or RemoveKey, before or
+// after this call), GET /api_keys of its account still lists it in its old
+// place with its name and scopes, as a stale listing would. In every other
+// way the key is deleted: its requests get 401 NOT_FOUND, another DELETE
+// answers 404 and HasKey reports false. An ID the emulator never had is
+// ignored.
+func (e *Emulator) KeepListing(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if k := e.keys[id]; k != nil {
+		k.keepListed = true
+	} else if k := e.gone[id]; k != nil {
+		k.keepListed = true
+	}
+}
+
+// knownLocked reports whether id is the ID of a key that exists or
+// existed. Call with e.mu held.
+func (e *Emulator) knownLocked(id string) bool {
+	return e.keys[id] != nil || e.gone[id] != nil
+}
+
+// KeyIDs returns the IDs of the existing keys of the default account,
+// oldest first.
+func (e *Emulator) KeyIDs() []string { return e.AccountKeyIDs("") }
+
+// AccountKeyIDs returns the IDs of the existing keys of account, oldest
+// first. Deleted keys that KeepListing still lists are not among them.
+func (e *Emulator) AccountKeyIDs(account string) []string {
+	keys := e.listKeys(account, false)
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = k.id
@@ -153,12 +207,22 @@ func (e *Emulator) KeyIDs() []string {
 	return ids
 }
 
-// listKeys returns the existing keys, oldest first.
-func (e *Emulator) listKeys() []*apiKey {
+// listKeys returns the existing keys of account, oldest first; with stale,
+// also its deleted keys marked by KeepListing.
+func (e *Emulator) listKeys(account string, stale bool) []*apiKey {
+	var keys []*apiKey
 	e.mu.Lock()
-	keys := make([]*apiKey, 0, len(e.keys))
 	for _, k := range e.keys {
-		keys = append(keys, k)
+		if k.account == account {
+			keys = append(keys, k)
+		}
+	}
+	if stale {
+		for _, k := range e.gone {
+			if k.account == account && k.keepListed {
+				keys = append(keys, k)
+			}
+		}
 	}
 	e.mu.Unlock()
 	slices.SortFunc(keys, func(a, b *apiKey) int { return cmp.Compare(a.seq, b.seq) })
@@ -205,13 +269,14 @@ func isUUID(s string) bool {
 	return true
 }
 
-// generate creates and registers an RSA-2048 key, returning its PKCS#1 PEM.
-func (e *Emulator) generate(name string, scopes []string) (string, []byte, error) {
+// generate creates and registers an RSA-2048 key in account, returning its
+// PKCS#1 PEM.
+func (e *Emulator) generate(account, name string, scopes []string) (string, []byte, error) {
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return "", nil, err
 	}
-	id, err := e.addKey(name, &priv.PublicKey, scopes, false)
+	id, err := e.addKey(account, name, &priv.PublicKey, scopes, false)
 	if err != nil {
 		return "", nil, err
 	}

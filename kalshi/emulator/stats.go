@@ -26,6 +26,12 @@ type Stats struct {
 	LostResponses int
 	// LastDeleteAt is when each key was deleted (emulator clock).
 	LastDeleteAt map[string]time.Time
+	// BySigner counts answered requests, injected faults included, by the
+	// key ID their KALSHI-ACCESS-KEY header named (as sent, valid
+	// signature or not) and then by HTTP status. Only IDs of keys that
+	// exist or existed are counted, so that a hostile header cannot grow
+	// the map without bound.
+	BySigner map[string]map[int]int
 }
 
 // record is the mutable form of Stats, guarded by Emulator.mu.
@@ -37,6 +43,7 @@ type record struct {
 	unauthorized   map[string]int
 	lost           int
 	lastDeleteAt   map[string]time.Time
+	bySigner       map[string]map[int]int
 }
 
 func newRecord() record {
@@ -46,14 +53,23 @@ func newRecord() record {
 		deleteAttempts: make(map[string]int),
 		unauthorized:   make(map[string]int),
 		lastDeleteAt:   make(map[string]time.Time),
+		bySigner:       make(map[string]map[int]int),
 	}
 }
 
 // bookLocked records one answered request. status 0 means no answer was
 // sent. Call with e.mu held.
-func (e *Emulator) bookLocked(status int, sig, deleteID string) {
+func (e *Emulator) bookLocked(status int, sig sent, deleteID string) {
 	if status != 0 {
 		e.rec.byStatus[status]++
+		if id := sig.keyID; id != "" && e.knownLocked(id) {
+			m := e.rec.bySigner[id]
+			if m == nil {
+				m = make(map[int]int)
+				e.rec.bySigner[id] = m
+			}
+			m[status]++
+		}
 	}
 	if status == 429 {
 		e.rec.tooMany++
@@ -61,22 +77,26 @@ func (e *Emulator) bookLocked(status int, sig, deleteID string) {
 	if deleteID != "" {
 		e.rec.deleteAttempts[deleteID]++
 	}
-	if sig != "" && len(e.sigs) < e.maxSigs {
-		e.sigs = append(e.sigs, sig)
+	if sig.sig != "" && len(e.sigs) < e.maxSigs {
+		e.sigs = append(e.sigs, sig.sig)
 	}
 }
 
 // book records one answered request.
-func (e *Emulator) book(status int, sig, deleteID string) {
+func (e *Emulator) book(status int, sig sent, deleteID string) {
 	e.mu.Lock()
 	e.bookLocked(status, sig, deleteID)
 	e.mu.Unlock()
 }
 
-// Stats returns a copy of what the emulator has recorded.
+// Stats returns a deep copy of what the emulator has recorded.
 func (e *Emulator) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	bySigner := make(map[string]map[int]int, len(e.rec.bySigner))
+	for id, m := range e.rec.bySigner {
+		bySigner[id] = maps.Clone(m)
+	}
 	return Stats{
 		Requests:       int(e.requests.Load()),
 		ByStatus:       maps.Clone(e.rec.byStatus),
@@ -86,6 +106,7 @@ func (e *Emulator) Stats() Stats {
 		Unauthorized:   maps.Clone(e.rec.unauthorized),
 		LostResponses:  e.rec.lost,
 		LastDeleteAt:   maps.Clone(e.rec.lastDeleteAt),
+		BySigner:       bySigner,
 	}
 }
 
