@@ -298,6 +298,15 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &e) && e.StatusCode == http.StatusNotFound
 }
 
+// IsUnknownSigningKey reports whether err is Kalshi's 401 for a signing key
+// it does not know (any more): deleted, or never created. A key that signs
+// its own delete gets this once it is gone.
+func IsUnknownSigningKey(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.StatusCode == http.StatusUnauthorized &&
+		(strings.Contains(e.Details, "NOT_FOUND") || e.Code == "NOT_FOUND")
+}
+
 // IsTransient reports whether err may go away if the call is repeated (after
 // a pause): network errors, timeouts (including an attempt's
 // context.DeadlineExceeded), cancellation, and the statuses 408, 429 and

@@ -48,6 +48,9 @@ type Config struct {
 	PullWait       time.Duration // how long one pull waits for messages; default 2s
 	DrainTimeout   time.Duration // how long shutdown waits for in-flight requests; default 20s
 
+	ConfirmDelay    time.Duration // from a revocation to the first check that the key is dead; default 1s
+	ConfirmInterval time.Duration // at least this long between two such checks (each one GET /api_keys); default 5s
+
 	CredentialRecheck time.Duration // how often Kalshi's acceptance of the credential is checked again; default 5m
 	CredentialRetry   time.Duration // how soon after a failed check; default 15s
 
@@ -93,6 +96,8 @@ func (c *Config) setDefaults() {
 	defDur(&c.RequeueDelay, time.Second)
 	defDur(&c.PullWait, 2*time.Second)
 	defDur(&c.DrainTimeout, 20*time.Second)
+	defDur(&c.ConfirmDelay, time.Second)
+	defDur(&c.ConfirmInterval, 5*time.Second)
 	defDur(&c.CredentialRecheck, 5*time.Minute)
 	defDur(&c.CredentialRetry, 15*time.Second)
 	// The guards compare canonical key IDs, whatever spelling was configured.

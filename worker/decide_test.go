@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -119,6 +121,10 @@ func (s *scripted) DeleteAPIKey(context.Context, string) error {
 }
 func (s *scripted) ListAPIKeys(context.Context) ([]kalshi.APIKey, error) { return nil, nil }
 
+func (s *scripted) As(string, crypto.Signer) (*kalshi.Client, error) {
+	return nil, errors.New("scripted: no other credential")
+}
+
 // decide against a real ledger: what an earlier delivery left there and
 // what Kalshi answers now make the verdict.
 func TestDecide(t *testing.T) {
@@ -169,7 +175,7 @@ func TestDecide(t *testing.T) {
 			w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
 			w.cfg.setDefaults()
 			meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: tc.seq}, NumDelivered: tc.deliv, Timestamp: time.Now()}
-			req := events.Request{ID: id, APIKeyID: tc.key}
+			req := request{Request: events.Request{ID: id, APIKeyID: tc.key}}
 			v := w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
 			if v.waiting != tc.waiting || (v.res == nil) != tc.waiting {
 				t.Fatalf("verdict %+v, want waiting %v", v, tc.waiting)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,12 +40,12 @@ func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 	defer keepAlive(msg, w.keepAliveInterval())()
 
 	fallbackID := fmt.Sprintf("%s-%d", meta.Stream, meta.Sequence.Stream)
-	req, decodeErr := events.DecodeRequest(msg.Headers(), msg.Data(), fallbackID)
+	req, decodeErr := decode(msg.Headers(), msg.Data(), fallbackID)
 	res := newResult(req, meta, received)
 
 	var policyErr error
 	if decodeErr == nil && w.cfg.Policy != nil {
-		policyErr = w.cfg.Policy.AuthorizeAt(msg.Headers(), msg.Data(), req, meta.Timestamp)
+		policyErr = w.cfg.Policy.AuthorizeAt(msg.Headers(), msg.Data(), req.Request, meta.Timestamp)
 	}
 	var v verdict
 	switch {
@@ -55,9 +56,13 @@ func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 	default:
 		// Requests for one key take turns within the process, from decision to
 		// stored result: the second sees the first's delete, and the ledger
-		// then names the request that revoked the key.
-		defer w.keys.lock(req.APIKeyID)()
+		// then names the request that revoked the key. A leaked key's request
+		// takes its key's turn once it knows the key.
+		defer w.keys.lock(req.names())()
 		v = w.decide(ctx, stop, meta, req, res)
+		if v.unlock != nil {
+			defer v.unlock()
+		}
 	}
 
 	stored := false
@@ -73,25 +78,61 @@ func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 		if stored {
 			w.cfg.Metrics.observeResult(v.res)
 			w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
-			if v.res.Outcome == events.Revoked && v.res.APIKeyID == w.cfg.SelfKeyID {
-				w.selfRevoked()
+			if v.res.Outcome == events.Revoked {
+				if !w.confirms.add(v.res, req.leaked, v.foreign) {
+					w.cfg.Logger.Warn("too many revocations wait for confirmation; this one is not checked", "api_key_id", v.res.APIKeyID)
+				}
+				if v.res.APIKeyID == w.cfg.SelfKeyID {
+					w.selfRevoked()
+				}
 			}
 		}
 	}
 	w.settle(msg, meta, v, stored)
 }
 
-func newResult(req events.Request, meta *jetstream.MsgMetadata, received time.Time) *events.Result {
+// request is a decoded request, its leaked key parsed.
+type request struct {
+	events.Request
+	leaked *leakedKey // nil unless the request carries a leaked private key
+}
+
+// decode decodes a request and parses its leaked key, if any: a key that
+// does not parse makes the request invalid.
+func decode(header map[string][]string, body []byte, fallbackID string) (request, error) {
+	req, err := events.DecodeRequest(header, body, fallbackID)
+	r := request{Request: req}
+	if err == nil && !req.LeakedKey.IsZero() {
+		r.leaked, err = parseLeakedKey(req.LeakedKey)
+	}
+	return r, err
+}
+
+// names is what the request's id names in the ledger: the key ID, or the
+// leaked key's fingerprint.
+func (r request) names() string {
+	if r.leaked != nil {
+		return r.leaked.fingerprint
+	}
+	return r.APIKeyID
+}
+
+func newResult(req request, meta *jetstream.MsgMetadata, received time.Time) *events.Result {
+	fingerprint := ""
+	if req.leaked != nil {
+		fingerprint = req.leaked.fingerprint
+	}
 	return &events.Result{
-		RequestID:   req.ID,
-		RequestSeq:  meta.Sequence.Stream,
-		APIKeyID:    req.APIKeyID,
-		Deliveries:  int(meta.NumDelivered),
-		Reason:      req.Reason,
-		RequestedBy: req.RequestedBy,
-		Source:      req.Source,
-		RequestedAt: req.RequestedAt,
-		ReceivedAt:  received,
+		LeakedKeyFingerprint: fingerprint,
+		RequestID:            req.ID,
+		RequestSeq:           meta.Sequence.Stream,
+		APIKeyID:             req.APIKeyID,
+		Deliveries:           int(meta.NumDelivered),
+		Reason:               req.Reason,
+		RequestedBy:          req.RequestedBy,
+		Source:               req.Source,
+		RequestedAt:          req.RequestedAt,
+		ReceivedAt:           received,
 	}
 }
 
@@ -107,6 +148,10 @@ type verdict struct {
 	// result's path: a crash before it leaves the request attempted, and its
 	// redelivery learns the same from Kalshi.
 	record func(ctx context.Context)
+	// unlock, if set, ends the turn a leaked key's request took on the key
+	// it found, once the result is stored.
+	unlock  func()
+	foreign bool // the key is another account's: only the leaked key can confirm it dead
 }
 
 // untrusted rejects a request whose id cannot be trusted, under a message id
@@ -129,7 +174,7 @@ func finish(res *events.Result) {
 // ledger says whether the id is new, already decided, held by another copy
 // of the request, or names another key; a compare-and-set lost to another
 // replica is retried with what the ledger says then.
-func (w *Worker) decide(ctx, stop context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) verdict {
+func (w *Worker) decide(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result) verdict {
 	for range 3 {
 		v, err := w.decideOnce(ctx, stop, meta, req, res)
 		if err == nil {
@@ -147,19 +192,20 @@ func (w *Worker) decide(ctx, stop context.Context, meta *jetstream.MsgMetadata, 
 	return verdict{}
 }
 
-func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetadata, req events.Request, res *events.Result) (verdict, error) {
+func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result) (verdict, error) {
 	seq := meta.Sequence.Stream
-	proposal := requestEntry{Key: req.APIKeyID, Seq: seq, ClaimedAt: time.Now()}
-	if code, message := w.guard(req, meta); code != "" {
-		res.Outcome = events.Rejected
-		if code.Outcome() == events.Failed {
-			res.Outcome = events.Failed
-		}
-		res.Error = &events.Error{Code: code, Message: message}
-		finish(res)
+	proposal := requestEntry{Key: req.names(), Seq: seq, ClaimedAt: time.Now()}
+	code, message := w.guardDeliveries(meta)
+	if code == "" && req.leaked == nil {
+		code, message = w.guardKey(req.APIKeyID)
+	}
+	if code != "" {
+		refuse(res, code, message)
 		proposal.Result = w.encode(res)
 	} else {
-		proposal.Attempted = true // recorded before the first DELETE is sent
+		// Recorded before the first DELETE is sent; a leaked key's request
+		// records it once it knows the key.
+		proposal.Attempted = req.leaked == nil
 	}
 
 	c, fresh, err := w.ledger.claim(ctx, req.ID, proposal)
@@ -169,10 +215,10 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 	attempted := false // by an earlier delivery of this request
 	if !fresh {
 		switch {
-		case c.Key != req.APIKeyID:
+		case c.Key != proposal.Key:
 			return untrusted(res, meta, events.CodeConflictingRequestID, fmt.Sprintf(
-				"request id %s already names request %d for key %s; nothing was deleted",
-				events.Quote(req.ID), c.Seq, c.Key)), nil
+				"request id %s already names request %d for %s; nothing was deleted",
+				events.Quote(req.ID), c.Seq, describeNamed(c.Key))), nil
 		case c.decided():
 			return w.republish(meta, c)
 		case c.Seq != seq && time.Since(c.ClaimedAt) < w.cfg.MaxRetry+ownerGrace:
@@ -183,7 +229,7 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 		// deliveries were spent waiting for the other, not failing.
 		if c.Seq != seq && res.Error != nil && res.Error.Code == events.CodeMaxDeliveries {
 			*res = *newResult(req, meta, res.ReceivedAt)
-			proposal.Result, proposal.Attempted = nil, true
+			proposal.Result, proposal.Attempted = nil, req.leaked == nil
 		}
 		attempted = c.Attempted
 		next := c.requestEntry
@@ -199,12 +245,70 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 	if proposal.Result != nil {
 		return verdict{res: res, doc: proposal.Result, msgID: req.ID}, nil
 	}
-
-	if interrupted := w.revoke(ctx, stop, meta.Timestamp, res, attempted); interrupted {
+	if req.leaked != nil {
+		return w.revokeLeaked(ctx, stop, meta, req, res, c)
+	}
+	if interrupted := w.revoke(ctx, stop, meta.Timestamp, res, attempted, w.del, true); interrupted {
 		return verdict{}, nil
 	}
+	return w.decided(ctx, req, c, res), nil
+}
+
+// revokeLeaked carries out a leaked key's request once claimed: it finds
+// the key (or reads it from the claim, when an earlier delivery found it),
+// guards it, records it with the claim before the first DELETE, and deletes
+// it during the key's turn.
+func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim) (verdict, error) {
+	f := found{keyID: c.Target, foreign: c.Foreign}
+	if f.keyID == "" {
+		var fail *events.Error
+		var err error
+		if f, fail, err = w.identify(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID); err != nil {
+			return verdict{}, nil // stopped by shutdown
+		}
+		if fail != nil {
+			refuse(res, fail.Code, fail.Message)
+			return w.decided(ctx, req, c, res), nil
+		}
+	}
+	res.APIKeyID = f.keyID
+	if code, message := w.guardKey(f.keyID); code != "" {
+		refuse(res, code, message)
+		return w.decided(ctx, req, c, res), nil
+	}
+	unlock := w.keys.lock(f.keyID)
+	next := c.requestEntry
+	next.Target, next.Foreign, next.Attempted = f.keyID, f.foreign, true
+	attempted := c.Attempted
+	c, err := w.ledger.update(ctx, req.ID, c, next)
+	if err != nil {
+		unlock()
+		return verdict{}, err
+	}
+	var del deleter = w.del
+	if f.foreign {
+		as, err := w.del.As(f.keyID, req.leaked.signer)
+		if err != nil { // cannot be: identify signed as this key already
+			unlock()
+			return verdict{}, err
+		}
+		del = as
+		res.Detail = "the key is not this account's: it deleted itself, signed with the leaked private key"
+	}
+	if interrupted := w.revoke(ctx, stop, meta.Timestamp, res, attempted, del, !f.foreign); interrupted {
+		unlock()
+		return verdict{}, nil
+	}
+	v := w.decided(ctx, req, c, res)
+	v.unlock, v.foreign = unlock, f.foreign
+	return v, nil
+}
+
+// decided finishes res, the outcome of the request claimed as c, and
+// returns its verdict: the result, and the ledger's record of it.
+func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.Result) verdict {
 	if res.Outcome == events.AlreadyRevoked {
-		if rec, err := w.ledger.revokedBy(ctx, req.APIKeyID); err == nil && rec != nil {
+		if rec, err := w.ledger.revokedBy(ctx, res.APIKeyID); err == nil && rec != nil {
 			res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
 		}
 	}
@@ -226,19 +330,40 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 		}
 		wg.Wait()
 	}
-	return verdict{res: res, doc: doc, msgID: req.ID, record: record}, nil
+	return verdict{res: res, doc: doc, msgID: req.ID, record: record}
 }
 
-// guard refuses, before any Kalshi call, what must never be deleted and a
-// request delivered too often. It returns the refusal's code, or "".
-func (w *Worker) guard(req events.Request, meta *jetstream.MsgMetadata) (events.Code, string) {
+// refuse ends res with the error code and message, before any DELETE.
+func refuse(res *events.Result, code events.Code, message string) {
+	res.Outcome = code.Outcome()
+	res.Error = &events.Error{Code: code, Message: message}
+	finish(res)
+}
+
+// describeNamed says what a ledger entry's Key names, in a message.
+func describeNamed(key string) string {
+	if strings.HasPrefix(key, "sha256:") {
+		return "the leaked key " + key
+	}
+	return "key " + key
+}
+
+// guardKey refuses, before any DELETE, a key that must never be deleted.
+// It returns the refusal's code, or "".
+func (w *Worker) guardKey(keyID string) (events.Code, string) {
 	switch {
-	case req.APIKeyID == w.cfg.SelfKeyID && !w.cfg.AllowSelfRevoke:
+	case keyID == w.cfg.SelfKeyID && !w.cfg.AllowSelfRevoke:
 		return events.CodeSelfRevocationRefused, fmt.Sprintf(
-			"%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", req.APIKeyID)
-	case slices.Contains(w.cfg.ProtectedKeys, req.APIKeyID):
-		return events.CodeProtectedKey, fmt.Sprintf("%s is listed in REVOKER_PROTECTED_KEYS", req.APIKeyID)
-	case int(meta.NumDelivered) >= w.cfg.MaxDeliveries:
+			"%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", keyID)
+	case slices.Contains(w.cfg.ProtectedKeys, keyID):
+		return events.CodeProtectedKey, fmt.Sprintf("%s is listed in REVOKER_PROTECTED_KEYS", keyID)
+	}
+	return "", ""
+}
+
+// guardDeliveries refuses a request delivered too often.
+func (w *Worker) guardDeliveries(meta *jetstream.MsgMetadata) (events.Code, string) {
+	if int(meta.NumDelivered) >= w.cfg.MaxDeliveries {
 		return events.CodeMaxDeliveries, fmt.Sprintf(
 			"delivered %d times without a stored result; not attempted again", meta.NumDelivered)
 	}
@@ -254,7 +379,7 @@ func (w *Worker) republish(meta *jetstream.MsgMetadata, c claim) (verdict, error
 		return verdict{}, fmt.Errorf("ledger: decided result of request %d: %w", c.Seq, err)
 	}
 	res.Deliveries = int(meta.NumDelivered)
-	v := verdict{res: &res, msgID: res.RequestID}
+	v := verdict{res: &res, msgID: res.RequestID, foreign: c.Foreign}
 	if res.Outcome == events.Revoked { // in case the first delivery died before it
 		v.record = func(ctx context.Context) { w.recordRevoked(ctx, &res) }
 	}
@@ -262,12 +387,17 @@ func (w *Worker) republish(meta *jetstream.MsgMetadata, c claim) (verdict, error
 }
 
 func (w *Worker) recordRevoked(ctx context.Context, res *events.Result) {
-	err := w.ledger.recordRevoked(ctx, res.APIKeyID, KeyRecord{
-		RequestID: res.RequestID, RequestSeq: res.RequestSeq, RevokedAt: res.CompletedAt,
-		RequestedBy: res.RequestedBy, Reason: res.Reason,
-	})
+	err := w.ledger.recordRevoked(ctx, res.APIKeyID, keyRecordOf(res))
 	if err != nil {
 		w.cfg.Logger.Warn("cannot record the revoked key in the ledger", "api_key_id", res.APIKeyID, "err", err)
+	}
+}
+
+// keyRecordOf is the ledger's record of the key res revoked.
+func keyRecordOf(res *events.Result) KeyRecord {
+	return KeyRecord{
+		RequestID: res.RequestID, RequestSeq: res.RequestSeq, RevokedAt: res.CompletedAt,
+		RequestedBy: res.RequestedBy, Reason: res.Reason, Fingerprint: res.LeakedKeyFingerprint,
 	}
 }
 

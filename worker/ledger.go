@@ -39,11 +39,15 @@ func (l *ledger) call(ctx context.Context) (context.Context, func()) {
 
 // requestEntry is what the ledger knows of one trusted request id.
 type requestEntry struct {
-	Key       string          `json:"key"`                 // canonical key ID the id names
+	Key       string          `json:"key"`                 // what the id names: a canonical key ID, or a leaked key's fingerprint
 	Seq       uint64          `json:"seq"`                 // stream sequence of the message that carries it out
 	ClaimedAt time.Time       `json:"claimed_at"`          // when that message took it
 	Attempted bool            `json:"attempted,omitempty"` // a DELETE may have reached Kalshi
 	Result    json.RawMessage `json:"result,omitempty"`    // the decided result document; set once
+	// A leaked key's request records the key it was found to be before the
+	// first DELETE: once deleted, the key can no longer be found.
+	Target  string `json:"target,omitempty"`  // the key ID the leaked key belongs to
+	Foreign bool   `json:"foreign,omitempty"` // of another account: deleted with the leaked key itself
 }
 
 func (e *requestEntry) decided() bool { return len(e.Result) > 0 && string(e.Result) != "null" }
@@ -55,6 +59,8 @@ type KeyRecord struct {
 	RevokedAt   time.Time `json:"revoked_at"`
 	RequestedBy string    `json:"requested_by,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
+	// Fingerprint names the leaked private key the request carried, if any.
+	Fingerprint string `json:"leaked_key_fingerprint,omitempty"`
 	// ConfirmedAt is when revoker saw that the key is dead: the account no
 	// longer lists it (and a leaked key's signed call is refused). Zero
 	// until then.
@@ -135,6 +141,40 @@ func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord
 		return fmt.Errorf("ledger: recording key %s: %w", apiKeyID, err)
 	}
 	return nil
+}
+
+// confirmRevoked records that the key is dead: its record gets ConfirmedAt
+// (rec is the record to create if the revocation's own write was lost).
+func (l *ledger) confirmRevoked(ctx context.Context, apiKeyID string, rec KeyRecord, at time.Time) error {
+	ctx, done := l.call(ctx)
+	defer done()
+	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		rec.ConfirmedAt = at
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		_, err = l.kv.Create(ctx, keyKey(apiKeyID), v)
+		return err
+	case err != nil:
+		return err
+	}
+	var stored KeyRecord
+	if err := json.Unmarshal(entry.Value(), &stored); err != nil {
+		return fmt.Errorf("ledger: key %s: %w", apiKeyID, err)
+	}
+	if !stored.ConfirmedAt.IsZero() {
+		return nil
+	}
+	stored.ConfirmedAt = at
+	v, err := json.Marshal(stored)
+	if err != nil {
+		return err
+	}
+	_, err = l.kv.Update(ctx, keyKey(apiKeyID), v, entry.Revision())
+	return err
 }
 
 // revokedBy returns what the ledger knows of the key, or nil.

@@ -14,20 +14,84 @@ import (
 	"github.com/revoker/revoker/kalshi"
 )
 
-// revoke deletes res.APIKeyID, retrying transient failures with exponential
-// backoff and jitter until the budget that started when the request was
-// stored runs out. Each attempt is signed afresh by the client. attempted
-// says an earlier delivery may already have deleted the key. It fills res;
-// interrupted means shutdown stopped it before an outcome.
-func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *events.Result, attempted bool) (interrupted bool) {
+// deleter deletes API keys: the worker's client, or a leaked key's own.
+type deleter interface {
+	DeleteAPIKey(ctx context.Context, apiKeyID string) error
+}
+
+// revoke deletes res.APIKeyID with del, through call. attempted says an
+// earlier delivery may already have deleted the key. own says del signs
+// with the worker's credential; otherwise the key signs its own delete. It
+// fills res; interrupted means shutdown stopped it before an outcome.
+func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *events.Result, attempted bool, del deleter, own bool) (interrupted bool) {
+	mayHaveDeleted := attempted
+	err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {
+		return del.DeleteAPIKey(ctx, res.APIKeyID)
+	}, func(err error) {
+		res.Attempts++
+		if res.Attempts > 1 {
+			w.cfg.Metrics.Retries.Inc()
+		}
+		status := httpStatus(err)
+		w.cfg.Metrics.observeAttempt(status)
+		res.HTTPStatus = status
+		// An attempt without an answer, or a 5xx, may have deleted the key
+		// before it failed; a 408 or 429 did not.
+		if kalshi.IsTransient(err) && (status == 0 || status >= 500) {
+			mayHaveDeleted = true
+		}
+	})
+	if errors.Is(err, errStopped) {
+		return true
+	}
+	var be *budgetError
+	if errors.As(err, &be) {
+		exhausted(res, storedAt, be.why)
+		return false
+	}
+	status := httpStatus(err)
+	outcome, e := classify(err, status)
+	if !own && kalshi.IsUnknownSigningKey(err) {
+		// A key deleting itself: Kalshi no longer knowing it is the 404 of
+		// an ordinary delete.
+		outcome, e = events.AlreadyRevoked, nil
+	}
+	res.Outcome, res.Error = outcome, e
+	if outcome == events.AlreadyRevoked && mayHaveDeleted {
+		// The key is gone and an attempt of this request whose answer
+		// never came may have been what deleted it.
+		res.Outcome = events.Revoked
+		res.Detail = "Kalshi answered 404 after an earlier attempt of this request went unanswered: that attempt deleted the key"
+	}
+	if own && (status == http.StatusUnauthorized || status == http.StatusForbidden) {
+		w.credentialRefused(err)
+	}
+	return false
+}
+
+// errStopped is call's answer when shutdown stopped it before an answer.
+var errStopped = errors.New("stopped by shutdown")
+
+// budgetError is call's answer when the retry budget ran out first; it
+// says why.
+type budgetError struct{ why string }
+
+func (e *budgetError) Error() string { return e.why }
+
+// call makes op through the limiter until it succeeds or fails for good,
+// retrying transient failures with exponential backoff and jitter until the
+// budget that started when the request was stored runs out. Each attempt is
+// signed afresh by the client; seen hears of each attempt's answer. It
+// returns op's last error (nil on success), a *budgetError when the budget
+// ran out first, or errStopped when shutdown stopped it.
+func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(context.Context) error, seen func(error)) error {
 	b := w.retryPolicy(storedAt)
 	deadline := storedAt.Add(w.cfg.MaxRetry)
-	mayHaveDeleted := attempted
-	for {
+	for attempts := 0; ; attempts++ {
 		// No wait for the budget outlives the request's budget; the first
 		// attempt is always made.
 		wait := deadline
-		if res.Attempts == 0 {
+		if attempts == 0 {
 			wait = later(deadline, time.Now().Add(w.cfg.AttemptTimeout))
 		}
 		lctx, cancel := context.WithDeadline(stop, wait)
@@ -35,74 +99,49 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 		cancel()
 		switch {
 		case stop.Err() != nil:
-			return true
+			return errStopped
 		case err != nil:
-			exhausted(res, storedAt, "the rate limit held every attempt until the retry budget ran out")
-			return false
-		}
-		res.Attempts++
-		if res.Attempts > 1 {
-			w.cfg.Metrics.Retries.Inc()
+			return &budgetError{"the rate limit held every attempt until the retry budget ran out"}
 		}
 		actx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
-		err = w.del.DeleteAPIKey(actx, res.APIKeyID)
+		err = op(actx)
 		cancel()
+		seen(err)
+		if !kalshi.IsTransient(err) {
+			return err
+		}
 		status := httpStatus(err)
-		w.cfg.Metrics.observeAttempt(status)
-		res.HTTPStatus = status
-
-		if outcome, e := classify(err, status); outcome != "" {
-			res.Outcome, res.Error = outcome, e
-			if outcome == events.AlreadyRevoked && mayHaveDeleted {
-				// The key is gone and an attempt of this request whose answer
-				// never came may have been what deleted it.
-				res.Outcome = events.Revoked
-				res.Detail = "Kalshi answered 404 after an earlier attempt of this request went unanswered: that attempt deleted the key"
-			}
-			if status == http.StatusUnauthorized || status == http.StatusForbidden {
-				w.credentialRefused(err)
-			}
-			return false
-		}
-		// Transient. An attempt without an answer, or a 5xx, may have
-		// deleted the key before it failed; a 408 or 429 did not.
-		if status == 0 || status >= 500 {
-			mayHaveDeleted = true
-		}
 		next := b.NextBackOff()
 		if status == http.StatusTooManyRequests {
 			// Kalshi's bucket is empty although we kept to the budget:
-			// halve it (recovering over ThrottleRecovery) for every delete.
+			// halve it (recovering over ThrottleRecovery) for every call.
 			w.cfg.Limiter.Throttle()
 			w.reportRate()
 		}
-		// Kalshi's limits are per account: a 429 holds every delete.
+		// Kalshi's limits are per account: a 429 holds every call.
 		if ra := kalshi.RetryAfter(err); ra > 0 {
 			if left := time.Until(deadline); ra > left {
-				exhausted(res, storedAt, fmt.Sprintf("Kalshi asked to wait %v (Retry-After), longer than the %v left of the retry budget: %v",
-					ra, left.Round(time.Second), err))
-				return false
+				return &budgetError{fmt.Sprintf("Kalshi asked to wait %v (Retry-After), longer than the %v left of the retry budget: %v",
+					ra, left.Round(time.Second), err)}
 			}
 			w.cfg.Limiter.Pause(ra)
 			next = max(next, ra)
 		} else if status == http.StatusTooManyRequests && math.IsInf(w.cfg.Limiter.Rate(), 1) {
-			// No budget to halve: hold every delete briefly instead.
+			// No budget to halve: hold every call briefly instead.
 			w.cfg.Limiter.Pause(min(next, time.Second))
 		}
 		if next == backoff.Stop {
-			exhausted(res, storedAt, err.Error())
-			return false
+			return &budgetError{err.Error()}
 		}
-		w.cfg.Logger.Debug("transient failure; retrying", "request_id", res.RequestID,
-			"attempt", res.Attempts, "err", err, "in", next)
+		w.cfg.Logger.Debug("transient failure; retrying", "attempt", attempts+1, "err", err, "in", next)
 		if stop.Err() != nil {
-			return true
+			return errStopped
 		}
 		t := time.NewTimer(next)
 		select {
 		case <-stop.Done():
 			t.Stop()
-			return true
+			return errStopped
 		case <-t.C:
 		}
 	}

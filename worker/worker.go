@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"math"
@@ -22,6 +23,9 @@ import (
 type Kalshi interface {
 	DeleteAPIKey(ctx context.Context, apiKeyID string) error
 	ListAPIKeys(ctx context.Context) ([]kalshi.APIKey, error)
+	// As is the same API signed with another key: a leaked key being
+	// identified, deleting itself, or shown to be dead.
+	As(keyID string, key crypto.Signer) (*kalshi.Client, error)
 }
 
 // Worker consumes revoke requests and stores one result for each.
@@ -30,10 +34,11 @@ type Worker struct {
 	del Kalshi
 	cfg Config
 
-	keys    keyLocks
-	ledger  *ledger // set by the first bind, before any handler starts
-	cred    *credentialGate
-	ackWait atomic.Int64 // the bound consumer's ack wait, in nanoseconds
+	keys     keyLocks
+	ledger   *ledger // set by the first bind, before any handler starts
+	confirms *confirmations
+	cred     *credentialGate
+	ackWait  atomic.Int64 // the bound consumer's ack wait, in nanoseconds
 
 	bound          atomic.Bool   // consumer bound and pulling
 	credentialGone chan struct{} // closed once the worker deleted its own key
@@ -52,6 +57,7 @@ func New(js jetstream.JetStream, del Kalshi, cfg Config) (*Worker, error) {
 		del:            del,
 		cfg:            cfg,
 		cred:           newCredentialGate(),
+		confirms:       newConfirmations(cfg.ConfirmDelay),
 		credentialGone: make(chan struct{}),
 	}
 	w.ackWait.Store(int64(cfg.AckWait))
@@ -95,11 +101,12 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	w.reportRate()
 	credCtx, stopCred := context.WithCancel(ctx)
-	credDone := make(chan struct{})
-	go func() { defer close(credDone); w.watchCredential(credCtx) }()
+	var background sync.WaitGroup
+	background.Go(func() { w.watchCredential(credCtx) })
+	background.Go(func() { w.confirmLoop(credCtx) })
 	err := w.pullLoop(ctx, work)
 	stopCred()
-	<-credDone
+	background.Wait()
 	w.bound.Store(false)
 	w.cfg.Metrics.Ready.Set(0)
 	if err != nil {

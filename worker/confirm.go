@@ -1,0 +1,234 @@
+package worker
+
+import (
+	"context"
+	"crypto"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+)
+
+// maxUnconfirmed bounds the keys waiting for confirmation in one process.
+const maxUnconfirmed = 100_000
+
+// maxRecheck is the longest wait before a key found alive is checked again.
+const maxRecheck = 30 * time.Second
+
+// confirmations holds the keys this process revoked and has not yet seen
+// dead. The loop in confirmLoop checks them in rounds: one GET /api_keys
+// serves every key due, so confirming costs one call per round however many
+// keys wait, and the delete budget is barely touched.
+type confirmations struct {
+	mu      sync.Mutex
+	pending map[string]*unconfirmed
+	wake    chan struct{} // a key was added
+	delay   time.Duration // from a revocation to its first check
+}
+
+// unconfirmed is one key waiting to be seen dead.
+type unconfirmed struct {
+	record  KeyRecord     // the ledger's record, in case the revocation's own write was lost
+	leaked  crypto.Signer // the request's leaked key: its own call must be refused too
+	foreign bool          // another account's key: only its own call can tell
+	alive   int           // checks that found it alive
+	due     time.Time
+}
+
+func newConfirmations(delay time.Duration) *confirmations {
+	return &confirmations{pending: make(map[string]*unconfirmed), wake: make(chan struct{}, 1), delay: delay}
+}
+
+// add queues the key res revoked. It reports false when too many wait.
+func (c *confirmations) add(res *events.Result, leaked *leakedKey, foreign bool) bool {
+	u := &unconfirmed{record: keyRecordOf(res), foreign: foreign, due: time.Now().Add(c.delay)}
+	if leaked != nil {
+		u.leaked = leaked.signer
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.pending[res.APIKeyID]; !ok && len(c.pending) >= maxUnconfirmed {
+		return false
+	}
+	c.pending[res.APIKeyID] = u
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// next returns when the earliest key is due; ok is false when none waits.
+func (c *confirmations) next() (at time.Time, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, u := range c.pending {
+		if !ok || u.due.Before(at) {
+			at, ok = u.due, true
+		}
+	}
+	return at, ok
+}
+
+// dueAt returns copies of the keys due at now.
+func (c *confirmations) dueAt(now time.Time) map[string]unconfirmed {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	due := make(map[string]unconfirmed)
+	for id, u := range c.pending {
+		if !u.due.After(now) {
+			due[id] = *u
+		}
+	}
+	return due
+}
+
+// settle records what a check found of one key: dead (removed), alive
+// (checked again later, less often each time), or unknown (checked again
+// after retry).
+func (c *confirmations) settle(id string, dead, alive bool, retry time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.pending[id]
+	switch {
+	case u == nil:
+	case dead:
+		delete(c.pending, id)
+	case alive:
+		u.alive++
+		u.due = time.Now().Add(min(retry<<min(u.alive-1, 10), maxRecheck))
+	default:
+		u.due = time.Now().Add(retry)
+	}
+}
+
+// stillAlive counts the keys a check after their delete found alive.
+func (c *confirmations) stillAlive() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, u := range c.pending {
+		if u.alive > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// confirmLoop checks waiting keys until ctx ends: a round when a key is
+// due, at most one per Config.ConfirmInterval.
+func (w *Worker) confirmLoop(ctx context.Context) {
+	c := w.confirms
+	var lastRound time.Time
+	for {
+		var t *time.Timer
+		var wait <-chan time.Time
+		if at, ok := c.next(); ok {
+			t = time.NewTimer(time.Until(later(at, lastRound.Add(w.cfg.ConfirmInterval))))
+			wait = t.C
+		}
+		fired := false
+		select {
+		case <-ctx.Done():
+		case <-c.wake: // plan again with the new key
+		case <-wait:
+			fired = true
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if !fired {
+			continue
+		}
+		lastRound = time.Now()
+		if due := c.dueAt(lastRound); len(due) > 0 {
+			w.confirmRound(ctx, due)
+		}
+		w.cfg.Metrics.Unconfirmed.Set(float64(c.stillAlive()))
+	}
+}
+
+// confirmRound checks the keys due: one list of the account's keys for all
+// of them, and one call with each leaked key whose API key is not listed.
+func (w *Worker) confirmRound(ctx context.Context, due map[string]unconfirmed) {
+	listed, listOK := map[string]bool(nil), false
+	for _, u := range due {
+		if !u.foreign {
+			listed, listOK = w.listForConfirmation(ctx)
+			break
+		}
+	}
+	for id, u := range due {
+		var dead, alive bool
+		switch {
+		case !u.foreign && !listOK:
+		case !u.foreign && listed[id]:
+			alive = true
+		case u.leaked != nil:
+			// The account lists it no more (or never did): the leaked key's
+			// own call must be refused as signed by a key Kalshi does not know.
+			dead, alive = w.leakedKeyRefused(ctx, id, u.leaked)
+		default:
+			dead = true
+		}
+		if dead {
+			if err := w.ledger.confirmRevoked(ctx, id, u.record, time.Now()); err != nil {
+				w.cfg.Logger.Warn("cannot record a confirmed revocation in the ledger; trying again", "api_key_id", id, "err", err)
+				dead = false
+			} else {
+				w.cfg.Logger.Info("revocation confirmed: the key is dead", "api_key_id", id,
+					"after", time.Since(u.record.RevokedAt).Round(time.Millisecond))
+			}
+		}
+		if alive && u.alive == 0 {
+			w.cfg.Logger.Warn("a revoked key is still alive: Kalshi still lists it or accepts its leaked key; checking again",
+				"api_key_id", id, "request_id", u.record.RequestID)
+		}
+		w.confirms.settle(id, dead, alive, w.cfg.ConfirmInterval)
+	}
+}
+
+// listForConfirmation lists the account's keys, within the delete budget.
+func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, bool) {
+	if err := w.cfg.Limiter.Wait(ctx); err != nil {
+		return nil, false
+	}
+	lctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
+	defer cancel()
+	keys, err := w.del.ListAPIKeys(lctx)
+	if err != nil {
+		if s := httpStatus(err); s == http.StatusUnauthorized || s == http.StatusForbidden {
+			w.credentialRefused(err)
+		}
+		w.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "cannot list the account's keys to confirm revocations", slog.Any("err", err))
+		return nil, false
+	}
+	listed := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		listed[events.CanonicalAPIKeyID(k.ID)] = true
+	}
+	return listed, true
+}
+
+// leakedKeyRefused makes one call signed as id with the leaked key: dead
+// when Kalshi no longer knows the key, alive when it accepts the call,
+// neither when the answer says nothing.
+func (w *Worker) leakedKeyRefused(ctx context.Context, id string, leaked crypto.Signer) (dead, alive bool) {
+	as, err := w.del.As(id, leaked)
+	if err != nil {
+		return false, false
+	}
+	if err := w.cfg.Limiter.Wait(ctx); err != nil {
+		return false, false
+	}
+	lctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
+	defer cancel()
+	_, err = as.ListAPIKeys(lctx)
+	return kalshi.IsUnknownSigningKey(err), err == nil
+}

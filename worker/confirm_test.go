@@ -1,0 +1,80 @@
+package worker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// A revoked key is confirmed dead in the ledger once the account no longer
+// lists it; one the account keeps listing stays unconfirmed and raises the
+// gauge. One list serves every key waiting.
+func TestConfirmation(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(6)
+	stale := keys[5]
+	r.emu.KeepListing(stale)
+	_, pems := r.leakedKeys(1)
+	cfg := r.config()
+	cfg.Metrics = worker.NewMetrics(prometheus.NewRegistry())
+	cfg.ConfirmDelay, cfg.ConfirmInterval = 300*time.Millisecond, 200*time.Millisecond
+	r.start(cfg)
+	before := r.emu.Stats()
+	for _, k := range keys {
+		r.publish("c-"+k, k)
+	}
+	r.publishLeaked("c-leaked", pems[0], "")
+	res := r.waitResults(len(keys)+1, 20*time.Second)
+	leakedKey := res["c-leaked"].APIKeyID
+	for id, rs := range res {
+		if rs.Outcome != events.Revoked {
+			t.Fatalf("%s: %s, want revoked", id, rs.Outcome)
+		}
+	}
+
+	ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	confirmed := func(id string) bool {
+		rec, err := ledger.Lookup(context.Background(), id)
+		return err == nil && rec != nil && !rec.ConfirmedAt.IsZero()
+	}
+	natstest.WaitFor(t, 10*time.Second, "the revocations confirmed", func() bool {
+		for _, k := range append(keys[:5:5], leakedKey) {
+			if !confirmed(k) {
+				return false
+			}
+		}
+		return true
+	})
+	natstest.WaitFor(t, 10*time.Second, "the gauge to count the key still listed", func() bool {
+		return testutil.ToFloat64(cfg.Metrics.Unconfirmed) == 1
+	})
+	if confirmed(stale) {
+		t.Error("a key the account still lists was confirmed dead")
+	}
+	for _, k := range keys[:5] {
+		rec, _ := ledger.Lookup(context.Background(), k)
+		if rec.ConfirmedAt.Before(rec.RevokedAt) {
+			t.Errorf("%s confirmed at %v, before its revocation at %v", k, rec.ConfirmedAt, rec.RevokedAt)
+		}
+	}
+	// Six keys revoked in a burst were confirmed by a few lists, not one
+	// each; the leaked key's own call was refused once.
+	after := r.emu.Stats()
+	lists := after.BySigner[r.selfID][200] - before.BySigner[r.selfID][200] - 1 // minus the leaked key's identification
+	if lists < 1 || lists > 4 {
+		t.Errorf("%d lists of the account's keys to confirm 7 revocations, want 1 to 4", lists)
+	}
+	if n := after.BySigner[leakedKey][401]; n < 1 {
+		t.Errorf("the leaked key's own call was not tried after its delete (%d)", n)
+	}
+}

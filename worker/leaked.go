@@ -1,0 +1,151 @@
+package worker
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+)
+
+// leakedKey is the private key a request carries so that revoker finds the
+// API key it belongs to. Only its fingerprint is ever written anywhere.
+type leakedKey struct {
+	signer      crypto.Signer
+	fingerprint string
+}
+
+// parseLeakedKey parses a request's leaked key; a key that does not parse
+// makes the request invalid. The error never holds the PEM.
+func parseLeakedKey(k events.LeakedKey) (*leakedKey, error) {
+	signer, err := kalshi.ParsePrivateKey(k.PEM())
+	if err != nil {
+		return nil, &events.InvalidRequestError{Reason: "leaked_private_key: " + strings.TrimPrefix(err.Error(), "private key: ")}
+	}
+	fp, err := kalshi.Fingerprint(signer)
+	if err != nil {
+		return nil, &events.InvalidRequestError{Reason: "leaked_private_key: " + err.Error()}
+	}
+	return &leakedKey{signer: signer, fingerprint: fp}, nil
+}
+
+// found is the key a leaked private key belongs to.
+type found struct {
+	keyID   string
+	foreign bool // not the account's: it deletes itself, signed with the leaked key
+}
+
+// identify finds the API key a leaked private key belongs to. It lists the
+// account's keys with the worker's credential, then makes one signed call as
+// each listed key with the leaked key, the hint first, until Kalshi accepts
+// one. Only an accepted call names a key: a refusal of any kind never does.
+// A hint the account does not list is tried first, as another account's key.
+// Every call goes through the limiter and call's retries.
+//
+// It returns the key, or the error that ends the request
+// (leaked_key_not_found among them), or errStopped.
+func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *leakedKey, hint string) (found, *events.Error, error) {
+	var keys []kalshi.APIKey
+	err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {
+		var err error
+		keys, err = w.del.ListAPIKeys(ctx)
+		return err
+	}, func(error) {})
+	if err != nil {
+		return found{}, w.identifyFailure("listing the account's keys", err), stoppedOrNil(err)
+	}
+	listed := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if id := events.CanonicalAPIKeyID(k.ID); kalshi.ValidKeyID(id) && !slices.Contains(listed, id) {
+			listed = append(listed, id)
+		}
+	}
+	w.cfg.Logger.Debug("identifying a leaked key", "leaked_key_fingerprint", lk.fingerprint, "listed_keys", len(listed), "hint", hint)
+
+	if hint != "" {
+		if i := slices.Index(listed, hint); i >= 0 {
+			listed = slices.Insert(slices.Delete(listed, i, i+1), 0, hint)
+		} else {
+			ok, err := w.probe(ctx, stop, storedAt, hint, lk)
+			if err != nil {
+				return found{}, w.identifyFailure("trying the leaked key as "+hint, err), stoppedOrNil(err)
+			}
+			if ok {
+				return found{keyID: hint, foreign: true}, nil, nil
+			}
+		}
+	}
+	deadline := storedAt.Add(w.cfg.MaxRetry)
+	for i, id := range listed {
+		if i > 0 && time.Now().After(deadline) {
+			return found{}, w.identifyFailure("", &budgetError{fmt.Sprintf(
+				"the retry budget ran out after trying the leaked key as %d of the %d listed keys", i, len(listed))}), nil
+		}
+		ok, err := w.probe(ctx, stop, storedAt, id, lk)
+		if err != nil {
+			return found{}, w.identifyFailure("trying the leaked key as "+id, err), stoppedOrNil(err)
+		}
+		if ok {
+			return found{keyID: id}, nil, nil
+		}
+	}
+	message := fmt.Sprintf("none of the %d keys the account lists accepts the leaked key %s", len(listed), lk.fingerprint)
+	if hint != "" && !slices.Contains(listed, hint) {
+		message += fmt.Sprintf(", nor does %s, which the account does not list", hint)
+	}
+	return found{}, &events.Error{Code: events.CodeLeakedKeyNotFound, Message: message + "; nothing was deleted"}, nil
+}
+
+// probe reports whether Kalshi accepts a call signed as keyID with the
+// leaked key. An error is errStopped or a *budgetError.
+func (w *Worker) probe(ctx, stop context.Context, storedAt time.Time, keyID string, lk *leakedKey) (bool, error) {
+	as, err := w.del.As(keyID, lk.signer)
+	if err != nil {
+		return false, nil // a key ID no call can be signed as cannot be it
+	}
+	err = w.call(ctx, stop, storedAt, func(ctx context.Context) error {
+		_, err := as.ListAPIKeys(ctx)
+		return err
+	}, func(error) {})
+	var be *budgetError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errStopped), errors.As(err, &be):
+		return false, err
+	}
+	return false, nil
+}
+
+// identifyFailure is the error that ends a request whose identification
+// failed with err while doing what. It is nil for errStopped.
+func (w *Worker) identifyFailure(what string, err error) *events.Error {
+	if what != "" {
+		what += ": "
+	}
+	var be *budgetError
+	switch status := httpStatus(err); {
+	case errors.Is(err, errStopped):
+		return nil
+	case errors.As(err, &be):
+		return &events.Error{Code: events.CodeRetriesExhausted, Message: what + be.why}
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		w.credentialRefused(err)
+		return &events.Error{Code: events.CodeKalshiUnauthorized, Message: what + err.Error()}
+	default:
+		return &events.Error{Code: events.CodeKalshiBadRequest, Message: what + err.Error()}
+	}
+}
+
+func stoppedOrNil(err error) error {
+	if errors.Is(err, errStopped) {
+		return errStopped
+	}
+	return nil
+}

@@ -1,0 +1,399 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// pemForm writes a private key in one of the PEM forms a leak may hold.
+type pemForm struct {
+	name string
+	gen  func(t *testing.T) (crypto.Signer, []byte)
+}
+
+var pemForms = []pemForm{
+	{"pkcs1-rsa", func(t *testing.T) (crypto.Signer, []byte) {
+		k := rsaKey(t)
+		return k, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	}},
+	{"pkcs8-rsa", func(t *testing.T) (crypto.Signer, []byte) {
+		k := rsaKey(t)
+		return k, pkcs8PEM(t, k)
+	}},
+	{"pkcs8-ed25519", func(t *testing.T) (crypto.Signer, []byte) {
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, pkcs8PEM(t, k)
+	}},
+}
+
+// rsaKey is a fresh RSA key; 1024 bits keep the tests fast and sign the
+// same way as 2048.
+func rsaKey(t *testing.T) *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func pkcs8PEM(t *testing.T, k crypto.Signer) []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// leakedKeys registers ten keys of ten key pairs, in every PEM form, and
+// returns their IDs and PEMs.
+func (r *rig) leakedKeys(n int) (ids []string, pems [][]byte) {
+	r.t.Helper()
+	for i := range n {
+		signer, p := pemForms[i%len(pemForms)].gen(r.t)
+		ids = append(ids, r.emu.AddKey(fmt.Sprintf("leaky-%d", i), signer))
+		pems = append(pems, p)
+	}
+	return ids, pems
+}
+
+// publishLeaked sends a request carrying a leaked PEM, with an optional hint.
+func (r *rig) publishLeaked(id string, p []byte, hint string) {
+	r.t.Helper()
+	body := map[string]string{"id": id, "leaked_private_key": string(p)}
+	if hint != "" {
+		body["api_key_id"] = hint
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.publishRaw(id, data)
+}
+
+func fingerprintOf(t *testing.T, p []byte) string {
+	t.Helper()
+	k, err := kalshi.ParsePrivateKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := kalshi.Fingerprint(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}
+
+// answered counts, per signing key, the calls Kalshi answered other than
+// with 429, since before.
+func answered(before, after emulator.Stats) map[string]int {
+	out := make(map[string]int)
+	for id, byStatus := range after.BySigner {
+		for status, n := range byStatus {
+			if status != 429 {
+				out[id] += n - before.BySigner[id][status]
+			}
+		}
+	}
+	return out
+}
+
+// Each PEM form finds its key, and only that key is deleted; finding it
+// asks each listed key at most once.
+func TestLeakedKeyIdentifiesItsKey(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(10)
+	r.start(r.config())
+	deleted := map[string]bool{}
+	for i, target := range []int{7, 2, 9, 0} { // every form, and the first and last listed keys
+		before := r.emu.Stats()
+		reqID := fmt.Sprintf("leak-%d", i)
+		r.publishLeaked(reqID, pems[target], "")
+		res := r.waitResults(i+1, 20*time.Second)[reqID]
+		if res.Outcome != events.Revoked || res.APIKeyID != ids[target] {
+			t.Fatalf("%s (%s): %s for %q, want revoked for %s (%+v)", reqID, pemForms[target%3].name, res.Outcome, res.APIKeyID, ids[target], res.Error)
+		}
+		if want := fingerprintOf(t, pems[target]); res.LeakedKeyFingerprint != want {
+			t.Errorf("fingerprint %q, want %q", res.LeakedKeyFingerprint, want)
+		}
+		deleted[ids[target]] = true
+		for _, id := range append(ids, r.selfID) {
+			if r.emu.HasKey(id) == deleted[id] {
+				t.Errorf("after %s: key %s exists %v, want %v", reqID, id, r.emu.HasKey(id), !deleted[id])
+			}
+		}
+		for id, n := range answered(before, r.emu.Stats()) {
+			// The worker's own key lists once, deletes once and confirms.
+			if id != r.selfID && n > 1 {
+				t.Errorf("%s: %d answered calls signed as %s, want at most 1", reqID, n, id)
+			}
+		}
+	}
+}
+
+// A PEM of no key of the account deletes nothing; every listed key was
+// asked exactly once.
+func TestLeakedKeyForeignPEMNotFound(t *testing.T) {
+	r := newRig(t)
+	ids, _ := r.leakedKeys(10)
+	_, foreign := pemForms[0].gen(t)
+	r.start(r.config())
+	before := r.emu.Stats()
+	r.publishLeaked("foreign", foreign, "")
+	res := r.waitResults(1, 20*time.Second)["foreign"]
+	if res.Outcome != events.Rejected || res.Error == nil || res.Error.Code != events.CodeLeakedKeyNotFound {
+		t.Fatalf("%s %+v, want rejected/leaked_key_not_found", res.Outcome, res.Error)
+	}
+	if res.LeakedKeyFingerprint != fingerprintOf(t, foreign) || res.APIKeyID != "" {
+		t.Errorf("result names key %q, fingerprint %q", res.APIKeyID, res.LeakedKeyFingerprint)
+	}
+	after := r.emu.Stats()
+	if len(after.Deletes) != 0 {
+		t.Errorf("deleted %v", after.Deletes)
+	}
+	calls := answered(before, after)
+	for _, id := range append(ids, r.selfID) {
+		if id != r.selfID && calls[id] != 1 {
+			t.Errorf("%d calls signed as %s, want exactly 1", calls[id], id)
+		}
+	}
+	r.waitQueueEmpty()
+}
+
+// Under 429s, identification still makes one answered call per listed key,
+// waits as the limiter says, and tells the limiter of the 429s.
+func TestLeakedKeyRespectsLimiterUnder429(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(10)
+	cfg := r.config()
+	const rate = 50
+	cfg.Limiter = worker.NewLimiter(rate, 1)
+	r.start(cfg)
+	r.emu.SetFaults(emulator.Faults{Seed: 7, TooMany: 0.3})
+	before := r.emu.Stats()
+	began := time.Now()
+	r.publishLeaked("busy", pems[9], "")
+	res := r.waitResults(1, 30*time.Second)["busy"]
+	elapsed := time.Since(began)
+	r.emu.SetFaults(emulator.Faults{})
+	if res.Outcome != events.Revoked || res.APIKeyID != ids[9] {
+		t.Fatalf("%s for %q (%+v), want revoked for %s", res.Outcome, res.APIKeyID, res.Error, ids[9])
+	}
+	after := r.emu.Stats()
+	for id, n := range answered(before, after) {
+		if id != r.selfID && n > 1 {
+			t.Errorf("%d answered calls signed as %s, want at most 1", n, id)
+		}
+	}
+	tooMany := after.TooMany - before.TooMany
+	if tooMany == 0 {
+		t.Fatal("no 429 was injected: the test proves nothing")
+	}
+	// One list, ten probes, one delete and each 429's retry, at most rate
+	// per second after the first.
+	calls := after.Requests - before.Requests
+	if min := time.Duration(calls-1) * time.Second / rate; elapsed < min {
+		t.Errorf("%d calls in %v: faster than the limiter's %d/s allows (%v)", calls, elapsed, rate, min)
+	}
+	if got := cfg.Limiter.Rate(); got >= rate {
+		t.Errorf("limiter rate %v after %d 429s, want it throttled below %d", got, tooMany, rate)
+	}
+}
+
+// A leaked key that is the worker's own is refused unless self-revocation
+// is allowed.
+func TestLeakedKeyOfTheWorker(t *testing.T) {
+	ownPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(emulatortest.Key())})
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allow=%v", allow), func(t *testing.T) {
+			r := newRig(t)
+			r.leakedKeys(3)
+			cfg := r.config()
+			cfg.AllowSelfRevoke = allow
+			r.start(cfg)
+			r.publishLeaked("own", ownPEM, "")
+			res := r.waitResults(1, 20*time.Second)["own"]
+			switch {
+			case !allow && (res.Outcome != events.Rejected || res.Error.Code != events.CodeSelfRevocationRefused):
+				t.Errorf("%s %+v, want rejected/self_revocation_refused", res.Outcome, res.Error)
+			case allow && res.Outcome != events.Revoked:
+				t.Errorf("%s %+v, want revoked", res.Outcome, res.Error)
+			}
+			if res.APIKeyID != r.selfID || r.emu.HasKey(r.selfID) == allow {
+				t.Errorf("result for %q; own key exists %v", res.APIKeyID, r.emu.HasKey(r.selfID))
+			}
+		})
+	}
+}
+
+// A hint naming another account's key: the leaked key deletes itself.
+// Without the hint, nothing of the account matches.
+func TestLeakedKeyForeignHint(t *testing.T) {
+	r := newRig(t)
+	ours, _ := r.leakedKeys(3)
+	signer, p := pemForms[2].gen(t)
+	theirs := r.emu.AddKeyIn("other", "theirs", signer)
+	r.start(r.config())
+
+	r.publishLeaked("no-hint", p, "")
+	if res := r.waitResults(1, 20*time.Second)["no-hint"]; res.Outcome != events.Rejected || res.Error.Code != events.CodeLeakedKeyNotFound {
+		t.Fatalf("without a hint: %s %+v, want leaked_key_not_found", res.Outcome, res.Error)
+	}
+	r.publishLeaked("hint", p, strings.ToUpper(theirs))
+	res := r.waitResults(2, 20*time.Second)["hint"]
+	if res.Outcome != events.Revoked || res.APIKeyID != theirs || !strings.Contains(res.Detail, "deleted itself") {
+		t.Fatalf("with the hint: %s for %q (%+v, %q), want revoked for %s", res.Outcome, res.APIKeyID, res.Error, res.Detail, theirs)
+	}
+	if r.emu.HasKey(theirs) {
+		t.Error("the foreign key still exists")
+	}
+	for _, id := range append(ours, r.selfID) {
+		if !r.emu.HasKey(id) {
+			t.Errorf("our key %s was deleted", id)
+		}
+	}
+	// A wrong hint of another account's key that the PEM does not sign for.
+	_, stray := pemForms[0].gen(t)
+	r.publishLeaked("wrong-hint", stray, ours[0])
+	if res := r.waitResults(3, 20*time.Second)["wrong-hint"]; res.Outcome != events.Rejected || res.Error.Code != events.CodeLeakedKeyNotFound {
+		t.Fatalf("a wrong hint: %s %+v, want leaked_key_not_found", res.Outcome, res.Error)
+	}
+	if !r.emu.HasKey(ours[0]) {
+		t.Error("a wrong hint deleted the key it named")
+	}
+}
+
+// At debug level, nothing revoker writes (log, results, ledger) holds a
+// line of a leaked PEM, whatever became of the request.
+func TestLeakedKeyNeverWritten(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(3)
+	var logs lockedBuffer
+	cfg := r.config()
+	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.ConfirmDelay, cfg.ConfirmInterval = 10*time.Millisecond, 50*time.Millisecond
+	r.start(cfg)
+	_, foreign := pemForms[1].gen(t)
+	broken := bytes.Replace(pems[1], []byte("\n"), []byte("\nAAAA"), 3) // still a PEM block, no longer a key
+	r.publishLeaked("found", pems[0], "")
+	r.publishLeaked("foreign", foreign, "")
+	r.publishLeaked("broken", broken, "")
+	r.publishLeaked("hinted", pems[2], ids[1])
+	res := r.waitResults(4, 20*time.Second)
+	if res["found"].Outcome != events.Revoked || res["hinted"].APIKeyID != ids[2] || res["broken"].Outcome != events.Rejected {
+		t.Fatalf("unexpected results: %+v", res)
+	}
+	if b := res["broken"]; b.Error.Code != events.CodeInvalidRequest || !strings.Contains(b.Error.Message, "leaked_private_key") {
+		t.Errorf("broken PEM: %+v, want invalid_request naming leaked_private_key", b.Error)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the revocations confirmed", func() bool {
+		return strings.Count(logs.String(), "revocation confirmed") >= 2
+	})
+
+	var written bytes.Buffer
+	written.WriteString(logs.String())
+	for _, s := range r.stored() {
+		doc, _ := s.MarshalEvent()
+		written.Write(doc)
+	}
+	kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range keys.Keys() {
+		e, err := kv.Get(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written.Write(e.Value())
+	}
+	for _, p := range [][]byte{pems[0], pems[1], pems[2], foreign, broken} {
+		for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+			if strings.HasPrefix(line, "-----") {
+				continue // BEGIN and END markers are no secret
+			}
+			if bytes.Contains(written.Bytes(), []byte(line)) {
+				t.Fatalf("a line of a leaked PEM was written: %q", line)
+			}
+		}
+	}
+	r.waitQueueEmpty()
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A worker that dies after deleting the key a leaked PEM belongs to: the
+// redelivery cannot find the key any more (the account no longer lists
+// it), so it must take it from the ledger, and end revoked.
+func TestLeakedKeyRedeliveredAfterTheDelete(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(4)
+	cfg := r.config()
+	cfg.AckWait = 3 * time.Second
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	nc := natstest.Connect(t, r.srv.URL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dcfg := cfg
+	dcfg.DrainTimeout = 100 * time.Millisecond
+	dying := &dyingKalshi{Kalshi: r.client, deleted: make(chan struct{})}
+	w, _ := r.launch(js, dying, dcfg)
+	natstest.WaitFor(t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
+	r.publishLeaked("died", pems[3], "")
+	<-dying.deleted
+	nc.Close() // it dies with the request in hand
+	r.start(cfg)
+	res := r.waitResults(1, 20*time.Second)["died"]
+	if res.Outcome != events.Revoked || res.APIKeyID != ids[3] || res.Deliveries < 2 {
+		t.Errorf("got %s for %q after %d deliveries (%+v), want revoked for %s on a redelivery",
+			res.Outcome, res.APIKeyID, res.Deliveries, res.Error, ids[3])
+	}
+}
