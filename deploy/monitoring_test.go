@@ -205,6 +205,7 @@ func TestAlerts(t *testing.T) {
 	covered("the ledger filling up", "revoker_ledger_fill_ratio", 5*time.Minute)
 	covered("an instance not ready", "revoker_ready == 0", 2*time.Minute)
 	covered("the target down", `up{job="revoker"} == 0`, time.Minute)
+	covered("a revoked key still alive a minute after its delete", "revoker_unconfirmed_revocations", time.Minute)
 
 	// Attacks are not silent: an alert, firing at once, on exactly the rejections
 	// where an attack shows, counting a code's first rejection in a process too.
