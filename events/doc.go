@@ -40,8 +40,13 @@
 //     and the id falls through to the next link of the chain, so a rejected result can
 //     still be published. An invalid Nats-Msg-Id is not the request's fault: it is
 //     skipped silently.
-//   - api_key_id: required; 1 to 128 characters of [A-Za-z0-9_-] (anything else could
-//     change the signed request path).
+//   - api_key_id: required unless leaked_private_key is given; 1 to 128 characters of
+//     [A-Za-z0-9_-] (anything else could change the signed request path). It is kept in
+//     its canonical, lower-case form ([CanonicalAPIKeyID]).
+//   - leaked_private_key: optional; the PEM of a leaked private key (at most
+//     [MaxLeakedKeyLength] bytes, holding a PRIVATE KEY block): revoker finds and deletes
+//     the key it belongs to, and api_key_id, if given, is a hint. It is a [LeakedKey],
+//     which never prints; whether it parses is the caller's to check.
 //   - reason, requested_by, source: optional strings of at most [MaxTextLength] bytes
 //     each, with no control character except tab. For a CloudEvent without a "source"
 //     field, the CloudEvents source attribute is used.
@@ -53,7 +58,7 @@
 // Field names match exactly (case-sensitively).
 //
 // DecodeRequest always returns the best [Request] it can: its ID follows the chain above
-// and its APIKeyID is the key id as received (cut to 128 bytes), so that a rejected
+// and its APIKeyID is the key id received (canonical, cut to 128 bytes), so that a rejected
 // result can name both. When the request must be rejected, the error is an
 // [*InvalidRequestError] whose Reason names every problem in plain words.
 //

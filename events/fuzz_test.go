@@ -50,6 +50,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		{``, "", ""},
 		{`{"api_key_id":"k"}`, "", ""},
 		{`{"specversion":null,"id":"","data":null}`, ce, "s-1"},
+		{`{"leaked_private_key":"-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----\n"}`, "", fallback},
+		{`{"leaked_private_key":"x PRIVATE KEY","api_key_id":"K"}`, "", fallback},
+		{`{"leaked_private_key":null,"api_key_id":null}`, "", fallback},
 	} {
 		f.Add([]byte(seed.body), seed.headers, seed.fallback)
 	}
@@ -91,8 +94,12 @@ func FuzzDecodeRequest(f *testing.F) {
 			return
 		}
 
-		if !keyIDPattern.MatchString(req.APIKeyID) {
+		// With a leaked key, api_key_id is an optional hint.
+		if !keyIDPattern.MatchString(req.APIKeyID) && (req.LeakedKey.IsZero() || req.APIKeyID != "") {
 			t.Fatalf("accepted api_key_id %q", req.APIKeyID)
+		}
+		if !req.LeakedKey.IsZero() && (len(req.LeakedKey.PEM()) > MaxLeakedKeyLength || !strings.Contains(string(req.LeakedKey.PEM()), "PRIVATE KEY")) {
+			t.Fatal("accepted a leaked_private_key that is too long or holds no PRIVATE KEY block")
 		}
 		for _, s := range []string{req.Reason, req.RequestedBy, req.Source} {
 			if strings.IndexFunc(s, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) >= 0 {
