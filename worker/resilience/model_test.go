@@ -2,7 +2,10 @@ package resilience_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -32,8 +35,9 @@ var modelRegressions = []uint64{}
 // TestIdentityModel is a seeded, randomized model of everything that can
 // befall a request: duplicates, ids shared with other keys, invalid and
 // forged requests claiming genuine ids, stale copies, case variants of the
-// worker's own and protected keys, lost responses and 5xx, worker kills and
-// results-stream outages, over two or three workers on one NATS server.
+// worker's own and protected keys, leaked PEMs (with and without a hint,
+// and of no key), lost responses and 5xx, worker kills and results-stream
+// outages, over two or three workers on one NATS server.
 // After each run it checks what the service promises (see checkModel).
 // Reproduce a failure with -model.seed=N; run more with -model.seeds=N.
 func TestIdentityModel(t *testing.T) {
@@ -59,7 +63,8 @@ func TestIdentityModel(t *testing.T) {
 type modelRequest struct {
 	msg     *nats.Msg
 	trusted string // the request id that only this kind of message may settle; "" for untrusted
-	key     string // canonical key it names, when trusted
+	key     string // canonical key it names, when trusted; for a leaked PEM, its key ("" when none)
+	leaked  []byte // the leaked PEM it carries, if any
 }
 
 func runModel(t *testing.T, seed uint64) {
@@ -88,8 +93,7 @@ func runModel(t *testing.T, seed uint64) {
 
 	var reqs []modelRequest
 	now := time.Now()
-	signed := func(id, key string, at time.Time, s nkeys.KeyPair) *nats.Msg {
-		body, _ := json.Marshal(map[string]string{"id": id, "api_key_id": key, "requested_at": at.UTC().Format(time.RFC3339Nano)})
+	signedBody := func(body []byte, s nkeys.KeyPair) *nats.Msg {
 		signerPub, sig, err := auth.SignWith(s, body)
 		if err != nil {
 			t.Fatal(err)
@@ -99,6 +103,10 @@ func runModel(t *testing.T, seed uint64) {
 		m.Header.Set(auth.HeaderSigner, signerPub)
 		m.Header.Set(auth.HeaderSignature, sig)
 		return m
+	}
+	signed := func(id, key string, at time.Time, s nkeys.KeyPair) *nats.Msg {
+		body, _ := json.Marshal(map[string]string{"id": id, "api_key_id": key, "requested_at": at.UTC().Format(time.RFC3339Nano)})
+		return signedBody(body, s)
 	}
 	raw := func(body string) *nats.Msg {
 		m := nats.NewMsg(requestsSubject)
@@ -151,6 +159,35 @@ func runModel(t *testing.T, seed uint64) {
 			m = raw(`{"id":"` + id + `","api_key_id":"` + victim + `","requested_at":"0000-01-01T00:00:00+01:00"}`)
 		}
 		reqs = append(reqs, modelRequest{msg: m})
+	}
+	// Leaked PEMs of keys with key pairs of their own, some with a hint in
+	// any spelling, some published twice; and PEMs of no key, one with a
+	// victim as its hint.
+	leaky, pems := r.addLeakyKeys(2 + rng.IntN(4))
+	_, stray1 := newLeakyKey(t)
+	_, stray2 := newLeakyKey(t)
+	strays := [][]byte{stray1, stray2}
+	leak := func(id string, p []byte, hint string) *nats.Msg {
+		fields := map[string]string{"id": id, "leaked_private_key": string(p), "requested_at": now.UTC().Format(time.RFC3339Nano)}
+		if hint != "" {
+			fields["api_key_id"] = hint
+		}
+		body, _ := json.Marshal(fields)
+		return signedBody(body, signer)
+	}
+	for i, k := range leaky {
+		id := fmt.Sprintf("leak-%d", i)
+		hint := ""
+		if rng.IntN(2) == 0 {
+			hint = spell(k)
+		}
+		for range 1 + rng.IntN(2) {
+			reqs = append(reqs, modelRequest{msg: leak(id, pems[i], hint), trusted: id, key: k, leaked: pems[i]})
+		}
+	}
+	for i, p := range strays {
+		id := fmt.Sprintf("stray-%d", i)
+		reqs = append(reqs, modelRequest{msg: leak(id, p, r.victims[i%len(r.victims)]), trusted: id, leaked: p})
 	}
 	// Case variants of the keys that must never be deleted, signed.
 	for i, k := range append([]string{r.selfID}, r.protect...) {
@@ -220,6 +257,8 @@ func (r *rig) resultsOutage(cfg worker.Config, on bool) {
 //     requests never received a DELETE;
 //   - each trusted id has exactly one stored result, and results under
 //     untrusted message ids are rejections;
+//   - a leaked PEM's request revoked the PEM's key and no other, or ended
+//     leaked_key_not_found for a PEM of no key; no result holds the PEM;
 //   - the requests stream is empty.
 func checkModel(t *testing.T, r *rig, reqs []modelRequest) {
 	t.Helper()
@@ -267,6 +306,30 @@ func checkModel(t *testing.T, r *rig, reqs []modelRequest) {
 			t.Errorf("request %s: %s for key %s, which was deleted and which no result says revoked", id, res.Outcome, res.APIKeyID)
 		}
 	}
+	for _, q := range reqs {
+		if q.leaked == nil {
+			continue
+		}
+		for _, res := range byID[q.trusted] {
+			switch {
+			case q.key != "" && !res.Outcome.Succeeded():
+				t.Errorf("request %s: the PEM of key %s ended %s %+v, want it revoked", q.trusted, q.key, res.Outcome, res.Error)
+			case res.Outcome.Succeeded() && res.APIKeyID != q.key:
+				t.Errorf("request %s: %s for key %s, but its leaked PEM is the key %q", q.trusted, res.Outcome, res.APIKeyID, q.key)
+			case q.key == "" && (res.Outcome != events.Rejected || res.Error.Code != events.CodeLeakedKeyNotFound):
+				t.Errorf("request %s: a PEM of no key ended %s %+v, want leaked_key_not_found", q.trusted, res.Outcome, res.Error)
+			case res.LeakedKeyFingerprint == "":
+				t.Errorf("request %s: no leaked_key_fingerprint in %+v", q.trusted, res)
+			}
+		}
+		for _, s := range results {
+			for _, line := range strings.Split(string(q.leaked), "\n") {
+				if len(line) > 20 && !strings.HasPrefix(line, "-----") && strings.Contains(s.doc, line) {
+					t.Errorf("result %s holds a line of a leaked PEM", s.msgID)
+				}
+			}
+		}
+	}
 	for _, k := range append(append([]string{r.selfID}, r.protect...), r.victims...) {
 		if n := st.DeleteAttempts[k]; n != 0 || !r.emu.HasKey(k) {
 			t.Errorf("key %s must never be asked for: %d DELETEs, exists %v", k, n, r.emu.HasKey(k))
@@ -275,6 +338,31 @@ func checkModel(t *testing.T, r *rig, reqs []modelRequest) {
 	if n := r.streamMsgs(requestsStream); n != 0 {
 		t.Errorf("the requests stream still holds %d messages", n)
 	}
+}
+
+// addLeakyKeys registers n keys, each with a key pair of its own, and
+// returns their IDs and PEMs.
+func (r *rig) addLeakyKeys(n int) (ids []string, pems [][]byte) {
+	for range n {
+		k, p := newLeakyKey(r.t)
+		r.keyCount++
+		ids = append(ids, r.emu.AddKey(fmt.Sprintf("leaky-%d", r.keyCount), k))
+		pems = append(pems, p)
+	}
+	return ids, pems
+}
+
+// newLeakyKey is a fresh Ed25519 key and its PKCS#8 PEM.
+func newLeakyKey(t testing.TB) (ed25519.PrivateKey, []byte) {
+	_, k, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
 func sum(m map[string]int) int {

@@ -379,6 +379,7 @@ type storedResult struct {
 	subject string
 	msgID   string
 	res     events.Result
+	doc     string // as stored
 }
 
 // readResults reads every message stored in the results stream, with an
@@ -422,7 +423,7 @@ func (r *rig) readResults() []storedResult {
 				r.t.Errorf("result %d does not parse: %v", last, err)
 				continue
 			}
-			out = append(out, storedResult{seq: last, subject: m.Subject(), msgID: m.Headers().Get(jetstream.MsgIDHeader), res: res})
+			out = append(out, storedResult{seq: last, subject: m.Subject(), msgID: m.Headers().Get(jetstream.MsgIDHeader), res: res, doc: string(m.Data())})
 		}
 	}
 	return out
