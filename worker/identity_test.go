@@ -354,29 +354,38 @@ func TestOwnDeleteIsNeverAlreadyRevoked(t *testing.T) {
 		keys := r.addKeys(1)
 		cfg := r.config()
 		cfg.AckWait = 3 * time.Second
-		if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
-			t.Fatal(err)
-		}
-		// The dying worker has a connection of its own, so that it can die.
-		nc := natstest.Connect(t, r.srv.URL())
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dcfg := cfg
-		dcfg.DrainTimeout = 100 * time.Millisecond
-		dying := &dyingKalshi{Kalshi: r.client, deleted: make(chan struct{})}
-		w, _ := r.launch(js, dying, dcfg)
-		natstest.WaitFor(t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
+		die := r.launchDying(cfg)
 		r.publish("died", keys[0])
-		<-dying.deleted
-		nc.Close() // it dies: it never stores a result, acks or says it is busy
+		die() // after its delete: it never stores a result, acks or says it is busy
 		r.start(cfg)
 		res := r.waitResults(1, 20*time.Second)["died"]
 		if res.Outcome != events.Revoked || res.Deliveries < 2 {
 			t.Errorf("got %+v, want revoked on a redelivery", res)
 		}
 	})
+}
+
+// launchDying provisions cfg and runs a worker, with a connection of its
+// own, whose first successful delete never returns. die waits for that
+// delete, then kills the worker with the request in hand.
+func (r *rig) launchDying(cfg worker.Config) (die func()) {
+	r.t.Helper()
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		r.t.Fatal(err)
+	}
+	nc := natstest.Connect(r.t, r.srv.URL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cfg.DrainTimeout = 100 * time.Millisecond
+	dying := &dyingKalshi{Kalshi: r.client, deleted: make(chan struct{})}
+	w, _ := r.launch(js, dying, cfg)
+	natstest.WaitFor(r.t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
+	return func() {
+		<-dying.deleted
+		nc.Close()
+	}
 }
 
 // dyingKalshi deletes the key, then never returns: its worker "dies" with

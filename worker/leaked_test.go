@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
@@ -374,22 +372,9 @@ func TestLeakedKeyRedeliveredAfterTheDelete(t *testing.T) {
 	ids, pems := r.leakedKeys(4)
 	cfg := r.config()
 	cfg.AckWait = 3 * time.Second
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	nc := natstest.Connect(t, r.srv.URL())
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dcfg := cfg
-	dcfg.DrainTimeout = 100 * time.Millisecond
-	dying := &dyingKalshi{Kalshi: r.client, deleted: make(chan struct{})}
-	w, _ := r.launch(js, dying, dcfg)
-	natstest.WaitFor(t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
+	die := r.launchDying(cfg)
 	r.publishLeaked("died", pems[3], "")
-	<-dying.deleted
-	nc.Close() // it dies with the request in hand
+	die()
 	r.start(cfg)
 	res := r.waitResults(1, 20*time.Second)["died"]
 	if res.Outcome != events.Revoked || res.APIKeyID != ids[3] || res.Deliveries < 2 {
