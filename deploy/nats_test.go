@@ -572,16 +572,19 @@ func TestNATSPermissions(t *testing.T) {
 		t.Errorf("admin: get a ledger entry: %v", err)
 	}
 
-	// The auditor (revoker status) binds to the ledger and reads key entries.
-	auditorKV, err := auditorJS.KeyValue(ctx, ledgerBucket)
-	if err != nil {
-		t.Fatalf("auditor: bind to the ledger: %v", err)
-	}
-	if e, err := auditorKV.Get(ctx, keyEntry); err != nil || string(e.Value()) != `{"request_id":"inc-1"}` {
-		t.Errorf("auditor: get a key's ledger entry: %v", err)
-	}
-	if _, err := auditorKV.Get(ctx, "key.unknown"); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Errorf("auditor: get a missing key's ledger entry: %v, want %v", err, jetstream.ErrKeyNotFound)
+	// The auditor (revoker status) and the requester (revoker revoke, waiting
+	// for confirmations) bind to the ledger and read key entries.
+	for user, js := range map[string]jetstream.JetStream{userAuditor: auditorJS, userRequester: requesterJS} {
+		kv, err := js.KeyValue(ctx, ledgerBucket)
+		if err != nil {
+			t.Fatalf("%s: bind to the ledger: %v", user, err)
+		}
+		if e, err := kv.Get(ctx, keyEntry); err != nil || string(e.Value()) != `{"request_id":"inc-1"}` {
+			t.Errorf("%s: get a key's ledger entry: %v", user, err)
+		}
+		if _, err := kv.Get(ctx, "key.unknown"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Errorf("%s: get a missing key's ledger entry: %v, want %v", user, err, jetstream.ErrKeyNotFound)
+		}
 	}
 
 	// The auditor (revoker results) reads the audit log by batched direct gets
@@ -672,10 +675,8 @@ func TestNATSPermissions(t *testing.T) {
 		}},
 		{userWorker, workerErrs, "read another bucket", api + "DIRECT.GET.KV_OTHER.$KV.OTHER." + keyEntry, rawRequest(workerNC, api+"DIRECT.GET.KV_OTHER.$KV.OTHER."+keyEntry)},
 		{userWorker, workerErrs, "write another bucket", "$KV.OTHER." + keyEntry, publish(workerJS, "$KV.OTHER."+keyEntry)},
-		{userRequester, requesterErrs, "bind to the ledger", api + "STREAM.INFO." + ledgerStream, func(ctx context.Context) error {
-			_, err := requesterJS.KeyValue(ctx, ledgerBucket)
-			return err
-		}},
+		{userRequester, requesterErrs, "read a ledger request entry", api + "DIRECT.GET." + ledgerStream + "." + ledgerSubjects + reqEntry, rawRequest(requesterNC, api+"DIRECT.GET."+ledgerStream+"."+ledgerSubjects+reqEntry)},
+		{userRequester, requesterErrs, "read the ledger by sequence", api + "DIRECT.GET." + ledgerStream, rawRequest(requesterNC, api+"DIRECT.GET."+ledgerStream)},
 		{userRequester, requesterErrs, "write a ledger entry", ledgerSubjects + "key.key-2", publish(requesterJS, ledgerSubjects+"key.key-2")},
 		{userRequester, requesterErrs, "look up the worker's consumer", api + "CONSUMER.INFO." + requestsStream + "." + consumerName, func(ctx context.Context) error {
 			_, err := requesterJS.Consumer(ctx, requestsStream, consumerName)

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"crypto"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -157,17 +158,21 @@ func (w *Worker) confirmLoop(ctx context.Context) {
 // confirmRound checks the keys due: one list of the account's keys for all
 // of them, and one call with each leaked key whose API key is not listed.
 func (w *Worker) confirmRound(ctx context.Context, due map[string]unconfirmed) {
-	listed, listOK := map[string]bool(nil), false
+	var listed map[string]bool
+	listErr := errNotListed
 	for _, u := range due {
 		if !u.foreign {
-			listed, listOK = w.listForConfirmation(ctx)
+			listed, listErr = w.listForConfirmation(ctx)
 			break
 		}
 	}
 	for id, u := range due {
 		var dead, alive bool
 		switch {
-		case !u.foreign && !listOK:
+		case !u.foreign && listErr != nil:
+			// The worker's own key, revoked, can list no more: Kalshi no
+			// longer knowing it is the proof.
+			dead = id == w.cfg.SelfKeyID && kalshi.IsUnknownSigningKey(listErr)
 		case !u.foreign && listed[id]:
 			alive = true
 		case u.leaked != nil:
@@ -194,10 +199,13 @@ func (w *Worker) confirmRound(ctx context.Context, due map[string]unconfirmed) {
 	}
 }
 
+// errNotListed: no key due needed the account's list.
+var errNotListed = errors.New("not listed")
+
 // listForConfirmation lists the account's keys, within the delete budget.
-func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, bool) {
+func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, error) {
 	if err := w.cfg.Limiter.Wait(ctx); err != nil {
-		return nil, false
+		return nil, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 	defer cancel()
@@ -207,13 +215,13 @@ func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, bool
 			w.credentialRefused(err)
 		}
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "cannot list the account's keys to confirm revocations", slog.Any("err", err))
-		return nil, false
+		return nil, err
 	}
 	listed := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		listed[events.CanonicalAPIKeyID(k.ID)] = true
 	}
-	return listed, true
+	return listed, nil
 }
 
 // leakedKeyRefused makes one call signed as id with the leaked key: dead

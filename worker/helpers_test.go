@@ -65,6 +65,8 @@ func (r *rig) config() worker.Config {
 		DrainTimeout:   10 * time.Second,
 		// Emulator faults apply to the credential check too.
 		CredentialRetry: 50 * time.Millisecond,
+		ConfirmDelay:    50 * time.Millisecond,
+		ConfirmInterval: 100 * time.Millisecond,
 		Logger:          testLogger(r.t),
 	}
 }

@@ -244,6 +244,16 @@ func TestLeakedKeyOfTheWorker(t *testing.T) {
 			if res.APIKeyID != r.selfID || r.emu.HasKey(r.selfID) == allow {
 				t.Errorf("result for %q; own key exists %v", res.APIKeyID, r.emu.HasKey(r.selfID))
 			}
+			if allow { // its own key gone, the worker can list no more: that 401 confirms it
+				ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+				if err != nil {
+					t.Fatal(err)
+				}
+				natstest.WaitFor(t, 10*time.Second, "the own key's revocation confirmed", func() bool {
+					rec, err := ledger.Lookup(context.Background(), r.selfID)
+					return err == nil && rec != nil && !rec.ConfirmedAt.IsZero()
+				})
+			}
 		})
 	}
 }

@@ -35,17 +35,33 @@ var commands = map[string]command{
 	},
 	"revoke": {
 		args:    "KEY_ID...",
-		summary: "publish one revoke request per key and wait for the outcomes",
+		summary: "revoke keys (by ID, --leaked-key PEM or --all) and wait for the outcomes",
 		about: "Publishes one request per KEY_ID (and per line of -f FILE) and waits for each outcome.\n" +
 			"Prints \"KEY_ID OUTCOME [ERROR_CODE: MESSAGE]\" per key, or one result document per line\n" +
 			"with --json. A key that ends already_revoked although revoker never revoked it is not\n" +
 			"in this account: that is exit status 3 unless --ignore-not-found.\n\n" +
+			"Then, within the same --timeout, it waits for the worker to confirm each revoked key\n" +
+			"dead (the account no longer lists it) and prints \"KEY_ID confirmed\", or at the end\n" +
+			"\"KEY_ID unconfirmed: WHY\": the account may still list it; \"revoker status KEY_ID\" tells\n" +
+			"later. Confirmation does not change the exit status; --json does not wait for it.\n\n" +
+			"--leaked-key FILE (- for standard input) revokes the key a leaked PEM private key\n" +
+			"belongs to: the request carries the PEM and the worker finds the key (a KEY_ID\n" +
+			"argument is a hint). The PEM is never printed: the outcome line names the key (the\n" +
+			"PEM's fingerprint when no key matched), and a second line names the PEM:\n" +
+			"\"KEY_ID leaked_key_fingerprint=sha256:HEX\".\n\n" +
+			"--all revokes every key the account lists but revoker's own (KALSHI_API_KEY_ID) and\n" +
+			"REVOKER_PROTECTED_KEYS; --match GLOB keeps the keys whose name matches, --except ID\n" +
+			"spares more. It prints the plan, then asks to type the number of keys to revoke (--yes\n" +
+			"does not ask). Its request ids are all-<UTC time>-N: \"revoker results --request\n" +
+			"'all-<UTC time>-*'\" shows the batch. It needs the Kalshi settings.\n\n" +
 			"--dry-run deletes nothing: it lists the account's keys once and prints, per key,\n" +
 			"would_revoke, not_found, or refused with the guard's code (with --json one\n" +
-			"{\"api_key_id\",\"plan\",\"code\"} object per line). It needs the Kalshi settings, and\n" +
-			"applies the guards (KALSHI_API_KEY_ID, REVOKER_PROTECTED_KEYS) as set here.\n\n" +
+			"{\"api_key_id\",\"plan\",\"code\"} object per line); with --all, the plan (with --json\n" +
+			"one {\"api_key_id\",\"name\",\"plan\",\"spared\"} object per line). It needs the Kalshi\n" +
+			"settings, and applies the guards (KALSHI_API_KEY_ID, REVOKER_PROTECTED_KEYS) as set here.\n\n" +
 			"Exit status: 0 every key is gone (or would be), 1 a key was refused, failed or is still\n" +
-			"pending, 2 a configuration error, 3 a key is not in this account.",
+			"pending, or --all was not confirmed, 2 a configuration error, 3 a key is not in this\n" +
+			"account.",
 		groups: []string{"nats", "kalshi", "subjects", "guards", "revoke", "output", "log"},
 	},
 	"results": {

@@ -79,6 +79,11 @@ type Config struct {
 	KeyFile        string        // -f, --filename: key IDs one a line; "-" is standard input; "" for none
 	DryRun         bool          // --dry-run: delete nothing, say what would happen to each key
 	IgnoreNotFound bool          // --ignore-not-found: a key the account does not have is not an error
+	LeakedKeyFile  string        // --leaked-key: a leaked PEM private key whose API key is revoked; "-" is standard input; "" for none
+	All            bool          // --all: revoke every key the account lists but the own and the protected ones
+	Match          string        // --match: with --all, only keys whose name matches this path.Match pattern; "" for any
+	Except         []string      // --except, repeatable: with --all, canonical key IDs spared too
+	Yes            bool          // --yes: with --all, do not ask for the number of keys
 
 	// results only.
 	Since    time.Time        // --since: only results stored at or after it; zero for all
@@ -148,20 +153,29 @@ func parseConfig(cmd string, args []string, getenv func(string) string) (Config,
 	}
 	p := &parser{rawSettings: raw, cmd: cmd, invocation: cmd}
 
-	// revoke needs the Kalshi settings and the guards only for --dry-run:
-	// without it, they are not read, so a key file elsewhere in the
-	// environment cannot stop a revocation.
+	// revoke needs the Kalshi settings and the guards only for --dry-run and
+	// --all (which list the account's keys): without them, they are not
+	// read, so a key file elsewhere in the environment cannot stop a
+	// revocation.
 	if cmd == "revoke" {
-		if on, err := strconv.ParseBool(p.get("dry-run").val); p.onCommandLine["dry-run"] && (on || err != nil) {
+		given := func(key string) bool {
+			on, err := strconv.ParseBool(p.get(key).val)
+			return p.onCommandLine[key] && (on || err != nil)
+		}
+		switch {
+		case given("all"):
+			spec.needKalshi = true
+			p.invocation = "revoke --all"
+		case given("dry-run"):
 			spec.needKalshi = true
 			p.invocation = "revoke --dry-run"
-		} else {
+		default:
 			for _, s := range p.list {
 				if s.group != "kalshi" && s.group != "guards" {
 					continue
 				}
 				if p.onCommandLine[s.key()] {
-					p.warn("--%s has no effect without --dry-run", s.flag)
+					p.warn("--%s has no effect without --dry-run or --all", s.flag)
 				}
 				p.unset(s)
 			}

@@ -244,12 +244,13 @@ func TestStatus(t *testing.T) {
 
 	out, stderr, code := w.run2("", "status", strings.ToUpper(keys[0]), keys[1])
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if code != 0 || stderr != "" || len(lines) != 9 {
+	if code != 0 || stderr != "" || len(lines) != 10 {
 		t.Fatalf("status: exit %d stderr %q\n%s", code, stderr, out)
 	}
 	for i, want := range []string{
 		keys[0],
 		"  revoked       " + res.CompletedAt.Format("2006-01-02T15:04:05Z") + " by request " + res.RequestID + " (sequence ",
+		"  confirmed     ", // a time, or not yet confirmed: revoke --json does not wait for it
 		"  requested by  oncall",
 		"  reason        leaked in a public gist",
 		"  account       does not list the key",

@@ -18,8 +18,15 @@ import (
 	"github.com/revoker/revoker/events"
 )
 
-// revoke is "revoker revoke KEY_ID... [-f FILE]", and its --dry-run.
+// revoke is "revoker revoke KEY_ID... [-f FILE]", its --dry-run, --all
+// (revokeall.go) and --leaked-key (leakedkey.go).
 func revoke(ctx context.Context, cfg Config, args []string, stdin io.Reader, logger *slog.Logger, stdout, stderr io.Writer) error {
+	switch {
+	case cfg.LeakedKeyFile != "":
+		return revokeLeaked(ctx, cfg, args, stdin, logger, stdout, stderr)
+	case cfg.All:
+		return revokeAll(ctx, cfg, stdin, logger, stdout, stderr)
+	}
 	keyIDs, problems := keyList(cfg, args, stdin)
 	if len(problems) > 0 {
 		printProblems(stderr, "revoker revoke: nothing was sent; the key list has", problems)
@@ -34,7 +41,7 @@ func revoke(ctx context.Context, cfg Config, args []string, stdin io.Reader, log
 	}
 	defer done()
 	defer nc.Close()
-	return refusal(ctx, printRevocations(ctx, nc, cfg, keyIDs, stdout, stderr))
+	return reportRevocations(ctx, nc, cfg, cliRequests(keyIDs), logger, stdout, stderr)
 }
 
 // notFoundHint is what revoke says of a key that ended already_revoked
@@ -48,43 +55,109 @@ func notInAccount(r *events.Result) bool {
 	return r.Outcome == events.AlreadyRevoked && r.RevokedBy == ""
 }
 
-// outcome is what became of one requested key: its result, as stored and
-// as parsed, or nothing yet.
-type outcome struct {
-	keyID, requestID string
-	doc              []byte
-	result           *events.Result
+// revocation is one request revoke publishes.
+type revocation struct {
+	requestID string
+	keyID     string // the key to revoke as given; with leaked, the hint or ""
+	// leaked is the PEM of a leaked private key (--leaked-key), nil
+	// otherwise; its owner wipes it. fingerprint names it.
+	leaked      []byte
+	fingerprint string
 }
 
-// printRevocations requests the revocations, waits for them and prints one
-// line (or document) per key. It fails with exit status 1 unless every key
-// ended revoked or already_revoked, and otherwise with exit status 3 if a
-// key was not in the account (unless cfg.IgnoreNotFound).
+// cliRequests is one revocation per key, under ids that share a prefix no
+// one can predict: revoker-cli-<12 random hex digits>-N.
+func cliRequests(keyIDs []string) []revocation {
+	run := make([]byte, 6)
+	_, _ = rand.Read(run)
+	reqs := make([]revocation, len(keyIDs))
+	for i, k := range keyIDs {
+		reqs[i] = revocation{requestID: fmt.Sprintf("revoker-cli-%s-%d", hex.EncodeToString(run), i+1), keyID: k}
+	}
+	return reqs
+}
+
+// outcome is what became of one revocation: its result, as stored and as
+// parsed, or nothing yet.
+type outcome struct {
+	revocation
+	doc    []byte
+	result *events.Result
+}
+
+// label names the key of o as revoke prints it: the key ID as given or,
+// for a leaked key, the key the result names, else the PEM's fingerprint.
+func (o *outcome) label() string {
+	switch {
+	case o.leaked == nil:
+		return o.keyID
+	case o.result != nil && o.result.APIKeyID != "":
+		return o.result.APIKeyID
+	}
+	return o.leakedFingerprint()
+}
+
+// leakedFingerprint is the fingerprint of a leaked key as the result
+// states it, or as computed here when there is no result (or an older
+// worker's, without one).
+func (o *outcome) leakedFingerprint() string {
+	if o.result != nil && o.result.LeakedKeyFingerprint != "" {
+		return o.result.LeakedKeyFingerprint
+	}
+	return o.fingerprint
+}
+
+// printRevocations is reportRevocations of one request per key, without
+// waiting for confirmations: the sandbox's demo.
 func printRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs []string, stdout, stderr io.Writer) error {
-	outcomes, err := requestRevocations(ctx, nc, cfg, keyIDs)
+	return reportRevocations(ctx, nc, cfg, cliRequests(keyIDs), nil, stdout, stderr)
+}
+
+// reportRevocations publishes the revocations, waits for them and prints
+// one line (or document) per request. It fails with exit status 1 unless
+// every key ended revoked or already_revoked, and otherwise with exit
+// status 3 if a key was not in the account (unless cfg.IgnoreNotFound).
+//
+// With a logger (a command's, not the sandbox's demo) and in text, it then
+// waits for the confirmation of every revoked key and prints it (see
+// printConfirmations). Everything happens within cfg.Timeout.
+func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []revocation, logger *slog.Logger, stdout, stderr io.Writer) error {
+	wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	outcomes, err := requestRevocations(wctx, nc, cfg, reqs)
 	if err != nil {
+		return refusal(ctx, err)
+	}
+	if err := refusal(ctx, nil); err != nil { // a refused subscription: the outcomes never came
 		return err
 	}
 	failed, notFound := false, false
 	for _, o := range outcomes {
 		missing := o.result != nil && notInAccount(o.result) && !cfg.IgnoreNotFound
+		key := o.label()
 		switch {
 		case o.result == nil:
-			fmt.Fprintf(stdout, "%s pending: no outcome within %v (request %s stays queued and will still be carried out)\n", o.keyID, cfg.Timeout, o.requestID)
+			fmt.Fprintf(stdout, "%s pending: no outcome within %v (request %s stays queued and will still be carried out)\n", key, cfg.Timeout, o.requestID)
 		case cfg.JSON:
 			fmt.Fprintf(stdout, "%s\n", o.doc)
 			if missing {
-				fmt.Fprintf(stderr, "revoker revoke: %s: %s\n", o.keyID, notFoundHint)
+				fmt.Fprintf(stderr, "revoker revoke: %s: %s\n", key, notFoundHint)
 			}
 		case o.result.Error != nil:
-			fmt.Fprintf(stdout, "%s %s %s: %s\n", o.keyID, o.result.Outcome, o.result.Error.Code, o.result.Error.Message)
+			fmt.Fprintf(stdout, "%s %s %s: %s\n", key, o.result.Outcome, o.result.Error.Code, o.result.Error.Message)
 		case missing:
-			fmt.Fprintf(stdout, "%s %s (%s)\n", o.keyID, o.result.Outcome, notFoundHint)
+			fmt.Fprintf(stdout, "%s %s (%s)\n", key, o.result.Outcome, notFoundHint)
 		default:
-			fmt.Fprintf(stdout, "%s %s\n", o.keyID, o.result.Outcome)
+			fmt.Fprintf(stdout, "%s %s\n", key, o.result.Outcome)
+		}
+		if fp := o.leakedFingerprint(); o.leaked != nil && !cfg.JSON && fp != "" && fp != key {
+			fmt.Fprintf(stdout, "%s leaked_key_fingerprint=%s\n", key, fp)
 		}
 		failed = failed || o.result == nil || !o.result.Outcome.Succeeded()
 		notFound = notFound || missing
+	}
+	if logger != nil && !cfg.JSON {
+		printConfirmations(wctx, cfg, outcomes, logger, stdout)
 	}
 	switch {
 	case failed:
@@ -107,7 +180,7 @@ type received struct {
 // A result is matched by data.request_seq, the stream sequence JetStream
 // acknowledged for the request: anyone may publish a request claiming the
 // same id, but never under the same sequence.
-func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs []string) ([]*outcome, error) {
+func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []revocation) ([]*outcome, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -117,18 +190,16 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs [
 		return nil, err
 	}
 	defer signer.wipe()
-	run := make([]byte, 6)
-	_, _ = rand.Read(run)
-	outcomes := make([]*outcome, len(keyIDs))
-	for i, k := range keyIDs {
-		outcomes[i] = &outcome{keyID: k, requestID: fmt.Sprintf("revoker-cli-%s-%d", hex.EncodeToString(run), i+1)}
+	outcomes := make([]*outcome, len(reqs))
+	for i, r := range reqs {
+		outcomes[i] = &outcome{revocation: r}
 	}
 
 	var (
 		mu        sync.Mutex
-		bySeq     = make(map[uint64]*outcome, len(keyIDs))
+		bySeq     = make(map[uint64]*outcome, len(reqs))
 		early     = map[uint64]received{} // results that came before their request's ack; nil once all are published
-		remaining = len(keyIDs)
+		remaining = len(reqs)
 		allDone   = make(chan struct{})
 	)
 	deliver := func(o *outcome, r received) { // with mu held
@@ -162,16 +233,18 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, keyIDs [
 		return nil, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
+	if len(reqs) == 0 {
+		close(allDone)
+	}
 	for _, o := range outcomes {
-		msg, err := newRequestMsg(cfg, o, signer)
+		msg, err := newRequestMsg(cfg, o.revocation, signer)
 		if err != nil {
 			return nil, err
 		}
 		seq, err := publishRequest(ctx, js, cfg, msg)
+		clear(msg.Data) // it may hold a leaked key
 		if err != nil {
-			return nil, fmt.Errorf("publishing the request for %s: %w", o.keyID, err)
+			return nil, fmt.Errorf("publishing request %s (%s): %w", o.requestID, o.label(), err)
 		}
 		mu.Lock()
 		bySeq[seq] = o
@@ -214,22 +287,32 @@ func publishRequest(ctx context.Context, js jetstream.JetStream, cfg Config, msg
 	return ack.Sequence, nil
 }
 
-func newRequestMsg(cfg Config, o *outcome, signer *requestSigner) (*nats.Msg, error) {
-	body, err := json.Marshal(map[string]string{
-		"id":           o.requestID,
-		"api_key_id":   o.keyID,
+// newRequestMsg is the request message of r, in the plain form, signed by
+// signer (if any) and under a Nats-Msg-Id nobody can predict. The caller
+// clears msg.Data once published: it holds the leaked key of r, if any.
+func newRequestMsg(cfg Config, r revocation, signer *requestSigner) (*nats.Msg, error) {
+	fields := map[string]string{
+		"id":           r.requestID,
 		"reason":       cfg.Reason,
 		"requested_by": cfg.RequestedBy,
 		"source":       cfg.Source,
 		"requested_at": time.Now().UTC().Format(time.RFC3339Nano),
-	})
+	}
+	if r.keyID != "" {
+		fields["api_key_id"] = r.keyID
+	}
+	body, err := json.Marshal(fields)
 	if err != nil {
 		return nil, err
+	}
+	if r.leaked != nil {
+		body = withLeakedKey(body, r.leaked)
 	}
 	msg := nats.NewMsg(cfg.RequestsSubject)
 	msg.Data = body
 	signature, err := signer.sign(msg)
 	if err != nil {
+		clear(body)
 		return nil, err
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, requestMsgID(signature))

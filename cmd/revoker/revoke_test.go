@@ -34,10 +34,11 @@ func TestRevokeMsgIDUnpredictable(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed, _ := newUserSeedFile(t, t.TempDir())
-	if out, err := w.cli("revoke", "--signer-seed", seed, keys[0]); err != nil || out != keys[0]+" revoked\n" {
+	if out, err := w.cli("revoke", "--signer-seed", seed, keys[0]); err != nil || out != keys[0]+" revoked\n"+keys[0]+" confirmed\n" {
 		t.Fatalf("signed revoke: %v %q", err, out)
 	}
-	if out, err := w.cli("revoke", keys[1], keys[2]); err != nil || out != keys[1]+" revoked\n"+keys[2]+" revoked\n" {
+	out, err := w.cli("revoke", keys[1], keys[2])
+	if outcomes, confirmed, _ := splitConfirmations(out); err != nil || outcomes != keys[1]+" revoked\n"+keys[2]+" revoked\n" || len(confirmed) != 2 {
 		t.Fatalf("unsigned revoke: %v %q", err, out)
 	}
 

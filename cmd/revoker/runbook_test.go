@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -59,7 +60,8 @@ func TestIncidentRunbook(t *testing.T) {
 
 	env := map[string]string{"REVOKER_LOG_FORMAT": "json"}
 	w := &world{t: t, env: env}
-	sandboxUp, revoked := false, false
+	sandboxUp, revoked, allRevoked := false, false, false
+	planned := "" // the number of keys revoke --all --dry-run planned
 	for _, line := range lines {
 		words := shellWords(t, line, env)
 		switch {
@@ -79,13 +81,27 @@ func TestIncidentRunbook(t *testing.T) {
 		if !sandboxUp {
 			t.Fatalf("runbook line %q comes before revoker sandbox", line)
 		}
-		out, stderr, code := w.run2("", words[1:]...)
+		all, leaked, dry := slices.Contains(words, "--all"), slices.Contains(words, "--leaked-key"), slices.Contains(words, "--dry-run")
+		stdin := ""
+		if all && !dry && !slices.Contains(words, "--yes") {
+			stdin = planned + "\n" // the operator types the count the plan printed
+		}
+		out, stderr, code := w.run2(stdin, words[1:]...)
 		if code != 0 || stderr != "" {
 			t.Errorf("runbook line %q: exit %d, stderr %q", line, code, stderr)
 		}
 		key := env["LEAKED_KEY_ID"]
 		var want []string
-		switch cmd, dry := words[1], strings.Contains(line, "--dry-run"); {
+		switch cmd := words[1]; {
+		case cmd == "revoke" && all && dry:
+			want = []string{"will be revoked:", "Spared (1):", "the key revoker signs with"}
+			if m := regexp.MustCompile(`; (\d+) will be revoked:`).FindStringSubmatch(out); m != nil {
+				planned = m[1]
+			}
+		case cmd == "revoke" && all:
+			want, allRevoked = []string{" revoked\n", " confirmed\n", "revoker results --request 'all-"}, true
+		case cmd == "revoke" && leaked:
+			want = []string{" revoked\n", " leaked_key_fingerprint=sha256:", " confirmed\n"}
 		case cmd == "revoke" && dry:
 			want = []string{key + " would_revoke"}
 		case cmd == "revoke":
@@ -108,6 +124,11 @@ func TestIncidentRunbook(t *testing.T) {
 	}
 	if !revoked {
 		t.Error("the runbook revokes nothing")
+	}
+	if allRevoked {
+		if out, _, _ := w.run2("", "keys"); strings.Contains(out, "sandbox-key-") || !strings.Contains(out, "revoker-sandbox") {
+			t.Errorf("after revoke --all the account lists more than revoker's own key:\n%s", out)
+		}
 	}
 	if _, err := os.Stat(filepath.Join("rehearsal", "sandbox.env")); err != nil {
 		t.Errorf("the sandbox's --dir: %v", err)

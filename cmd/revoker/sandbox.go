@@ -90,7 +90,23 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 		return err
 	}
 	seeded := make([]string, cfg.SandboxKeys)
+	leakedAt := max(len(seeded)-2, 0) // not LEAKED_KEY_ID, the last one, nor --demo's two where there are more
+	leakedPath := filepath.Join(dir, "leaked.pem")
 	for i := range seeded {
+		if i == leakedAt {
+			// A key whose PEM "leaked", to rehearse revoking by the PEM alone:
+			// RSA-2048 in PKCS#1, what a scanner finds in a gist.
+			k, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				return err
+			}
+			seeded[i] = emu.AddKey(fmt.Sprintf("sandbox-key-%d", i+1), &k.PublicKey, "read", "write")
+			leaked := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+			if err := os.WriteFile(leakedPath, leaked, 0o600); err != nil {
+				return err
+			}
+			continue
+		}
 		pub, _, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return err
@@ -124,7 +140,7 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 	if err := writeJSONFile(filepath.Join(dir, "sandbox.json"), info); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "sandbox.env"), []byte(sandboxEnv(info))); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, "sandbox.env"), []byte(sandboxEnv(info, leakedPath))); err != nil {
 		return err
 	}
 	printBanner(stdout, cfg, info, dir)
@@ -226,12 +242,14 @@ func exportLine(info sandboxInfo) string {
 // sandboxEnv is DIR/sandbox.env: ". DIR/sandbox.env" in a POSIX shell points
 // every later revoker command at the sandbox. LEAKED_KEY_ID, the last seeded
 // key (--demo revokes the first two), is the key the README's incident
-// runbook rehearses with.
-func sandboxEnv(info sandboxInfo) string {
+// runbook rehearses with; LEAKED_PEM the private key of another one.
+func sandboxEnv(info sandboxInfo, leakedPEM string) string {
 	return "# Written by revoker sandbox; \". sandbox.env\" points revoker at it while it runs.\n" +
 		exportLine(info) + "\n" +
 		"# A seeded key to rehearse the incident runbook with.\n" +
-		"LEAKED_KEY_ID=" + shellQuote(info.Keys[len(info.Keys)-1]) + "\n"
+		"LEAKED_KEY_ID=" + shellQuote(info.Keys[len(info.Keys)-1]) + "\n" +
+		"# The private key of another seeded key, as if it leaked: revoker revoke --leaked-key \"$LEAKED_PEM\"\n" +
+		"LEAKED_PEM=" + shellQuote(leakedPEM) + "\n"
 }
 
 // shellQuote quotes s for a POSIX shell when it needs quoting.
@@ -272,6 +290,7 @@ then try:
   go run ./cmd/revoker keys
   go run ./cmd/revoker revoke --dry-run %s
   go run ./cmd/revoker revoke %s
+  go run ./cmd/revoker revoke --leaked-key %s
   go run ./cmd/revoker results --since 1h
   go run ./cmd/revoker status %s
 
@@ -282,7 +301,7 @@ and watch the results on %q.
 `, info.NATSURL, info.KalshiBaseURL, faults, info.APIKeyID, info.PrivateKeyPath, metrics, filepath.Join(dir, "sandbox.json"),
 		indent(strings.Join(info.Keys, "\n"), "  "),
 		shellQuote(filepath.Join(dir, "sandbox.env")), exportLine(info),
-		last, last, last,
+		last, last, shellQuote(filepath.Join(dir, "leaked.pem")), last,
 		cfg.RequestsSubject, info.Keys[max(len(info.Keys)-2, 0)], cfg.ResultsSubject+".>")
 }
 

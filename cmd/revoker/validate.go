@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,6 +142,11 @@ func (p *parser) build(spec command) Config {
 	cfg.KeyFile = p.str("filename")
 	cfg.DryRun = p.boolean("dry-run")
 	cfg.IgnoreNotFound = p.boolean("ignore-not-found")
+	cfg.LeakedKeyFile = p.str("leaked-key")
+	cfg.All = p.boolean("all")
+	cfg.Match = p.matchPattern()
+	cfg.Except = p.exceptKeys()
+	cfg.Yes = p.boolean("yes")
 
 	cfg.Since = p.since(time.Now())
 	if s := p.get("key"); s.val != "" {
@@ -166,6 +172,9 @@ func (p *parser) checkArgs(spec command, cfg Config, args []string) {
 		}
 		return
 	}
+	if p.cmd == "revoke" && !p.revokeForm(cfg, args) {
+		return
+	}
 	// revoke and status KEY_ID...; revoke also -f FILE.
 	switch {
 	case len(args) > 0, cfg.KeyFile != "":
@@ -184,6 +193,72 @@ func (p *parser) checkArgs(spec command, cfg Config, args []string) {
 			p.checkKeyID("", id)
 		}
 	}
+}
+
+// revokeForm checks the flags that choose what "revoke" revokes: KEY_IDs
+// (and -f), --all, or --leaked-key. It reports false when the arguments
+// are checked already (or need no more checking).
+func (p *parser) revokeForm(cfg Config, args []string) bool {
+	if !cfg.All {
+		for _, key := range []string{"match", "except"} {
+			if s := p.get(key); s.val != "" {
+				p.problem("--%s applies only with --all", s.flag)
+			}
+		}
+		if p.onCommandLine["yes"] {
+			p.warn("--yes has no effect without --all")
+		}
+	}
+	switch {
+	case cfg.LeakedKeyFile != "":
+		if cfg.All {
+			p.problem("--leaked-key and --all do not go together: --leaked-key revokes the one key a leaked PEM belongs to")
+		}
+		if cfg.DryRun {
+			p.problem("--leaked-key and --dry-run do not go together: only the worker finds which key a leaked PEM belongs to")
+		}
+		if cfg.KeyFile != "" {
+			p.problem("--leaked-key and -f do not go together: give at most one KEY_ID, as a hint")
+		}
+		if len(args) > 1 {
+			p.problem("--leaked-key takes at most one KEY_ID (a hint of the key the PEM belongs to), got %d", len(args))
+		}
+		for _, id := range args {
+			p.checkKeyID("--leaked-key hint: ", id)
+		}
+		return false
+	case cfg.All:
+		if len(args) > 0 || cfg.KeyFile != "" {
+			p.problem("--all takes no KEY_ID and no -f: it revokes every key of the account but revoker's own and the protected ones (--except ID spares more)")
+		}
+		return false
+	}
+	return true
+}
+
+// matchPattern reads --match, a path.Match pattern.
+func (p *parser) matchPattern() string {
+	s := p.get("match")
+	if s.val == "" {
+		return ""
+	}
+	if _, err := path.Match(s.val, ""); err != nil {
+		p.problem("%s: %s is not a valid pattern (path.Match: * ? [a-z] \\)", s.label(), events.Quote(s.val))
+	}
+	return s.val
+}
+
+// exceptKeys reads --except, given once or more, each value a key ID or a
+// comma-separated list; it returns their canonical IDs.
+func (p *parser) exceptKeys() []string {
+	s := p.get("except")
+	var ids []string
+	for _, id := range p.splitList("except") {
+		if c := p.checkKeyID(s.label()+": ", id); !slices.Contains(ids, c) {
+			ids = append(ids, c)
+		}
+	}
+	return ids
 }
 
 func (p *parser) natsURLs() []string {

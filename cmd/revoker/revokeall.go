@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+)
+
+// Why "revoke --all" spares a key, as its --dry-run --json says.
+const (
+	sparedOwn         = "own_key"
+	sparedProtected   = "protected_key"
+	sparedExcept      = "except"
+	sparedNotMatching = "not_matching"
+)
+
+// allPlanLine is one key of the --all plan; also its --dry-run --json line.
+type allPlanLine struct {
+	APIKeyID string `json:"api_key_id"`
+	Name     string `json:"name"`
+	Plan     string `json:"plan"`             // would_revoke or spared
+	Spared   string `json:"spared,omitempty"` // why: own_key, protected_key, except or not_matching
+}
+
+// allPlan is what "revoke --all" does to the account's keys.
+type allPlan struct {
+	listed      int
+	revoke      []allPlanLine
+	spared      []allPlanLine
+	exceptUnset []string // --except IDs the account does not list
+}
+
+// planAll decides, for each key the account lists, whether --all revokes
+// it: not the key revoker signs with, nor a protected key, nor one of
+// --except, nor, with --match, a key whose name does not match.
+func planAll(cfg Config, keys []kalshi.APIKey) allPlan {
+	p := allPlan{listed: len(keys)}
+	listed := canonicalIDs(keys)
+	for _, id := range cfg.Except {
+		if !listed[id] {
+			p.exceptUnset = append(p.exceptUnset, id)
+		}
+	}
+	for _, k := range keys {
+		id := events.CanonicalAPIKeyID(k.ID)
+		line := allPlanLine{APIKeyID: id, Name: k.Name, Plan: planWouldRevoke}
+		switch matched, _ := path.Match(cfg.Match, k.Name); {
+		case id == cfg.KalshiKeyID:
+			line.Spared = sparedOwn
+		case slices.Contains(cfg.ProtectedKeys, id):
+			line.Spared = sparedProtected
+		case slices.Contains(cfg.Except, id):
+			line.Spared = sparedExcept
+		case cfg.Match != "" && !matched:
+			line.Spared = sparedNotMatching
+		}
+		if line.Spared != "" {
+			line.Plan = "spared"
+			p.spared = append(p.spared, line)
+		} else {
+			p.revoke = append(p.revoke, line)
+		}
+	}
+	return p
+}
+
+// sparedWhy is why a key is spared, in words.
+func sparedWhy(cfg Config, reason string) string {
+	switch reason {
+	case sparedOwn:
+		return "the key revoker signs with (KALSHI_API_KEY_ID)"
+	case sparedProtected:
+		return "protected (REVOKER_PROTECTED_KEYS)"
+	case sparedExcept:
+		return "--except"
+	case sparedNotMatching:
+		return "name does not match --match " + events.Quote(cfg.Match)
+	}
+	return reason
+}
+
+// printAllPlan writes the plan for an operator to read.
+func printAllPlan(w io.Writer, cfg Config, p allPlan) error {
+	if len(p.revoke) == 0 {
+		fmt.Fprintf(w, "The account lists %s; none will be revoked.\n", plural(p.listed, "key"))
+	} else {
+		fmt.Fprintf(w, "The account lists %s; %d will be revoked:\n", plural(p.listed, "key"), len(p.revoke))
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, l := range p.revoke {
+		fmt.Fprintf(tw, "  %s\t%s\n", l.APIKeyID, cell(l.Name))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(p.spared) > 0 {
+		fmt.Fprintf(w, "Spared (%d):\n", len(p.spared))
+		for _, l := range p.spared {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", l.APIKeyID, cell(l.Name), sparedWhy(cfg, l.Spared))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, id := range p.exceptUnset {
+		fmt.Fprintf(w, "Note: --except %s names no key the account lists; check the ID.\n", id)
+	}
+	return nil
+}
+
+// revokeAll is "revoker revoke --all": it lists the account's keys, prints
+// the plan and, once the operator typed the number of keys to revoke (or
+// with --yes), publishes one request per key, under the ids
+// all-<UTC time>-N, and waits for the outcomes as revoke does. --dry-run
+// prints the plan only (with --json, one allPlanLine per key). With --json
+// the plan and the question go to stderr, so that stdout holds only the
+// result documents.
+func revokeAll(ctx context.Context, cfg Config, stdin io.Reader, logger *slog.Logger, stdout, stderr io.Writer) error {
+	keys, err := accountKeys(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	plan := planAll(cfg, keys)
+	if cfg.DryRun && cfg.JSON {
+		enc := json.NewEncoder(stdout)
+		for _, l := range slices.Concat(plan.revoke, plan.spared) {
+			if err := enc.Encode(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	human := stdout
+	if cfg.JSON {
+		human = stderr
+	}
+	if err := printAllPlan(human, cfg, plan); err != nil {
+		return err
+	}
+	switch {
+	case cfg.DryRun:
+		fmt.Fprintln(human, "--dry-run: nothing was sent.")
+		return nil
+	case len(plan.revoke) == 0:
+		fmt.Fprintln(human, "No key to revoke: nothing was sent.")
+		return nil
+	}
+
+	ctx, nc, done, err := connectCLI(ctx, cfg, "revoker-cli", logger)
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer nc.Close()
+	if !cfg.Yes {
+		if why := askCount(ctx, stdin, human, len(plan.revoke)); why != "" {
+			fmt.Fprintf(stderr, "revoker revoke --all: %s: nothing was sent\n", why)
+			return exitError{exitFailed}
+		}
+	}
+
+	prefix := allRequestPrefix(time.Now())
+	reqs := make([]revocation, len(plan.revoke))
+	for i, l := range plan.revoke {
+		reqs[i] = revocation{requestID: fmt.Sprintf("%s%d", prefix, i+1), keyID: l.APIKeyID}
+	}
+	fmt.Fprintf(human, "Requesting %s as %s1 to %s; revoker results --request '%s*' shows the batch.\n",
+		plural(len(reqs), "revocation"), prefix, reqs[len(reqs)-1].requestID, prefix)
+	return reportRevocations(ctx, nc, cfg, reqs, logger, stdout, stderr)
+}
+
+// allRequestPrefix is the prefix of the request ids of one "revoke --all":
+// all-<UTC time>-, to the millisecond: an id names one key for good, so two
+// runs must not share one (a second run's request would be
+// conflicting_request_id and delete nothing).
+func allRequestPrefix(now time.Time) string {
+	return "all-" + now.UTC().Format(allTimeLayout) + "-"
+}
+
+const allTimeLayout = "20060102T150405.000Z"
+
+// maxAnswer bounds the line askCount reads.
+const maxAnswer = 1 << 10
+
+// askCount asks the operator to type n and reads one line of stdin. It
+// returns "" when the line is n, and otherwise why the answer does not do.
+func askCount(ctx context.Context, stdin io.Reader, w io.Writer, n int) string {
+	fmt.Fprintf(w, "Type the number of keys to revoke (%d) to go on: ", n)
+	if stdin == nil {
+		return "no answer (no standard input)"
+	}
+	type answer struct {
+		line string
+		ok   bool
+	}
+	read := make(chan answer, 1)
+	go func() { // a read of stdin cannot be interrupted; Ctrl-C must still end the wait
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 0, 64), maxAnswer)
+		ok := sc.Scan()
+		read <- answer{sc.Text(), ok}
+	}()
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(w)
+		return "interrupted"
+	case a := <-read:
+		switch got := strings.TrimSpace(a.line); {
+		case !a.ok:
+			fmt.Fprintln(w)
+			return "no answer (end of input)"
+		case got != strconv.Itoa(n):
+			return fmt.Sprintf("the answer was %s, not %d", events.Quote(got), n)
+		}
+	}
+	return ""
+}
