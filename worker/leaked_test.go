@@ -392,3 +392,21 @@ func TestLeakedKeyRedeliveredAfterTheDelete(t *testing.T) {
 			res.Outcome, res.APIKeyID, res.Deliveries, res.Error, ids[3])
 	}
 }
+
+// A leaked PEM of a protected key is refused like the key itself, in any
+// spelling REVOKER_PROTECTED_KEYS gives it.
+func TestLeakedKeyOfAProtectedKey(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(3)
+	cfg := r.config()
+	cfg.ProtectedKeys = []string{strings.ToUpper(ids[1])}
+	r.start(cfg)
+	r.publishLeaked("protected", pems[1], "")
+	res := r.waitResults(1, 20*time.Second)["protected"]
+	if res.Outcome != events.Rejected || res.Error.Code != events.CodeProtectedKey || res.APIKeyID != ids[1] {
+		t.Fatalf("%s %+v for %q, want rejected/protected_key for %s", res.Outcome, res.Error, res.APIKeyID, ids[1])
+	}
+	if n := r.emu.Stats().DeleteAttempts[ids[1]]; n != 0 || !r.emu.HasKey(ids[1]) {
+		t.Errorf("the protected key got %d DELETEs", n)
+	}
+}
