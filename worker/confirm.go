@@ -33,6 +33,7 @@ type confirmations struct {
 // unconfirmed is one key waiting to be seen dead.
 type unconfirmed struct {
 	record  KeyRecord     // the ledger's record, in case the revocation's own write was lost
+	rev     uint64        // the record's revision as written, 0 when unknown
 	leaked  crypto.Signer // the request's leaked key: its own call must be refused too
 	foreign bool          // another account's key: only its own call can tell
 	alive   int           // checks that found it alive
@@ -43,9 +44,10 @@ func newConfirmations(delay time.Duration) *confirmations {
 	return &confirmations{pending: make(map[string]*unconfirmed), wake: make(chan struct{}, 1), delay: delay}
 }
 
-// add queues the key res revoked. It reports false when too many wait.
-func (c *confirmations) add(res *events.Result, leaked *leakedKey, foreign bool) bool {
-	u := &unconfirmed{record: keyRecordOf(res), foreign: foreign, due: time.Now().Add(c.delay)}
+// add queues the key res revoked, whose ledger record was written at
+// revision rev (0: unknown). It reports false when too many wait.
+func (c *confirmations) add(res *events.Result, leaked *leakedKey, foreign bool, rev uint64) bool {
+	u := &unconfirmed{record: keyRecordOf(res), rev: rev, foreign: foreign, due: time.Now().Add(c.delay)}
 	if leaked != nil {
 		u.leaked = leaked.signer
 	}
@@ -166,37 +168,55 @@ func (w *Worker) confirmRound(ctx context.Context, due map[string]unconfirmed) {
 			break
 		}
 	}
+	// Keys are settled side by side: one ledger write each, which one at a
+	// time would fall behind a fast drain.
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, confirmWriters)
 	for id, u := range due {
-		var dead, alive bool
-		switch {
-		case !u.foreign && listErr != nil:
-			// The worker's own key, revoked, can list no more: Kalshi no
-			// longer knowing it is the proof.
-			dead = id == w.cfg.SelfKeyID && kalshi.IsUnknownSigningKey(listErr)
-		case !u.foreign && listed[id]:
-			alive = true
-		case u.leaked != nil:
-			// The account lists it no more (or never did): the leaked key's
-			// own call must be refused as signed by a key Kalshi does not know.
-			dead, alive = w.leakedKeyRefused(ctx, id, u.leaked)
-		default:
-			dead = true
-		}
-		if dead {
-			if err := w.ledger.confirmRevoked(ctx, id, u.record, time.Now()); err != nil {
-				w.cfg.Logger.Warn("cannot record a confirmed revocation in the ledger; trying again", "api_key_id", id, "err", err)
-				dead = false
-			} else {
-				w.cfg.Logger.Info("revocation confirmed: the key is dead", "api_key_id", id,
-					"after", time.Since(u.record.RevokedAt).Round(time.Millisecond))
-			}
-		}
-		if alive && u.alive == 0 {
-			w.cfg.Logger.Warn("a revoked key is still alive: Kalshi still lists it or accepts its leaked key; checking again",
-				"api_key_id", id, "request_id", u.record.RequestID)
-		}
-		w.confirms.settle(id, dead, alive, w.cfg.ConfirmInterval)
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			w.confirmOne(ctx, id, u, listed, listErr)
+		})
 	}
+	wg.Wait()
+}
+
+// confirmWriters bounds the keys one round settles at the same time.
+const confirmWriters = 32
+
+// confirmOne settles one key due, given the account's list (or why there
+// is none).
+func (w *Worker) confirmOne(ctx context.Context, id string, u unconfirmed, listed map[string]bool, listErr error) {
+	var dead, alive bool
+	switch {
+	case !u.foreign && listErr != nil:
+		// The worker's own key, revoked, can list no more: Kalshi no
+		// longer knowing it is the proof.
+		dead = id == w.cfg.SelfKeyID && kalshi.IsUnknownSigningKey(listErr)
+	case !u.foreign && listed[id]:
+		alive = true
+	case u.leaked != nil:
+		// The account lists it no more (or never did): the leaked key's
+		// own call must be refused as signed by a key Kalshi does not know.
+		dead, alive = w.leakedKeyRefused(ctx, id, u.leaked)
+	default:
+		dead = true
+	}
+	if dead {
+		if err := w.ledger.confirmRevoked(ctx, id, u.record, u.rev, time.Now()); err != nil {
+			w.cfg.Logger.Warn("cannot record a confirmed revocation in the ledger; trying again", "api_key_id", id, "err", err)
+			dead = false
+		} else {
+			w.cfg.Logger.Info("revocation confirmed: the key is dead", "api_key_id", id,
+				"after", time.Since(u.record.RevokedAt).Round(time.Millisecond))
+		}
+	}
+	if alive && u.alive == 0 {
+		w.cfg.Logger.Warn("a revoked key is still alive: Kalshi still lists it or accepts its leaked key; checking again",
+			"api_key_id", id, "request_id", u.record.RequestID)
+	}
+	w.confirms.settle(id, dead, alive, w.cfg.ConfirmInterval)
 }
 
 // errNotListed: no key due needed the account's list.

@@ -70,8 +70,9 @@ func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 		// What the ledger must learn of the decision is written while the
 		// result is stored; both end before the key's turn and the ack.
 		var recorded sync.WaitGroup
+		var keyRev uint64 // the revision of the key record the ledger created, if any
 		if v.record != nil {
-			recorded.Go(func() { v.record(ctx) })
+			recorded.Go(func() { keyRev = v.record(ctx) })
 		}
 		stored = w.publish(ctx, v)
 		recorded.Wait()
@@ -79,7 +80,7 @@ func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 			w.cfg.Metrics.observeResult(v.res)
 			w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
 			if v.res.Outcome == events.Revoked {
-				if !w.confirms.add(v.res, req.leaked, v.foreign) {
+				if !w.confirms.add(v.res, req.leaked, v.foreign, keyRev) {
 					w.cfg.Logger.Warn("too many revocations wait for confirmation; this one is not checked", "api_key_id", v.res.APIKeyID)
 				}
 				if v.res.APIKeyID == w.cfg.SelfKeyID {
@@ -146,8 +147,9 @@ type verdict struct {
 	waiting bool
 	// record, if set, writes the decision to the ledger. It is not on the
 	// result's path: a crash before it leaves the request attempted, and its
-	// redelivery learns the same from Kalshi.
-	record func(ctx context.Context)
+	// redelivery learns the same from Kalshi. It returns the revision of the
+	// key record it created, or 0.
+	record func(ctx context.Context) uint64
 	// unlock, if set, ends the turn a leaked key's request took on the key
 	// it found, once the result is stored.
 	unlock  func()
@@ -316,7 +318,7 @@ func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.
 	doc := w.encode(res)
 	next := c.requestEntry
 	next.Result = doc
-	record := func(ctx context.Context) {
+	record := func(ctx context.Context) (keyRev uint64) {
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			// Only a takeover after ownerGrace can change the entry meanwhile;
@@ -326,9 +328,10 @@ func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.
 			}
 		})
 		if res.Outcome == events.Revoked {
-			wg.Go(func() { w.recordRevoked(ctx, res) })
+			wg.Go(func() { keyRev = w.recordRevoked(ctx, res) })
 		}
 		wg.Wait()
+		return keyRev
 	}
 	return verdict{res: res, doc: doc, msgID: req.ID, record: record}
 }
@@ -381,16 +384,19 @@ func (w *Worker) republish(meta *jetstream.MsgMetadata, c claim) (verdict, error
 	res.Deliveries = int(meta.NumDelivered)
 	v := verdict{res: &res, msgID: res.RequestID, foreign: c.Foreign}
 	if res.Outcome == events.Revoked { // in case the first delivery died before it
-		v.record = func(ctx context.Context) { w.recordRevoked(ctx, &res) }
+		v.record = func(ctx context.Context) uint64 { return w.recordRevoked(ctx, &res) }
 	}
 	return v, nil
 }
 
-func (w *Worker) recordRevoked(ctx context.Context, res *events.Result) {
-	err := w.ledger.recordRevoked(ctx, res.APIKeyID, keyRecordOf(res))
+// recordRevoked records the key res revoked and returns the revision of
+// the record it created: 0 when one was there already, or on failure.
+func (w *Worker) recordRevoked(ctx context.Context, res *events.Result) uint64 {
+	rev, err := w.ledger.recordRevoked(ctx, res.APIKeyID, keyRecordOf(res))
 	if err != nil {
 		w.cfg.Logger.Warn("cannot record the revoked key in the ledger", "api_key_id", res.APIKeyID, "err", err)
 	}
+	return rev
 }
 
 // keyRecordOf is the ledger's record of the key res revoked.

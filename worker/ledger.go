@@ -129,25 +129,40 @@ func (l *ledger) update(ctx context.Context, id string, c claim, e requestEntry)
 }
 
 // recordRevoked notes that request revoked the key, unless an earlier
-// request is already recorded for it.
-func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord) error {
+// request is already recorded for it. It returns the revision of the record
+// it created, or 0.
+func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord) (uint64, error) {
 	ctx, done := l.call(ctx)
 	defer done()
 	v, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := l.kv.Create(ctx, keyKey(apiKeyID), v); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("ledger: recording key %s: %w", apiKeyID, err)
+	rev, err := l.kv.Create(ctx, keyKey(apiKeyID), v)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("ledger: recording key %s: %w", apiKeyID, err)
 	}
-	return nil
+	return rev, nil
 }
 
-// confirmRevoked records that the key is dead: its record gets ConfirmedAt
-// (rec is the record to create if the revocation's own write was lost).
-func (l *ledger) confirmRevoked(ctx context.Context, apiKeyID string, rec KeyRecord, at time.Time) error {
+// confirmRevoked records that the key is dead: its record gets ConfirmedAt.
+// rec is the record written at revision rev (0: unknown), updated in one
+// write when nothing changed it since; it is created if the revocation's
+// own write was lost.
+func (l *ledger) confirmRevoked(ctx context.Context, apiKeyID string, rec KeyRecord, rev uint64, at time.Time) error {
 	ctx, done := l.call(ctx)
 	defer done()
+	if rev > 0 {
+		confirmed := rec
+		confirmed.ConfirmedAt = at
+		v, err := json.Marshal(confirmed)
+		if err != nil {
+			return err
+		}
+		if _, err := l.kv.Update(ctx, keyKey(apiKeyID), v, rev); err == nil {
+			return nil
+		}
+	}
 	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"sync"
@@ -41,6 +42,18 @@ import (
 //     clock from when it first saw that value: by then the silent replica
 //     spends nothing, dead or cut off.
 //
+// A replica that waits for the others to lower their shares (a joiner)
+// reads the plan every sharePoll between its beats, and raises its own as
+// soon as they have recorded theirs, not at its next beat: a join takes the
+// others' next beat plus a poll, not two beats. A replica whose step failed
+// retries after sharePoll, then twice, four and eight times as long, and
+// then at its beats. A settled replica only beats: waking up
+// costs an idle Go process a few hundred microseconds of CPU, so polling
+// all the time would cost more than the whole idle worker. (Reacting to a
+// join within milliseconds needs the plan pushed to every replica, a KV
+// watch: a consumer on the bucket's stream, which the deployed permissions
+// do not grant.)
+//
 // A fixed share (REVOKER_RATE_SHARE=0.5) is an override: that replica
 // spends it whatever the plan says, and records it, so the automatic ones
 // split what the fixed ones leave.
@@ -51,6 +64,9 @@ const (
 	ShareBeat  = time.Second
 	shareLease = 2 * ShareBeat
 	shareDead  = 3 * ShareBeat
+	// sharePoll is how often a replica waiting for the others reads the
+	// plan between beats, and how soon a failed step is first retried.
+	sharePoll = ShareBeat / 8
 	// replicasTTL drops a plan nobody has written for this long: every
 	// replica has stopped spending by then (shareLease), and the next one to
 	// start need not wait shareDead for the dead to be struck.
@@ -70,7 +86,12 @@ type ShareConfig struct {
 	// Limiter is the budget the share applies to (Limiter.SetShare).
 	Limiter *Limiter
 	// ID names this replica in the plan; default host-pid-random.
-	ID     string
+	ID string
+	// Bucket, if set, creates ReplicasBucket with this configuration when it
+	// is missing (provisioning, as ReplicasConfig gives it), so that the
+	// first replica on a new server need not wait for the worker to create
+	// it. Nil: the bucket must exist.
+	Bucket *jetstream.KeyValueConfig
 	Logger *slog.Logger // default: discard
 }
 
@@ -90,6 +111,13 @@ type Share struct {
 	beat     uint64
 	lease    *time.Timer // fires when our last recorded beat is shareLease old
 	seen     map[string]seenBeat
+
+	// Used by Run alone: the plan's revision and its members' shares as
+	// this replica last read or wrote them, and whether it recorded less
+	// than its target (the others still hold more than theirs).
+	lastRev    uint64
+	lastShares map[string]float64
+	waiting    bool
 }
 
 type seenBeat struct {
@@ -128,7 +156,7 @@ func NewShare(js jetstream.JetStream, cfg ShareConfig) *Share {
 	if cfg.Group == "" {
 		cfg.Group = "revoker"
 	}
-	return newShare(&kvShareStore{js: js, key: "plan." + base64.RawURLEncoding.EncodeToString([]byte(cfg.Group))},
+	return newShare(&kvShareStore{js: js, key: "plan." + base64.RawURLEncoding.EncodeToString([]byte(cfg.Group)), create: cfg.Bucket},
 		cfg, cfg.Limiter.SetShare)
 }
 
@@ -163,21 +191,34 @@ func (s *Share) Current() (share float64, replicas int) {
 	return s.spending, s.members
 }
 
-// Run keeps the share up to date every ShareBeat until ctx ends, then
-// leaves the plan (spending nothing from then on) so the others take over
-// its share at once. Cancel ctx only once the worker has stopped deleting.
+// Run keeps the share up to date every ShareBeat until ctx ends (sooner
+// while it waits for the others, or after a failed step: see sharePoll),
+// then leaves the plan (spending nothing from then on) so the others take
+// over its share at once. Cancel ctx only once the worker has stopped
+// deleting.
 func (s *Share) Run(ctx context.Context) {
 	defer s.leave()
 	t := time.NewTimer(0)
 	defer t.Stop()
-	failing := false
+	var stepped time.Time // the last step's start
+	failing, fails := false, 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		if time.Since(stepped) < ShareBeat && fails == 0 && !s.planChanged(ctx) {
+			t.Reset(min(sharePoll, ShareBeat-time.Since(stepped)))
+			continue
+		}
+		stepped = time.Now()
 		err := s.step(ctx)
+		if err != nil {
+			fails++
+		} else {
+			fails = 0
+		}
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			failing = true
@@ -191,8 +232,47 @@ func (s *Share) Run(ctx context.Context) {
 			failing = false
 			s.log.Info("replica plan updated again", "bucket", ReplicasBucket)
 		}
-		t.Reset(ShareBeat)
+		switch {
+		case fails > 0: // sharePoll, doubling up to a beat
+			t.Reset(min(ShareBeat, sharePoll<<min(fails-1, 3)))
+		case s.waiting:
+			t.Reset(sharePoll)
+		default:
+			t.Reset(ShareBeat)
+		}
 	}
+}
+
+// planChanged reads the plan and reports whether this replica must step
+// before its next beat: the plan's members or their shares are not what it
+// last read or wrote. A failed read is not reported: the next beat's step
+// tells. Run calls it only while waiting for the others.
+func (s *Share) planChanged(ctx context.Context) bool {
+	octx, cancel := context.WithTimeout(ctx, shareOpTime)
+	defer cancel()
+	doc, rev, err := s.store.get(octx)
+	if err != nil || rev == s.lastRev && rev != 0 {
+		return false
+	}
+	var plan sharePlan
+	if doc != nil && json.Unmarshal(doc, &plan) != nil {
+		return true // the step reports it
+	}
+	shares := plan.shares()
+	if maps.Equal(shares, s.lastShares) {
+		s.lastRev = rev // only beats changed
+		return false
+	}
+	return true
+}
+
+// shares is every member's share, by replica.
+func (p sharePlan) shares() map[string]float64 {
+	m := make(map[string]float64, len(p.Members))
+	for id, mb := range p.Members {
+		m[id] = mb.Share
+	}
+	return m
 }
 
 func (s *Share) spendingNow() float64 {
@@ -288,9 +368,12 @@ func (s *Share) stepOnce(ctx context.Context) error {
 		return err
 	}
 	sent := time.Now()
-	if _, err := s.store.put(octx, out, rev); err != nil {
+	newRev, err := s.store.put(octx, out, rev)
+	if err != nil {
 		return err
 	}
+	s.lastRev, s.lastShares = newRev, plan.shares()
+	s.waiting = s.cfg.Fixed == 0 && share < target-1e-9
 	s.renewLease(sent)
 	s.mu.Lock()
 	s.recorded, s.members = share, len(plan.Members)
@@ -377,12 +460,14 @@ func (s *Share) leave() {
 	}
 }
 
-// kvShareStore keeps the plan under key in ReplicasBucket.
+// kvShareStore keeps the plan under key in ReplicasBucket, creating the
+// bucket with create when it is missing and create is set.
 type kvShareStore struct {
-	js  jetstream.JetStream
-	key string
-	mu  sync.Mutex
-	kv  jetstream.KeyValue
+	js     jetstream.JetStream
+	key    string
+	create *jetstream.KeyValueConfig
+	mu     sync.Mutex
+	kv     jetstream.KeyValue
 }
 
 func (k *kvShareStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -392,6 +477,12 @@ func (k *kvShareStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 		return k.kv, nil
 	}
 	kv, err := k.js.KeyValue(ctx, ReplicasBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && k.create != nil {
+		// As provisionStreams does, which may be doing it at the same time.
+		if kv, err = k.js.CreateKeyValue(ctx, *k.create); errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = k.js.KeyValue(ctx, ReplicasBucket)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("replica plan bucket %s: %w", ReplicasBucket, err)
 	}

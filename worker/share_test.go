@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -21,10 +22,12 @@ import (
 
 // memShareStore is the plan in memory, with a revision like a KV entry.
 type memShareStore struct {
-	mu  sync.Mutex
-	doc []byte
-	rev uint64
-	rnd *rand.Rand
+	mu   sync.Mutex
+	doc  []byte
+	rev  uint64
+	rnd  *rand.Rand
+	gets int // reads
+	puts int // writes that succeeded
 }
 
 func (m *memShareStore) latency() {
@@ -37,6 +40,7 @@ func (m *memShareStore) latency() {
 func (m *memShareStore) get(ctx context.Context) ([]byte, uint64, error) {
 	m.latency()
 	m.mu.Lock()
+	m.gets++
 	doc, rev := m.doc, m.rev
 	m.mu.Unlock()
 	m.latency()
@@ -51,6 +55,7 @@ func (m *memShareStore) put(ctx context.Context, doc []byte, rev uint64) (uint64
 		return 0, errShareConflict
 	}
 	m.rev++
+	m.puts++
 	m.doc, rev = doc, m.rev
 	m.mu.Unlock()
 	m.latency() // the answer may come late: the write stands anyway
@@ -120,13 +125,14 @@ type shareWorld struct {
 }
 
 type testReplica struct {
-	id       string
-	share    *Share
-	cancel   context.CancelFunc
-	done     chan struct{}
-	cut      bool
-	dead     bool // crashed or left: spends nothing
-	spending float64
+	id        string
+	share     *Share
+	cancel    context.CancelFunc
+	done      chan struct{}
+	cut       bool
+	dead      bool // crashed or left: spends nothing
+	spending  float64
+	changedAt time.Time // when spending last changed
 }
 
 func newShareWorld(t *testing.T, seed uint64) *shareWorld {
@@ -140,6 +146,9 @@ func (w *shareWorld) apply(r *testReplica, share float64) {
 	defer w.mu.Unlock()
 	if r.dead {
 		return // a crashed process spends nothing, whatever it was told
+	}
+	if r.spending != share {
+		r.changedAt = time.Now()
 	}
 	r.spending = share
 	sum := 0.0
@@ -279,6 +288,73 @@ func TestShareJoin(t *testing.T) {
 	})
 }
 
+// A joiner raises its share as soon as the others have recorded their
+// lower ones (it reads the plan every sharePoll while it waits), not at its
+// next beat.
+func TestShareJoinerRaisesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newShareWorld(t, 7)
+		rs := []*testReplica{w.start(0), w.start(0), w.start(0)}
+		w.settled(replanWithin, 1.0/3, rs...)
+		var lags []time.Duration
+		for range 5 {
+			time.Sleep(ShareBeat / 3) // another phase against the others' beats
+			j := w.start(0)
+			all := append(slices.Clone(rs), j)
+			w.settled(replanWithin, 0.25, all...)
+			w.mu.Lock()
+			var lowered time.Time
+			for _, r := range rs {
+				if r.changedAt.After(lowered) {
+					lowered = r.changedAt
+				}
+			}
+			lag := j.changedAt.Sub(lowered)
+			w.mu.Unlock()
+			lags = append(lags, lag)
+			t.Logf("joiner at its share %v after the others lowered theirs", lag)
+			w.stop(j)
+			w.settled(replanWithin, 1.0/3, rs...)
+		}
+		// Mostly a poll, and the reads and the write of the step it starts
+		// (up to 40 ms each with the store's latencies); a lost
+		// compare-and-set costs another read and write now and then. At
+		// its next beat it would be half a beat on average.
+		slices.Sort(lags)
+		if med, most := lags[len(lags)/2], sharePoll+3*40*time.Millisecond; med > most || lags[len(lags)-1] > ShareBeat/2 {
+			t.Errorf("the joiner raised its share %v after the others lowered theirs, want a median of at most %v and none over %v", lags, most, ShareBeat/2)
+		}
+		w.stopAll()
+	})
+}
+
+// Settled replicas neither read nor write the plan between their beats:
+// waking up is what an idle worker spends its CPU on.
+func TestShareQuiet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newShareWorld(t, 6)
+		rs := []*testReplica{w.start(0), w.start(0), w.start(0)}
+		w.settled(replanWithin, 1.0/3, rs...)
+		time.Sleep(2 * ShareBeat)
+		w.store.mu.Lock()
+		gets0, puts0 := w.store.gets, w.store.puts
+		w.store.mu.Unlock()
+		const quiet = 20 * ShareBeat
+		time.Sleep(quiet)
+		w.store.mu.Lock()
+		gets, puts := w.store.gets-gets0, w.store.puts-puts0
+		w.store.mu.Unlock()
+		// One beat a second each (a read and a write), a few more for the
+		// compare-and-set a beat loses now and then.
+		if most := 3 * int(quiet/ShareBeat) * 11 / 10; puts > most || gets > most {
+			t.Errorf("%d reads and %d writes of the plan in %v by 3 settled replicas, want at most %d of each", gets, puts, quiet, most)
+		}
+		t.Logf("%d reads and %d writes in %v", gets, puts, quiet)
+		w.settled(0, 1.0/3, rs...)
+		w.stopAll()
+	})
+}
+
 func TestShareLeave(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newShareWorld(t, 2)
@@ -287,7 +363,7 @@ func TestShareLeave(t *testing.T) {
 		w.stop(c)
 		took := w.settled(2*ShareBeat, 0.5, a, b)
 		w.stop(b)
-		w.settled(2*ShareBeat, 1, a)
+		took = max(took, w.settled(2*ShareBeat, 1, a))
 		t.Logf("a leave re-planned within %v", took)
 		w.stopAll()
 		if w.store.doc != nil {

@@ -117,7 +117,14 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 				return fmt.Errorf("REVOKER_RATE_SHARE=auto needs the KV bucket %s (create it as deploy/README.md shows, or set a fixed share): %w", worker.ReplicasBucket, err)
 			}
 		}
-		share := worker.NewShare(js, worker.ShareConfig{Group: cfg.Consumer, Fixed: cfg.RateShare, Limiter: limiter, Logger: logger})
+		scfg := worker.ShareConfig{Group: cfg.Consumer, Fixed: cfg.RateShare, Limiter: limiter, Logger: logger}
+		if !cfg.NoProvision {
+			// On a new server the share creates its bucket as the worker
+			// would: the first plan need not wait for the worker's provisioning.
+			bucket := worker.ReplicasConfig(workerConfig(cfg, logger, metrics, limiter))
+			scfg.Bucket = &bucket
+		}
+		share := worker.NewShare(js, scfg)
 		var sctx context.Context
 		sctx, stopShare = context.WithCancel(context.WithoutCancel(ctx))
 		go func() { defer close(shareDone); share.Run(sctx) }()

@@ -9,18 +9,28 @@ package deployed_test
 //   - the bare baseline: this test binary in the bare role, deleting the
 //     same number of keys from the same number of goroutines with the same
 //     kalshi client, and nothing else;
+//   - the floor: `go build ./worker/deployed/internal/floor`, the least the
+//     operator contract forces on any implementation (pull, DELETE, store
+//     the result, ack);
 //   - this process publishes the requests and counts the results.
 //
-// BenchmarkDeployedThroughput alternates bare and worker rounds and prints,
-// per round and as medians: worker/bare, and per request the NATS messages
-// of revoker's connection (in and out), its allocations, the CPU of revoker,
-// nats-server and the emulator, the ledger's writes and time.
+// BenchmarkDeployedThroughput runs rounds of bare, worker and floor in turn
+// and prints, per round and as medians: worker/bare, floor/bare,
+// worker/floor, and per request the NATS messages of the worker's and the
+// floor's connections (in and out), revoker's allocations, the CPU of each
+// contestant, nats-server and the emulator, the ledger's writes and time.
 // BenchmarkDeployedMassRevocation runs three replicas against a bucket of
-// 40 deletes/s and kills one with SIGKILL a third of the way. b.N is
-// ignored: each runs a fixed amount of work, bounded in time.
+// 40 deletes/s and kills one with SIGKILL a third of the way.
+// BenchmarkDeployedStartToReady (startup_test.go) times exec to /readyz;
+// BenchmarkDeployedDrainRSS (drain_test.go) the peak RSS of draining 50,000
+// queued requests. b.N is ignored: each runs a fixed amount of work,
+// bounded in time, on free 127.0.0.1 ports, and kills only the processes
+// it started.
 //
 //	go test -run '^$' -bench DeployedThroughput -benchtime 1x -timeout 10m ./worker/deployed/ -args -deployed.key rsa2048
 //	go test -run '^$' -bench DeployedMass -benchtime 1x -timeout 10m ./worker/deployed/
+//	go test -run '^$' -bench DeployedStartToReady -benchtime 1x -timeout 10m ./worker/deployed/
+//	go test -run '^$' -bench DeployedDrainRSS -benchtime 1x -timeout 10m ./worker/deployed/
 
 import (
 	"bufio"
@@ -438,10 +448,7 @@ func writeKey(b *testing.B, name string) signingKey {
 func newWorld(b *testing.B, keys []signingKey, refill, capacity float64) *world {
 	b.Helper()
 	w := &world{b: b, selfIDs: map[string]string{}}
-	natsAddr, monAddr := natstest.FreeAddr(b), natstest.FreeAddr(b)
-	w.nats = start(b, "nats-server", cleanEnv(), false, binary(b, "github.com/nats-io/nats-server/v2", "nats-server"),
-		"-js", "-sd", b.TempDir(), "-a", "127.0.0.1", "-p", port(natsAddr), "-m", port(monAddr), "-n", "deployed")
-	w.natsURL, w.monURL = "nats://"+natsAddr, "http://"+monAddr
+	w.nats, w.natsURL, w.monURL = startNATS(b)
 	var paths []string
 	for _, k := range keys {
 		paths = append(paths, k.path)
@@ -453,24 +460,47 @@ func newWorld(b *testing.B, keys []signingKey, refill, capacity float64) *world 
 		w.selfIDs[f[0]] = f[1]
 	}
 	w.emuURL = w.emu.expect("url ")
+	w.connect()
+	return w
+}
+
+// startNATS runs a nats-server process with JetStream and an empty store on
+// free loopback ports, and returns it with its client and monitoring URLs.
+func startNATS(b *testing.B) (p *process, url, monURL string) {
+	b.Helper()
+	natsAddr, monAddr := natstest.FreeAddr(b), natstest.FreeAddr(b)
+	p = start(b, "nats-server", cleanEnv(), false, binary(b, "github.com/nats-io/nats-server/v2", "nats-server"),
+		"-js", "-sd", b.TempDir(), "-a", "127.0.0.1", "-p", port(natsAddr), "-m", port(monAddr), "-n", "deployed")
+	return p, "nats://" + natsAddr, "http://" + monAddr
+}
+
+// connect connects this process to w.natsURL, once JetStream answers.
+func (w *world) connect() {
+	b := w.b
+	b.Helper()
+	var err error
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		nc, err := nats.Connect(w.natsURL, nats.Name("bench"))
-		if err == nil {
-			w.nc = nc
-			break
+		var nc *nats.Conn
+		if nc, err = nats.Connect(w.natsURL, nats.Name("bench")); err == nil {
+			if w.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256)); err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_, err = w.js.AccountInfo(ctx)
+				cancel()
+			}
+			if err == nil {
+				w.nc = nc
+				break
+			}
+			nc.Close()
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("nats-server not up: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	b.Cleanup(w.nc.Close)
-	var err error
-	if w.js, err = jetstream.New(w.nc, jetstream.WithPublishAsyncMaxPending(256)); err != nil {
-		b.Fatal(err)
-	}
-	return w
+	nc := w.nc
+	b.Cleanup(nc.Close)
 }
 
 // seed adds n keys to the emulator and returns their IDs.
@@ -495,6 +525,7 @@ func (w *world) tooMany() int {
 type revoker struct {
 	*process
 	http    string
+	began   time.Time // the exec
 	readyIn time.Duration
 }
 
@@ -508,8 +539,9 @@ func (w *world) startRevoker(name string, key signingKey, extra ...string) *revo
 		"KALSHI_API_KEY_ID=" + w.selfIDs[key.path], "KALSHI_PRIVATE_KEY_PATH=" + key.path,
 		"REVOKER_HTTP_ADDR=" + addr, "REVOKER_LOG_FORMAT=json",
 	}, extra...)...)
+	bin := binary(w.b, "./cmd/revoker", "revoker") // built before the clock starts
 	began := time.Now()
-	r := &revoker{process: start(w.b, name, env, false, binary(w.b, "./cmd/revoker", "revoker"), "run"), http: "http://" + addr}
+	r := &revoker{process: start(w.b, name, env, false, bin, "run"), http: "http://" + addr, began: began}
 	c := http.Client{Timeout: time.Second}
 	for {
 		if resp, err := c.Get(r.http + "/readyz"); err == nil {
@@ -689,19 +721,122 @@ func median(xs []float64) float64 {
 
 // ---- throughput ----
 
-type round struct {
-	worker, bare               float64 // req/s
-	inMsgs, outMsgs, allocs    float64 // per request
-	cpuWorker, cpuNATS, cpuEmu float64 // µs per request, worker run
-	cpuBare, cpuBareEmu        float64 // µs per request, bare run
-	ledgerWrites, ledgerCalls  float64 // per request
-	ledgerMS                   float64 // per request, all calls (the decision's runs beside the result's publish)
+// carried is what one round measured of a process that takes requests from
+// the stream (revoker or the floor): its rate, and per request the NATS
+// messages of its connection and the CPU (µs) of it, nats-server, the
+// emulator and this process (publishing the requests, counting results).
+type carried struct {
+	rate, in, out                   float64
+	cpu, cpuNATS, cpuEmul, cpuBench float64
 }
 
+// total is the CPU of every process per request.
+func (c carried) total() float64 { return c.cpu + c.cpuNATS + c.cpuEmul + c.cpuBench }
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+type round struct {
+	bare                      float64 // req/s
+	cpuBare, cpuBareEmu       float64 // µs per request, bare run
+	worker, floor             carried
+	allocs                    float64 // per request, revoker
+	ledgerWrites, ledgerCalls float64 // per request
+	ledgerMS                  float64 // per request, all calls (the decision's runs beside the result's publish)
+	ready                     time.Duration
+}
+
+// BenchmarkDeployedThroughput measures, per key, rounds of three
+// contestants in turn, each against the same emulator with the same
+// concurrency: the bare loop (sign and DELETE, nothing else); revoker; and
+// the floor (internal/floor), the least the operator contract forces on any
+// implementation: pull from the same work-queue consumer, one DELETE,
+// one result stored under its Nats-Msg-Id with its ack awaited, the ack.
+// floor/bare is the ceiling of worker/bare on this machine. revoker and
+// the floor share the consumer, so each runs only for its turn: started,
+// warmed up with 100 requests, measured, stopped.
 func BenchmarkDeployedThroughput(b *testing.B) {
 	for _, name := range strings.Split(*flagKey, ",") {
 		b.Run("key="+name, func(b *testing.B) { deployedThroughput(b, name) })
 	}
+}
+
+// warmUp carries n requests through whoever takes them: connections, the
+// first allocations of every path.
+func (w *world) warmUp(prefix string, n int) {
+	keys := w.seed(n)
+	o, stop := w.observe(len(keys), nil)
+	defer stop()
+	if err := w.publish(prefix, keys); err != nil {
+		w.b.Fatal(err)
+	}
+	o.wait(w.b, time.Minute)
+}
+
+// carry publishes n requests for fresh keys and waits until p, whose NATS
+// connection is named conn, has stored a revoked result for each.
+func (w *world) carry(p *process, conn, prefix string, n int) carried {
+	b := w.b
+	b.Helper()
+	keys := w.seed(n)
+	o, stop := w.observe(n, nil)
+	defer stop()
+	in0, out0 := w.connMsgs(conn)
+	c0, cn0, ce0, cb0 := p.cpu(), w.nats.cpu(), w.emu.cpu(), selfCPU()
+	t0 := time.Now()
+	if err := w.publish(prefix, keys); err != nil {
+		b.Fatal(err)
+	}
+	last := o.wait(b, 2*time.Minute)
+	c1, cn1, ce1, cb1 := p.cpu(), w.nats.cpu(), w.emu.cpu(), selfCPU()
+	time.Sleep(200 * time.Millisecond) // the last acks
+	in1, out1 := w.connMsgs(conn)
+	if o.outcomes["revoked"] != n {
+		b.Fatalf("%s: outcomes %v, want %d revoked", prefix, o.outcomes, n)
+	}
+	fn := float64(n)
+	return carried{
+		rate: fn / last.Sub(t0).Seconds(),
+		in:   float64(in1-in0) / fn, out: float64(out1-out0) / fn,
+		cpu:      float64((c1 - c0).Microseconds()) / fn,
+		cpuNATS:  float64((cn1 - cn0).Microseconds()) / fn,
+		cpuEmul:  float64((ce1 - ce0).Microseconds()) / fn,
+		cpuBench: float64((cb1 - cb0).Microseconds()) / fn,
+	}
+}
+
+// startFloor runs the floor process (internal/floor) with key and
+// concurrency conc, and waits until it is bound to the consumer.
+func (w *world) startFloor(key signingKey, conc int) *process {
+	w.b.Helper()
+	env := cleanEnv("NATS_URL="+w.natsURL, "KALSHI_BASE_URL="+w.emuURL,
+		"KALSHI_API_KEY_ID="+w.selfIDs[key.path], "KALSHI_PRIVATE_KEY_PATH="+key.path,
+		"REVOKER_CONCURRENCY="+strconv.Itoa(conc))
+	p := start(w.b, "floor", env, true, binary(w.b, "./worker/deployed/internal/floor", "floor"))
+	p.expect("ready")
+	return p
+}
+
+// describe prints a round's figures, or (with a median for f) all
+// rounds'. The CPU of every process per request ("all") is what bounds the
+// rate when the machine's cores are saturated: bare's over a contestant's
+// estimates its rate over bare's, noise aside.
+func describe(f func(func(round) float64) float64) string {
+	return fmt.Sprintf("worker %.0f, floor %.0f, bare %.0f req/s; worker/bare %.3f, floor/bare %.3f, worker/floor %.3f"+
+		" | cpu µs per request, process + nats-server + emulator + publisher = all: worker %.0f + %.0f + %.0f + %.0f = %.0f, floor %.0f + %.0f + %.0f + %.0f = %.0f, bare %.0f + 0 + %.0f + 0 = %.0f; bare's all / all: worker %.3f, floor %.3f"+
+		" | nats msgs per request in/out: worker %.2f/%.2f, floor %.2f/%.2f | revoker allocs %.0f, ledger writes %.2f, calls %.2f taking %.2f ms",
+		f(func(r round) float64 { return r.worker.rate }), f(func(r round) float64 { return r.floor.rate }), f(func(r round) float64 { return r.bare }),
+		f(func(r round) float64 { return r.worker.rate / r.bare }), f(func(r round) float64 { return r.floor.rate / r.bare }), f(func(r round) float64 { return r.worker.rate / r.floor.rate }),
+		f(func(r round) float64 { return r.worker.cpu }), f(func(r round) float64 { return r.worker.cpuNATS }), f(func(r round) float64 { return r.worker.cpuEmul }), f(func(r round) float64 { return r.worker.cpuBench }), f(func(r round) float64 { return r.worker.total() }),
+		f(func(r round) float64 { return r.floor.cpu }), f(func(r round) float64 { return r.floor.cpuNATS }), f(func(r round) float64 { return r.floor.cpuEmul }), f(func(r round) float64 { return r.floor.cpuBench }), f(func(r round) float64 { return r.floor.total() }),
+		f(func(r round) float64 { return r.cpuBare }), f(func(r round) float64 { return r.cpuBareEmu }), f(func(r round) float64 { return r.cpuBare + r.cpuBareEmu }),
+		f(func(r round) float64 { return (r.cpuBare + r.cpuBareEmu) / r.worker.total() }), f(func(r round) float64 { return (r.cpuBare + r.cpuBareEmu) / r.floor.total() }),
+		f(func(r round) float64 { return r.worker.in }), f(func(r round) float64 { return r.worker.out }), f(func(r round) float64 { return r.floor.in }), f(func(r round) float64 { return r.floor.out }),
+		f(func(r round) float64 { return r.allocs }), f(func(r round) float64 { return r.ledgerWrites }), f(func(r round) float64 { return r.ledgerCalls }), f(func(r round) float64 { return r.ledgerMS }))
 }
 
 func deployedThroughput(b *testing.B, keyName string) {
@@ -709,15 +844,6 @@ func deployedThroughput(b *testing.B, keyName string) {
 	key := writeKey(b, keyName)
 	w := newWorld(b, []signingKey{key}, -1, 0)
 	n, conc := *flagN, *flagConc
-	rev := w.startRevoker("revoker", key, "REVOKER_RATE=0", "REVOKER_CONCURRENCY="+strconv.Itoa(conc))
-	// Warm-up: connections, the first allocations of every path.
-	warm := w.seed(100)
-	o, stop := w.observe(len(warm), nil)
-	if err := w.publish("warm", warm); err != nil {
-		b.Fatal(err)
-	}
-	o.wait(b, time.Minute)
-	stop()
 	bareBin := os.Args[0]
 
 	var rounds []round
@@ -739,39 +865,29 @@ func deployedThroughput(b *testing.B, keyName string) {
 		r.cpuBare = float64((st.UserTime() + st.SystemTime()).Microseconds()) / float64(n)
 		r.cpuBareEmu = float64((w.emu.cpu() - emu0).Microseconds()) / float64(n)
 
-		// Worker.
-		keys = w.seed(n)
-		o, stop := w.observe(n, nil)
-		in0, out0 := w.connMsgs("revoker")
+		// Worker. The first start provisions the streams, the consumer and
+		// the ledger.
+		rev := w.startRevoker("revoker", key, "REVOKER_RATE=0", "REVOKER_CONCURRENCY="+strconv.Itoa(conc))
+		r.ready = rev.readyIn
+		w.warmUp(fmt.Sprintf("warm-r%d", i), 100)
 		allocs0 := rev.metric("go_memstats_mallocs_total")
 		led0, ledCalls0, ledSum0 := w.ledgerSeq(), rev.metric("revoker_ledger_seconds_count"), rev.metric("revoker_ledger_seconds_sum")
-		cw0, cn0, ce0 := rev.cpu(), w.nats.cpu(), w.emu.cpu()
-		t0 := time.Now()
-		if err := w.publish(fmt.Sprintf("r%d", i), keys); err != nil {
-			b.Fatal(err)
-		}
-		last := o.wait(b, 2*time.Minute)
-		stop()
-		r.worker = float64(n) / last.Sub(t0).Seconds()
-		cw1, cn1, ce1 := rev.cpu(), w.nats.cpu(), w.emu.cpu()
-		time.Sleep(200 * time.Millisecond) // the last acks
-		in1, out1 := w.connMsgs("revoker")
+		r.worker = w.carry(rev.process, "revoker", fmt.Sprintf("r%d", i), n)
 		fn := float64(n)
-		r.inMsgs, r.outMsgs = float64(in1-in0)/fn, float64(out1-out0)/fn
 		r.allocs = (rev.metric("go_memstats_mallocs_total") - allocs0) / fn
 		r.ledgerWrites = float64(w.ledgerSeq()-led0) / fn
-		r.cpuWorker = float64((cw1 - cw0).Microseconds()) / fn
-		r.cpuNATS = float64((cn1 - cn0).Microseconds()) / fn
-		r.cpuEmu = float64((ce1 - ce0).Microseconds()) / fn
 		r.ledgerCalls = (rev.metric("revoker_ledger_seconds_count") - ledCalls0) / fn
 		r.ledgerMS = (rev.metric("revoker_ledger_seconds_sum") - ledSum0) * 1000 / fn
-		if o.outcomes["revoked"] != n {
-			b.Fatalf("round %d: outcomes %v, want %d revoked", i+1, o.outcomes, n)
-		}
+		rev.signal(syscall.SIGTERM)
+
+		// Floor.
+		fp := w.startFloor(key, conc)
+		w.warmUp(fmt.Sprintf("warm-f%d", i), 100)
+		r.floor = w.carry(fp, "floor", fmt.Sprintf("f%d", i), n)
+		fp.signal(syscall.SIGTERM)
+
 		rounds = append(rounds, r)
-		b.Logf("round %d %s: worker %.0f req/s, bare %.0f req/s, worker/bare %.3f | per request: nats msgs in %.2f out %.2f, allocs %.0f, cpu µs worker %.0f nats %.0f emulator %.0f (bare %.0f, emulator %.0f), ledger writes %.2f, calls %.2f taking %.2f ms",
-			i+1, keyName, r.worker, r.bare, r.worker/r.bare, r.inMsgs, r.outMsgs, r.allocs,
-			r.cpuWorker, r.cpuNATS, r.cpuEmu, r.cpuBare, r.cpuBareEmu, r.ledgerWrites, r.ledgerCalls, r.ledgerMS)
+		b.Logf("round %d %s: %s | ready in %v", i+1, keyName, describe(func(f func(round) float64) float64 { return f(r) }), r.ready.Round(time.Millisecond))
 	}
 	col := func(f func(round) float64) float64 {
 		var xs []float64
@@ -780,22 +896,19 @@ func deployedThroughput(b *testing.B, keyName string) {
 		}
 		return median(xs)
 	}
-	ratio := col(func(r round) float64 { return r.worker / r.bare })
-	b.Logf("MEDIAN %s over %d rounds of %d requests, concurrency %d: worker/bare %.3f (worker %.0f req/s, bare %.0f req/s) | per request: nats msgs in %.2f out %.2f, allocs %.0f, cpu µs worker %.0f nats-server %.0f emulator %.0f (bare loop %.0f, emulator %.0f), ledger writes %.2f, calls %.2f taking %.2f ms | start to ready %v | %v in all",
-		keyName, len(rounds), n, conc, ratio, col(func(r round) float64 { return r.worker }), col(func(r round) float64 { return r.bare }),
-		col(func(r round) float64 { return r.inMsgs }), col(func(r round) float64 { return r.outMsgs }), col(func(r round) float64 { return r.allocs }),
-		col(func(r round) float64 { return r.cpuWorker }), col(func(r round) float64 { return r.cpuNATS }), col(func(r round) float64 { return r.cpuEmu }),
-		col(func(r round) float64 { return r.cpuBare }), col(func(r round) float64 { return r.cpuBareEmu }),
-		col(func(r round) float64 { return r.ledgerWrites }), col(func(r round) float64 { return r.ledgerCalls }), col(func(r round) float64 { return r.ledgerMS }),
-		rev.readyIn.Round(time.Millisecond), time.Since(began).Round(time.Second))
+	ratio := col(func(r round) float64 { return r.worker.rate / r.bare })
+	floorRatio := col(func(r round) float64 { return r.floor.rate / r.bare })
+	b.Logf("MEDIAN %s over %d rounds of %d requests, concurrency %d: %s | start to ready %v | %v in all",
+		keyName, len(rounds), n, conc, describe(col),
+		time.Duration(col(func(r round) float64 { return float64(r.ready) })).Round(time.Millisecond), time.Since(began).Round(time.Second))
 	b.ReportMetric(ratio, "worker/bare")
-	b.ReportMetric(col(func(r round) float64 { return r.worker }), "req/s")
+	b.ReportMetric(floorRatio, "floor/bare")
+	b.ReportMetric(col(func(r round) float64 { return r.worker.rate }), "req/s")
+	b.ReportMetric(col(func(r round) float64 { return r.floor.rate }), "floor-req/s")
 	b.ReportMetric(col(func(r round) float64 { return r.bare }), "bare-req/s")
-	b.ReportMetric(col(func(r round) float64 { return r.inMsgs + r.outMsgs }), "nats-msgs/req")
+	b.ReportMetric(col(func(r round) float64 { return r.worker.in + r.worker.out }), "nats-msgs/req")
 	b.ReportMetric(col(func(r round) float64 { return r.allocs }), "allocs/req")
-	b.ReportMetric(float64(rev.readyIn.Milliseconds()), "ready-ms")
 	b.ReportMetric(0, "ns/op")
-	rev.signal(syscall.SIGTERM)
 }
 
 // ---- mass revocation with three replicas, one killed ----

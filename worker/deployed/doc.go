@@ -1,7 +1,9 @@
 // Package deployed holds benchmarks of revoker as it is deployed: the built
 // `revoker run` binary, a separate nats-server process and the Kalshi
-// emulator in a process of its own, on loopback. It has no code of its own;
-// see deployed_test.go. Run
+// emulator in a process of its own, on loopback. Its code is in the tests
+// (deployed_test.go, startup_test.go, drain_test.go) and in internal/floor,
+// the minimal worker that BenchmarkDeployedThroughput measures as the
+// ceiling of what any implementation of the contract can reach. Run
 //
-//	go test -run '^$' -bench Deployed -benchtime 1x -timeout 10m ./worker/deployed/
+//	go test -run '^$' -bench Deployed -benchtime 1x -timeout 20m ./worker/deployed/
 package deployed
