@@ -3,10 +3,6 @@ package worker_test
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -25,54 +21,12 @@ import (
 	"github.com/revoker/revoker/worker/natstest"
 )
 
-// pemForm writes a private key in one of the PEM forms a leak may hold.
-type pemForm struct {
-	name string
-	gen  func(t *testing.T) (crypto.Signer, []byte)
-}
-
-var pemForms = []pemForm{
-	{"pkcs1-rsa", func(t *testing.T) (crypto.Signer, []byte) {
-		k := rsaKey(t)
-		return k, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
-	}},
-	{"pkcs8-rsa", func(t *testing.T) (crypto.Signer, []byte) {
-		k := rsaKey(t)
-		return k, pkcs8PEM(t, k)
-	}},
-	{"pkcs8-ed25519", func(t *testing.T) (crypto.Signer, []byte) {
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k, pkcs8PEM(t, k)
-	}},
-}
-
-// rsaKey is a fresh RSA key; 1024 bits keep the tests fast and sign the
-// same way as 2048.
-func rsaKey(t *testing.T) *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func pkcs8PEM(t *testing.T, k crypto.Signer) []byte {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
-
 // leakedKeys registers ten keys of ten key pairs, in every PEM form, and
 // returns their IDs and PEMs.
 func (r *rig) leakedKeys(n int) (ids []string, pems [][]byte) {
 	r.t.Helper()
 	for i := range n {
-		signer, p := pemForms[i%len(pemForms)].gen(r.t)
+		signer, p := emulatortest.NewKeyPEM(r.t, emulatortest.PEMForms[i%len(emulatortest.PEMForms)])
 		ids = append(ids, r.emu.AddKey(fmt.Sprintf("leaky-%d", i), signer))
 		pems = append(pems, p)
 	}
@@ -133,7 +87,7 @@ func TestLeakedKeyIdentifiesItsKey(t *testing.T) {
 		r.publishLeaked(reqID, pems[target], "")
 		res := r.waitResults(i+1, 20*time.Second)[reqID]
 		if res.Outcome != events.Revoked || res.APIKeyID != ids[target] {
-			t.Fatalf("%s (%s): %s for %q, want revoked for %s (%+v)", reqID, pemForms[target%3].name, res.Outcome, res.APIKeyID, ids[target], res.Error)
+			t.Fatalf("%s (%s): %s for %q, want revoked for %s (%+v)", reqID, emulatortest.PEMForms[target%3], res.Outcome, res.APIKeyID, ids[target], res.Error)
 		}
 		if want := fingerprintOf(t, pems[target]); res.LeakedKeyFingerprint != want {
 			t.Errorf("fingerprint %q, want %q", res.LeakedKeyFingerprint, want)
@@ -158,7 +112,7 @@ func TestLeakedKeyIdentifiesItsKey(t *testing.T) {
 func TestLeakedKeyForeignPEMNotFound(t *testing.T) {
 	r := newRig(t)
 	ids, _ := r.leakedKeys(10)
-	_, foreign := pemForms[0].gen(t)
+	_, foreign := emulatortest.NewKeyPEM(t, emulatortest.PKCS1RSA)
 	r.start(r.config())
 	before := r.emu.Stats()
 	r.publishLeaked("foreign", foreign, "")
@@ -263,7 +217,7 @@ func TestLeakedKeyOfTheWorker(t *testing.T) {
 func TestLeakedKeyForeignHint(t *testing.T) {
 	r := newRig(t)
 	ours, _ := r.leakedKeys(3)
-	signer, p := pemForms[2].gen(t)
+	signer, p := emulatortest.NewKeyPEM(t, emulatortest.PKCS8Ed25519)
 	theirs := r.emu.AddKeyIn("other", "theirs", signer)
 	r.start(r.config())
 
@@ -285,7 +239,7 @@ func TestLeakedKeyForeignHint(t *testing.T) {
 		}
 	}
 	// A wrong hint of another account's key that the PEM does not sign for.
-	_, stray := pemForms[0].gen(t)
+	_, stray := emulatortest.NewKeyPEM(t, emulatortest.PKCS1RSA)
 	r.publishLeaked("wrong-hint", stray, ours[0])
 	if res := r.waitResults(3, 20*time.Second)["wrong-hint"]; res.Outcome != events.Rejected || res.Error.Code != events.CodeLeakedKeyNotFound {
 		t.Fatalf("a wrong hint: %s %+v, want leaked_key_not_found", res.Outcome, res.Error)
@@ -305,7 +259,7 @@ func TestLeakedKeyNeverWritten(t *testing.T) {
 	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.ConfirmDelay, cfg.ConfirmInterval = 10*time.Millisecond, 50*time.Millisecond
 	r.start(cfg)
-	_, foreign := pemForms[1].gen(t)
+	_, foreign := emulatortest.NewKeyPEM(t, emulatortest.PKCS8RSA)
 	broken := bytes.Replace(pems[1], []byte("\n"), []byte("\nAAAA"), 3) // still a PEM block, no longer a key
 	r.publishLeaked("found", pems[0], "")
 	r.publishLeaked("foreign", foreign, "")

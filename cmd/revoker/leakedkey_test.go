@@ -1,8 +1,8 @@
 package main
 
 import (
+	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,20 +21,14 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/events/auth"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 )
 
 // ed25519PEM is a fresh Ed25519 key, its PKCS#8 PEM and its fingerprint.
-func ed25519PEM(t *testing.T) (ed25519.PrivateKey, []byte, string) {
+func ed25519PEM(t *testing.T) (crypto.Signer, []byte, string) {
 	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), fingerprintOf(t, key)
+	key, p := emulatortest.NewKeyPEM(t, emulatortest.PKCS8Ed25519)
+	return key, p, fingerprintOf(t, key)
 }
 
 func fingerprintOf(t *testing.T, key any) string {

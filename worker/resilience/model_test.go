@@ -2,10 +2,7 @@ package resilience_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -19,6 +16,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/events/auth"
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
 )
@@ -164,8 +162,8 @@ func runModel(t *testing.T, seed uint64) {
 	// any spelling, some published twice; and PEMs of no key, one with a
 	// victim as its hint.
 	leaky, pems := r.addLeakyKeys(2 + rng.IntN(4))
-	_, stray1 := newLeakyKey(t)
-	_, stray2 := newLeakyKey(t)
+	_, stray1 := emulatortest.NewKeyPEM(t, emulatortest.PKCS8Ed25519)
+	_, stray2 := emulatortest.NewKeyPEM(t, emulatortest.PKCS8Ed25519)
 	strays := [][]byte{stray1, stray2}
 	leak := func(id string, p []byte, hint string) *nats.Msg {
 		fields := map[string]string{"id": id, "leaked_private_key": string(p), "requested_at": now.UTC().Format(time.RFC3339Nano)}
@@ -344,25 +342,12 @@ func checkModel(t *testing.T, r *rig, reqs []modelRequest) {
 // returns their IDs and PEMs.
 func (r *rig) addLeakyKeys(n int) (ids []string, pems [][]byte) {
 	for range n {
-		k, p := newLeakyKey(r.t)
+		k, p := emulatortest.NewKeyPEM(r.t, emulatortest.PKCS8Ed25519)
 		r.keyCount++
 		ids = append(ids, r.emu.AddKey(fmt.Sprintf("leaky-%d", r.keyCount), k))
 		pems = append(pems, p)
 	}
 	return ids, pems
-}
-
-// newLeakyKey is a fresh Ed25519 key and its PKCS#8 PEM.
-func newLeakyKey(t testing.TB) (ed25519.PrivateKey, []byte) {
-	_, k, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
 func sum(m map[string]int) int {

@@ -1,5 +1,6 @@
 // Package emulatortest starts the Kalshi emulator for tests and hands out
-// the RSA keys they sign with.
+// the RSA keys they sign with, and fresh keys in every PEM form a leak may
+// hold (NewKeyPEM).
 //
 //	emu := emulatortest.Start(t, emulator.Options{})
 //	self := emu.AddKey("revoker", &emulatortest.Key().PublicKey)
@@ -10,6 +11,8 @@
 package emulatortest
 
 import (
+	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -63,4 +66,45 @@ func WritePEM(t testing.TB, k *rsa.PrivateKey) string {
 		t.Fatalf("emulatortest: %v", err)
 	}
 	return path
+}
+
+// PEMForm is one way a private key is written as PEM, as a leak may hold it.
+type PEMForm int
+
+// The forms Kalshi's keys come in.
+const (
+	PKCS1RSA     PEMForm = iota // "RSA PRIVATE KEY": what Kalshi's web UI hands out
+	PKCS8RSA                    // "PRIVATE KEY" holding an RSA key
+	PKCS8Ed25519                // "PRIVATE KEY" holding an Ed25519 key
+)
+
+// PEMForms lists every PEMForm.
+var PEMForms = []PEMForm{PKCS1RSA, PKCS8RSA, PKCS8Ed25519}
+
+func (f PEMForm) String() string {
+	return [...]string{"pkcs1-rsa", "pkcs8-rsa", "pkcs8-ed25519"}[f]
+}
+
+// NewKeyPEM makes a fresh private key, each call another, and returns it
+// with its PEM in form f. RSA keys have 1024 bits: quick to make, and they
+// sign exactly as longer ones do.
+func NewKeyPEM(t testing.TB, f PEMForm) (crypto.Signer, []byte) {
+	t.Helper()
+	var k crypto.Signer
+	var err error
+	if f == PKCS8Ed25519 {
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	} else {
+		k, err = rsa.GenerateKey(rand.Reader, 1024)
+	}
+	if err != nil {
+		t.Fatalf("emulatortest: %v", err)
+	}
+	block := &pem.Block{Type: "PRIVATE KEY"}
+	if f == PKCS1RSA {
+		block.Type, block.Bytes = "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.(*rsa.PrivateKey))
+	} else if block.Bytes, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
+		t.Fatalf("emulatortest: %v", err)
+	}
+	return k, pem.EncodeToMemory(block)
 }
