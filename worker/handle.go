@@ -124,10 +124,10 @@ func newResult(req request, meta *jetstream.MsgMetadata, received time.Time) *ev
 		fingerprint = req.leaked.fingerprint
 	}
 	return &events.Result{
-		LeakedKeyFingerprint: fingerprint,
 		RequestID:            req.ID,
 		RequestSeq:           meta.Sequence.Stream,
 		APIKeyID:             req.APIKeyID,
+		LeakedKeyFingerprint: fingerprint,
 		Deliveries:           int(meta.NumDelivered),
 		Reason:               req.Reason,
 		RequestedBy:          req.RequestedBy,
