@@ -209,7 +209,7 @@ func (w *Worker) confirmOne(ctx context.Context, id string, u unconfirmed, liste
 			dead = false
 		} else {
 			w.cfg.Logger.Info("revocation confirmed: the key is dead", "api_key_id", id,
-				"after", time.Since(u.record.RevokedAt).Round(time.Millisecond))
+				"after_ms", time.Since(u.record.RevokedAt).Milliseconds())
 		}
 	}
 	if alive && u.alive == 0 {
