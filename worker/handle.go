@@ -265,10 +265,12 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 	if f.keyID == "" {
 		var fail *events.Error
 		var err error
-		if f, fail, err = w.identify(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID); err != nil {
-			return verdict{}, nil // stopped by shutdown
-		}
-		if fail != nil {
+		switch f, fail, err = w.findLeaked(ctx, stop, meta, req); {
+		case errors.Is(err, errStopped):
+			return verdict{}, nil
+		case err != nil:
+			return verdict{}, err
+		case fail != nil:
 			refuse(res, fail.Code, fail.Message)
 			return w.decided(ctx, req, c, res), nil
 		}
@@ -304,6 +306,37 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 	v := w.decided(ctx, req, c, res)
 	v.unlock, v.foreign = unlock, f.foreign
 	return v, nil
+}
+
+// findLeaked finds the key a leaked request's PEM is: as the ledger
+// remembers it from an earlier request with the same PEM (after whose
+// delete no listed key is it, and Kalshi's 404 then says already_revoked),
+// or by identify, whose find it records before any DELETE. It returns the
+// key, or the refusal that ends the request, or the error that sends it
+// back (errStopped on shutdown).
+func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request) (found, *events.Error, error) {
+	known := func() (found, error) {
+		e, err := w.ledger.leakedKeyOf(ctx, req.leaked.fingerprint)
+		if err != nil || e == nil {
+			return found{}, err
+		}
+		return found{keyID: e.Key, foreign: e.Foreign}, nil
+	}
+	if f, err := known(); err != nil || f.keyID != "" {
+		return f, nil, err
+	}
+	f, fail, err := w.identify(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID)
+	if err != nil || fail != nil {
+		if fail != nil && fail.Code == events.CodeLeakedKeyNotFound {
+			// Another request with this PEM may have recorded the key and
+			// deleted it while this one listed the account's keys.
+			if f, err := known(); err != nil || f.keyID != "" {
+				return f, nil, err
+			}
+		}
+		return found{}, fail, err
+	}
+	return f, nil, w.ledger.recordLeaked(ctx, req.leaked.fingerprint, leakedEntry{Key: f.keyID, Foreign: f.foreign})
 }
 
 // decided finishes res, the outcome of the request claimed as c, and

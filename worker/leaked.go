@@ -49,7 +49,7 @@ type found struct {
 // Every call goes through the limiter and call's retries.
 //
 // It returns the key, or the error that ends the request
-// (leaked_key_not_found among them), or errStopped.
+// (leaked_key_not_found among them), or errStopped on shutdown.
 func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *leakedKey, hint string) (found, *events.Error, error) {
 	var keys []kalshi.APIKey
 	err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {

@@ -364,3 +364,29 @@ func TestLeakedKeyOfAProtectedKey(t *testing.T) {
 		t.Errorf("the protected key got %d DELETEs", n)
 	}
 }
+
+// A second request with the same PEM, under another id, comes after the
+// key is gone, when no listed key is it: the ledger remembers which key
+// the PEM is, so it ends already_revoked, naming the request that did it,
+// and asks no listed key again.
+func TestLeakedKeyAgainUnderAnotherID(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(4)
+	r.start(r.config())
+	r.publishLeaked("first", pems[2], "")
+	if res := r.waitResults(1, 20*time.Second)["first"]; res.Outcome != events.Revoked || res.APIKeyID != ids[2] {
+		t.Fatalf("first: %s for %q (%+v)", res.Outcome, res.APIKeyID, res.Error)
+	}
+	before := r.emu.Stats()
+	r.publishLeaked("second", pems[2], "")
+	res := r.waitResults(2, 20*time.Second)["second"]
+	if res.Outcome != events.AlreadyRevoked || res.APIKeyID != ids[2] || res.RevokedBy != "first" {
+		t.Fatalf("second: %s for %q revoked by %q (%+v), want already_revoked for %s revoked by first",
+			res.Outcome, res.APIKeyID, res.RevokedBy, res.Error, ids[2])
+	}
+	for id, n := range answered(before, r.emu.Stats()) {
+		if id != r.selfID && n > 0 {
+			t.Errorf("%d calls signed as %s: the key was known, none was needed", n, id)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,7 @@ import (
 //
 //	req.<base64url(request id)>  a requestEntry: what the id names and how it ended
 //	key.<canonical key id>       a KeyRecord: which request revoked the key
+//	leaked.<sha256 hex>          a leakedEntry: the key a leaked private key was found to be
 type ledger struct {
 	kv     jetstream.KeyValue
 	timing prometheus.Observer // the duration of every call; nil: none
@@ -81,6 +83,50 @@ const ledgerTimeout = 5 * time.Second
 
 func requestKey(id string) string   { return "req." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
 func keyKey(apiKeyID string) string { return "key." + apiKeyID }
+func leakedKeyKey(fingerprint string) string {
+	return "leaked." + strings.TrimPrefix(fingerprint, "sha256:")
+}
+
+// leakedEntry is the key a leaked private key was found to be. A key's
+// public key never changes, so it stays true; it lets a later request with
+// the same PEM find the key after its delete, when no listed key is it.
+type leakedEntry struct {
+	Key     string `json:"key"`
+	Foreign bool   `json:"foreign,omitempty"`
+}
+
+// recordLeaked notes which key a leaked private key is, unless known.
+func (l *ledger) recordLeaked(ctx context.Context, fingerprint string, e leakedEntry) error {
+	ctx, done := l.call(ctx)
+	defer done()
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if _, err := l.kv.Create(ctx, leakedKeyKey(fingerprint), v); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("ledger: recording leaked key %s: %w", fingerprint, err)
+	}
+	return nil
+}
+
+// leakedKeyOf returns the key a leaked private key was found to be, if the
+// ledger knows it.
+func (l *ledger) leakedKeyOf(ctx context.Context, fingerprint string) (*leakedEntry, error) {
+	ctx, done := l.call(ctx)
+	defer done()
+	entry, err := l.kv.Get(ctx, leakedKeyKey(fingerprint))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: reading leaked key %s: %w", fingerprint, err)
+	}
+	var e leakedEntry
+	if err := json.Unmarshal(entry.Value(), &e); err != nil {
+		return nil, fmt.Errorf("ledger: leaked key %s: %w", fingerprint, err)
+	}
+	return &e, nil
+}
 
 // claim records e under id unless id is already recorded, and returns the
 // entry that is there now: e itself (fresh) or the earlier one.

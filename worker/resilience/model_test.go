@@ -28,7 +28,11 @@ var (
 
 // modelRegressions are seeds that once broke the model; they run first,
 // always.
-var modelRegressions = []uint64{}
+var modelRegressions = []uint64{
+	// A second request with a PEM, under another id, listed the account's
+	// keys just after the first deleted the key: leaked_key_not_found.
+	1796044961483386850,
+}
 
 // TestIdentityModel is a seeded, randomized model of everything that can
 // befall a request: duplicates, ids shared with other keys, invalid and
@@ -159,8 +163,8 @@ func runModel(t *testing.T, seed uint64) {
 		reqs = append(reqs, modelRequest{msg: m})
 	}
 	// Leaked PEMs of keys with key pairs of their own, some with a hint in
-	// any spelling, some published twice; and PEMs of no key, one with a
-	// victim as its hint.
+	// any spelling, some published twice, some again under another id; and
+	// PEMs of no key, with a victim as their hint.
 	leaky, pems := r.addLeakyKeys(2 + rng.IntN(4))
 	_, stray1 := emulatortest.NewKeyPEM(t, emulatortest.PKCS8Ed25519)
 	_, stray2 := emulatortest.NewKeyPEM(t, emulatortest.PKCS8Ed25519)
@@ -181,6 +185,10 @@ func runModel(t *testing.T, seed uint64) {
 		}
 		for range 1 + rng.IntN(2) {
 			reqs = append(reqs, modelRequest{msg: leak(id, pems[i], hint), trusted: id, key: k, leaked: pems[i]})
+		}
+		if rng.IntN(3) == 0 { // the same PEM again under another id: found although gone
+			again := id + "-again"
+			reqs = append(reqs, modelRequest{msg: leak(again, pems[i], ""), trusted: again, key: k, leaked: pems[i]})
 		}
 	}
 	for i, p := range strays {
