@@ -142,6 +142,7 @@ func TestDecide(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		before    *requestEntry // the ledger entry of id "r" left by an earlier delivery
+		age       time.Duration // how long ago before was claimed
 		seq       uint64
 		deliv     uint64
 		key       string
@@ -162,11 +163,15 @@ func TestDecide(t *testing.T) {
 		{name: "another message holds it", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, key: "k1", seq: 2, deliv: 1, waiting: true},
 		{name: "own key", key: "self", seq: 1, deliv: 1, outcome: events.Rejected, code: events.CodeSelfRevocationRefused},
 		{name: "delivered too often", key: "k1", seq: 1, deliv: 10, outcome: events.Failed, code: events.CodeMaxDeliveries},
+		{name: "a copy takes over a claim gone quiet", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, age: time.Hour,
+			key: "k1", seq: 2, deliv: 10, answers: []error{apiErr(404, 0)}, outcome: events.Revoked, deletes: 1},
+		{name: "a copy taking over still guards the key", before: &requestEntry{Key: "self", Seq: 1}, age: time.Hour,
+			key: "self", seq: 2, deliv: 10, outcome: events.Rejected, code: events.CodeSelfRevocationRefused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := strings.ReplaceAll(tc.name, " ", "-")
 			if tc.before != nil {
-				tc.before.ClaimedAt = time.Now()
+				tc.before.ClaimedAt = time.Now().Add(-tc.age)
 				if _, _, err := led.claim(ctx, id, *tc.before); err != nil {
 					t.Fatal(err)
 				}

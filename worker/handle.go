@@ -197,9 +197,15 @@ func (w *Worker) decide(ctx, stop context.Context, meta *jetstream.MsgMetadata, 
 func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result) (verdict, error) {
 	seq := meta.Sequence.Stream
 	proposal := requestEntry{Key: req.names(), Seq: seq, ClaimedAt: time.Now()}
-	code, message := w.guardDeliveries(meta)
-	if code == "" && req.leaked == nil {
+	// The key's guards come first: a copy taking over below drops a
+	// max_deliveries refusal, never a guard's.
+	var code events.Code
+	var message string
+	if req.leaked == nil {
 		code, message = w.guardKey(req.APIKeyID)
+	}
+	if code == "" {
+		code, message = w.guardDeliveries(meta)
 	}
 	if code != "" {
 		refuse(res, code, message)

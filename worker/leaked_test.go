@@ -190,7 +190,7 @@ func TestLeakedKeyOfTheWorker(t *testing.T) {
 			r.publishLeaked("own", ownPEM, "")
 			res := r.waitResults(1, 20*time.Second)["own"]
 			switch {
-			case !allow && (res.Outcome != events.Rejected || res.Error.Code != events.CodeSelfRevocationRefused):
+			case !allow && (res.Outcome != events.Rejected || res.Error == nil || res.Error.Code != events.CodeSelfRevocationRefused):
 				t.Errorf("%s %+v, want rejected/self_revocation_refused", res.Outcome, res.Error)
 			case allow && res.Outcome != events.Revoked:
 				t.Errorf("%s %+v, want revoked", res.Outcome, res.Error)
@@ -268,6 +268,9 @@ func TestLeakedKeyNeverWritten(t *testing.T) {
 	res := r.waitResults(4, 20*time.Second)
 	if res["found"].Outcome != events.Revoked || res["hinted"].APIKeyID != ids[2] || res["broken"].Outcome != events.Rejected {
 		t.Fatalf("unexpected results: %+v", res)
+	}
+	if !r.emu.HasKey(ids[1]) {
+		t.Errorf("the wrong hint %s was deleted", ids[1])
 	}
 	if b := res["broken"]; b.Error.Code != events.CodeInvalidRequest || !strings.Contains(b.Error.Message, "leaked_private_key") {
 		t.Errorf("broken PEM: %+v, want invalid_request naming leaked_private_key", b.Error)
@@ -388,5 +391,40 @@ func TestLeakedKeyAgainUnderAnotherID(t *testing.T) {
 		if id != r.selfID && n > 0 {
 			t.Errorf("%d calls signed as %s: the key was known, none was needed", n, id)
 		}
+	}
+}
+
+// What the ledger says a leaked PEM is (written by anyone allowed to write
+// the ledger) still passes the key's guards: a PEM whose entry names the
+// worker's own key, or a protected key, deletes nothing.
+func TestLeakedKeyLedgerEntryStillGuarded(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(2)
+	cfg := r.config()
+	cfg.ProtectedKeys = []string{ids[1]}
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, target := range []string{r.selfID, ids[1]} {
+		fp := strings.TrimPrefix(fingerprintOf(t, pems[i]), "sha256:")
+		if _, err := kv.Put(context.Background(), "leaked."+fp, []byte(`{"key":"`+target+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.start(cfg)
+	r.publishLeaked("to-self", pems[0], "")
+	r.publishLeaked("to-protected", pems[1], "")
+	res := r.waitResults(2, 20*time.Second)
+	for id, want := range map[string]events.Code{"to-self": events.CodeSelfRevocationRefused, "to-protected": events.CodeProtectedKey} {
+		if got := res[id]; got.Outcome != events.Rejected || got.Error == nil || got.Error.Code != want {
+			t.Errorf("%s: %s %+v, want rejected/%s", id, got.Outcome, got.Error, want)
+		}
+	}
+	if st := r.emu.Stats(); len(st.DeleteAttempts) != 0 {
+		t.Errorf("DELETEs: %v", st.DeleteAttempts)
 	}
 }
