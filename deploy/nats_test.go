@@ -23,6 +23,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // The users of deploy/nats/accounts.conf, by the variable users.conf sets for each.
@@ -125,7 +126,7 @@ func startNATSCluster(t *testing.T) *natsCluster {
 	}
 	c.URL = strings.Join(urls, ",")
 
-	waitFor(t, 30*time.Second, "JetStream meta leader", func() bool {
+	natstest.WaitFor(t, 30*time.Second, "JetStream meta leader", func() bool {
 		leader := false
 		for _, s := range c.servers {
 			if !s.JetStreamIsCurrent() || s.NumRoutes() < 2 {
@@ -253,18 +254,6 @@ func randomHex(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// waitFor polls cond every 20ms until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // retry calls op every 100ms until it succeeds or ctx ends.
@@ -718,7 +707,7 @@ func TestNATSPermissions(t *testing.T) {
 	// ledger holds the worker's two entries, the consumer and the bucket are unchanged.
 	want := map[string]uint64{requestsStream: 0, resultsStream: 1, ledgerStream: 2}
 	for name, msgs := range want {
-		waitFor(t, 10*time.Second, name+" message count", func() bool {
+		natstest.WaitFor(t, 10*time.Second, name+" message count", func() bool {
 			s, err := adminJS.Stream(ctx, name)
 			return err == nil && s.CachedInfo().State.Msgs == msgs
 		})

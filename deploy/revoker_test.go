@@ -13,6 +13,7 @@ import (
 
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // buildRevoker builds ./cmd/revoker once into a temporary directory.
@@ -73,7 +74,7 @@ func TestRevokerAsTheWorkerUser(t *testing.T) {
 			<-exited
 		}
 	})
-	waitFor(t, 30*time.Second, "the worker ready", func() bool {
+	natstest.WaitFor(t, 30*time.Second, "the worker ready", func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
 			return false

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"errors"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -26,7 +25,8 @@ const maxRecheck = 30 * time.Second
 type confirmations struct {
 	mu      sync.Mutex
 	pending map[string]*unconfirmed
-	wake    chan struct{} // a key was added
+	wake    chan struct{} // a key due before planned was added
+	planned time.Time     // the earliest due the loop waits for; zero: it waits for a key
 	delay   time.Duration // from a revocation to its first check
 }
 
@@ -57,14 +57,17 @@ func (c *confirmations) add(res *events.Result, leaked *leakedKey, foreign bool,
 		return false
 	}
 	c.pending[res.APIKeyID] = u
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if c.planned.IsZero() || u.due.Before(c.planned) { // else the loop wakes first anyway
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
 
-// next returns when the earliest key is due; ok is false when none waits.
+// next returns when the earliest key is due, which the loop then waits
+// for; ok is false when none waits.
 func (c *confirmations) next() (at time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -73,6 +76,7 @@ func (c *confirmations) next() (at time.Time, ok bool) {
 			at, ok = u.due, true
 		}
 	}
+	c.planned = at
 	return at, ok
 }
 
@@ -231,7 +235,7 @@ func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, erro
 	defer cancel()
 	keys, err := w.del.ListAPIKeys(lctx)
 	if err != nil {
-		if s := httpStatus(err); s == http.StatusUnauthorized || s == http.StatusForbidden {
+		if unauthorized(err) {
 			w.credentialRefused(err)
 		}
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "cannot list the account's keys to confirm revocations", slog.Any("err", err))

@@ -5,7 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"net/http"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -15,11 +15,16 @@ import (
 )
 
 // leakedKey is the private key a request carries so that revoker finds the
-// API key it belongs to. Only its fingerprint is ever written anywhere.
+// API key it belongs to. Only its fingerprint is ever written anywhere:
+// printed or logged, it shows that alone.
 type leakedKey struct {
 	signer      crypto.Signer
 	fingerprint string
 }
+
+func (k *leakedKey) String() string       { return "leaked key " + k.fingerprint }
+func (k *leakedKey) GoString() string     { return k.String() }
+func (k *leakedKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // parseLeakedKey parses a request's leaked key; a key that does not parse
 // makes the request invalid. The error never holds the PEM.
@@ -61,15 +66,18 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 		return found{}, w.identifyFailure("listing the account's keys", err), stoppedOrNil(err)
 	}
 	listed := make([]string, 0, len(keys))
+	seen := make(map[string]bool, len(keys))
 	for _, k := range keys {
-		if id := events.CanonicalAPIKeyID(k.ID); kalshi.ValidKeyID(id) && !slices.Contains(listed, id) {
+		if id := events.CanonicalAPIKeyID(k.ID); kalshi.ValidKeyID(id) && !seen[id] {
+			seen[id] = true
 			listed = append(listed, id)
 		}
 	}
 	w.cfg.Logger.Debug("identifying a leaked key", "leaked_key_fingerprint", lk.fingerprint, "listed_keys", len(listed), "hint", hint)
 
 	if hint != "" {
-		if i := slices.Index(listed, hint); i >= 0 {
+		if seen[hint] {
+			i := slices.Index(listed, hint)
 			listed = slices.Insert(slices.Delete(listed, i, i+1), 0, hint)
 		} else {
 			ok, err := w.probe(ctx, stop, storedAt, hint, lk)
@@ -96,7 +104,7 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 		}
 	}
 	message := fmt.Sprintf("none of the %d keys the account lists accepts the leaked key %s", len(listed), lk.fingerprint)
-	if hint != "" && !slices.Contains(listed, hint) {
+	if hint != "" && !seen[hint] {
 		message += fmt.Sprintf(", nor does %s, which the account does not list", hint)
 	}
 	return found{}, &events.Error{Code: events.CodeLeakedKeyNotFound, Message: message + "; nothing was deleted"}, nil
@@ -130,12 +138,12 @@ func (w *Worker) identifyFailure(what string, err error) *events.Error {
 		what += ": "
 	}
 	var be *budgetError
-	switch status := httpStatus(err); {
+	switch {
 	case errors.Is(err, errStopped):
 		return nil
 	case errors.As(err, &be):
 		return &events.Error{Code: events.CodeRetriesExhausted, Message: what + be.why}
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+	case unauthorized(err):
 		w.credentialRefused(err)
 		return &events.Error{Code: events.CodeKalshiUnauthorized, Message: what + err.Error()}
 	default:

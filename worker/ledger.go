@@ -97,35 +97,52 @@ type leakedEntry struct {
 
 // recordLeaked notes which key a leaked private key is, unless known.
 func (l *ledger) recordLeaked(ctx context.Context, fingerprint string, e leakedEntry) error {
-	ctx, done := l.call(ctx)
-	defer done()
-	v, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	if _, err := l.kv.Create(ctx, leakedKeyKey(fingerprint), v); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("ledger: recording leaked key %s: %w", fingerprint, err)
-	}
-	return nil
+	_, err := l.createJSON(ctx, leakedKeyKey(fingerprint), e)
+	return err
 }
 
-// leakedKeyOf returns the key a leaked private key was found to be, if the
-// ledger knows it.
+// leakedKeyOf returns the key a leaked private key was found to be, or nil
+// when the ledger does not know it.
 func (l *ledger) leakedKeyOf(ctx context.Context, fingerprint string) (*leakedEntry, error) {
-	ctx, done := l.call(ctx)
-	defer done()
-	entry, err := l.kv.Get(ctx, leakedKeyKey(fingerprint))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ledger: reading leaked key %s: %w", fingerprint, err)
-	}
 	var e leakedEntry
-	if err := json.Unmarshal(entry.Value(), &e); err != nil {
-		return nil, fmt.Errorf("ledger: leaked key %s: %w", fingerprint, err)
+	if found, err := l.getJSON(ctx, leakedKeyKey(fingerprint), &e); !found {
+		return nil, err
 	}
 	return &e, nil
+}
+
+// createJSON writes v under key unless an entry is there, and returns the
+// revision it created, or 0.
+func (l *ledger) createJSON(ctx context.Context, key string, v any) (uint64, error) {
+	ctx, done := l.call(ctx)
+	defer done()
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := l.kv.Create(ctx, key, b)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("ledger: creating %s: %w", key, err)
+	}
+	return rev, nil
+}
+
+// getJSON reads the entry under key into v; found is false when there is
+// none.
+func (l *ledger) getJSON(ctx context.Context, key string, v any) (found bool, err error) {
+	ctx, done := l.call(ctx)
+	defer done()
+	entry, err := l.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("ledger: reading %s: %w", key, err)
+	}
+	if err := json.Unmarshal(entry.Value(), v); err != nil {
+		return false, fmt.Errorf("ledger: %s: %w", key, err)
+	}
+	return true, nil
 }
 
 // claim records e under id unless id is already recorded, and returns the
@@ -178,17 +195,7 @@ func (l *ledger) update(ctx context.Context, id string, c claim, e requestEntry)
 // request is already recorded for it. It returns the revision of the record
 // it created, or 0.
 func (l *ledger) recordRevoked(ctx context.Context, apiKeyID string, r KeyRecord) (uint64, error) {
-	ctx, done := l.call(ctx)
-	defer done()
-	v, err := json.Marshal(r)
-	if err != nil {
-		return 0, err
-	}
-	rev, err := l.kv.Create(ctx, keyKey(apiKeyID), v)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, fmt.Errorf("ledger: recording key %s: %w", apiKeyID, err)
-	}
-	return rev, nil
+	return l.createJSON(ctx, keyKey(apiKeyID), r)
 }
 
 // confirmRevoked records that the key is dead: its record gets ConfirmedAt.
@@ -240,18 +247,9 @@ func (l *ledger) confirmRevoked(ctx context.Context, apiKeyID string, rec KeyRec
 
 // revokedBy returns what the ledger knows of the key, or nil.
 func (l *ledger) revokedBy(ctx context.Context, apiKeyID string) (*KeyRecord, error) {
-	ctx, done := l.call(ctx)
-	defer done()
-	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ledger: reading key %s: %w", apiKeyID, err)
-	}
 	var r KeyRecord
-	if err := json.Unmarshal(entry.Value(), &r); err != nil {
-		return nil, fmt.Errorf("ledger: key %s: %w", apiKeyID, err)
+	if found, err := l.getJSON(ctx, keyKey(apiKeyID), &r); !found {
+		return nil, err
 	}
 	return &r, nil
 }

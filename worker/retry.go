@@ -63,7 +63,7 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 		res.Outcome = events.Revoked
 		res.Detail = "Kalshi answered 404 after an earlier attempt of this request went unanswered: that attempt deleted the key"
 	}
-	if own && (status == http.StatusUnauthorized || status == http.StatusForbidden) {
+	if own && unauthorized(err) {
 		w.credentialRefused(err)
 	}
 	return false
@@ -195,13 +195,20 @@ func classify(err error, status int) (events.Outcome, *events.Error) {
 		return events.AlreadyRevoked, nil
 	case kalshi.IsTransient(err):
 		return "", nil
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+	case unauthorized(err):
 		return fail(events.Failed, events.CodeKalshiUnauthorized)
 	case errors.Is(err, kalshi.ErrInvalidKeyID):
 		return fail(events.Rejected, events.CodeInvalidRequest)
 	default: // 400, or another 4xx Kalshi does not document for this call
 		return fail(events.Rejected, events.CodeKalshiBadRequest)
 	}
+}
+
+// unauthorized reports whether Kalshi refused the credential that signed
+// the call: 401 or 403.
+func unauthorized(err error) bool {
+	s := httpStatus(err)
+	return s == http.StatusUnauthorized || s == http.StatusForbidden
 }
 
 func httpStatus(err error) int {

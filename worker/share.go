@@ -106,7 +106,6 @@ type Share struct {
 
 	mu       sync.Mutex
 	spending float64 // what the limiter was last told
-	recorded float64 // what the plan last recorded for us
 	members  int     // replicas in the plan, us included
 	beat     uint64
 	lease    *time.Timer // fires when our last recorded beat is shareLease old
@@ -226,8 +225,9 @@ func (s *Share) Run(ctx context.Context) {
 			if s.cfg.Fixed == 0 {
 				level = slog.LevelError
 			}
+			sh, _ := s.Current()
 			s.log.Log(ctx, level, "cannot update the replica plan; an automatic share spends nothing until it can",
-				"bucket", ReplicasBucket, "err", err, "share", s.spendingNow())
+				"bucket", ReplicasBucket, "err", err, "share", sh)
 		case err == nil && failing:
 			failing = false
 			s.log.Info("replica plan updated again", "bucket", ReplicasBucket)
@@ -273,12 +273,6 @@ func (p sharePlan) shares() map[string]float64 {
 		m[id] = mb.Share
 	}
 	return m
-}
-
-func (s *Share) spendingNow() float64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.spending
 }
 
 // step reads the plan, strikes the replicas gone silent, works out this
@@ -376,7 +370,7 @@ func (s *Share) stepOnce(ctx context.Context) error {
 	s.waiting = s.cfg.Fixed == 0 && share < target-1e-9
 	s.renewLease(sent)
 	s.mu.Lock()
-	s.recorded, s.members = share, len(plan.Members)
+	s.members = len(plan.Members)
 	s.mu.Unlock()
 	if raise {
 		s.spend(share) // raise after recording
