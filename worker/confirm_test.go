@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
 )
@@ -24,7 +25,9 @@ func TestConfirmation(t *testing.T) {
 	_, pems := r.leakedKeys(1)
 	cfg := r.config()
 	cfg.Metrics = worker.NewMetrics(prometheus.NewRegistry())
-	cfg.ConfirmDelay, cfg.ConfirmInterval = 300*time.Millisecond, 200*time.Millisecond
+	// A round a second at most: the burst's keys are due together, and the
+	// key kept listed is checked again only every second or more.
+	cfg.ConfirmDelay, cfg.ConfirmInterval = 300*time.Millisecond, time.Second
 	r.start(cfg)
 	before := r.emu.Stats()
 	for _, k := range keys {
@@ -55,6 +58,16 @@ func TestConfirmation(t *testing.T) {
 		}
 		return true
 	})
+	// Seven keys revoked in a burst were confirmed by a few lists, not one
+	// each; the leaked key's own call was refused once.
+	after := r.emu.Stats()
+	lists := after.BySigner[r.selfID][200] - before.BySigner[r.selfID][200] - 1 // minus the leaked key's identification
+	if lists < 1 || lists > 4 {
+		t.Errorf("%d lists of the account's keys to confirm 7 revocations, want 1 to 4", lists)
+	}
+	if n := after.BySigner[leakedKey][401]; n < 1 {
+		t.Errorf("the leaked key's own call was not tried after its delete (%d)", n)
+	}
 	natstest.WaitFor(t, 10*time.Second, "the gauge to count the key still listed", func() bool {
 		return testutil.ToFloat64(cfg.Metrics.Unconfirmed) == 1
 	})
@@ -67,14 +80,48 @@ func TestConfirmation(t *testing.T) {
 			t.Errorf("%s confirmed at %v, before its revocation at %v", k, rec.ConfirmedAt, rec.RevokedAt)
 		}
 	}
-	// Six keys revoked in a burst were confirmed by a few lists, not one
-	// each; the leaked key's own call was refused once.
-	after := r.emu.Stats()
-	lists := after.BySigner[r.selfID][200] - before.BySigner[r.selfID][200] - 1 // minus the leaked key's identification
-	if lists < 1 || lists > 4 {
-		t.Errorf("%d lists of the account's keys to confirm 7 revocations, want 1 to 4", lists)
+}
+
+// A key is confirmed dead only on proof: while the account's list fails,
+// or a leaked key's own call is answered with anything but "unknown key",
+// nothing is confirmed; once the answers come, it is.
+func TestConfirmationNeedsProof(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	_, pems := r.leakedKeys(1)
+	cfg := r.config()
+	cfg.ConfirmDelay, cfg.ConfirmInterval = time.Second, 100*time.Millisecond
+	r.start(cfg)
+	r.publish("plain", keys[0])
+	r.publishLeaked("leaked", pems[0], "")
+	res := r.waitResults(2, 20*time.Second)
+	before := r.emu.Stats()
+	r.emu.SetFaults(emulator.Faults{Seed: 1, ServerError: 1}) // every answer a 5xx
+	ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := after.BySigner[leakedKey][401]; n < 1 {
-		t.Errorf("the leaked key's own call was not tried after its delete (%d)", n)
+	confirmed := func(id string) bool {
+		rec, err := ledger.Lookup(context.Background(), id)
+		return err == nil && rec != nil && !rec.ConfirmedAt.IsZero()
 	}
+	natstest.WaitFor(t, 10*time.Second, "three failed rounds", func() bool {
+		st := r.emu.Stats()
+		failed := 0
+		for status, n := range st.BySigner[r.selfID] {
+			if status >= 500 {
+				failed += n - before.BySigner[r.selfID][status]
+			}
+		}
+		return failed >= 3
+	})
+	for _, id := range []string{keys[0], res["leaked"].APIKeyID} {
+		if confirmed(id) {
+			t.Errorf("%s confirmed while Kalshi answered only 5xx", id)
+		}
+	}
+	r.emu.SetFaults(emulator.Faults{})
+	natstest.WaitFor(t, 10*time.Second, "both confirmed once Kalshi answers", func() bool {
+		return confirmed(keys[0]) && confirmed(res["leaked"].APIKeyID)
+	})
 }

@@ -390,15 +390,27 @@ func describeNamed(key string) string {
 	return "key " + key
 }
 
-// guardKey refuses, before any DELETE, a key that must never be deleted.
-// It returns the refusal's code, or "".
-func (w *Worker) guardKey(keyID string) (events.Code, string) {
+// KeyGuard is the refusal of a key that must never be deleted, or "": the
+// key that signs (selfID), unless allowSelf, and the protected keys. Every
+// ID is canonical. The worker applies it before any DELETE; the CLI's plans
+// (revoke --dry-run, --all) foretell it with the same rule.
+func KeyGuard(keyID, selfID string, allowSelf bool, protected []string) events.Code {
 	switch {
-	case keyID == w.cfg.SelfKeyID && !w.cfg.AllowSelfRevoke:
-		return events.CodeSelfRevocationRefused, fmt.Sprintf(
-			"%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", keyID)
-	case slices.Contains(w.cfg.ProtectedKeys, keyID):
-		return events.CodeProtectedKey, fmt.Sprintf("%s is listed in REVOKER_PROTECTED_KEYS", keyID)
+	case keyID == selfID && !allowSelf:
+		return events.CodeSelfRevocationRefused
+	case slices.Contains(protected, keyID):
+		return events.CodeProtectedKey
+	}
+	return ""
+}
+
+// guardKey is KeyGuard with the worker's settings, and its message.
+func (w *Worker) guardKey(keyID string) (events.Code, string) {
+	switch code := KeyGuard(keyID, w.cfg.SelfKeyID, w.cfg.AllowSelfRevoke, w.cfg.ProtectedKeys); code {
+	case events.CodeSelfRevocationRefused:
+		return code, fmt.Sprintf("%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", keyID)
+	case events.CodeProtectedKey:
+		return code, fmt.Sprintf("%s is listed in REVOKER_PROTECTED_KEYS", keyID)
 	}
 	return "", ""
 }

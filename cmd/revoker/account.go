@@ -26,10 +26,13 @@ type account struct {
 	logger  *slog.Logger
 }
 
-// refreshLoop reads the account limits at start and every few minutes and,
-// with REVOKER_RATE=auto, sets the delete budget from them.
+// refreshLoop sets the delete budget: a fixed REVOKER_RATE once, or, with
+// auto, from the account limits read at start and every few minutes.
 func (a *account) refreshLoop(ctx context.Context) {
 	a.applyFixedRate()
+	if !a.cfg.Rate.Auto {
+		return // nothing Kalshi says changes it
+	}
 	for {
 		next := limitsRefresh
 		if err := a.refresh(ctx); err != nil {
@@ -66,9 +69,6 @@ func (a *account) refresh(ctx context.Context) error {
 			a.logger.Warn("cannot read the account limits", "err", err, "retry_in", limitsRetry)
 		}
 		return err
-	}
-	if !a.cfg.Rate.Auto {
-		return nil
 	}
 	costs, err := a.client.EndpointCosts(rctx)
 	if err != nil {

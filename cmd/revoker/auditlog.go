@@ -93,10 +93,7 @@ func openAuditLog(ctx context.Context, nc *nats.Conn, cfg Config, subject string
 // after since (since zero: the stream's first), or the stream's next
 // sequence when there is none yet.
 func (l *auditLog) firstSeq(ctx context.Context, since time.Time) (uint64, error) {
-	info, err := l.stream.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("results stream %s: %w", l.name, err)
-	}
+	info := l.stream.CachedInfo() // read when the log was opened, a moment ago
 	if since.IsZero() {
 		return max(info.State.FirstSeq, 1), nil
 	}

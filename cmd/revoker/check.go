@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
 )
@@ -104,10 +103,8 @@ func (c *checker) checkKalshi(ctx context.Context, cfg Config) {
 		return
 	}
 	own := "not among them"
-	for _, k := range keys {
-		if events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID {
-			own = "listed"
-		}
+	if canonicalIDs(keys)[cfg.KalshiKeyID] {
+		own = "listed"
 	}
 	c.ok("kalshi accepts the signature", fmt.Sprintf("%s lists %s; the worker's own key is %s", client.BaseURL(), plural(len(keys), "key"), own))
 	if limits, err := client.AccountLimits(ctx); err != nil {

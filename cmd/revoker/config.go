@@ -111,9 +111,6 @@ type Rate struct {
 	PerSecond float64 // deletes per second when not Auto; 0 means unlimited
 }
 
-// Unlimited reports whether deletes are not rate limited at all.
-func (r Rate) Unlimited() bool { return !r.Auto && r.PerSecond == 0 }
-
 func (r Rate) String() string {
 	switch {
 	case r.Auto:

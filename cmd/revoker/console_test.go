@@ -145,6 +145,13 @@ func TestRevokeDryRun(t *testing.T) {
 		t.Errorf("the dry run sent %d deletes", n)
 	}
 
+	// An ID read from a file that holds terminal escapes is refused, and
+	// printed quoted: nothing reaches the terminal raw.
+	out, _, _ = w.run2("\x1b[2Jx\n", "revoke", "--dry-run", "-f", "-")
+	if strings.ContainsRune(out, '\x1b') || !strings.Contains(out, `"\x1b[2Jx" refused invalid_request`) {
+		t.Errorf("dry run of an ID with an escape printed %q", out)
+	}
+
 	out, _, code = w.run2(keys[2]+"\n"+missing+"\n", "revoke", "--dry-run", "--json", "-f", "-", keys[1])
 	plans := jsonLines[map[string]any](t, out)
 	wantPlans := []map[string]any{

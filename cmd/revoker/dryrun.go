@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker"
 )
 
 // The plans of "revoke --dry-run".
@@ -32,13 +32,13 @@ type keyPlan struct {
 func planFor(cfg Config, listed map[string]bool, keyID string) keyPlan {
 	p := keyPlan{APIKeyID: keyID, Plan: planRefused}
 	id := events.CanonicalAPIKeyID(keyID)
-	switch {
+	switch guard := worker.KeyGuard(id, cfg.KalshiKeyID, cfg.AllowSelfRevoke, cfg.ProtectedKeys); {
 	case keyIDProblem(keyID) != "":
 		p.Code, p.why = events.CodeInvalidRequest, keyIDProblem(keyID)
-	case id == cfg.KalshiKeyID && !cfg.AllowSelfRevoke:
-		p.Code, p.why = events.CodeSelfRevocationRefused, "the key revoker signs with (KALSHI_API_KEY_ID); REVOKER_ALLOW_SELF_REVOKE=true allows it"
-	case slices.Contains(cfg.ProtectedKeys, id):
-		p.Code, p.why = events.CodeProtectedKey, "listed in REVOKER_PROTECTED_KEYS"
+	case guard == events.CodeSelfRevocationRefused:
+		p.Code, p.why = guard, "the key revoker signs with (KALSHI_API_KEY_ID); REVOKER_ALLOW_SELF_REVOKE=true allows it"
+	case guard == events.CodeProtectedKey:
+		p.Code, p.why = guard, "listed in REVOKER_PROTECTED_KEYS"
 	case !listed[id]:
 		p.Plan, p.why = planNotFound, notFoundHint
 	default:
@@ -68,7 +68,7 @@ func dryRun(ctx context.Context, cfg Config, keyIDs []string, stdout io.Writer) 
 				return err
 			}
 		case p.Plan == planRefused:
-			fmt.Fprintf(stdout, "%s %s %s: %s\n", id, p.Plan, p.Code, p.why)
+			fmt.Fprintf(stdout, "%s %s %s: %s\n", cell(id), p.Plan, p.Code, p.why) // an invalid ID may hold control characters
 		case p.Plan == planNotFound:
 			fmt.Fprintf(stdout, "%s %s (%s)\n", id, p.Plan, p.why)
 		default:

@@ -16,10 +16,13 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker"
 )
 
-// Why "revoke --all" spares a key, as its --dry-run --json says.
+// The plan of a key "revoke --all" spares, and why, as its --dry-run --json
+// says.
 const (
+	planSpared        = "spared"
 	sparedOwn         = "own_key"
 	sparedProtected   = "protected_key"
 	sparedExcept      = "except"
@@ -56,10 +59,12 @@ func planAll(cfg Config, keys []kalshi.APIKey) allPlan {
 	for _, k := range keys {
 		id := events.CanonicalAPIKeyID(k.ID)
 		line := allPlanLine{APIKeyID: id, Name: k.Name, Plan: planWouldRevoke}
+		// The own key is spared even where REVOKER_ALLOW_SELF_REVOKE is set.
+		guard := worker.KeyGuard(id, cfg.KalshiKeyID, false, cfg.ProtectedKeys)
 		switch matched, _ := path.Match(cfg.Match, k.Name); {
-		case id == cfg.KalshiKeyID:
+		case guard == events.CodeSelfRevocationRefused:
 			line.Spared = sparedOwn
-		case slices.Contains(cfg.ProtectedKeys, id):
+		case guard == events.CodeProtectedKey:
 			line.Spared = sparedProtected
 		case slices.Contains(cfg.Except, id):
 			line.Spared = sparedExcept
@@ -67,7 +72,7 @@ func planAll(cfg Config, keys []kalshi.APIKey) allPlan {
 			line.Spared = sparedNotMatching
 		}
 		if line.Spared != "" {
-			line.Plan = "spared"
+			line.Plan = planSpared
 			p.spared = append(p.spared, line)
 		} else {
 			p.revoke = append(p.revoke, line)
