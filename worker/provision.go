@@ -144,16 +144,24 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) err
 		}
 	}
 	for _, kc := range []jetstream.KeyValueConfig{LedgerConfig(c), ReplicasConfig(c)} {
-		if _, err := js.KeyValue(ctx, kc.Bucket); err == nil {
-			continue
-		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("looking up the bucket %s: %w", kc.Bucket, err)
-		}
-		if _, err := js.CreateKeyValue(ctx, kc); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("creating the bucket %s: %w", kc.Bucket, err)
+		if _, err := ensureBucket(ctx, js, kc); err != nil {
+			return fmt.Errorf("the bucket %s: %w", kc.Bucket, err)
 		}
 	}
 	return nil
+}
+
+// ensureBucket binds to the bucket kc names, creating it as kc says when
+// it is missing; another process may be creating it at the same time.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, kc jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, kc.Bucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	if kv, err = js.CreateKeyValue(ctx, kc); errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, kc.Bucket)
+	}
+	return kv, err
 }
 
 // bindConsumer returns the durable consumer, creating it when missing and

@@ -470,12 +470,12 @@ func (k *kvShareStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if k.kv != nil {
 		return k.kv, nil
 	}
-	kv, err := k.js.KeyValue(ctx, ReplicasBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) && k.create != nil {
-		// As provisionStreams does, which may be doing it at the same time.
-		if kv, err = k.js.CreateKeyValue(ctx, *k.create); errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = k.js.KeyValue(ctx, ReplicasBucket)
-		}
+	var kv jetstream.KeyValue
+	var err error
+	if k.create != nil {
+		kv, err = ensureBucket(ctx, k.js, *k.create)
+	} else {
+		kv, err = k.js.KeyValue(ctx, ReplicasBucket)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("replica plan bucket %s: %w", ReplicasBucket, err)

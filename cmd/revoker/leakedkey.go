@@ -60,12 +60,9 @@ func readLeakedKey(path string, stdin io.Reader) (pemBlock []byte, fingerprint s
 		if stdin == nil {
 			return nil, "", errors.New(name + ": no standard input")
 		}
-		data, err = io.ReadAll(io.LimitReader(stdin, maxSecretFile+1))
-		if err == nil && len(data) > maxSecretFile {
-			err = fmt.Errorf("more than %d KiB; that is not a key", maxSecretFile>>10)
-		}
-		if err != nil {
-			clear(data)
+		if data, err = readCapped(stdin); errors.Is(err, errTooLarge) {
+			return nil, "", fmt.Errorf("%s: more than %d KiB; that is not a key", name, maxSecretFile>>10)
+		} else if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", name, err)
 		}
 	} else if data, _, err = readSmallFile(path); err != nil {

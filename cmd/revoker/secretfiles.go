@@ -129,16 +129,31 @@ func readSmallFile(path string) ([]byte, fs.FileMode, error) {
 	if info.IsDir() {
 		return nil, 0, fmt.Errorf("%s is a directory, not a file", path)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		clear(data)
+	data, err := readCapped(f)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, 0, fmt.Errorf("%s is larger than %d KiB; that is not a key or certificate", path, maxSecretFile>>10)
+	case err != nil:
 		return nil, 0, fmt.Errorf("cannot read %s: %w", path, pathErrorReason(err))
 	}
-	if len(data) > maxSecretFile {
-		clear(data)
-		return nil, 0, fmt.Errorf("%s is larger than %d KiB; that is not a key or certificate", path, maxSecretFile>>10)
-	}
 	return data, info.Mode(), nil
+}
+
+// errTooLarge: more than maxSecretFile bytes.
+var errTooLarge = errors.New("too large")
+
+// readCapped reads r to its end, at most maxSecretFile bytes; what it read
+// is wiped when it fails.
+func readCapped(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxSecretFile+1))
+	if err == nil && len(data) > maxSecretFile {
+		err = errTooLarge
+	}
+	if err != nil {
+		clear(data)
+		return nil, err
+	}
+	return data, nil
 }
 
 // pathErrorReason drops the "open PATH:" prefix of an *fs.PathError.
