@@ -428,3 +428,42 @@ func TestLeakedKeyLedgerEntryStillGuarded(t *testing.T) {
 		t.Errorf("DELETEs: %v", st.DeleteAttempts)
 	}
 }
+
+// 5xx answers to the probes are retried, never taken for a refusal: the
+// PEM still finds its key and only it. When Kalshi fails for longer than
+// the retry budget, the request fails as retries_exhausted (not
+// leaked_key_not_found) and deletes nothing.
+func TestLeakedKeyUnder5xx(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(10)
+	cfg := r.config()
+	r.start(cfg)
+	r.emu.SetFaults(emulator.Faults{Seed: 5, ServerError: 0.3})
+	r.publishLeaked("flaky", pems[8], "")
+	res := r.waitResults(1, 30*time.Second)["flaky"]
+	r.emu.SetFaults(emulator.Faults{})
+	if res.Outcome != events.Revoked || res.APIKeyID != ids[8] {
+		t.Fatalf("%s for %q (%+v), want revoked for %s", res.Outcome, res.APIKeyID, res.Error, ids[8])
+	}
+	for i, id := range ids {
+		if r.emu.HasKey(id) == (i == 8) {
+			t.Errorf("key %d exists %v", i, r.emu.HasKey(id))
+		}
+	}
+
+	r2 := newRig(t)
+	ids, pems = r2.leakedKeys(3)
+	cfg = r2.config()
+	cfg.MaxRetry = 500 * time.Millisecond
+	r2.start(cfg)
+	r2.emu.SetFaults(emulator.Faults{Seed: 6, ServerError: 1})
+	r2.publishLeaked("down", pems[1], "")
+	res = r2.waitResults(1, 30*time.Second)["down"]
+	r2.emu.SetFaults(emulator.Faults{})
+	if res.Outcome != events.Failed || res.Error == nil || res.Error.Code != events.CodeRetriesExhausted {
+		t.Fatalf("%s %+v, want failed/retries_exhausted", res.Outcome, res.Error)
+	}
+	if n := len(r2.emu.Stats().DeleteAttempts); n != 0 || !r2.emu.HasKey(ids[1]) {
+		t.Errorf("%d keys got DELETEs while Kalshi was down", n)
+	}
+}

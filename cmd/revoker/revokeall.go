@@ -56,8 +56,13 @@ func planAll(cfg Config, keys []kalshi.APIKey) allPlan {
 			p.exceptUnset = append(p.exceptUnset, id)
 		}
 	}
+	planned := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		id := events.CanonicalAPIKeyID(k.ID)
+		if planned[id] { // listed twice, or in two spellings: one request
+			continue
+		}
+		planned[id] = true
 		line := allPlanLine{APIKeyID: id, Name: k.Name, Plan: planWouldRevoke}
 		// The own key is spared even where REVOKER_ALLOW_SELF_REVOKE is set.
 		guard := worker.KeyGuard(id, cfg.KalshiKeyID, false, cfg.ProtectedKeys)

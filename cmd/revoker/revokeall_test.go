@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
@@ -304,5 +305,37 @@ func TestRevokeFormUsageErrors(t *testing.T) {
 		if !strings.Contains(usage, want) {
 			t.Errorf("revoke usage lacks %q", want)
 		}
+	}
+}
+
+// The plan holds up against an odd key list: the own and protected keys in
+// another letter case are spared, a key listed twice is planned once, and a
+// name with control characters prints quoted, so it cannot fake a plan line.
+func TestPlanAllOddLists(t *testing.T) {
+	own, protected, other := "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002", "cccccccc-0000-4000-8000-000000000003"
+	cfg := Config{KalshiKeyID: own, ProtectedKeys: []string{protected}}
+	keys := []kalshi.APIKey{
+		{ID: strings.ToUpper(own), Name: "revoker"},
+		{ID: strings.ToUpper(protected), Name: "prod"},
+		{ID: other, Name: "ci\n  " + own + "  fake"},
+		{ID: strings.ToUpper(other), Name: "ci again"},
+	}
+	p := planAll(cfg, keys)
+	if len(p.revoke) != 1 || p.revoke[0].APIKeyID != other {
+		t.Fatalf("revoke %+v, want only %s, once", p.revoke, other)
+	}
+	spared := map[string]string{}
+	for _, l := range p.spared {
+		spared[l.APIKeyID] = l.Spared
+	}
+	if spared[own] != sparedOwn || spared[protected] != sparedProtected || len(spared) != 2 {
+		t.Errorf("spared %v, want %s as own and %s as protected", spared, own, protected)
+	}
+	var out strings.Builder
+	if err := printAllPlan(&out, cfg, p); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(out.String(), "\n"); lines != 5 { // header, one key, spared header, two spared
+		t.Errorf("the plan has %d lines, want 5 (a name's newline must not add one):\n%s", lines, out.String())
 	}
 }
