@@ -63,6 +63,7 @@ func (w *Worker) watchCredential(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err == nil:
+			w.egressRestored()
 			_, was := g.state()
 			g.set(nil)
 			if was != nil {
@@ -70,7 +71,11 @@ func (w *Worker) watchCredential(ctx context.Context) {
 			}
 		case kalshi.IsTransient(err):
 			// A blip keeps what was known; an unknown state stays closed.
+			// A replica cut off from Kalshi looks again soon.
 			next = w.cfg.CredentialRetry
+			if w.egress.down.Load() {
+				next = min(next, egressRecheck)
+			}
 			w.cfg.Logger.Warn("cannot check the Kalshi credential; retrying", "err", err, "in", next)
 		default:
 			next = w.cfg.CredentialRetry

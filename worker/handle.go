@@ -67,20 +67,13 @@ func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 
 	stored := false
 	if v.res != nil {
-		// What the ledger must learn of the decision is written while the
-		// result is stored; both end before the key's turn and the ack.
-		var recorded sync.WaitGroup
-		var keyRev uint64 // the revision of the key record the ledger created, if any
-		if v.record != nil {
-			recorded.Go(func() { keyRev = v.record(ctx) })
-		}
+		// The decision is in the ledger already: a redelivery stores the same.
 		stored = w.publish(ctx, v)
-		recorded.Wait()
 		if stored {
 			w.cfg.Metrics.observeResult(v.res)
 			w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
 			if v.res.Outcome == events.Revoked {
-				if !w.confirms.add(v.res, req.leaked, v.foreign, keyRev) {
+				if !w.confirms.add(v.res, req.leaked, v.foreign, v.keyRev) {
 					w.cfg.Logger.Warn("too many revocations wait for confirmation; this one is not checked", "api_key_id", v.res.APIKeyID)
 				}
 				if v.res.APIKeyID == w.cfg.SelfKeyID {
@@ -142,14 +135,11 @@ type verdict struct {
 	res   *events.Result // the result to store; nil: undecided, back to the stream
 	doc   []byte         // res encoded, or the document the ledger holds for it
 	msgID string         // the result's Nats-Msg-Id
-	// waiting: another message of the same request is carrying it out; this
-	// one comes back later for that message's result.
+	// waiting: another message of the same request, or another request for
+	// the same key, is carrying it out; this one comes back later for that
+	// decision.
 	waiting bool
-	// record, if set, writes the decision to the ledger. It is not on the
-	// result's path: a crash before it leaves the request attempted, and its
-	// redelivery learns the same from Kalshi. It returns the revision of the
-	// key record it created, or 0.
-	record func(ctx context.Context) uint64
+	keyRev  uint64 // the revision of the key record the decision created, if any
 	// unlock, if set, ends the turn a leaked key's request took on the key
 	// it found, once the result is stored.
 	unlock  func()
@@ -203,16 +193,20 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 	var message string
 	if req.leaked == nil {
 		code, message = w.guardKey(req.APIKeyID)
+		// Refused before any Kalshi call: a few hundred bytes that expire.
+		proposal.Refused, proposal.Message = code, message
 	}
 	if code == "" {
 		code, message = w.guardDeliveries(meta)
 	}
 	if code != "" {
 		refuse(res, code, message)
-		proposal.Result = w.encode(res)
+		if proposal.Refused == "" {
+			proposal.Result = w.encode(res)
+		}
 	} else {
-		// Recorded before the first DELETE is sent; a leaked key's request
-		// records it once it knows the key.
+		// Kept for replicas of earlier versions during a rolling upgrade:
+		// they read it as "a DELETE may have been sent".
 		proposal.Attempted = req.leaked == nil
 	}
 
@@ -220,7 +214,6 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 	if err != nil {
 		return verdict{}, err
 	}
-	attempted := false // by an earlier delivery of this request
 	if !fresh {
 		switch {
 		case c.Key != proposal.Key:
@@ -228,9 +221,15 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 				"request id %s already names request %d for %s; nothing was deleted",
 				events.Quote(req.ID), c.Seq, describeNamed(c.Key))), nil
 		case c.decided():
-			return w.republish(meta, c)
-		case c.Seq != seq && time.Since(c.ClaimedAt) < w.cfg.MaxRetry+ownerGrace:
-			return verdict{waiting: true}, nil
+			return w.republish(ctx, meta, req, res, c)
+		case c.Seq != seq:
+			alive, err := w.ownerAlive(ctx, req, c)
+			if err != nil {
+				return verdict{}, err
+			}
+			if alive {
+				return verdict{waiting: true}, nil
+			}
 		}
 		// This message carries the request out: a redelivery of the one that
 		// claimed it, or a copy taking over from one that is gone. A copy's
@@ -239,27 +238,88 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 			*res = *newResult(req, meta, res.ReceivedAt)
 			proposal.Result, proposal.Attempted = nil, req.leaked == nil
 		}
-		attempted = c.Attempted
 		next := c.requestEntry
 		if c.Seq != seq {
 			next.Seq, next.ClaimedAt = seq, proposal.ClaimedAt
 		}
-		next.Result = proposal.Result
+		next.Result, next.Refused, next.Message = proposal.Result, proposal.Refused, proposal.Message
 		next.Attempted = c.Attempted || proposal.Attempted
 		if c, err = w.ledger.update(ctx, req.ID, c, next); err != nil {
 			return verdict{}, err
 		}
 	}
-	if proposal.Result != nil {
-		return verdict{res: res, doc: proposal.Result, msgID: req.ID}, nil
+	if c.decided() {
+		return verdict{res: res, doc: c.Result, msgID: req.ID}, nil
 	}
 	if req.leaked != nil {
 		return w.revokeLeaked(ctx, stop, meta, req, res, c)
 	}
-	if interrupted := w.revoke(ctx, stop, meta.Timestamp, res, attempted, w.del, true); interrupted {
+	return w.attempt(ctx, stop, meta, req, res, c, w.del, true, func() (bool, error) {
+		return w.listedForAttempt(ctx, stop, meta.Timestamp, req.APIKeyID)
+	})
+}
+
+// ownerAlive reports whether the message that claimed request c is still
+// carrying it out: it claimed it less than a lease ago, or it holds the
+// key's attempt lease. A copy waits only that long for an owner that is
+// gone; taking over is safe either way, every write being a compare-and-set.
+func (w *Worker) ownerAlive(ctx context.Context, req request, c claim) (bool, error) {
+	if time.Since(c.ClaimedAt) < w.leaseLength() {
+		return true, nil
+	}
+	key := c.Target
+	if req.leaked == nil {
+		key = req.APIKeyID
+	}
+	if key == "" {
+		return false, nil
+	}
+	var e attemptEntry
+	_, found, err := w.ledger.getEntry(ctx, attemptKey(key), &e)
+	return found && e.RequestID == req.ID && e.Seq == c.Seq && time.Now().Before(e.Until), err
+}
+
+// listedForAttempt is listed for a request's first attempt: a listing that
+// Kalshi refuses for good leaves the key unlisted, and the DELETE's own
+// answer then says what is wrong.
+func (w *Worker) listedForAttempt(ctx, stop context.Context, storedAt time.Time, keyID string) (bool, error) {
+	ok, err := w.listed(ctx, stop, storedAt, keyID)
+	var be *budgetError
+	if err == nil || errors.Is(err, errStopped) || errors.As(err, &be) {
+		return ok, err
+	}
+	return false, nil
+}
+
+// attempt deletes res.APIKeyID for the request claimed as c, holding the
+// key's attempt lease, judges the answer and records the decision. del signs
+// the DELETE; own says it signs with the worker's credential.
+func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim, del deleter, own bool, listed func() (bool, error)) (verdict, error) {
+	le, err := w.acquire(ctx, res.APIKeyID, req.ID, meta.Sequence.Stream, listed)
+	var be *budgetError
+	switch {
+	case errors.Is(err, errWaitForKey):
+		return verdict{waiting: true}, nil
+	case errors.Is(err, errStopped):
+		return verdict{}, nil
+	case errors.As(err, &be):
+		exhausted(res, meta.Timestamp, "listing the account's keys: "+be.why)
+		return w.decided(ctx, req, c, res, false)
+	case err != nil:
+		return verdict{}, err
+	}
+	stopRenewing := le.renewEvery(ctx)
+	unanswered, interrupted := w.revoke(ctx, stop, meta.Timestamp, res, del, own)
+	stopRenewing()
+	if interrupted {
 		return verdict{}, nil
 	}
-	return w.decided(ctx, req, c, res), nil
+	// An earlier delivery that held the lease may have sent a DELETE too.
+	mayHaveDeleted := unanswered || le.ours
+	if res.Outcome == events.AlreadyRevoked {
+		w.judge404(ctx, le, res, mayHaveDeleted)
+	}
+	return w.decided(ctx, req, c, res, mayHaveDeleted || res.Outcome == events.Revoked)
 }
 
 // revokeLeaked carries out a leaked key's request once claimed: it finds
@@ -278,18 +338,17 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 			return verdict{}, err
 		case fail != nil:
 			refuse(res, fail.Code, fail.Message)
-			return w.decided(ctx, req, c, res), nil
+			return w.decided(ctx, req, c, res, false)
 		}
 	}
 	res.APIKeyID = f.keyID
 	if code, message := w.guardKey(f.keyID); code != "" {
 		refuse(res, code, message)
-		return w.decided(ctx, req, c, res), nil
+		return w.decided(ctx, req, c, res, false)
 	}
 	unlock := w.keys.lock(f.keyID)
 	next := c.requestEntry
 	next.Target, next.Foreign, next.Attempted = f.keyID, f.foreign, true
-	attempted := c.Attempted
 	c, err := w.ledger.update(ctx, req.ID, c, next)
 	if err != nil {
 		unlock()
@@ -305,11 +364,13 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 		del = as
 		res.Detail = "the key is not this account's: it deleted itself, signed with the leaked private key"
 	}
-	if interrupted := w.revoke(ctx, stop, meta.Timestamp, res, attempted, del, !f.foreign); interrupted {
+	// The leaked key was accepted as this key moments ago: it was listed
+	// (or, another account's, alive) before the first attempt.
+	v, err := w.attempt(ctx, stop, meta, req, res, c, del, !f.foreign, func() (bool, error) { return true, nil })
+	if err != nil || v.res == nil {
 		unlock()
-		return verdict{}, nil
+		return v, err
 	}
-	v := w.decided(ctx, req, c, res)
 	v.unlock, v.foreign = unlock, f.foreign
 	return v, nil
 }
@@ -345,34 +406,32 @@ func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetada
 	return f, nil, w.ledger.recordLeaked(ctx, req.leaked.fingerprint, leakedEntry{Key: f.keyID, Foreign: f.foreign})
 }
 
-// decided finishes res, the outcome of the request claimed as c, and
-// returns its verdict: the result, and the ledger's record of it.
-func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.Result) verdict {
-	if res.Outcome == events.AlreadyRevoked {
-		if rec, err := w.ledger.revokedBy(ctx, res.APIKeyID); err == nil && rec != nil {
-			res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
-		}
-	}
+// decided finishes res, the outcome of the request claimed as c, records
+// it in the ledger (and a revoked key's record) and returns its verdict.
+// The result is stored only once the ledger holds the decision, so the two
+// never disagree: a failed write sends the delivery back undecided.
+// mayHaveDeleted says whether an attempt of the request got a 2xx or went
+// unanswered.
+func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.Result, mayHaveDeleted bool) (verdict, error) {
 	finish(res)
 	doc := w.encode(res)
 	next := c.requestEntry
-	next.Result = doc
-	record := func(ctx context.Context) (keyRev uint64) {
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			// Only a takeover after ownerGrace can change the entry meanwhile;
-			// either way the redelivery of this message stays safe.
-			if _, err := w.ledger.update(ctx, req.ID, c, next); err != nil {
-				w.cfg.Logger.Warn("cannot record the decision in the ledger", "request_id", req.ID, "err", err)
-			}
-		})
-		if res.Outcome == events.Revoked {
-			wg.Go(func() { keyRev = w.recordRevoked(ctx, res) })
-		}
-		wg.Wait()
-		return keyRev
+	next.Result, next.MayHaveDeleted = doc, mayHaveDeleted
+	var keyRev uint64
+	var decisionErr, keyErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, decisionErr = w.ledger.update(ctx, req.ID, c, next) })
+	if res.Outcome == events.Revoked {
+		wg.Go(func() { keyRev, keyErr = w.ledger.recordRevoked(ctx, res.APIKeyID, keyRecordOf(res)) })
 	}
-	return verdict{res: res, doc: doc, msgID: req.ID, record: record}
+	wg.Wait()
+	if err := errors.Join(decisionErr, keyErr); err != nil {
+		if errors.Is(decisionErr, errLedgerConflict) {
+			return verdict{}, errLedgerConflict
+		}
+		return verdict{}, err
+	}
+	return verdict{res: res, doc: doc, msgID: req.ID, keyRev: keyRev}, nil
 }
 
 // refuse ends res with the error code and message, before any DELETE.
@@ -426,28 +485,26 @@ func (w *Worker) guardDeliveries(meta *jetstream.MsgMetadata) (events.Code, stri
 
 // republish stores again the result the ledger holds for a decided request,
 // counting this delivery too: the results stream drops it as a duplicate
-// unless the first store was lost.
-func (w *Worker) republish(meta *jetstream.MsgMetadata, c claim) (verdict, error) {
-	res, err := events.ParseResult(c.Result)
+// unless the first store was lost. A refusal recorded by its code alone is
+// made again from this delivery; a revoked key's record is written first,
+// in case the delivery that decided died before it.
+func (w *Worker) republish(ctx context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim) (verdict, error) {
+	if c.Refused != "" {
+		refuse(res, c.Refused, c.Message)
+		return verdict{res: res, msgID: req.ID}, nil
+	}
+	stored, err := events.ParseResult(c.Result)
 	if err != nil {
 		return verdict{}, fmt.Errorf("ledger: decided result of request %d: %w", c.Seq, err)
 	}
-	res.Deliveries = int(meta.NumDelivered)
-	v := verdict{res: &res, msgID: res.RequestID, foreign: c.Foreign}
-	if res.Outcome == events.Revoked { // in case the first delivery died before it
-		v.record = func(ctx context.Context) uint64 { return w.recordRevoked(ctx, &res) }
+	stored.Deliveries = int(meta.NumDelivered)
+	v := verdict{res: &stored, msgID: stored.RequestID, foreign: c.Foreign}
+	if stored.Outcome == events.Revoked {
+		if v.keyRev, err = w.ledger.recordRevoked(ctx, stored.APIKeyID, keyRecordOf(&stored)); err != nil {
+			return verdict{}, err
+		}
 	}
 	return v, nil
-}
-
-// recordRevoked records the key res revoked and returns the revision of
-// the record it created: 0 when one was there already, or on failure.
-func (w *Worker) recordRevoked(ctx context.Context, res *events.Result) uint64 {
-	rev, err := w.ledger.recordRevoked(ctx, res.APIKeyID, keyRecordOf(res))
-	if err != nil {
-		w.cfg.Logger.Warn("cannot record the revoked key in the ledger", "api_key_id", res.APIKeyID, "err", err)
-	}
-	return rev
 }
 
 // keyRecordOf is the ledger's record of the key res revoked.

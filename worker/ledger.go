@@ -22,6 +22,7 @@ import (
 //	req.<base64url(request id)>  a requestEntry: what the id names and how it ended
 //	key.<canonical key id>       a KeyRecord: which request revoked the key
 //	leaked.<sha256 hex>          a leakedEntry: the key a leaked private key was found to be
+//	attempt.<canonical key id>   an attemptEntry: the one request that may send the key's DELETE now
 type ledger struct {
 	kv     jetstream.KeyValue
 	timing prometheus.Observer // the duration of every call; nil: none
@@ -50,9 +51,19 @@ type requestEntry struct {
 	// first DELETE: once deleted, the key can no longer be found.
 	Target  string `json:"target,omitempty"`  // the key ID the leaked key belongs to
 	Foreign bool   `json:"foreign,omitempty"` // of another account: deleted with the leaked key itself
+	// MayHaveDeleted, recorded with the decision, says whether an attempt
+	// of the request got a 2xx or went unanswered: a later request for the
+	// key then names it.
+	MayHaveDeleted bool `json:"may_have_deleted,omitempty"`
+	// A refusal decided before any Kalshi call is recorded by its code and
+	// message alone, with a short TTL: cheap requests cannot fill the ledger.
+	Refused events.Code `json:"refused,omitempty"`
+	Message string      `json:"message,omitempty"`
 }
 
-func (e *requestEntry) decided() bool { return len(e.Result) > 0 && string(e.Result) != "null" }
+func (e *requestEntry) decided() bool {
+	return e.Refused != "" || len(e.Result) > 0 && string(e.Result) != "null"
+}
 
 // KeyRecord is what the ledger knows of one key revoker revoked.
 type KeyRecord struct {
@@ -77,12 +88,18 @@ type claim struct {
 
 var errLedgerConflict = errors.New("the ledger entry changed meanwhile")
 
+// refusalTTL is how long the ledger keeps a request refused before any
+// Kalshi call: its result is stored, and a redelivery comes within the ack
+// wait, long before.
+const refusalTTL = 24 * time.Hour
+
 // ledgerTimeout bounds each ledger call: one unanswered while NATS is away
 // must not hold a request past its redelivery.
 const ledgerTimeout = 5 * time.Second
 
-func requestKey(id string) string   { return "req." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
-func keyKey(apiKeyID string) string { return "key." + apiKeyID }
+func requestKey(id string) string       { return "req." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
+func keyKey(apiKeyID string) string     { return "key." + apiKeyID }
+func attemptKey(apiKeyID string) string { return "attempt." + apiKeyID }
 func leakedKeyKey(fingerprint string) string {
 	return "leaked." + strings.TrimPrefix(fingerprint, "sha256:")
 }
@@ -146,7 +163,8 @@ func (l *ledger) getJSON(ctx context.Context, key string, v any) (found bool, er
 }
 
 // claim records e under id unless id is already recorded, and returns the
-// entry that is there now: e itself (fresh) or the earlier one.
+// entry that is there now: e itself (fresh) or the earlier one. A refusal
+// decided before any Kalshi call expires after refusalTTL.
 func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim, fresh bool, err error) {
 	ctx, done := l.call(ctx)
 	defer done()
@@ -154,7 +172,11 @@ func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim,
 	if err != nil {
 		return claim{}, false, err
 	}
-	rev, err := l.kv.Create(ctx, requestKey(id), v)
+	var ttl time.Duration
+	if e.Refused != "" {
+		ttl = refusalTTL
+	}
+	rev, err := l.create(ctx, requestKey(id), v, ttl)
 	if err == nil {
 		return claim{e, rev}, true, nil
 	}
@@ -287,4 +309,71 @@ func OpenKeyLedger(ctx context.Context, js jetstream.JetStream) (*KeyLedger, err
 // when it knows nothing. apiKeyID is canonicalised first.
 func (k *KeyLedger) Lookup(ctx context.Context, apiKeyID string) (*KeyRecord, error) {
 	return k.l.revokedBy(ctx, events.CanonicalAPIKeyID(apiKeyID))
+}
+
+// create writes v under key unless an entry is there (errLedgerConflict),
+// and returns the revision it created. A ttl > 0 expires the entry; a
+// bucket made before per-message TTL keeps it instead.
+func (l *ledger) create(ctx context.Context, key string, v []byte, ttl time.Duration) (uint64, error) {
+	var opts []jetstream.KVCreateOpt
+	if ttl > 0 {
+		opts = append(opts, jetstream.KeyTTL(ttl))
+	}
+	rev, err := l.kv.Create(ctx, key, v, opts...)
+	if ttl > 0 && isTTLDisabled(err) {
+		rev, err = l.kv.Create(ctx, key, v)
+	}
+	return rev, err
+}
+
+// isTTLDisabled reports the server's refusal of a per-message TTL on a
+// bucket that does not allow them.
+func isTTLDisabled(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeMessageTTLDisabled
+}
+
+// jsErrCodeMessageTTLDisabled is nats-server's "per-message TTL is
+// disabled"; nats.go names no constant for it.
+const jsErrCodeMessageTTLDisabled jetstream.ErrorCode = 10166
+
+// getEntry reads the entry under key into v and returns its revision;
+// found is false when there is none.
+func (l *ledger) getEntry(ctx context.Context, key string, v any) (rev uint64, found bool, err error) {
+	ctx, done := l.call(ctx)
+	defer done()
+	entry, err := l.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("ledger: reading %s: %w", key, err)
+	}
+	if err := json.Unmarshal(entry.Value(), v); err != nil {
+		return 0, false, fmt.Errorf("ledger: %s: %w", key, err)
+	}
+	return entry.Revision(), true, nil
+}
+
+// putEntry writes v under key: created when rev is 0, else replacing
+// revision rev. errLedgerConflict means another writer came first.
+func (l *ledger) putEntry(ctx context.Context, key string, v any, rev uint64) (uint64, error) {
+	ctx, done := l.call(ctx)
+	defer done()
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	if rev == 0 {
+		rev, err = l.kv.Create(ctx, key, b)
+	} else {
+		rev, err = l.kv.Update(ctx, key, b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, errLedgerConflict
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ledger: writing %s: %w", key, err)
+	}
+	return rev, nil
 }

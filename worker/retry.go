@@ -19,12 +19,13 @@ type deleter interface {
 	DeleteAPIKey(ctx context.Context, apiKeyID string) error
 }
 
-// revoke deletes res.APIKeyID with del, through call. attempted says an
-// earlier delivery may already have deleted the key. own says del signs
-// with the worker's credential; otherwise the key signs its own delete. It
-// fills res; interrupted means shutdown stopped it before an outcome.
-func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *events.Result, attempted bool, del deleter, own bool) (interrupted bool) {
-	mayHaveDeleted := attempted
+// revoke deletes res.APIKeyID with del, through call, and fills res with
+// the answer: a 404 is already_revoked here, for the caller to judge (see
+// judge404). own says del signs with the worker's credential; otherwise the
+// key signs its own delete. unanswered says an attempt got no answer or a
+// 5xx, and so may have deleted the key; interrupted means shutdown stopped
+// it before an outcome.
+func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *events.Result, del deleter, own bool) (unanswered, interrupted bool) {
 	err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {
 		return del.DeleteAPIKey(ctx, res.APIKeyID)
 	}, func(err error) {
@@ -38,16 +39,16 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 		// An attempt without an answer, or a 5xx, may have deleted the key
 		// before it failed; a 408 or 429 did not.
 		if kalshi.IsTransient(err) && (status == 0 || status >= 500) {
-			mayHaveDeleted = true
+			unanswered = true
 		}
 	})
 	if errors.Is(err, errStopped) {
-		return true
+		return unanswered, true
 	}
 	var be *budgetError
 	if errors.As(err, &be) {
 		exhausted(res, storedAt, be.why)
-		return false
+		return unanswered, false
 	}
 	status := httpStatus(err)
 	outcome, e := classify(err, status)
@@ -57,16 +58,10 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 		outcome, e = events.AlreadyRevoked, nil
 	}
 	res.Outcome, res.Error = outcome, e
-	if outcome == events.AlreadyRevoked && mayHaveDeleted {
-		// The key is gone and an attempt of this request whose answer
-		// never came may have been what deleted it.
-		res.Outcome = events.Revoked
-		res.Detail = "Kalshi answered 404 after an earlier attempt of this request went unanswered: that attempt deleted the key"
-	}
 	if own && unauthorized(err) {
 		w.credentialRefused(err)
 	}
-	return false
+	return unanswered, false
 }
 
 // errStopped is call's answer when shutdown stopped it before an answer.
@@ -102,10 +97,13 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 			return errStopped
 		case err != nil:
 			return &budgetError{"the rate limit held every attempt until the retry budget ran out"}
+		case w.egress.down.Load():
+			return errReleased
 		}
 		actx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 		err = op(actx)
 		cancel()
+		w.observeEgress(err)
 		seen(err)
 		if !kalshi.IsTransient(err) {
 			return err

@@ -35,9 +35,11 @@ type Worker struct {
 	cfg Config
 
 	keys     keyLocks
+	listing  listing
 	ledger   *ledger // set by the first bind, before any handler starts
 	confirms *confirmations
 	cred     *credentialGate
+	egress   egress
 	ackWait  atomic.Int64 // the bound consumer's ack wait, in nanoseconds
 
 	bound          atomic.Bool   // consumer bound and pulling

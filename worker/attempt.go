@@ -1,0 +1,277 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+)
+
+// One key, one attempt at a time, fleet-wide. Before its first DELETE a
+// request records in the ledger's attempt.<key> entry that it is the one
+// attempting the key, with a lease its owner renews while it retries. A
+// request for the same key that finds the lease held by another request
+// whose decision is not recorded waits for it (a delayed NAK, not a held
+// slot); one that finds it decided, or lapsed, takes it over and remembers
+// the earlier request when that one may have deleted the key. The entry also
+// records whether the account listed the key before the request's first
+// attempt: only then can a 404 after an unanswered attempt mean that the
+// attempt deleted it.
+
+// attemptEntry is what the ledger knows of the attempts on one key.
+type attemptEntry struct {
+	RequestID string    `json:"request_id"`
+	Seq       uint64    `json:"seq"`
+	At        time.Time `json:"at"`    // when RequestID took the key
+	Until     time.Time `json:"until"` // the lease: another request may take over after it
+	// Listed: the account listed the key before RequestID's first attempt.
+	Listed bool `json:"listed"`
+	// Others are earlier requests whose attempts may have deleted the key,
+	// the latest last (at most maxOthers).
+	Others []otherAttempt `json:"others,omitempty"`
+}
+
+type otherAttempt struct {
+	RequestID string    `json:"request_id"`
+	At        time.Time `json:"at"`
+}
+
+const maxOthers = 4
+
+// lease is a request's hold on its key's attempt entry.
+type lease struct {
+	l      *ledger
+	key    string
+	length time.Duration
+
+	mu   sync.Mutex
+	e    attemptEntry
+	rev  uint64
+	lost bool // another request took the key over: this one's 404 proves nothing
+	// ours: the entry named this request before this delivery took it; an
+	// earlier delivery may have sent a DELETE.
+	ours bool
+}
+
+// errWaitForKey is acquire's answer when another request is attempting the
+// key: this one comes back for that request's decision.
+var errWaitForKey = errors.New("another request is attempting the key")
+
+// acquire takes key's attempt entry for the request id (seq is this
+// message), or returns errWaitForKey. listed is asked only when the request
+// takes the key afresh.
+func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed func() (bool, error)) (*lease, error) {
+	length := w.leaseLength()
+	for range 3 {
+		var cur attemptEntry
+		rev, found, err := w.ledger.getEntry(ctx, attemptKey(key), &cur)
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		next := attemptEntry{RequestID: id, Seq: seq, At: now, Until: now.Add(length)}
+		ours := found && cur.RequestID == id
+		switch {
+		case ours:
+			next = cur
+			next.Seq, next.Until = seq, now.Add(length)
+		case found:
+			decided, err := w.decidedElsewhere(ctx, cur.RequestID)
+			if err != nil {
+				return nil, err
+			}
+			if decided == nil && now.Before(cur.Until) {
+				return nil, errWaitForKey
+			}
+			next.Others = cur.Others
+			// Decided with an attempt that may have landed, or gone quiet:
+			// its attempts may be what deleted the key.
+			if decided == nil || decided.MayHaveDeleted {
+				next.Others = append(next.Others, otherAttempt{RequestID: cur.RequestID, At: cur.At})
+				if n := len(next.Others); n > maxOthers {
+					next.Others = next.Others[n-maxOthers:]
+				}
+			}
+		}
+		if !ours {
+			if next.Listed, err = listed(); err != nil {
+				return nil, err
+			}
+		}
+		rev, err = w.ledger.putEntry(ctx, attemptKey(key), next, rev)
+		if errors.Is(err, errLedgerConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &lease{l: w.ledger, key: key, length: length, e: next, rev: rev, ours: ours}, nil
+	}
+	return nil, errLedgerConflict
+}
+
+// decidedElsewhere returns the decided ledger entry of request id, or nil
+// while it is undecided.
+func (w *Worker) decidedElsewhere(ctx context.Context, id string) (*requestEntry, error) {
+	var e requestEntry
+	_, found, err := w.ledger.getEntry(ctx, requestKey(id), &e)
+	if err != nil || !found || !e.decided() {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// leaseLength is how long a lease holds without renewal: the ack wait of the
+// bound consumer, after which JetStream hands a silent owner's message to
+// another replica anyway.
+func (w *Worker) leaseLength() time.Duration {
+	if d := time.Duration(w.ackWait.Load()); d > 0 {
+		return d
+	}
+	return w.cfg.AckWait
+}
+
+// renewEvery renews the lease every third of its length until stop is
+// called; a renewal that finds the entry changed marks the lease lost.
+func (le *lease) renewEvery(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(le.length / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			le.mu.Lock()
+			if le.lost {
+				le.mu.Unlock()
+				return
+			}
+			next := le.e
+			next.Until = time.Now().Add(le.length)
+			rev, err := le.l.putEntry(ctx, attemptKey(le.key), next, le.rev)
+			switch {
+			case err == nil:
+				le.e, le.rev = next, rev
+			case errors.Is(err, errLedgerConflict):
+				le.lost = true
+			}
+			le.mu.Unlock()
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// judge404 turns Kalshi's 404 for the lease's key into the outcome: revoked
+// only when an attempt of this request went unanswered, the account listed
+// the key before this request's first attempt, and no other request's
+// attempt on it is recorded; already_revoked otherwise, naming whoever
+// revoked or attempted the key. mayHaveDeleted says whether an attempt of
+// this request (this delivery or an earlier one) went unanswered.
+func (w *Worker) judge404(ctx context.Context, le *lease, res *events.Result, mayHaveDeleted bool) {
+	le.mu.Lock()
+	e, lost := le.e, le.lost
+	le.mu.Unlock()
+	if mayHaveDeleted && e.Listed && len(e.Others) == 0 && !lost {
+		res.Outcome = events.Revoked
+		res.Detail = "Kalshi answered 404 after an attempt of this request went unanswered, and no other request attempted the key: that attempt deleted it"
+		return
+	}
+	res.Outcome = events.AlreadyRevoked
+	if rec, err := w.ledger.revokedBy(ctx, res.APIKeyID); err == nil && rec != nil && rec.RequestID != res.RequestID {
+		res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
+		return
+	}
+	if lost { // whoever took the key over attempted it
+		var cur attemptEntry
+		if _, found, err := w.ledger.getEntry(ctx, attemptKey(le.key), &cur); err == nil && found && cur.RequestID != res.RequestID {
+			res.RevokedBy, res.RevokedAt = cur.RequestID, cur.At
+			return
+		}
+	}
+	for _, o := range slices.Backward(e.Others) {
+		if o.RequestID != res.RequestID {
+			res.RevokedBy, res.RevokedAt = o.RequestID, o.At
+			return
+		}
+	}
+}
+
+// listingMaxAge is how old an account listing may be to say whether a key
+// is listed before its first DELETE.
+const listingMaxAge = 2 * time.Second
+
+// listing is the account's key listing one process shares: every request in
+// flight reads the same one, and at most one GET /api_keys is under way.
+type listing struct {
+	mu      sync.Mutex
+	started time.Time // when the listing in keys was asked for
+	keys    map[string]kalshi.APIKey
+	pending chan struct{} // closed when the listing under way ends
+	err     error         // of the last listing
+}
+
+// listed reports whether the account listed keyID in a listing asked for
+// no longer than listingMaxAge ago (or after now), sharing one call among
+// every request that asks meanwhile. The call goes through call, within the
+// budget of the request stored at storedAt.
+func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID string) (bool, error) {
+	asked := time.Now()
+	li := &w.listing
+	for {
+		li.mu.Lock()
+		if li.keys != nil && !li.started.Before(asked.Add(-listingMaxAge)) {
+			_, ok := li.keys[keyID]
+			li.mu.Unlock()
+			return ok, nil
+		}
+		if p := li.pending; p != nil {
+			li.mu.Unlock()
+			select {
+			case <-p:
+			case <-stop.Done():
+				return false, errStopped
+			}
+			li.mu.Lock()
+			err, fresh := li.err, li.keys != nil && !li.started.Before(asked.Add(-listingMaxAge))
+			li.mu.Unlock()
+			if err != nil && !fresh {
+				return false, err
+			}
+			continue
+		}
+		p := make(chan struct{})
+		li.pending = p
+		li.mu.Unlock()
+
+		started := time.Now()
+		var got []kalshi.APIKey
+		err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {
+			var err error
+			got, err = w.del.ListAPIKeys(ctx)
+			return err
+		}, func(error) {})
+		li.mu.Lock()
+		li.pending, li.err = nil, err
+		if err == nil {
+			keys := make(map[string]kalshi.APIKey, len(got))
+			for _, k := range got {
+				keys[events.CanonicalAPIKeyID(k.ID)] = k
+			}
+			li.keys, li.started = keys, started
+		}
+		li.mu.Unlock()
+		close(p)
+		if err != nil {
+			return false, err
+		}
+	}
+}

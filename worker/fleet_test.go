@@ -1,0 +1,277 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// startReplicas runs n workers, each on a NATS connection of its own, as
+// replicas of one deployment sharing the consumer and the ledger.
+func (r *rig) startReplicas(n int, cfg worker.Config) {
+	r.t.Helper()
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		r.t.Fatal(err)
+	}
+	for range n {
+		js, err := jetstream.New(natstest.Connect(r.t, r.srv.URL()))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		w, _ := r.launch(js, r.client, cfg)
+		natstest.WaitFor(r.t, 20*time.Second, "a replica ready", func() bool { return w.Ready() == nil })
+	}
+}
+
+// Issue 20 items 1-3: three replicas, two request ids for each listed key,
+// and keys the account never listed, while Kalshi loses answers and fails
+// with 5xx. Every deleted key is revoked by exactly one request, the other
+// names it; a key never listed is never revoked and names nobody.
+func TestFleetTellsOneTruthPerKey(t *testing.T) {
+	r := newRig(t)
+	const listed, unknown = 24, 8
+	keys := r.addKeys(listed)
+	r.emu.SetFaults(emulator.Faults{Seed: 20, LostResponse: 0.3, ServerError: 0.2})
+	cfg := r.config()
+	cfg.Concurrency = 4
+	r.startReplicas(3, cfg)
+
+	for i, k := range keys {
+		r.publish(fmt.Sprintf("a-%d", i), k)
+		r.publish(fmt.Sprintf("b-%d", i), k)
+	}
+	unknownIDs := make([]string, unknown)
+	for i := range unknownIDs {
+		unknownIDs[i] = fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+		r.publish(fmt.Sprintf("u-%d", i), unknownIDs[i])
+	}
+	got := r.waitResults(2*listed+unknown, 90*time.Second)
+
+	for i, k := range keys {
+		a, b := got[fmt.Sprintf("a-%d", i)], got[fmt.Sprintf("b-%d", i)]
+		if r.emu.HasKey(k) {
+			t.Errorf("key %d still exists: %s / %s", i, a.Outcome, b.Outcome)
+			continue
+		}
+		var winner, loser events.Result
+		switch {
+		case a.Outcome == events.Revoked && b.Outcome != events.Revoked:
+			winner, loser = a, b
+		case b.Outcome == events.Revoked && a.Outcome != events.Revoked:
+			winner, loser = b, a
+		default:
+			t.Errorf("key %d: %s and %s, want exactly one revoked", i, a.Outcome, b.Outcome)
+			continue
+		}
+		if loser.Outcome != events.AlreadyRevoked || loser.RevokedBy != winner.RequestID {
+			t.Errorf("key %d: %s ended %s naming %q, want already_revoked naming %s",
+				i, loser.RequestID, loser.Outcome, loser.RevokedBy, winner.RequestID)
+		}
+	}
+	for i := range unknownIDs {
+		u := got[fmt.Sprintf("u-%d", i)]
+		if u.Outcome != events.AlreadyRevoked || u.RevokedBy != "" {
+			t.Errorf("unknown key %d: %s naming %q, want already_revoked naming nobody (%s)", i, u.Outcome, u.RevokedBy, u.Detail)
+		}
+	}
+	r.waitQueueEmpty()
+}
+
+// fillsLedger deletes the key, then, the first time, fills the ledger to its
+// limit before it answers: the decision cannot be recorded meanwhile.
+type fillsLedger struct {
+	worker.Kalshi
+	fill func()
+	once sync.Once
+}
+
+func (f *fillsLedger) DeleteAPIKey(ctx context.Context, id string) error {
+	err := f.Kalshi.DeleteAPIKey(ctx, id)
+	f.once.Do(f.fill)
+	return err
+}
+
+// Issue 20 item 4: the decision is recorded before the result is stored.
+// While the ledger cannot take it, no result is stored and the request comes
+// back; once it can, the one result stored is the ledger's decision.
+func TestDecisionIsRecordedBeforeTheResult(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ledgerStream, err := r.js.Stream(ctx, "KV_"+worker.LedgerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setMaxBytes := func(full bool) {
+		info, err := ledgerStream.Info(ctx)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		c := info.Config
+		c.MaxBytes = worker.LedgerConfig(cfg).MaxBytes
+		if full {
+			c.MaxBytes = int64(info.State.Bytes)
+		}
+		if _, err := r.js.UpdateStream(ctx, c); err != nil {
+			t.Error(err)
+		}
+	}
+	r.startWith(&fillsLedger{Kalshi: r.client, fill: func() { setMaxBytes(true) }}, cfg)
+	r.publish("full", keys[0])
+
+	cons, err := r.js.Consumer(ctx, "KEY_REVOKE_REQUESTS", "revoker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 20*time.Second, "the request delivered again", func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.NumRedelivered > 0 && ci.NumAckPending > 0
+	})
+	if res := r.results(); len(res) != 0 {
+		t.Fatalf("a result was stored while the ledger could not record it: %+v", res[0])
+	}
+	setMaxBytes(false)
+	res := r.waitResults(1, 20*time.Second)["full"]
+	if res.Outcome != events.Revoked {
+		t.Errorf("got %s (%s), want revoked", res.Outcome, res.Detail)
+	}
+	kv, err := r.js.KeyValue(ctx, worker.LedgerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := ledgerRequest(t, kv, "full")
+	if decided, err := events.ParseResult(entry.Result); err != nil || decided.Outcome != res.Outcome {
+		t.Errorf("the ledger decided %s (%v), the result says %s", decided.Outcome, err, res.Outcome)
+	}
+}
+
+// Issue 20 item 3: a second request for a key another replica is deleting
+// waits for that decision and names it, never "not found".
+func TestSecondRequestWaitsForTheFirstsDecision(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	slow := &slowKalshi{Kalshi: r.client, pause: 1500 * time.Millisecond}
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, del := range []worker.Kalshi{slow, r.client} {
+		js, err := jetstream.New(natstest.Connect(t, r.srv.URL()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := r.launch(js, del, cfg)
+		natstest.WaitFor(t, 20*time.Second, "a replica ready", func() bool { return w.Ready() == nil })
+	}
+	r.publish("first", keys[0])
+	natstest.WaitFor(t, 10*time.Second, "the slow replica deleting", func() bool { return slow.calls.Load() > 0 })
+	r.publish("second", keys[0])
+	got := r.waitResults(2, 30*time.Second)
+	first, second := got["first"], got["second"]
+	if first.Outcome != events.Revoked || second.Outcome != events.AlreadyRevoked || second.RevokedBy != "first" {
+		t.Errorf("first %s, second %s naming %q; want revoked, then already_revoked naming first",
+			first.Outcome, second.Outcome, second.RevokedBy)
+	}
+}
+
+// ledgerRequest reads the ledger's entry of request id.
+func ledgerRequest(t *testing.T, kv jetstream.KeyValue, id string) (e struct {
+	Result json.RawMessage `json:"result"`
+}) {
+	t.Helper()
+	entry, err := kv.Get(context.Background(), "req."+base64.RawURLEncoding.EncodeToString([]byte(id)))
+	if err != nil {
+		t.Fatalf("ledger entry of %s: %v", id, err)
+	}
+	if err := json.Unmarshal(entry.Value(), &e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// cutKalshi is a Kalshi link that can be cut: while cut, every call hangs
+// until its attempt times out, as through a blackholed route.
+type cutKalshi struct {
+	worker.Kalshi
+	cut   atomic.Bool
+	calls atomic.Int32 // calls made while cut
+}
+
+func (c *cutKalshi) hang(ctx context.Context) error {
+	c.calls.Add(1)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (c *cutKalshi) DeleteAPIKey(ctx context.Context, id string) error {
+	if c.cut.Load() {
+		return c.hang(ctx)
+	}
+	return c.Kalshi.DeleteAPIKey(ctx, id)
+}
+
+func (c *cutKalshi) ListAPIKeys(ctx context.Context) ([]kalshi.APIKey, error) {
+	if c.cut.Load() {
+		return nil, c.hang(ctx)
+	}
+	return c.Kalshi.ListAPIKeys(ctx)
+}
+
+// Issue 20 item 6: a replica that cannot reach Kalshi releases what it
+// holds and takes nothing new, while another replica carries the requests
+// out, long before the retry budget ends.
+func TestReplicaCutFromKalshiReleasesItsRequests(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(12)
+	cfg := r.config()
+	cfg.AttemptTimeout = 200 * time.Millisecond
+	cfg.MaxRetry = 30 * time.Second
+	cfg.Concurrency = 4
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cut := &cutKalshi{Kalshi: r.client}
+	js, err := jetstream.New(natstest.Connect(t, r.srv.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutOff, _ := r.launch(js, cut, cfg)
+	natstest.WaitFor(t, 20*time.Second, "the replica to be cut ready", func() bool { return cutOff.Ready() == nil })
+	cut.cut.Store(true)
+	for i, k := range keys[:4] {
+		r.publish(fmt.Sprintf("held-%d", i), k)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the cut replica holding requests", func() bool { return cut.calls.Load() >= 4 })
+	natstest.WaitFor(t, 10*time.Second, "the cut replica to stop taking work", func() bool { return cutOff.Ready() != nil })
+
+	r.start(cfg) // a healthy replica
+	for i, k := range keys[4:] {
+		r.publish(fmt.Sprintf("new-%d", i), k)
+	}
+	got := r.waitResults(len(keys), 20*time.Second)
+	for id, res := range got {
+		if res.Outcome != events.Revoked {
+			t.Errorf("%s: %s %+v, want revoked by the healthy replica", id, res.Outcome, res.Error)
+		}
+	}
+	cut.cut.Store(false)
+	natstest.WaitFor(t, 10*time.Second, "the replica to take work again once Kalshi answers", func() bool { return cutOff.Ready() == nil })
+}
