@@ -275,3 +275,33 @@ func TestReplicaCutFromKalshiReleasesItsRequests(t *testing.T) {
 	cut.cut.Store(false)
 	natstest.WaitFor(t, 10*time.Second, "the replica to take work again once Kalshi answers", func() bool { return cutOff.Ready() == nil })
 }
+
+// Issue 20 item 7: a replica that dies holding a request has it delivered
+// again as soon as the others notice its silence, not after the ack wait
+// (here 30 s, longer than the test waits).
+func TestDeadReplicasRequestsAreDeliveredAtOnce(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	cfg.AckWait = 30 * time.Second
+	// The survivor hears the others from the start, but takes no request
+	// until Kalshi answers it.
+	survivorLink := &cutKalshi{Kalshi: r.client}
+	survivorLink.cut.Store(true)
+	js, err := jetstream.New(natstest.Connect(t, r.srv.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.launch(js, survivorLink, cfg)
+	die := r.launchDying(cfg)
+	r.publish("orphan", keys[0])
+	die() // after its delete: it holds the request, silent
+	survivorLink.cut.Store(false)
+	res := r.waitResults(1, 20*time.Second)["orphan"]
+	if res.Outcome != events.Revoked || res.Deliveries < 2 {
+		t.Errorf("got %s after %d deliveries, want revoked by the survivor", res.Outcome, res.Deliveries)
+	}
+}

@@ -23,7 +23,8 @@ import (
 const ownerGrace = 2 * time.Minute
 
 // handle carries one delivery from the stream to a stored result and the
-// ack: decode, verify, guard, delete, store, settle. stop is cancelled when
+// ack: decode, verify, guard, delete, store, settle. The pull loop holds it
+// in the fleet's view (failover.go) until handle returns. stop is cancelled when
 // shutdown begins (no new attempts); ctx when the drain deadline passes
 // (abandon everything).
 func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {

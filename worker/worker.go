@@ -40,6 +40,7 @@ type Worker struct {
 	confirms *confirmations
 	cred     *credentialGate
 	egress   egress
+	fleet    *fleet
 	ackWait  atomic.Int64 // the bound consumer's ack wait, in nanoseconds
 
 	bound          atomic.Bool   // consumer bound and pulling
@@ -60,6 +61,7 @@ func New(js jetstream.JetStream, del Kalshi, cfg Config) (*Worker, error) {
 		cfg:            cfg,
 		cred:           newCredentialGate(),
 		confirms:       newConfirmations(cfg.ConfirmDelay),
+		fleet:          newFleet(),
 		credentialGone: make(chan struct{}),
 	}
 	w.ackWait.Store(int64(cfg.AckWait))
@@ -102,6 +104,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancelHandlers()
 
 	w.reportRate()
+	// The others hear what this replica holds until its drain ends.
+	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
+	var fleetDone sync.WaitGroup
+	fleetDone.Go(func() { w.failoverLoop(fleetCtx) })
+	defer func() { stopFleet(); fleetDone.Wait() }()
 	credCtx, stopCred := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	background.Go(func() { w.watchCredential(credCtx) })
@@ -231,9 +238,12 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 				continue
 			}
 			w.handlers.Add(1)
+			unhold := w.fleet.hold(msg.Reply())
+			w.took(msg.Reply())
 			go func() {
 				defer w.handlers.Done()
 				defer release(slots, 1)
+				defer unhold()
 				w.handle(work, ctx, msg)
 			}()
 		}
