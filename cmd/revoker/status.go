@@ -88,10 +88,13 @@ func printKeyStatus(w io.Writer, st keyStatus, kalshiOK bool) {
 	fmt.Fprintln(w, st.APIKeyID)
 	if r := st.Revoked; r != nil {
 		fmt.Fprintf(w, "  revoked       %s by request %s (sequence %d)\n", r.RevokedAt.UTC().Format("2006-01-02T15:04:05Z"), cell(r.RequestID), r.RequestSeq)
-		if r.ConfirmedAt.IsZero() {
-			fmt.Fprintln(w, "  confirmed     not yet confirmed: the account may still list the key")
-		} else {
+		switch {
+		case !r.ConfirmedAt.IsZero():
 			fmt.Fprintf(w, "  confirmed     %s\n", r.ConfirmedAt.UTC().Format("2006-01-02T15:04:05Z"))
+		case !r.UnconfirmedAt.IsZero():
+			fmt.Fprintf(w, "  confirmed     no: given up at %s: %s\n", r.UnconfirmedAt.UTC().Format("2006-01-02T15:04:05Z"), cell(r.UnconfirmedReason))
+		default:
+			fmt.Fprintln(w, "  confirmed     not yet confirmed: the account may still list the key")
 		}
 		fmt.Fprintf(w, "  requested by  %s\n", cell(r.RequestedBy))
 		fmt.Fprintf(w, "  reason        %s\n", cell(r.Reason))
