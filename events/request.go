@@ -724,13 +724,14 @@ func parseTime(name, v string) (time.Time, string) {
 }
 
 // Quote quotes s for a message, cut to 64 bytes (and marked "...") so that
-// no field, however long, makes a long message.
+// no field, however long, makes a long message. Every character that is not
+// Printable is escaped.
 func Quote(s string) string {
 	const max = 64
 	if len(s) <= max {
-		return fmt.Sprintf("%q", s)
+		return quoteAll(s)
 	}
-	return fmt.Sprintf("%q...", cut(s, max))
+	return quoteAll(cut(s, max)) + "..."
 }
 
 // cut shortens s to at most n bytes without splitting a UTF-8 sequence.
