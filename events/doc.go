@@ -39,7 +39,11 @@
 //     Nats-Msg-Id header value. An invalid plain or CloudEvents id rejects the request,
 //     and the id falls through to the next link of the chain, so a rejected result can
 //     still be published. An invalid Nats-Msg-Id is not the request's fault: it is
-//     skipped silently.
+//     skipped silently. The fallback's form is reserved: an id of the form
+//     "<stream>-<digits>", for the stream the caller's fallback names, is invalid as a
+//     plain or CloudEvents id (the request is rejected) and skipped as a Nats-Msg-Id (the
+//     request then takes its own fallback), so no publisher can claim, from the sequence
+//     a PubAck tells it, the id of a later request that names none.
 //   - api_key_id: required unless leaked_private_key is given; 1 to 128 characters of
 //     [A-Za-z0-9_-] (anything else could change the signed request path). It is kept in
 //     its canonical, lower-case form ([CanonicalAPIKeyID]).

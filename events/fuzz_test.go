@@ -23,6 +23,9 @@ func parseHeaderSpec(spec string) map[string][]string {
 // keyIDPattern restates the contract independently of ValidAPIKeyID.
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
+// fallbackDigits is the sequence part of a fallback id.
+var fallbackDigits = regexp.MustCompile(`^[0-9]+$`)
+
 func FuzzDecodeRequest(f *testing.F) {
 	ce := "ce-specversion: 1.0\nce-id: ce-1\nce-source: ir\nce-type: t"
 	for _, seed := range []struct{ body, headers, fallback string }{
@@ -53,6 +56,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		{`{"leaked_private_key":"-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----\n"}`, "", fallback},
 		{`{"leaked_private_key":"x PRIVATE KEY","api_key_id":"K"}`, "", fallback},
 		{`{"leaked_private_key":null,"api_key_id":null}`, "", fallback},
+		{`{"id":"KEY_REVOKE_REQUESTS-43","api_key_id":"k"}`, "", fallback},
+		{`{"api_key_id":"k"}`, "Nats-Msg-Id: KEY_REVOKE_REQUESTS-43", fallback},
+		{`{"api_key_id":"k"}`, "ce-specversion: 1.0\nce-id: S-1-9\nce-source: ir\nce-type: t", "S-1-8"},
 	} {
 		f.Add([]byte(seed.body), seed.headers, seed.fallback)
 	}
@@ -67,6 +73,11 @@ func FuzzDecodeRequest(f *testing.F) {
 		if req.ID != fallbackID {
 			if problem := checkID("id", req.ID); problem != "" {
 				t.Fatalf("ID %q is not a safe id: %s", req.ID, problem)
+			}
+			// No id but a message's own fallback has the fallback's form.
+			if i := strings.LastIndexByte(fallbackID, '-'); i > 0 && fallbackDigits.MatchString(fallbackID[i+1:]) &&
+				strings.HasPrefix(req.ID, fallbackID[:i+1]) && fallbackDigits.MatchString(req.ID[i+1:]) {
+				t.Fatalf("ID %q squats the fallback form of %q", req.ID, fallbackID)
 			}
 		}
 		if len(req.APIKeyID) > MaxAPIKeyIDLength || !utf8.ValidString(req.APIKeyID) {

@@ -98,14 +98,14 @@ func keyIDByte(c byte) bool {
 // that are invalid, and its APIKeyID, Reason, RequestedBy and Source are what was received
 // as far as it could be decoded. The error is nil or an *InvalidRequestError.
 func DecodeRequest(header map[string][]string, body []byte, fallbackID string) (Request, error) {
-	d := decoder{hdr: readHeaders(header)}
+	d := decoder{hdr: readHeaders(header), reserved: fallbackPrefix(fallbackID)}
 	req := d.decode(body)
 	switch {
 	case d.plainID != "":
 		req.ID = d.plainID
 	case d.ceID != "":
 		req.ID = d.ceID
-	case d.hdr.has(hMsgID) && checkID("", d.hdr.val[hMsgID]) == "":
+	case d.hdr.has(hMsgID) && d.checkID("", d.hdr.val[hMsgID]) == "":
 		req.ID = d.hdr.val[hMsgID]
 	default:
 		req.ID = fallbackID
@@ -126,6 +126,15 @@ type decoder struct {
 	problems []string
 	plainID  string // a valid plain id, or ""
 	ceID     string // a valid CloudEvents id, or ""
+	reserved string // "<stream>-" of the fallback id, whose form no other id may take; or ""
+}
+
+// checkID is checkID, and also refuses the reserved form of a fallback id.
+func (d *decoder) checkID(name, v string) string {
+	if problem := checkID(name, v); problem != "" {
+		return problem
+	}
+	return reservedID(name, v, d.reserved)
 }
 
 func (d *decoder) add(problem string) {
@@ -203,7 +212,7 @@ func (d *decoder) structured(top *object) ceAttrs {
 		d.addf(`specversion %s is not supported (want "1.0")`, Quote(v))
 	}
 	if v, ok := d.requiredString("id", top.raw[kID]); ok {
-		if problem := checkID("id", v); problem != "" {
+		if problem := d.checkID("id", v); problem != "" {
 			d.add(problem)
 		} else {
 			ce.id = v
@@ -256,7 +265,7 @@ func (d *decoder) binary() ceAttrs {
 	}
 	if !h.has(hID) {
 		d.add("ce-id header is required")
-	} else if problem := checkID("ce-id header", h.val[hID]); problem != "" {
+	} else if problem := d.checkID("ce-id header", h.val[hID]); problem != "" {
 		d.add(problem)
 	} else {
 		ce.id = h.val[hID]
@@ -299,7 +308,7 @@ func (d *decoder) fields(obj *object, inData bool, req *Request) {
 	if v, ok, problem := stringValue(prefix+"id", obj.raw[kID]); problem != "" {
 		d.add(problem)
 	} else if ok {
-		if problem := checkID(prefix+"id", v); problem != "" {
+		if problem := d.checkID(prefix+"id", v); problem != "" {
 			d.add(problem)
 		} else {
 			d.plainID = v
@@ -715,13 +724,14 @@ func parseTime(name, v string) (time.Time, string) {
 }
 
 // Quote quotes s for a message, cut to 64 bytes (and marked "...") so that
-// no field, however long, makes a long message.
+// no field, however long, makes a long message. Every character that is not
+// Printable is escaped.
 func Quote(s string) string {
 	const max = 64
 	if len(s) <= max {
-		return fmt.Sprintf("%q", s)
+		return quoteAll(s)
 	}
-	return fmt.Sprintf("%q...", cut(s, max))
+	return quoteAll(cut(s, max)) + "..."
 }
 
 // cut shortens s to at most n bytes without splitting a UTF-8 sequence.

@@ -20,6 +20,8 @@ const (
 	DefaultConcurrency     = 8
 	DefaultMaxRetry        = 15 * time.Minute
 	DefaultAttemptTimeout  = 10 * time.Second
+	DefaultLeakedMissTTL   = 10 * time.Minute
+	DefaultConfirmGiveUp   = 24 * time.Hour
 )
 
 // Config says where the worker reads and writes and how it behaves. The zero
@@ -50,6 +52,9 @@ type Config struct {
 
 	ConfirmDelay    time.Duration // from a revocation to the first check that the key is dead; default 1s
 	ConfirmInterval time.Duration // at least this long between two such checks (each one GET /api_keys); default 5s
+	ConfirmGiveUp   time.Duration // after this long from a revocation, an unconfirmed key is recorded as such and no longer checked; default 24h
+
+	LeakedMissTTL time.Duration // how long a leaked key that matched no key is remembered (a repeat costs no call); default 10m
 
 	CredentialRecheck time.Duration // how often Kalshi's acceptance of the credential is checked again; default 5m
 	CredentialRetry   time.Duration // how soon after a failed check; default 15s
@@ -98,6 +103,8 @@ func (c *Config) setDefaults() {
 	defDur(&c.DrainTimeout, 20*time.Second)
 	defDur(&c.ConfirmDelay, time.Second)
 	defDur(&c.ConfirmInterval, 5*time.Second)
+	defDur(&c.ConfirmGiveUp, DefaultConfirmGiveUp)
+	defDur(&c.LeakedMissTTL, DefaultLeakedMissTTL)
 	defDur(&c.CredentialRecheck, 5*time.Minute)
 	defDur(&c.CredentialRetry, 15*time.Second)
 	// The guards compare canonical key IDs, whatever spelling was configured.

@@ -3,10 +3,15 @@ package worker
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
@@ -21,7 +26,10 @@ const maxRecheck = 30 * time.Second
 // confirmations holds the keys this process revoked and has not yet seen
 // dead. The loop in confirmLoop checks them in rounds: one GET /api_keys
 // serves every key due, so confirming costs one call per round however many
-// keys wait, and the delete budget is barely touched.
+// keys wait, and the delete budget is barely touched. A key not confirmed
+// within Config.ConfirmGiveUp of its revocation is recorded as unconfirmed,
+// with why, and forgotten: checks do not spend the budget, nor hold a leaked
+// key in memory, forever.
 type confirmations struct {
 	mu      sync.Mutex
 	pending map[string]*unconfirmed
@@ -38,6 +46,8 @@ type unconfirmed struct {
 	foreign bool          // another account's key: only its own call can tell
 	alive   int           // checks that found it alive
 	due     time.Time
+	since   time.Time // when it was revoked, in this process's clock
+	why     string    // what the last check found, for the record if it gives up
 }
 
 func newConfirmations(delay time.Duration) *confirmations {
@@ -47,7 +57,8 @@ func newConfirmations(delay time.Duration) *confirmations {
 // add queues the key res revoked, whose ledger record was written at
 // revision rev (0: unknown). It reports false when too many wait.
 func (c *confirmations) add(res *events.Result, leaked *leakedKey, foreign bool, rev uint64) bool {
-	u := &unconfirmed{record: keyRecordOf(res), rev: rev, foreign: foreign, due: time.Now().Add(c.delay)}
+	now := time.Now()
+	u := &unconfirmed{record: keyRecordOf(res), rev: rev, foreign: foreign, due: now.Add(c.delay), since: now}
 	if leaked != nil {
 		u.leaked = leaked.signer
 	}
@@ -93,13 +104,17 @@ func (c *confirmations) dueAt(now time.Time) map[string]unconfirmed {
 	return due
 }
 
-// settle records what a check found of one key: dead (removed), alive
-// (checked again later, less often each time), or unknown (checked again
-// after retry).
-func (c *confirmations) settle(id string, dead, alive bool, retry time.Duration) {
+// settle records what a check found of one key: dead or given up
+// (removed, its leaked key with it), alive (checked again later, less often
+// each time), or unknown (checked again after retry). why is what the check
+// found when not dead.
+func (c *confirmations) settle(id string, dead, alive bool, retry time.Duration, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u := c.pending[id]
+	if u != nil {
+		u.why = why
+	}
 	switch {
 	case u == nil:
 	case dead:
@@ -193,17 +208,27 @@ const confirmWriters = 32
 // is none).
 func (w *Worker) confirmOne(ctx context.Context, id string, u unconfirmed, listed map[string]bool, listErr error) {
 	var dead, alive bool
+	var why string
 	switch {
 	case !u.foreign && listErr != nil:
 		// The worker's own key, revoked, can list no more: Kalshi no
 		// longer knowing it is the proof.
 		dead = id == w.cfg.SelfKeyID && kalshi.IsUnknownSigningKey(listErr)
+		why = "the account's keys could not be listed: " + listErr.Error()
 	case !u.foreign && listed[id]:
 		alive = true
+		why = "the account still lists the key"
 	case u.leaked != nil:
 		// The account lists it no more (or never did): the leaked key's
 		// own call must be refused as signed by a key Kalshi does not know.
-		dead, alive = w.leakedKeyRefused(ctx, id, u.leaked)
+		var err error
+		dead, alive, err = w.leakedKeyRefused(ctx, id, u.leaked)
+		switch {
+		case alive:
+			why = "Kalshi still accepts a call signed with the leaked key"
+		case err != nil:
+			why = "a call signed with the leaked key got no answer that proves the key unknown: " + err.Error()
+		}
 	default:
 		dead = true
 	}
@@ -220,7 +245,80 @@ func (w *Worker) confirmOne(ctx context.Context, id string, u unconfirmed, liste
 		w.cfg.Logger.Warn("a revoked key is still alive: Kalshi still lists it or accepts its leaked key; checking again",
 			"api_key_id", id, "request_id", u.record.RequestID)
 	}
-	w.confirms.settle(id, dead, alive, w.cfg.ConfirmInterval)
+	if !dead && time.Since(u.since) >= w.cfg.ConfirmGiveUp {
+		w.giveUp(ctx, id, u, why)
+		return
+	}
+	w.confirms.settle(id, dead, alive, w.cfg.ConfirmInterval, why)
+}
+
+// giveUp records that the key's revocation could not be confirmed within
+// Config.ConfirmGiveUp, and why, and stops checking it; until the record is
+// written, it is checked as before.
+func (w *Worker) giveUp(ctx context.Context, id string, u unconfirmed, why string) {
+	if why == "" {
+		why = "no check gave an answer"
+	}
+	why = fmt.Sprintf("not confirmed within %v of the revocation: %s", w.cfg.ConfirmGiveUp, why)
+	if err := w.ledger.recordUnconfirmed(ctx, id, u.record, u.rev, time.Now(), why); err != nil {
+		w.cfg.Logger.Warn("cannot record an unconfirmed revocation in the ledger; trying again", "api_key_id", id, "err", err)
+		w.confirms.settle(id, false, false, w.cfg.ConfirmInterval, why)
+		return
+	}
+	w.cfg.Logger.Error("giving up confirming a revocation: the key may still be alive", "api_key_id", id,
+		"request_id", u.record.RequestID, "reason", why)
+	w.confirms.settle(id, true, false, 0, why)
+}
+
+// maxUnconfirmedReason bounds the reason a key record keeps.
+const maxUnconfirmedReason = 512
+
+// recordUnconfirmed records in the key's record that its revocation could
+// not be confirmed, at when and why. rec and rev are as for confirmRevoked.
+// A record already confirmed is left alone.
+func (l *ledger) recordUnconfirmed(ctx context.Context, apiKeyID string, rec KeyRecord, rev uint64, at time.Time, why string) error {
+	ctx, done := l.call(ctx)
+	defer done()
+	if len(why) > maxUnconfirmedReason {
+		why = strings.ToValidUTF8(why[:maxUnconfirmedReason], "")
+	}
+	mark := func(r KeyRecord) ([]byte, error) {
+		r.UnconfirmedAt, r.UnconfirmedReason = at.UTC(), why
+		return json.Marshal(r)
+	}
+	if rev > 0 {
+		v, err := mark(rec)
+		if err != nil {
+			return err
+		}
+		if _, err := l.kv.Update(ctx, keyKey(apiKeyID), v, rev); err == nil {
+			return nil
+		}
+	}
+	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		v, err := mark(rec)
+		if err != nil {
+			return err
+		}
+		_, err = l.kv.Create(ctx, keyKey(apiKeyID), v)
+		return err
+	} else if err != nil {
+		return err
+	}
+	var stored KeyRecord
+	if err := json.Unmarshal(entry.Value(), &stored); err != nil {
+		return fmt.Errorf("ledger: key %s: %w", apiKeyID, err)
+	}
+	if !stored.ConfirmedAt.IsZero() {
+		return nil
+	}
+	v, err := mark(stored)
+	if err != nil {
+		return err
+	}
+	_, err = l.kv.Update(ctx, keyKey(apiKeyID), v, entry.Revision())
+	return err
 }
 
 // errNotListed: no key due needed the account's list.
@@ -250,17 +348,17 @@ func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, erro
 
 // leakedKeyRefused makes one call signed as id with the leaked key: dead
 // when Kalshi no longer knows the key, alive when it accepts the call,
-// neither when the answer says nothing.
-func (w *Worker) leakedKeyRefused(ctx context.Context, id string, leaked crypto.Signer) (dead, alive bool) {
+// neither when the answer says nothing (err says what it was).
+func (w *Worker) leakedKeyRefused(ctx context.Context, id string, leaked crypto.Signer) (dead, alive bool, err error) {
 	as, err := w.del.As(id, leaked)
 	if err != nil {
-		return false, false
+		return false, false, err
 	}
 	if err := w.cfg.Limiter.Wait(ctx); err != nil {
-		return false, false
+		return false, false, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 	defer cancel()
 	_, err = as.ListAPIKeys(lctx)
-	return kalshi.IsUnknownSigningKey(err), err == nil
+	return kalshi.IsUnknownSigningKey(err), err == nil, err
 }

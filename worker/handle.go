@@ -393,7 +393,7 @@ func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetada
 	if f, err := known(); err != nil || f.keyID != "" {
 		return f, nil, err
 	}
-	f, fail, err := w.identify(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID)
+	f, fail, err := w.identifyOnce(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID)
 	if err != nil || fail != nil {
 		if fail != nil && fail.Code == events.CodeLeakedKeyNotFound {
 			// Another request with this PEM may have recorded the key and

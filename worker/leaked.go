@@ -103,11 +103,8 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 			return found{keyID: id}, nil, nil
 		}
 	}
-	message := fmt.Sprintf("none of the %d keys the account lists accepts the leaked key %s", len(listed), lk.fingerprint)
-	if hint != "" && !seen[hint] {
-		message += fmt.Sprintf(", nor does %s, which the account does not list", hint)
-	}
-	return found{}, &events.Error{Code: events.CodeLeakedKeyNotFound, Message: message + "; nothing was deleted"}, nil
+	w.cfg.Logger.Info("no key accepts a leaked key", "leaked_key_fingerprint", lk.fingerprint, "listed_keys", len(listed), "hint", hint)
+	return found{}, leakedKeyNotFound(lk), nil
 }
 
 // probe reports whether Kalshi accepts a call signed as keyID with the

@@ -78,6 +78,11 @@ type KeyRecord struct {
 	// longer lists it (and a leaked key's signed call is refused). Zero
 	// until then.
 	ConfirmedAt time.Time `json:"confirmed_at,omitzero"`
+	// UnconfirmedAt is when revoker gave up confirming the key dead
+	// (Config.ConfirmGiveUp after the revocation), and UnconfirmedReason
+	// what the last check found. Zero unless it gave up.
+	UnconfirmedAt     time.Time `json:"unconfirmed_at,omitzero"`
+	UnconfirmedReason string    `json:"unconfirmed_reason,omitempty"`
 }
 
 // claim is a request entry as read, with the revision a change must match.

@@ -59,7 +59,7 @@ func dryRun(ctx context.Context, cfg Config, keyIDs []string, stdout io.Writer) 
 	listed := canonicalIDs(keys)
 
 	refused, notFound := false, false
-	enc := json.NewEncoder(stdout)
+	enc := json.NewEncoder(jsonWriter{stdout})
 	for _, id := range keyIDs {
 		p := planFor(cfg, listed, id)
 		switch {
@@ -68,11 +68,11 @@ func dryRun(ctx context.Context, cfg Config, keyIDs []string, stdout io.Writer) 
 				return err
 			}
 		case p.Plan == planRefused:
-			fmt.Fprintf(stdout, "%s %s %s: %s\n", cell(id), p.Plan, p.Code, p.why) // an invalid ID may hold control characters
+			fmt.Fprintf(stdout, "%s %s %s: %s\n", cell(id), p.Plan, cell(string(p.Code)), events.Sanitize(p.why)) // an invalid ID may hold control characters
 		case p.Plan == planNotFound:
-			fmt.Fprintf(stdout, "%s %s (%s)\n", id, p.Plan, p.why)
+			fmt.Fprintf(stdout, "%s %s (%s)\n", cell(id), p.Plan, events.Sanitize(p.why))
 		default:
-			fmt.Fprintf(stdout, "%s %s\n", id, p.Plan)
+			fmt.Fprintf(stdout, "%s %s\n", cell(id), p.Plan)
 		}
 		refused = refused || p.Plan == planRefused
 		notFound = notFound || (p.Plan == planNotFound && !cfg.IgnoreNotFound)

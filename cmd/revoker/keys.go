@@ -20,7 +20,7 @@ func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	if cfg.JSON {
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(jsonWriter{stdout})
 		for _, k := range keys {
 			if err := enc.Encode(listedKey{k.ID, k.Name, k.Scopes, events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID}); err != nil {
 				return err
@@ -36,7 +36,7 @@ func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
 		if events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID {
 			mark, own = "*", true
 		}
-		fmt.Fprintf(tw, "%s %s\t%s\t%s\n", mark, k.ID, cell(k.Name), strings.Join(k.Scopes, ","))
+		fmt.Fprintf(tw, "%s %s\t%s\t%s\n", mark, cell(k.ID), cell(k.Name), cell(strings.Join(k.Scopes, ",")))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

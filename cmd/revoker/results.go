@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/nats-io/nats.go"
 
@@ -132,7 +131,7 @@ func (p *resultPrinter) print(r storedResult) error {
 	}
 	p.rows++
 	if p.json {
-		if _, err := p.w.Write(r.Doc); err != nil {
+		if _, err := p.w.Write(events.EscapeJSON(r.Doc)); err != nil {
 			return err
 		}
 		return p.w.WriteByte('\n')
@@ -143,18 +142,28 @@ func (p *resultPrinter) print(r storedResult) error {
 		code = string(res.Error.Code)
 	}
 	_, err = fmt.Fprintf(p.w, resultRow, r.Stored.UTC().Format("2006-01-02T15:04:05Z"), cell(res.RequestID),
-		cell(res.APIKeyID), res.Outcome, code, strconv.Itoa(res.Attempts))
+		cell(res.APIKeyID), cell(string(res.Outcome)), cell(code), strconv.Itoa(res.Attempts))
 	return err
 }
 
-// cell is s as a table shows it: "-" when empty, quoted when it holds
-// control characters (a terminal must not act on what a request said).
+// cell is s as a table or a line shows it: "-" when empty, quoted unless
+// events.Printable (a terminal must not act on what a request or Kalshi
+// said, nor show it reordered or hidden).
 func cell(s string) string {
-	switch {
-	case s == "":
+	if s == "" {
 		return "-"
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return strconv.Quote(s)
 	}
-	return s
+	return events.QuoteIfNeeded(s)
+}
+
+// jsonWriter writes JSON documents to w with every character that is not
+// printable escaped (events.EscapeJSON). Each Write must be whole documents,
+// as json.Encoder's are.
+type jsonWriter struct{ w io.Writer }
+
+func (j jsonWriter) Write(p []byte) (int, error) {
+	if _, err := j.w.Write(events.EscapeJSON(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

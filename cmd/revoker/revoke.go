@@ -134,24 +134,24 @@ func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []re
 	failed, notFound := false, false
 	for _, o := range outcomes {
 		missing := o.result != nil && notInAccount(o.result) && !cfg.IgnoreNotFound
-		key := o.label()
+		key := cell(o.label())
 		switch {
 		case o.result == nil:
 			fmt.Fprintf(stdout, "%s pending: no outcome within %v (request %s stays queued and will still be carried out)\n", key, cfg.Timeout, o.requestID)
 		case cfg.JSON:
-			fmt.Fprintf(stdout, "%s\n", o.doc)
+			fmt.Fprintf(stdout, "%s\n", events.EscapeJSON(o.doc))
 			if missing {
 				fmt.Fprintf(stderr, "revoker revoke: %s: %s\n", key, notFoundHint)
 			}
 		case o.result.Error != nil:
-			fmt.Fprintf(stdout, "%s %s %s: %s\n", key, o.result.Outcome, o.result.Error.Code, o.result.Error.Message)
+			fmt.Fprintf(stdout, "%s %s %s: %s\n", key, cell(string(o.result.Outcome)), cell(string(o.result.Error.Code)), events.Sanitize(o.result.Error.Message))
 		case missing:
-			fmt.Fprintf(stdout, "%s %s (%s)\n", key, o.result.Outcome, notFoundHint)
+			fmt.Fprintf(stdout, "%s %s (%s)\n", key, cell(string(o.result.Outcome)), notFoundHint)
 		default:
-			fmt.Fprintf(stdout, "%s %s\n", key, o.result.Outcome)
+			fmt.Fprintf(stdout, "%s %s\n", key, cell(string(o.result.Outcome)))
 		}
 		if fp := o.leakedFingerprint(); o.leaked != nil && !cfg.JSON && fp != "" && fp != key {
-			fmt.Fprintf(stdout, "%s leaked_key_fingerprint=%s\n", key, fp)
+			fmt.Fprintf(stdout, "%s leaked_key_fingerprint=%s\n", key, cell(fp))
 		}
 		failed = failed || o.result == nil || !o.result.Outcome.Succeeded()
 		notFound = notFound || missing

@@ -110,7 +110,7 @@ func printAllPlan(w io.Writer, cfg Config, p allPlan) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, l := range p.revoke {
-		fmt.Fprintf(tw, "  %s\t%s\n", l.APIKeyID, cell(l.Name))
+		fmt.Fprintf(tw, "  %s\t%s\n", cell(l.APIKeyID), cell(l.Name))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -118,7 +118,7 @@ func printAllPlan(w io.Writer, cfg Config, p allPlan) error {
 	if len(p.spared) > 0 {
 		fmt.Fprintf(w, "Spared (%d):\n", len(p.spared))
 		for _, l := range p.spared {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", l.APIKeyID, cell(l.Name), sparedWhy(cfg, l.Spared))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", cell(l.APIKeyID), cell(l.Name), events.Sanitize(sparedWhy(cfg, l.Spared)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -144,7 +144,7 @@ func revokeAll(ctx context.Context, cfg Config, stdin io.Reader, logger *slog.Lo
 	}
 	plan := planAll(cfg, keys)
 	if cfg.DryRun && cfg.JSON {
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(jsonWriter{stdout})
 		for _, l := range slices.Concat(plan.revoke, plan.spared) {
 			if err := enc.Encode(l); err != nil {
 				return err

@@ -57,7 +57,7 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 	if err != nil {
 		return refusal(ctx, err)
 	}
-	enc := json.NewEncoder(stdout)
+	enc := json.NewEncoder(jsonWriter{stdout})
 	for i, id := range keyIDs {
 		st := keyStatus{APIKeyID: events.CanonicalAPIKeyID(id)}
 		if st.Revoked, err = ledger.Lookup(ctx, id); err != nil {
@@ -85,18 +85,21 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 }
 
 func printKeyStatus(w io.Writer, st keyStatus, kalshiOK bool) {
-	fmt.Fprintln(w, st.APIKeyID)
+	fmt.Fprintln(w, cell(st.APIKeyID))
 	if r := st.Revoked; r != nil {
 		fmt.Fprintf(w, "  revoked       %s by request %s (sequence %d)\n", r.RevokedAt.UTC().Format("2006-01-02T15:04:05Z"), cell(r.RequestID), r.RequestSeq)
-		if r.ConfirmedAt.IsZero() {
-			fmt.Fprintln(w, "  confirmed     not yet confirmed: the account may still list the key")
-		} else {
+		switch {
+		case !r.ConfirmedAt.IsZero():
 			fmt.Fprintf(w, "  confirmed     %s\n", r.ConfirmedAt.UTC().Format("2006-01-02T15:04:05Z"))
+		case !r.UnconfirmedAt.IsZero():
+			fmt.Fprintf(w, "  confirmed     no: given up at %s: %s\n", r.UnconfirmedAt.UTC().Format("2006-01-02T15:04:05Z"), cell(r.UnconfirmedReason))
+		default:
+			fmt.Fprintln(w, "  confirmed     not yet confirmed: the account may still list the key")
 		}
 		fmt.Fprintf(w, "  requested by  %s\n", cell(r.RequestedBy))
 		fmt.Fprintf(w, "  reason        %s\n", cell(r.Reason))
 		if r.Fingerprint != "" {
-			fmt.Fprintf(w, "  leaked key    %s\n", r.Fingerprint)
+			fmt.Fprintf(w, "  leaked key    %s\n", cell(r.Fingerprint))
 		}
 	} else {
 		fmt.Fprintln(w, "  revoked       not by revoker (the ledger has no record of it)")
