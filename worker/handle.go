@@ -40,7 +40,7 @@ func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 	}
 	defer keepAlive(msg, w.keepAliveInterval())()
 
-	fallbackID := fmt.Sprintf("%s-%d", meta.Stream, meta.Sequence.Stream)
+	fallbackID := events.FallbackID(meta.Stream, meta.Sequence.Stream)
 	req, decodeErr := decode(msg.Headers(), msg.Data(), fallbackID)
 	res := newResult(req, meta, received)
 
