@@ -35,6 +35,15 @@ const (
 	userSystem    = "system"
 )
 
+// inboxPrefixes are the roles' reply inbox prefixes, the only inboxes accounts.conf
+// lets each subscribe to (revoker's NATS_INBOX_PREFIX defaults).
+var inboxPrefixes = map[string]string{
+	userWorker:    "_INBOX.worker",
+	userRequester: "_INBOX.requester",
+	userAuditor:   "_INBOX.auditor",
+	userAdmin:     "_INBOX.admin",
+}
+
 var userNkeyVars = map[string]string{
 	userWorker:    "REVOKER_WORKER_NKEY",
 	userRequester: "REVOKER_REQUESTER_NKEY",
@@ -149,7 +158,7 @@ func (c *natsCluster) provision(t *testing.T) {
 	js := newJetStream(t, nc)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	for _, f := range []string{"nats/streams/" + requestsStream + ".json", "nats/streams/" + resultsStream + ".json"} {
+	for _, f := range glob(t, "nats/streams/*.json") {
 		cfg := streamConfig(t, f)
 		retry(t, ctx, "create stream "+cfg.Name, func(ctx context.Context) error {
 			_, err := js.CreateStream(ctx, cfg)
@@ -194,14 +203,15 @@ func (c *natsCluster) SeedFile(t *testing.T, user string) string {
 	return path
 }
 
-// connect opens a connection as user; asynchronous errors (permission violations)
-// arrive on the returned channel.
-func (c *natsCluster) connect(t *testing.T, user string) (*nats.Conn, <-chan error) {
+// connect opens a connection as user with its role's inbox prefix; asynchronous
+// errors (permission violations) arrive on the returned channel. opts come last (a
+// test may give another inbox prefix).
+func (c *natsCluster) connect(t *testing.T, user string, opts ...nats.Option) (*nats.Conn, <-chan error) {
 	t.Helper()
 	kp := c.users[user]
 	errs := make(chan error, 64)
-	nc, err := nats.Connect(c.URL,
-		nats.Name("deploy-test-"+user),
+	all := []nats.Option{
+		nats.Name("deploy-test-" + user),
 		nats.Nkey(c.PublicKey(t, user), kp.Sign),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
@@ -209,7 +219,11 @@ func (c *natsCluster) connect(t *testing.T, user string) (*nats.Conn, <-chan err
 			default:
 			}
 		}),
-	)
+	}
+	if prefix, ok := inboxPrefixes[user]; ok {
+		all = append(all, nats.CustomInboxPrefix(prefix))
+	}
+	nc, err := nats.Connect(c.URL, append(all, opts...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -335,7 +349,7 @@ func expectDenied(t *testing.T, errs <-chan error, subject string, op func(conte
 // gets ($JS.API.DIRECT.GET.<stream> with a batch), as revoker results does.
 func directGetBatch(t *testing.T, nc *nats.Conn, stream, subject string) [][]byte {
 	t.Helper()
-	inbox := nats.NewInbox()
+	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		t.Fatal(err)

@@ -322,15 +322,18 @@ func checkInbox(ctx context.Context, nc *nats.Conn, prefix string) error {
 	defer func() { _ = sub.Unsubscribe() }()
 	ctx, cancel := context.WithTimeout(ctx, natsDialTimeout)
 	defer cancel()
-	if err := nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("NATS did not answer: %w", err)
-	}
+	// The refusal may also end ctx first (connectCLI's handler): look at it
+	// before the flush's error.
+	flushErr := nc.FlushWithContext(ctx)
 	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), inbox) {
 		if prefix == "" {
 			prefix = nats.InboxPrefix[:len(nats.InboxPrefix)-1]
 		}
 		return fmt.Errorf("the NATS server does not let this user read replies under %s.>: set NATS_INBOX_PREFIX (--nats-inbox-prefix) to the prefix of its role (deploy/nats/accounts.conf: %s, %s, %s, %s)",
 			prefix, inboxWorker, inboxRequester, inboxAuditor, inboxAdmin)
+	}
+	if flushErr != nil {
+		return fmt.Errorf("NATS did not answer: %w", flushErr)
 	}
 	return nil
 }
