@@ -104,6 +104,7 @@ const (
 	privateKeyEnv    = "KALSHI_PRIVATE_KEY_PATH"
 	httpAddrEnv      = "REVOKER_HTTP_ADDR"
 	noProvisionFlag  = "--no-provision"
+	jsKeyEnv         = "JS_KEY" // the nodes' JetStream encryption key (nats-common.conf)
 	distrolessPrefix = "gcr.io/distroless/static"
 )
 

@@ -63,6 +63,7 @@ var userNkeyVars = map[string]string{
 // NATS_NKEY_SEED/REVOKER_SIGNER_SEED of revoker revoke.
 type natsCluster struct {
 	URL     string // the three client URLs, comma-separated (NATS_URL)
+	dir     string // the configuration files and, under jetstream-N, the nodes' stores
 	servers []*server.Server
 	users   map[string]nkeys.KeyPair
 }
@@ -73,16 +74,28 @@ type natsCluster struct {
 // node names), starts the three nodes from nats-1.conf, nats-2.conf and nats-3.conf,
 // waits for a JetStream meta leader and provisions the streams, the consumer and the
 // ledger bucket.
+//
+// The nodes' JetStream encryption key, JS_KEY, is set in the environment for the test.
 func startNATSCluster(t *testing.T) *natsCluster {
 	t.Helper()
+	return startNATSClusterWith(t, nil)
+}
+
+// startNATSClusterWith is startNATSCluster with each .conf file passed through edit
+// (if not nil) before the nodes load it.
+func startNATSClusterWith(t *testing.T, edit func(name, conf string) string) *natsCluster {
+	t.Helper()
+	t.Setenv(jsKeyEnv, randomHex(t, 32))
 	dir := t.TempDir()
 	for _, src := range glob(t, "nats/*.conf") {
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), readFile(t, src), 0o600); err != nil {
-			t.Fatal(err)
+		conf := string(readFile(t, src))
+		if edit != nil {
+			conf = edit(filepath.Base(src), conf)
 		}
+		writeConf(t, dir, filepath.Base(src), conf)
 	}
 
-	c := &natsCluster{users: map[string]nkeys.KeyPair{}}
+	c := &natsCluster{users: map[string]nkeys.KeyPair{}, dir: dir}
 	var users strings.Builder
 	for user, variable := range userNkeyVars {
 		kp, err := nkeys.CreateUser()
