@@ -329,8 +329,8 @@ func checkInbox(ctx context.Context, nc *nats.Conn, prefix string) error {
 		if prefix == "" {
 			prefix = nats.InboxPrefix[:len(nats.InboxPrefix)-1]
 		}
-		return fmt.Errorf("the NATS server does not let this user read replies under %s.>: set NATS_INBOX_PREFIX (--nats-inbox-prefix) to the prefix of its role (deploy/nats/accounts.conf: %s, %s, %s, %s)",
-			prefix, inboxWorker, inboxRequester, inboxAuditor, inboxAdmin)
+		return fmt.Errorf("%w: this user may not read replies under %s.>: set NATS_INBOX_PREFIX (--nats-inbox-prefix) to the prefix of its role (deploy/nats/accounts.conf: %s, %s, %s, %s)",
+			nats.ErrPermissionViolation, prefix, inboxWorker, inboxRequester, inboxAuditor, inboxAdmin)
 	}
 	if flushErr != nil {
 		return fmt.Errorf("NATS did not answer: %w", flushErr)
