@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
+	"github.com/revoker/revoker/worker/natstest"
 )
 
 // The console's endpoints and which roles may call each (the names every engineer
@@ -57,7 +58,8 @@ func untilRefused(nc *nats.Conn) func(context.Context) error {
 // refused, while the worker pulls a request carrying a leaked private key, reads and
 // writes the ledger, answers the console and broadcasts to its fleet, and every role
 // does its own work with its own prefix. Nothing the refused subscriptions asked for
-// reaches them. On an accounts.conf that lets every user subscribe to _INBOX.>, the
+// reaches them, and a caller's forged reply subject cannot turn the worker's console
+// answer into a request or a JetStream API call. On an accounts.conf that lets every user subscribe to _INBOX.>, the
 // requester, auditor and admin each read the pulled request, leaked key and all.
 func TestRolesCannotReadEachOther(t *testing.T) {
 	c := startNATSCluster(t)
@@ -169,7 +171,7 @@ func TestRolesCannotReadEachOther(t *testing.T) {
 
 	// The console: a micro service on the worker's connection, as the worker serves
 	// it. Each role calls exactly its endpoints and gets the answer on its own inbox;
-	// the worker answers through allow_responses.
+	// the worker may answer on their inboxes.
 	svc, err := micro.AddService(conns[userWorker], micro.Config{Name: "revoker", Version: "1.0.0"})
 	if err != nil {
 		t.Fatalf("worker: add the console service: %v", err)
@@ -209,6 +211,23 @@ func TestRolesCannotReadEachOther(t *testing.T) {
 			})
 		}
 	}
+	// A caller picks the reply subject: one that is no inbox cannot make the
+	// worker's answer a request or a JetStream API call (this stand-in console
+	// answers every reply subject; the server refuses the worker's publish).
+	for _, forged := range []string{requestsSubject, "$JS.API.STREAM.DELETE." + resultsStream} {
+		t.Run("a forged reply subject "+forged+" is refused to the worker", func(t *testing.T) {
+			if err := conns[userAuditor].PublishRequest("revoker.console.keys", forged, nil); err != nil {
+				t.Fatal(err)
+			}
+			expectDenied(t, errs[userWorker], forged, untilRefused(conns[userAuditor]))
+		})
+	}
+	natstest.WaitFor(t, 5*time.Second, "the streams as they were", func() bool {
+		req, err1 := adminJS.Stream(ctx, requestsStream)
+		res, err2 := adminJS.Stream(ctx, resultsStream)
+		return err1 == nil && err2 == nil && req.CachedInfo().State.Msgs == 0 && res.CachedInfo().State.Msgs == 1
+	})
+
 	// nats micro ls, as the admin only.
 	t.Run("admin finds the console", func(t *testing.T) {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
