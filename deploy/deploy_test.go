@@ -104,6 +104,9 @@ const (
 	privateKeyEnv    = "KALSHI_PRIVATE_KEY_PATH"
 	httpAddrEnv      = "REVOKER_HTTP_ADDR"
 	noProvisionFlag  = "--no-provision"
+	noProvisionEnv   = "REVOKER_NO_PROVISION"
+	rateShareEnv     = "REVOKER_RATE_SHARE"
+	jsKeyEnv         = "JS_KEY" // the nodes' JetStream encryption key (nats-common.conf)
 	distrolessPrefix = "gcr.io/distroless/static"
 )
 

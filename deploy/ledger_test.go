@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -138,6 +139,12 @@ func kvConfig(t *testing.T, bucket string) jetstream.KeyValueConfig {
 				t.Fatalf("--replicas %q: %v", value, err)
 			}
 			cfg.Replicas = n
+		case "marker-ttl": // per-message TTLs on, and how long the server's delete markers stay
+			d, err := time.ParseDuration(value)
+			if err != nil {
+				t.Fatalf("--marker-ttl %q: %v", value, err)
+			}
+			cfg.LimitMarkerTTL = d
 		case "max-value-size":
 			cfg.MaxValueSize = int32(cliBytes(t, value))
 		case "max-bucket-size":
@@ -210,5 +217,25 @@ func TestProvisioningDocsNameTheLedger(t *testing.T) {
 		if !strings.Contains(string(readFile(t, f)), ledgerBucket) {
 			t.Errorf("%s says what to provision but not the ledger bucket %s", f, ledgerBucket)
 		}
+	}
+}
+
+// TestProvisioningDocsCreateEverything: the manual set-up of README.md creates every
+// stream and consumer file of nats/ and both buckets run binds to with
+// REVOKER_NO_PROVISION (run refuses to start without any of them).
+func TestProvisioningDocsCreateEverything(t *testing.T) {
+	readme := string(readFile(t, "README.md"))
+	for _, f := range glob(t, "nats/streams/*.json") {
+		if cmd := "nats stream add --config deploy/" + filepath.ToSlash(f); !strings.Contains(readme, cmd) {
+			t.Errorf("README.md lacks %q", cmd)
+		}
+	}
+	for _, f := range glob(t, "nats/consumers/*.json") {
+		if cmd := "--config deploy/" + filepath.ToSlash(f); !strings.Contains(readme, cmd) {
+			t.Errorf("README.md creates no consumer %s", cmd)
+		}
+	}
+	for _, bucket := range []string{worker.LedgerBucket, worker.ReplicasBucket} {
+		kvCommand(t, bucket) // fails the test when there is none
 	}
 }

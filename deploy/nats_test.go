@@ -35,6 +35,15 @@ const (
 	userSystem    = "system"
 )
 
+// inboxPrefixes are the roles' reply inbox prefixes, the only inboxes accounts.conf
+// lets each subscribe to (revoker's NATS_INBOX_PREFIX defaults).
+var inboxPrefixes = map[string]string{
+	userWorker:    "_INBOX.worker",
+	userRequester: "_INBOX.requester",
+	userAuditor:   "_INBOX.auditor",
+	userAdmin:     "_INBOX.admin",
+}
+
 var userNkeyVars = map[string]string{
 	userWorker:    "REVOKER_WORKER_NKEY",
 	userRequester: "REVOKER_REQUESTER_NKEY",
@@ -54,6 +63,7 @@ var userNkeyVars = map[string]string{
 // NATS_NKEY_SEED/REVOKER_SIGNER_SEED of revoker revoke.
 type natsCluster struct {
 	URL     string // the three client URLs, comma-separated (NATS_URL)
+	dir     string // the configuration files and, under jetstream-N, the nodes' stores
 	servers []*server.Server
 	users   map[string]nkeys.KeyPair
 }
@@ -64,16 +74,28 @@ type natsCluster struct {
 // node names), starts the three nodes from nats-1.conf, nats-2.conf and nats-3.conf,
 // waits for a JetStream meta leader and provisions the streams, the consumer and the
 // ledger bucket.
+//
+// The nodes' JetStream encryption key, JS_KEY, is set in the environment for the test.
 func startNATSCluster(t *testing.T) *natsCluster {
 	t.Helper()
+	return startNATSClusterWith(t, nil)
+}
+
+// startNATSClusterWith is startNATSCluster with each .conf file passed through edit
+// (if not nil) before the nodes load it.
+func startNATSClusterWith(t *testing.T, edit func(name, conf string) string) *natsCluster {
+	t.Helper()
+	t.Setenv(jsKeyEnv, randomHex(t, 32))
 	dir := t.TempDir()
 	for _, src := range glob(t, "nats/*.conf") {
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), readFile(t, src), 0o600); err != nil {
-			t.Fatal(err)
+		conf := string(readFile(t, src))
+		if edit != nil {
+			conf = edit(filepath.Base(src), conf)
 		}
+		writeConf(t, dir, filepath.Base(src), conf)
 	}
 
-	c := &natsCluster{users: map[string]nkeys.KeyPair{}}
+	c := &natsCluster{users: map[string]nkeys.KeyPair{}, dir: dir}
 	var users strings.Builder
 	for user, variable := range userNkeyVars {
 		kp, err := nkeys.CreateUser()
@@ -149,7 +171,7 @@ func (c *natsCluster) provision(t *testing.T) {
 	js := newJetStream(t, nc)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	for _, f := range []string{"nats/streams/" + requestsStream + ".json", "nats/streams/" + resultsStream + ".json"} {
+	for _, f := range glob(t, "nats/streams/*.json") {
 		cfg := streamConfig(t, f)
 		retry(t, ctx, "create stream "+cfg.Name, func(ctx context.Context) error {
 			_, err := js.CreateStream(ctx, cfg)
@@ -194,14 +216,15 @@ func (c *natsCluster) SeedFile(t *testing.T, user string) string {
 	return path
 }
 
-// connect opens a connection as user; asynchronous errors (permission violations)
-// arrive on the returned channel.
-func (c *natsCluster) connect(t *testing.T, user string) (*nats.Conn, <-chan error) {
+// connect opens a connection as user with its role's inbox prefix; asynchronous
+// errors (permission violations) arrive on the returned channel. opts come last (a
+// test may give another inbox prefix).
+func (c *natsCluster) connect(t *testing.T, user string, opts ...nats.Option) (*nats.Conn, <-chan error) {
 	t.Helper()
 	kp := c.users[user]
 	errs := make(chan error, 64)
-	nc, err := nats.Connect(c.URL,
-		nats.Name("deploy-test-"+user),
+	all := []nats.Option{
+		nats.Name("deploy-test-" + user),
 		nats.Nkey(c.PublicKey(t, user), kp.Sign),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
@@ -209,7 +232,11 @@ func (c *natsCluster) connect(t *testing.T, user string) (*nats.Conn, <-chan err
 			default:
 			}
 		}),
-	)
+	}
+	if prefix, ok := inboxPrefixes[user]; ok {
+		all = append(all, nats.CustomInboxPrefix(prefix))
+	}
+	nc, err := nats.Connect(c.URL, append(all, opts...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -335,7 +362,7 @@ func expectDenied(t *testing.T, errs <-chan error, subject string, op func(conte
 // gets ($JS.API.DIRECT.GET.<stream> with a batch), as revoker results does.
 func directGetBatch(t *testing.T, nc *nats.Conn, stream, subject string) [][]byte {
 	t.Helper()
-	inbox := nats.NewInbox()
+	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -65,10 +66,13 @@ func topLevelConfigs(t *testing.T, dir string) []string {
 }
 
 // TestNATSConfigCheck runs the server's configuration check (nats-server -t) on
-// every top-level file of deploy/nats as shipped, in place: the three nodes load
-// without a file made by hand, and every other .conf file is one they include.
-// It also checks what the shipped files configure.
+// every top-level file of deploy/nats as shipped, in place, with the encryption key
+// in the environment (JS_KEY): the three nodes load without a file made by hand, and
+// every other .conf file is one they include. It also checks what the shipped files
+// configure.
 func TestNATSConfigCheck(t *testing.T) {
+	jsKey := randomHex(t, 32) // as openssl rand -hex 32 makes it
+	t.Setenv(jsKeyEnv, jsKey)
 	top := topLevelConfigs(t, "nats")
 	var names []string
 	for _, f := range top {
@@ -106,6 +110,10 @@ func TestNATSConfigCheck(t *testing.T) {
 		if opts.Cluster.Username != "" || opts.Cluster.Password != "" {
 			t.Errorf("%s: the shipped files set route credentials; they belong in the override only", f)
 		}
+		// Encryption at rest, with the key from the environment only.
+		if opts.JetStreamCipher != server.ChaCha || opts.JetStreamKey != jsKey {
+			t.Errorf("%s: JetStream cipher %v with the key from %s: %v; want chachapoly with it", f, opts.JetStreamCipher, jsKeyEnv, opts.JetStreamKey == jsKey)
+		}
 		if opts.SystemAccount != "SYS" {
 			t.Errorf("%s: system account %q", f, opts.SystemAccount)
 		}
@@ -124,10 +132,23 @@ func TestNATSConfigCheck(t *testing.T) {
 	}
 }
 
+// TestNATSConfigNeedsTheEncryptionKey: a node without JS_KEY in its environment does
+// not start (it would otherwise write leaked keys to disk in clear), and says why.
+func TestNATSConfigNeedsTheEncryptionKey(t *testing.T) {
+	t.Setenv(jsKeyEnv, "")
+	os.Unsetenv(jsKeyEnv) // t.Setenv restores it afterwards
+	for _, f := range topLevelConfigs(t, "nats") {
+		if _, err := checkConfig(f); err == nil || !strings.Contains(err.Error(), jsKeyEnv) {
+			t.Errorf("nats-server -t -c %s without %s: %v, want a refusal naming it", f, jsKeyEnv, err)
+		}
+	}
+}
+
 // TestNATSRouteOverride installs cluster-routes.conf.example as cluster-routes.conf,
 // as an operator does, and runs the configuration check on every node: the
 // override still loads, and routes are then authenticated both ways.
 func TestNATSRouteOverride(t *testing.T) {
+	t.Setenv(jsKeyEnv, "an-encryption-key-for-the-check")
 	dir := t.TempDir()
 	for _, src := range glob(t, "nats/*.conf") {
 		writeConf(t, dir, filepath.Base(src), string(readFile(t, src)))

@@ -29,8 +29,9 @@ func buildRevoker(t *testing.T) string {
 }
 
 // TestRevokerAsTheWorkerUser runs the real binary against deploy/nats's
-// cluster with nothing but the least-privilege users: the worker binds
-// without provisioning, a requester signs and publishes, and the key goes.
+// cluster with nothing but the least-privilege users, each command on its
+// role's default inbox prefix: the worker binds without provisioning, a
+// requester signs and publishes, the key goes, and the auditor reads it.
 func TestRevokerAsTheWorkerUser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and starts a cluster")
@@ -92,6 +93,22 @@ func TestRevokerAsTheWorkerUser(t *testing.T) {
 	}
 	if emu.HasKey(victim) {
 		t.Error("the key still exists")
+	}
+
+	// The auditor's commands work with nothing but its seed, on its own inbox
+	// prefix by default; with another role's prefix they fail at once, saying so.
+	auditor := []string{"NATS_URL=" + c.URL, "NATS_NKEY_SEED=" + c.SeedFile(t, userAuditor)}
+	for _, args := range [][]string{{"results", "--key", victim}, {"status", victim}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = auditor
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), victim) {
+			t.Errorf("revoker %s as the auditor: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	cmd := exec.Command(bin, "results", "--key", victim)
+	cmd.Env = append(auditor, "NATS_INBOX_PREFIX=_INBOX.requester")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "NATS_INBOX_PREFIX") {
+		t.Errorf("revoker results as the auditor on the requester's inbox prefix: %v, want a refusal naming NATS_INBOX_PREFIX\n%s", err, out)
 	}
 
 	_ = worker.Process.Signal(syscall.SIGTERM)

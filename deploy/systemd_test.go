@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -97,8 +98,10 @@ func TestSystemdUnit(t *testing.T) {
 	if u.last("Service.User") != "" || u.last("Service.Group") != "" {
 		t.Error("User= or Group= set next to DynamicUser=yes")
 	}
-	if exec := strings.Fields(u.last("Service.ExecStart")); len(exec) < 2 || exec[1] != "run" || !slices.Contains(exec, noProvisionFlag) {
-		t.Errorf("ExecStart %q, want revoker run %s", exec, noProvisionFlag)
+	// The mode comes from the environment, so that revoker check with revoker.env
+	// judges the same one.
+	if exec := strings.Fields(u.last("Service.ExecStart")); len(exec) != 2 || exec[1] != "run" {
+		t.Errorf("ExecStart %q, want revoker run, the mode from %s", exec, noProvisionEnv)
 	}
 
 	// Key files come in as credentials; the environment points at them.
@@ -115,6 +118,12 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		env[k] = v
 	}
+	set, _ := envFile(t, "systemd/revoker.env.example")
+	for where, v := range map[string]string{"the unit's Environment=": env[noProvisionEnv], "revoker.env.example": set[noProvisionEnv]} {
+		if on, err := strconv.ParseBool(v); err != nil || !on {
+			t.Errorf("%s: %s=%q, want true (the worker user may not create streams)", where, noProvisionEnv, v)
+		}
+	}
 	if creds["kalshi.pem"] != "/etc/revoker/kalshi.pem" || env[privateKeyEnv] != "%d/kalshi.pem" {
 		t.Errorf("want LoadCredential=kalshi.pem:/etc/revoker/kalshi.pem and %s=%%d/kalshi.pem, got %v and %q", privateKeyEnv, creds, env[privateKeyEnv])
 	}
@@ -125,7 +134,6 @@ func TestSystemdUnit(t *testing.T) {
 	}
 
 	// Stopping leaves time to finish an attempt, publish and drain.
-	set, _ := envFile(t, "systemd/revoker.env.example")
 	attempt, err1 := time.ParseDuration(set["REVOKER_ATTEMPT_TIMEOUT"])
 	stop, err2 := time.ParseDuration(u.last("Service.TimeoutStopSec"))
 	if err1 != nil || err2 != nil || stop < attempt+30*time.Second {

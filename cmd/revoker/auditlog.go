@@ -155,7 +155,7 @@ func (l *auditLog) read(ctx context.Context, from uint64, emit func(storedResult
 
 // readDirect reads with batched direct gets until none is left.
 func (l *auditLog) readDirect(ctx context.Context, from uint64, emit func(storedResult) error) (uint64, error) {
-	inbox := nats.NewInbox()
+	inbox := l.nc.NewInbox() // under the connection's prefix, the only inboxes the role may read
 	sub, err := l.nc.SubscribeSync(inbox)
 	if err != nil {
 		return from, err
@@ -210,7 +210,7 @@ func (l *auditLog) readByGet(ctx context.Context, from, upTo uint64, emit func(s
 	if from > upTo {
 		return from, nil
 	}
-	inbox := nats.NewInbox()
+	inbox := l.nc.NewInbox() // under the connection's prefix, the only inboxes the role may read
 	answers := make(chan *nats.Msg, 2*getWindow)
 	sub, err := l.nc.ChanSubscribe(inbox+".*", answers)
 	if err != nil {

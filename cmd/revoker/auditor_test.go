@@ -31,6 +31,7 @@ type deployedNATS struct {
 
 func startDeployedNATS(t *testing.T) *deployedNATS {
 	t.Helper()
+	t.Setenv("JS_KEY", "a-test-jetstream-encryption-key") // nats-common.conf's encryption at rest
 	dir := t.TempDir()
 	files, err := filepath.Glob("../../deploy/nats/*.conf")
 	if err != nil || len(files) == 0 {
@@ -75,11 +76,11 @@ func startDeployedNATS(t *testing.T) *deployedNATS {
 	return d
 }
 
-// connect connects as user.
+// connect connects as user, on its role's inbox prefix.
 func (d *deployedNATS) connect(t *testing.T, user string) *nats.Conn {
 	t.Helper()
 	pub, _ := d.keys[user].PublicKey()
-	return natstest.Connect(t, d.srv.URL(), nats.Nkey(pub, d.keys[user].Sign))
+	return natstest.Connect(t, d.srv.URL(), nats.Nkey(pub, d.keys[user].Sign), nats.CustomInboxPrefix("_INBOX."+user))
 }
 
 // provision creates the streams, the consumer and the ledger as the admin

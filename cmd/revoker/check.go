@@ -23,7 +23,7 @@ type checker struct {
 	w       io.Writer
 	json    *json.Encoder // nil for text
 	failed  int
-	missing int // streams, consumer or ledger that "run" will create
+	missing int // streams, consumer or buckets that "run" will create
 }
 
 // checkLine is the --json form of one verification.
@@ -36,6 +36,12 @@ type checkLine struct {
 func (c *checker) willCreate(what string) {
 	c.missing++
 	c.ok(what, "missing; \"revoker run\" creates it")
+}
+
+// mustExist fails what, missing although "run" will only bind to it
+// (REVOKER_NO_PROVISION), saying how the admin user creates it.
+func (c *checker) mustExist(what, how string) {
+	c.fail(what, fmt.Errorf("missing, and with REVOKER_NO_PROVISION \"revoker run\" only binds to it: create it as the admin user (%s)", how))
 }
 
 func (c *checker) ok(what, detail string) { c.line(checkLine{what, true, detail}) }
@@ -144,6 +150,8 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound) && !cfg.NoProvision:
 			c.willCreate(what)
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			c.mustExist(what, "nats stream add --config deploy/nats/streams/"+name+".json")
 		case err != nil:
 			c.fail(what, err)
 		default:
@@ -156,37 +164,35 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	switch {
 	case (errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) && !cfg.NoProvision:
 		c.willCreate(what)
+	case errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound):
+		c.mustExist(what, "nats consumer add "+cfg.RequestsStream+" --config deploy/nats/consumers/revoker.json")
 	case err != nil:
 		c.fail(what, err)
 	default:
 		info := cons.CachedInfo()
 		c.ok(what, fmt.Sprintf("%d pending, %d being processed, ack wait %v", info.NumPending, info.NumAckPending, info.Config.AckWait))
 	}
-	what = "ledger " + worker.LedgerBucket
-	kv, err := js.KeyValue(ctx, worker.LedgerBucket)
-	switch {
-	case errors.Is(err, jetstream.ErrBucketNotFound) && !cfg.NoProvision:
-		c.willCreate(what)
-		return
-	case err != nil:
-		c.fail(what, err)
-		return
-	default:
-		if st, err := kv.Status(ctx); err != nil {
-			c.fail(what, err)
-		} else {
-			c.ok(what, fmt.Sprintf("%d entries, kept %v", st.Values(), st.TTL()))
-		}
-	}
-	if cfg.Rate.Auto && cfg.RateShare == 0 {
-		what = "replica plan " + worker.ReplicasBucket
-		switch _, err := js.KeyValue(ctx, worker.ReplicasBucket); {
+	// Both buckets, in the mode run will use: run creates what is missing, while
+	// with REVOKER_NO_PROVISION it only binds, and every one must be there.
+	for _, bucket := range []struct{ name, role string }{
+		{worker.LedgerBucket, "ledger"},
+		{worker.ReplicasBucket, "replica plan"},
+	} {
+		what := bucket.role + " " + bucket.name
+		kv, err := js.KeyValue(ctx, bucket.name)
+		switch {
 		case errors.Is(err, jetstream.ErrBucketNotFound) && !cfg.NoProvision:
 			c.willCreate(what)
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			c.mustExist(what, "nats kv add "+bucket.name+" ..., as deploy/README.md shows")
 		case err != nil:
-			c.fail(what, fmt.Errorf("REVOKER_RATE_SHARE=auto needs it: %w", err))
+			c.fail(what, err)
 		default:
-			c.ok(what, "the replicas split the account's budget")
+			if st, err := kv.Status(ctx); err != nil {
+				c.fail(what, err)
+			} else {
+				c.ok(what, fmt.Sprintf("%d entries, kept %v", st.Values(), st.TTL()))
+			}
 		}
 	}
 	if c.failed > 0 || c.missing > 0 {

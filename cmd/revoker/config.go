@@ -32,6 +32,10 @@ type Config struct {
 	NATSTLSCA    string   // NATS_TLS_CA, --nats-tls-ca: CA bundle (PEM) that verifies the server
 	NATSTLSCert  string   // NATS_TLS_CERT, --nats-tls-cert: client certificate (PEM)
 	NATSTLSKey   string   // NATS_TLS_KEY, --nats-tls-key: the client certificate's key (PEM)
+	// NATS_INBOX_PREFIX, --nats-inbox-prefix: the prefix of every reply inbox of the
+	// connection (nats.CustomInboxPrefix); default per command, the role's prefix of
+	// deploy/nats (defaultInboxPrefix).
+	NATSInboxPrefix string
 
 	// Kalshi (run, check, keys).
 	KalshiBaseURL        string // KALSHI_BASE_URL, --kalshi-base-url: resolved absolute URL without trailing "/"

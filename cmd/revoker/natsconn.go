@@ -27,6 +27,35 @@ const (
 	natsReconnectLogEvery = time.Minute
 )
 
+// The inbox prefix of each role of deploy/nats/accounts.conf. Replies (a
+// JetStream publish's ack, a pulled message, a ledger read, a console
+// answer) go to the asker's inbox, and whoever may subscribe to it reads
+// them: so each role may subscribe only to its own prefix, and revoker
+// connects with the prefix of the role its command acts in.
+const (
+	inboxWorker    = "_INBOX.worker"
+	inboxRequester = "_INBOX.requester"
+	inboxAuditor   = "_INBOX.auditor"
+	inboxAdmin     = "_INBOX.admin" // the nats CLI's, for operators; no command uses it
+)
+
+// defaultInboxPrefix is the inbox prefix of the role command acts in.
+// signs: the command has the worker's Kalshi settings (check).
+func defaultInboxPrefix(command string, signs bool) string {
+	switch command {
+	case "revoke":
+		return inboxRequester
+	case "results", "status", "keys":
+		return inboxAuditor
+	case "check":
+		if signs {
+			return inboxWorker
+		}
+		return inboxAuditor
+	}
+	return inboxWorker // run, sandbox
+}
+
 // natsOptions returns the options of a NATS connection named name: the
 // authentication and TLS of cfg, endless reconnects with jitter, and
 // handlers that log connection events through logger. The nkey seed and
@@ -45,6 +74,9 @@ func natsOptions(cfg Config, name string, logger *slog.Logger) ([]nats.Option, e
 		nats.Timeout(natsDialTimeout),
 		nats.PingInterval(natsPingInterval),
 		nats.MaxPingsOutstanding(natsMaxPingsOut),
+	}
+	if cfg.NATSInboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.NATSInboxPrefix))
 	}
 	opts = append(opts, natsLogHandlers(logger, cfg.NATSURLs, lifecycleLevel(cfg.Command), cfg.Command == "run")...)
 
@@ -253,6 +285,12 @@ func dialNATS(ctx context.Context, cfg Config, name string, logger *slog.Logger,
 		if r.err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.NATSURLs), redactError(r.err, cfg.NATSURLs))
 		}
+		if r.nc.IsConnected() {
+			if err := checkInbox(ctx, r.nc, cfg.NATSInboxPrefix); err != nil {
+				r.nc.Close()
+				return nil, err
+			}
+		}
 		switch {
 		case retry && !r.nc.IsConnected():
 			logger.Warn("NATS is not reachable yet; retrying in the background", "url", redactURLs(cfg.NATSURLs))
@@ -268,6 +306,36 @@ func dialNATS(ctx context.Context, cfg Config, name string, logger *slog.Logger,
 		}()
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.NATSURLs), ctx.Err())
 	}
+}
+
+// checkInbox subscribes to one inbox of nc and fails, naming the setting,
+// when the server refuses it: a user connecting with another role's inbox
+// prefix (or none) would otherwise wait for every reply until its timeout.
+// The server answers the subscription before the flush's pong, so the
+// refusal is known when the flush returns.
+func checkInbox(ctx context.Context, nc *nats.Conn, prefix string) error {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("subscribe to a reply inbox: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	ctx, cancel := context.WithTimeout(ctx, natsDialTimeout)
+	defer cancel()
+	// The refusal may also end ctx first (connectCLI's handler): look at it
+	// before the flush's error.
+	flushErr := nc.FlushWithContext(ctx)
+	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), inbox) {
+		if prefix == "" {
+			prefix = nats.InboxPrefix[:len(nats.InboxPrefix)-1]
+		}
+		return fmt.Errorf("%w: this user may not read replies under %s.>: set NATS_INBOX_PREFIX (--nats-inbox-prefix) to the prefix of its role (deploy/nats/accounts.conf: %s, %s, %s, %s)",
+			nats.ErrPermissionViolation, prefix, inboxWorker, inboxRequester, inboxAuditor, inboxAdmin)
+	}
+	if flushErr != nil {
+		return fmt.Errorf("NATS did not answer: %w", flushErr)
+	}
+	return nil
 }
 
 // connectedURL is the URL of the server nc is connected to, without

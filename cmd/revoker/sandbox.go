@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -118,7 +119,8 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(ns.ClientURL(), nats.Name("revoker-sandbox"), nats.MaxReconnects(-1))
+	// The worker's inbox prefix, as in production (_INBOX.worker).
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name("revoker-sandbox"), nats.MaxReconnects(-1), nats.CustomInboxPrefix(cmp.Or(cfg.NATSInboxPrefix, inboxWorker)))
 	if err != nil {
 		return fmt.Errorf("connecting to the embedded NATS server: %w", err)
 	}

@@ -66,6 +66,7 @@ func catalogue() []*setting {
 		{group: "nats", flag: "nats-tls-ca", env: "NATS_TLS_CA", arg: "FILE", help: "CA certificates (PEM) that verify the NATS server"},
 		{group: "nats", flag: "nats-tls-cert", env: "NATS_TLS_CERT", arg: "FILE", help: "client certificate (PEM) for NATS TLS"},
 		{group: "nats", flag: "nats-tls-key", env: "NATS_TLS_KEY", arg: "FILE", help: "private key (PEM) of the client certificate"},
+		{group: "nats", flag: "nats-inbox-prefix", env: "NATS_INBOX_PREFIX", arg: "PREFIX", help: "subject prefix of this connection's reply inboxes; deploy/nats lets each role read only its own (default: " + inboxWorker + " for run and sandbox, " + inboxRequester + " for revoke, " + inboxAuditor + " for results, status and keys; check: " + inboxWorker + " with the Kalshi settings, else " + inboxAuditor + ")"},
 
 		{group: "kalshi", flag: "kalshi-base-url", env: "KALSHI_BASE_URL", def: kalshi.ProdBaseURL, arg: "URL", help: "Kalshi API base URL; also prod or demo"},
 		{group: "kalshi", flag: "kalshi-key-id", env: "KALSHI_API_KEY_ID", arg: "ID", help: "the Kalshi API key ID revoker signs with (required)"},

@@ -99,6 +99,7 @@ func (p *parser) build(spec command) Config {
 	cfg.KalshiKeyID = p.kalshiKeyID(spec)
 	cfg.KalshiPrivateKeyPath, cfg.KalshiPrivateKey = p.kalshiPrivateKey(spec)
 	p.kalshiBothOrNeither(spec)
+	cfg.NATSInboxPrefix = p.inboxPrefix(cfg)
 
 	cfg.RequestsSubject, cfg.ResultsSubject = p.subjects()
 	cfg.RequestsStream = p.name("requests-stream")
@@ -354,6 +355,19 @@ func (p *parser) checkSubject(s *setting, wildcards bool) bool {
 		}
 	}
 	return true
+}
+
+// inboxPrefix reads NATS_INBOX_PREFIX: a plain subject (no wildcards), or
+// when not set the prefix of the role the command acts in. check acts as the
+// worker when it signs with the worker's Kalshi key itself, otherwise as an
+// auditor (it then only reads).
+func (p *parser) inboxPrefix(cfg Config) string {
+	s := p.get("nats-inbox-prefix")
+	if s.val == "" {
+		return defaultInboxPrefix(p.cmd, cfg.KalshiKeyID != "" || len(cfg.KalshiPrivateKey.Bytes()) > 0)
+	}
+	p.checkSubject(s, false)
+	return s.val
 }
 
 // subjectsOverlap reports whether some subject matches both patterns.
