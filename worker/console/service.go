@@ -53,11 +53,14 @@ type Config struct {
 
 // Service is the console while it runs.
 type Service struct {
-	cfg  Config
-	svc  micro.Service
-	max  int // the largest answer the connection may publish
-	ctx  context.Context
-	stop context.CancelFunc
+	cfg       Config
+	nc        *nats.Conn
+	svc       micro.Service
+	slots     chan struct{}  // one per request being answered
+	answering sync.WaitGroup // the requests being answered
+	max       int            // the largest answer the connection may publish
+	ctx       context.Context
+	stop      context.CancelFunc
 
 	mu        sync.Mutex
 	last      *listingResult // the latest listing done
@@ -86,7 +89,7 @@ func Start(nc *nats.Conn, cfg Config) (*Service, error) {
 	if cfg.Group == "" {
 		cfg.Group = worker.DefaultConsumer
 	}
-	s := &Service{cfg: cfg, max: int(nc.MaxPayload())}
+	s := &Service{cfg: cfg, nc: nc, slots: make(chan struct{}, maxInFlight), max: int(nc.MaxPayload())}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
@@ -117,13 +120,20 @@ func Start(nc *nats.Conn, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("console: endpoint %s: %w", e.name, err)
 		}
 	}
+	if nc.IsConnected() {
+		// The endpoints answer once Start returns (the server has their
+		// subscriptions); a connection still to be made subscribes later.
+		_ = nc.FlushTimeout(5 * time.Second)
+	}
 	return s, nil
 }
 
-// Stop stops answering; a request being answered is finished first.
+// Stop stops answering; requests being answered end at once (answered
+// 503 if they were waiting for Kalshi).
 func (s *Service) Stop() error {
 	err := s.svc.Stop()
 	s.stop()
+	s.answering.Wait()
 	return err
 }
 
@@ -145,41 +155,73 @@ func unavailable(format string, a ...any) error {
 	return &replyError{CodeUnavailable, fmt.Sprintf(format, a...)}
 }
 
+// maxInFlight bounds the requests answered at once; more are refused with
+// a 503 until some are done.
+const maxInFlight = 64
+
 // handler answers a request with h's value as JSON, or its error as a
-// micro error. A request is bounded in size; a panic is answered, not
-// fatal.
+// micro error. Requests are answered concurrently (up to maxInFlight), so
+// that those waiting together share one account listing; a request is
+// bounded in size and time, and a panic is answered, not fatal.
+//
+// The answer is published here rather than with micro's Respond: micro
+// books a request's outcome once the handler returns, and this one returns
+// at once. (micro's endpoint stats count requests, not their errors.)
 func (s *Service) handler(name string, h func(context.Context, time.Time, []byte) (any, error)) micro.HandlerFunc {
 	return func(req micro.Request) {
 		arrived := time.Now()
-		defer func() {
-			if p := recover(); p != nil {
-				s.cfg.Logger.Error("console: endpoint panicked", "endpoint", name, "panic", fmt.Sprint(p))
-				_ = req.Error(CodeInternal, "internal error", nil)
-			}
-		}()
-		if len(req.Data()) > MaxRequestBytes {
-			_ = req.Error(CodeBadRequest, fmt.Sprintf("request of %d bytes: at most %d", len(req.Data()), MaxRequestBytes), nil)
+		data, reply := req.Data(), req.Reply()
+		if reply == "" {
+			return // nobody to answer
+		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.respond(name, reply, nil, unavailable("the console is busy (%d requests in flight): try again shortly", maxInFlight))
 			return
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, 2*s.cfg.CallTimeout+s.cfg.MinListingInterval)
-		defer cancel()
-		v, err := h(ctx, arrived, req.Data())
-		if err == nil {
-			var body []byte
-			if body, err = json.Marshal(v); err == nil && len(body) > s.max {
-				err = &replyError{CodeInternal, fmt.Sprintf("the answer (%d bytes) exceeds the NATS server's max_payload (%d)", len(body), s.max)}
-			}
-			if err == nil {
-				_ = req.Respond(body)
+		s.answering.Add(1)
+		go func() {
+			defer s.answering.Done()
+			defer func() { <-s.slots }()
+			defer func() {
+				if p := recover(); p != nil {
+					s.cfg.Logger.Error("console: endpoint panicked", "endpoint", name, "panic", fmt.Sprint(p))
+					s.respond(name, reply, nil, errors.New("internal error"))
+				}
+			}()
+			if len(data) > MaxRequestBytes {
+				s.respond(name, reply, nil, badRequest("request of %d bytes: at most %d", len(data), MaxRequestBytes))
 				return
 			}
+			ctx, cancel := context.WithTimeout(s.ctx, 2*s.cfg.CallTimeout+s.cfg.MinListingInterval)
+			defer cancel()
+			v, err := h(ctx, arrived, data)
+			s.respond(name, reply, v, err)
+		}()
+	}
+}
+
+// respond publishes v as JSON to reply, or err as a micro error: the
+// headers Nats-Service-Error-Code and Nats-Service-Error (one line).
+func (s *Service) respond(name, reply string, v any, err error) {
+	msg := &nats.Msg{Subject: reply}
+	if err == nil {
+		if msg.Data, err = json.Marshal(v); err == nil && len(msg.Data) > s.max {
+			err = &replyError{CodeInternal, fmt.Sprintf("the answer (%d bytes) exceeds the NATS server's max_payload (%d)", len(msg.Data), s.max)}
 		}
+	}
+	if err != nil {
 		var re *replyError
 		if !errors.As(err, &re) {
 			re = &replyError{CodeInternal, err.Error()}
 		}
 		s.cfg.Logger.Debug("console: request refused", "endpoint", name, "code", re.code, "err", re.msg)
-		_ = req.Error(re.code, oneLine(re.msg), nil)
+		msg.Data = nil
+		msg.Header = nats.Header{micro.ErrorCodeHeader: {re.code}, micro.ErrorHeader: {oneLine(re.msg)}}
+	}
+	if perr := s.nc.PublishMsg(msg); perr != nil {
+		s.cfg.Logger.Debug("console: cannot answer", "endpoint", name, "err", perr)
 	}
 }
 
