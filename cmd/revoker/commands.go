@@ -23,13 +23,13 @@ var commands = map[string]command{
 	},
 	"check": {
 		summary: "verify the configuration end to end",
-		about: "Verifies what \"revoker run\" would use with the same settings: the key loads, Kalshi\naccepts the signature, NATS and JetStream are reachable, the streams and the consumer\nare usable. Without the Kalshi settings, a running worker says through its console\nwhether Kalshi accepts its credential and whether it is ready. Exits non-zero with the\nreason when something is wrong.",
-		groups: []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "guards", "http", "output", "log"},
+		about:   "Verifies what \"revoker run\" would use with the same settings: the key loads, Kalshi\naccepts the signature, NATS and JetStream are reachable, the streams and the consumer\nare usable. Without the Kalshi settings, a running worker says through its console\nwhether Kalshi accepts its credential and whether it is ready. Exits non-zero with the\nreason when something is wrong.",
+		groups:  []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "guards", "http", "output", "log"},
 	},
 	"keys": {
 		summary: "list the account's API keys, marking the worker's own",
-		about: "Lists the account's API keys (ID, name, scopes), marking the key revoker signs with,\nas the worker lists them through its console (revoker.console.keys): only NATS\ncredentials are needed. With the Kalshi settings given here, it lists them itself when\nno worker answers. With --json, one {\"api_key_id\",\"name\",\"scopes\",\"own\"} object per line.",
-		groups: []string{"nats", "kalshi", "output", "log"},
+		about:   "Lists the account's API keys (ID, name, scopes), marking the key revoker signs with,\nas the worker lists them through its console (revoker.console.keys): only NATS\ncredentials are needed. With the Kalshi settings given here, it lists them itself when\nno worker answers. With --json, one {\"api_key_id\",\"name\",\"scopes\",\"own\"} object per line.",
+		groups:  []string{"nats", "kalshi", "output", "log"},
 	},
 	"revoke": {
 		args:    "KEY_ID...",
