@@ -109,6 +109,15 @@ func TestPlansUseTheWorkersGuards(t *testing.T) {
 	if strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "differ from the worker's and have no effect") {
 		t.Errorf("dry run with other guards here: stderr %q, want one line saying they do not apply", stderr)
 	}
+	// A laptop that holds the Kalshi settings too still gets the worker's
+	// plan while a worker answers (before the console it said would_revoke,
+	// and the worker then refused).
+	for _, k := range []string{"KALSHI_BASE_URL", "KALSHI_API_KEY_ID", "KALSHI_PRIVATE_KEY_PATH"} {
+		op.env[k] = w.env[k]
+	}
+	if out, _, code := op.run2("", "revoke", "--dry-run", w.selfID); code != exitFailed || !strings.HasPrefix(out, w.selfID+" refused self_revocation_refused") {
+		t.Errorf("dry run with the Kalshi settings here: exit %d %q", code, out)
+	}
 	out, _, code = op.run2("", "revoke", "--all", "--dry-run", "--json")
 	plans := map[string]string{}
 	for _, l := range jsonLines[map[string]string](t, out) {
