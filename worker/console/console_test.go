@@ -59,14 +59,14 @@ func newFixture(t *testing.T, seed int, edit func(*fixture, *console.Config)) *f
 	}
 	f.limiter = worker.NewLimiter(0, 0)
 	cfg := console.Config{
-		Kalshi:             client,
-		Limiter:            f.limiter,
-		Guards:             console.Guards{SelfKeyID: f.selfID},
-		JS:                 f.js,
-		Version:            "v1.2.3",
-		KalshiBaseURL:      f.emu.URL(),
-		CallTimeout:        5 * time.Second,
-		MinListingInterval: 100 * time.Millisecond,
+		Kalshi:          client,
+		Limiter:         f.limiter,
+		Guards:          console.Guards{SelfKeyID: f.selfID},
+		JS:              f.js,
+		Version:         "v1.2.3",
+		KalshiBaseURL:   f.emu.URL(),
+		CallTimeout:     5 * time.Second,
+		ListingInterval: 100 * time.Millisecond,
 	}
 	if edit != nil {
 		edit(f, &cfg)
@@ -270,7 +270,7 @@ func TestHostileInput(t *testing.T) {
 // answer comes from a listing that began after its request: a key deleted
 // before the request is never listed.
 func TestListingsShared(t *testing.T) {
-	f := newFixture(t, 2, func(_ *fixture, c *console.Config) { c.MinListingInterval = 500 * time.Millisecond })
+	f := newFixture(t, 2, func(_ *fixture, c *console.Config) { c.ListingInterval, c.ListingBurst = 500*time.Millisecond, 1 })
 	const n = 40
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -289,6 +289,7 @@ func TestListingsShared(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
+	t.Logf("%d concurrent keys requests answered in %v with %d Kalshi listings", n, elapsed, f.emu.Stats().Requests)
 	// One listing per interval begun, plus the first.
 	if got, most := f.emu.Stats().Requests, 2+int(elapsed/(500*time.Millisecond)); got > most {
 		t.Errorf("%d requests in %v made %d Kalshi listings, want at most %d", n, elapsed, got, most)
@@ -367,5 +368,61 @@ func TestNoWorker(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("no worker took %v to say so", d)
+	}
+}
+
+// No answer carries a secret: not the private key, nor a request
+// signature, not even when Kalshi refuses the worker's signature.
+func TestNoSecretInAnswers(t *testing.T) {
+	f := newFixture(t, 1, nil)
+	bad, err := kalshi.New(kalshi.Config{BaseURL: f.emu.URL(), KeyID: f.selfID, PrivateKey: emulatortest.OtherKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := newFixture(t, 0, func(_ *fixture, c *console.Config) {
+		c.Kalshi = bad
+		c.Credential = func() error { return errors.New("kalshi did not answer GET /api_keys with a key list") }
+	})
+	var answers []string
+	for _, fx := range []*fixture{f, refused} {
+		for _, c := range []struct {
+			subject string
+			body    any
+		}{
+			{console.SubjectKeys, struct{}{}},
+			{console.SubjectPlan, console.PlanRequest{Keys: []string{f.keys[0]}}},
+			{console.SubjectPlan, console.PlanRequest{All: true}},
+			{console.SubjectStatus, console.StatusRequest{Keys: []string{f.keys[0]}}},
+			{console.SubjectHealth, struct{}{}},
+		} {
+			b, _ := json.Marshal(c.body)
+			data, code, desc := fx.raw(c.subject, b)
+			answers = append(answers, string(data)+code+desc)
+		}
+	}
+	all := strings.Join(answers, "\n")
+	if !strings.Contains(all, "INCORRECT_API_KEY_SIGNATURE") {
+		t.Errorf("the refused listing is not reported:\n%s", all)
+	}
+	secrets := append(f.emu.Signatures(), "PRIVATE KEY", emulatortest.Key().D.String()[:20])
+	for _, s := range append(refused.emu.Signatures(), secrets...) {
+		if s != "" && strings.Contains(all, s) {
+			t.Errorf("an answer holds a secret (%.12s…)", s)
+		}
+	}
+}
+
+// An operator's commands in a row are answered at once (the burst), each
+// from a fresh listing.
+func TestCommandsInARowDoNotWait(t *testing.T) {
+	f := newFixture(t, 1, func(_ *fixture, c *console.Config) { c.ListingInterval, c.ListingBurst = 10*time.Second, 4 })
+	start := time.Now()
+	for range 4 {
+		if _, err := f.client.Keys(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second || f.emu.Stats().Requests != 4 {
+		t.Errorf("4 requests in a row took %v and %d listings; want no wait, 4 listings", d, f.emu.Stats().Requests)
 	}
 }

@@ -15,8 +15,9 @@
 // Every Kalshi call waits for the worker's budget (worker.Limiter). An
 // answer comes from an account listing that began after its request
 // arrived, never an older one; requests waiting together share a listing,
-// and listings begin at most every MinListingInterval, so no number of
-// console requests spends more than one Kalshi call per interval.
+// and listings begin at most one per ListingInterval on average (bursts of
+// ListingBurst), so no number of console requests spends more than one
+// Kalshi call per interval.
 // Requests are bounded (MaxKeys, MaxRequestBytes); refusals are micro
 // errors with a code (400, 503, 500) and a one-line message. No answer
 // carries a secret: key IDs, names and scopes, ledger records and settings

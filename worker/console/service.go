@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/time/rate"
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
@@ -46,9 +47,14 @@ type Config struct {
 	Version       string // the binary's version
 	KalshiBaseURL string
 
-	CallTimeout        time.Duration // bounds one Kalshi call and its wait for the budget; default 10s
-	MinListingInterval time.Duration // at least this long between two account listings; default 1s
-	Logger             *slog.Logger  // default: discard
+	CallTimeout time.Duration // bounds one Kalshi call and its wait for the budget; default 10s
+	// Account listings begin no more often than one per ListingInterval on
+	// average, with bursts of up to ListingBurst (defaults 1s and 4): an
+	// operator's commands in a row are answered at once, a flood costs
+	// Kalshi one call per interval.
+	ListingInterval time.Duration
+	ListingBurst    int
+	Logger          *slog.Logger // default: discard
 }
 
 // Service is the console while it runs.
@@ -62,10 +68,10 @@ type Service struct {
 	ctx       context.Context
 	stop      context.CancelFunc
 
-	mu        sync.Mutex
-	last      *listingResult // the latest listing done
-	inflight  chan struct{}  // closed when the listing under way is done; nil when none is
-	lastStart time.Time      // when the latest listing began (or will)
+	mu       sync.Mutex
+	last     *listingResult // the latest listing done
+	inflight chan struct{}  // closed when the listing under way is done; nil when none is
+	listings *rate.Limiter  // when the next listing may begin
 
 	ledgerMu sync.Mutex
 	ledger   *worker.KeyLedger
@@ -80,8 +86,11 @@ func Start(nc *nats.Conn, cfg Config) (*Service, error) {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
 	}
-	if cfg.MinListingInterval <= 0 {
-		cfg.MinListingInterval = time.Second
+	if cfg.ListingInterval <= 0 {
+		cfg.ListingInterval = time.Second
+	}
+	if cfg.ListingBurst <= 0 {
+		cfg.ListingBurst = 4
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -89,7 +98,8 @@ func Start(nc *nats.Conn, cfg Config) (*Service, error) {
 	if cfg.Group == "" {
 		cfg.Group = worker.DefaultConsumer
 	}
-	s := &Service{cfg: cfg, nc: nc, slots: make(chan struct{}, maxInFlight), max: int(nc.MaxPayload())}
+	s := &Service{cfg: cfg, nc: nc, slots: make(chan struct{}, maxInFlight), max: int(nc.MaxPayload()),
+		listings: rate.NewLimiter(rate.Every(cfg.ListingInterval), cfg.ListingBurst)}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
@@ -194,7 +204,7 @@ func (s *Service) handler(name string, h func(context.Context, time.Time, []byte
 				s.respond(name, reply, nil, badRequest("request of %d bytes: at most %d", len(data), MaxRequestBytes))
 				return
 			}
-			ctx, cancel := context.WithTimeout(s.ctx, 2*s.cfg.CallTimeout+s.cfg.MinListingInterval)
+			ctx, cancel := context.WithTimeout(s.ctx, 2*s.cfg.CallTimeout+s.cfg.ListingInterval)
 			defer cancel()
 			v, err := h(ctx, arrived, data)
 			s.respond(name, reply, v, err)
@@ -241,9 +251,9 @@ func decode(data []byte, v any) error {
 // listing returns the account's keys from a listing that began after
 // arrived, so that an answer is never older than its question. Listings
 // are shared: every request waiting when one begins gets it, and one
-// begins at most every MinListingInterval, signed with the worker's
-// credential through its budget. However many requests come, the console
-// costs Kalshi at most one call per interval.
+// begins as often as ListingInterval and ListingBurst allow, signed with
+// the worker's credential through its budget. However many requests come,
+// the console costs Kalshi at most one call per interval (after a burst).
 func (s *Service) listing(ctx context.Context, arrived time.Time) (listingResult, error) {
 	for {
 		s.mu.Lock()
@@ -257,10 +267,7 @@ func (s *Service) listing(ctx context.Context, arrived time.Time) (listingResult
 			next = make(chan struct{})
 			s.inflight = next
 			start := time.Now()
-			if earliest := s.lastStart.Add(s.cfg.MinListingInterval); earliest.After(start) {
-				start = earliest
-			}
-			s.lastStart = start
+			start = start.Add(s.listings.ReserveN(start, 1).DelayFrom(start))
 			go s.list(start, next)
 		}
 		s.mu.Unlock()
