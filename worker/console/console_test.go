@@ -426,3 +426,30 @@ func TestCommandsInARowDoNotWait(t *testing.T) {
 		t.Errorf("4 requests in a row took %v and %d listings; want no wait, 4 listings", d, f.emu.Stats().Requests)
 	}
 }
+
+// The client splits a long dry run into requests the console takes, and
+// joins the plans in order.
+func TestLongPlanIsSplit(t *testing.T) {
+	f := newFixture(t, 1, nil)
+	ids := make([]string, 2*console.MaxKeys+500)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+	}
+	ids[1234] = f.keys[0]
+	r, err := f.client.Plan(t.Context(), console.PlanRequest{Keys: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Keys) != len(ids) {
+		t.Fatalf("%d plans for %d keys", len(r.Keys), len(ids))
+	}
+	for i, p := range r.Keys {
+		want := console.PlanNotFound
+		if i == 1234 {
+			want = console.PlanWouldRevoke
+		}
+		if p.APIKeyID != ids[i] || p.Plan != want {
+			t.Fatalf("plan %d: %+v, want %s %s", i, p, ids[i], want)
+		}
+	}
+}

@@ -268,6 +268,7 @@ func (s *Service) listing(ctx context.Context, arrived time.Time) (listingResult
 			s.inflight = next
 			start := time.Now()
 			start = start.Add(s.listings.ReserveN(start, 1).DelayFrom(start))
+			s.answering.Add(1) // within a request's count: Stop waits for it too
 			go s.list(start, next)
 		}
 		s.mu.Unlock()
@@ -290,6 +291,7 @@ type listingResult struct {
 // list makes the listing that begins at start and closes done. It runs on
 // the service's context, not a request's: other requests wait for it.
 func (s *Service) list(start time.Time, done chan struct{}) {
+	defer s.answering.Done()
 	r := &listingResult{started: start}
 	defer func() {
 		s.mu.Lock()
