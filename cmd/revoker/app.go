@@ -74,9 +74,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "status":
 		err = status(ctx, cfg, rest, logger, stdout)
 	case "keys":
-		err = listKeys(ctx, cfg, stdout)
+		err = listKeys(ctx, cfg, logger, stdout)
 	case "check":
-		err = check(ctx, cfg, stdout)
+		err = check(ctx, cfg, logger, stdout)
 	default:
 		err = fmt.Errorf("command %q is not implemented", cmd)
 	}

@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/console"
 )
 
 // checker prints one line per verification, or with --json one
@@ -64,7 +66,7 @@ func (c *checker) line(l checkLine) {
 
 // check is "revoker check": everything "run" needs, verified in order. With
 // --json it prints only the checkLines; the exit status says the rest.
-func check(ctx context.Context, cfg Config, stdout io.Writer) error {
+func check(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
 	c := &checker{w: stdout}
 	if cfg.JSON {
 		c.json = json.NewEncoder(stdout)
@@ -72,7 +74,11 @@ func check(ctx context.Context, cfg Config, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c.ok("configuration", "valid")
-	c.checkKalshi(ctx, cfg)
+	if signsHere(cfg) {
+		c.checkKalshi(ctx, cfg)
+	} else {
+		c.checkWorker(ctx, cfg, logger)
+	}
 	c.checkNATS(ctx, cfg)
 	switch {
 	case c.failed > 0 && c.json == nil:
@@ -117,6 +123,45 @@ func (c *checker) checkKalshi(ctx context.Context, cfg Config) {
 		c.fail("account limits", err)
 	} else {
 		c.ok("account limits", fmt.Sprintf("tier %s, read bucket %g tokens/s, capacity %g", limits.UsageTier, limits.Read.RefillRate, limits.Read.BucketCapacity))
+	}
+}
+
+// checkWorker is the Kalshi part of check without the Kalshi settings
+// here: a running worker says, through its console, whether it is ready,
+// whether Kalshi accepts its credential, and which replicas the plan lists.
+func (c *checker) checkWorker(ctx context.Context, cfg Config, logger *slog.Logger) {
+	var h console.Health
+	err := askConsole(ctx, cfg, "revoker-check", logger, func(ctx context.Context, cl *console.Client) error {
+		var err error
+		h, err = cl.Health(ctx)
+		return err
+	})
+	if err != nil {
+		c.fail("worker console", err)
+		return
+	}
+	c.ok("worker console", fmt.Sprintf("replica %s (version %s) answered on %s", cell(h.Replica), cell(h.Version), console.SubjectHealth))
+	if h.Credential {
+		c.ok("kalshi accepts the worker's credential", fmt.Sprintf("key %s at %s", cell(h.SelfKeyID), cell(h.KalshiBaseURL)))
+	} else {
+		c.fail("kalshi accepts the worker's credential", fmt.Errorf("key %s at %s: %s", cell(h.SelfKeyID), cell(h.KalshiBaseURL), h.CredentialErr))
+	}
+	if h.Ready {
+		c.ok("worker ready", "taking requests")
+	} else {
+		c.fail("worker ready", errors.New(h.NotReady))
+	}
+	switch {
+	case h.ReplicasErr != "":
+		c.ok("replica plan", h.ReplicasErr)
+	case len(h.Replicas) == 0:
+		c.ok("replica plan", "no replica recorded yet")
+	default:
+		ids := make([]string, len(h.Replicas))
+		for i, r := range h.Replicas {
+			ids[i] = cell(r.ID)
+		}
+		c.ok("replica plan", fmt.Sprintf("%s: %s", plural(len(ids), "replica"), strings.Join(ids, ", ")))
 	}
 }
 

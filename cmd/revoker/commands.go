@@ -22,16 +22,14 @@ var commands = map[string]command{
 		needKalshi: true,
 	},
 	"check": {
-		summary:    "verify the configuration end to end",
-		about:      "Verifies what \"revoker run\" would use with the same settings: the key loads, Kalshi\naccepts the signature, NATS and JetStream are reachable, the streams and the consumer\nare usable. Exits non-zero with the reason when something is wrong.",
-		groups:     []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "guards", "http", "output", "log"},
-		needKalshi: true,
+		summary: "verify the configuration end to end",
+		about:   "Verifies what \"revoker run\" would use with the same settings: the key loads, Kalshi\naccepts the signature, NATS and JetStream are reachable, the streams and the consumer\nare usable. Without the Kalshi settings, a running worker says through its console\nwhether Kalshi accepts its credential and whether it is ready. Exits non-zero with the\nreason when something is wrong.",
+		groups:  []string{"nats", "kalshi", "subjects", "streams", "provision", "worker", "guards", "http", "output", "log"},
 	},
 	"keys": {
-		summary:    "list the account's API keys, marking the worker's own",
-		about:      "Lists the account's API keys (ID, name, scopes), marking the key revoker signs with.\nWith --json, one {\"api_key_id\",\"name\",\"scopes\",\"own\"} object per line.",
-		groups:     []string{"kalshi", "output", "log"},
-		needKalshi: true,
+		summary: "list the account's API keys, marking the worker's own",
+		about:   "Lists the account's API keys (ID, name, scopes), marking the key revoker signs with,\nas the worker lists them through its console (revoker.console.keys): only NATS\ncredentials are needed. With the Kalshi settings given here, it lists them itself when\nno worker answers. With --json, one {\"api_key_id\",\"name\",\"scopes\",\"own\"} object per line.",
+		groups:  []string{"nats", "kalshi", "output", "log"},
 	},
 	"revoke": {
 		args:    "KEY_ID...",
@@ -53,12 +51,13 @@ var commands = map[string]command{
 			"REVOKER_PROTECTED_KEYS; --match GLOB keeps the keys whose name matches, --except ID\n" +
 			"spares more. It prints the plan, then asks to type the number of keys to revoke (--yes\n" +
 			"does not ask). Its request ids are all-<UTC time>-N: \"revoker results --request\n" +
-			"'all-<UTC time>-*'\" shows the batch. It needs the Kalshi settings.\n\n" +
+			"'all-<UTC time>-*'\" shows the batch. The worker's console makes the plan.\n\n" +
 			"--dry-run deletes nothing: it lists the account's keys once and prints, per key,\n" +
 			"would_revoke, not_found, or refused with the guard's code (with --json one\n" +
 			"{\"api_key_id\",\"plan\",\"code\"} object per line); with --all, the plan (with --json\n" +
-			"one {\"api_key_id\",\"name\",\"plan\",\"spared\"} object per line). It needs the Kalshi\n" +
-			"settings, and applies the guards (KALSHI_API_KEY_ID, REVOKER_PROTECTED_KEYS) as set here.\n\n" +
+			"one {\"api_key_id\",\"name\",\"plan\",\"spared\"} object per line). The worker's console\n" +
+			"plans, with the worker's listing and guards; with the Kalshi settings given here and\n" +
+			"no worker answering, it plans here with the guards set here, and says so.\n\n" +
 			"Exit status: 0 every key is gone (or would be), 1 a key was refused, failed or is still\n" +
 			"pending, or --all was not confirmed, 2 a configuration error, 3 a key is not in this\n" +
 			"account.",
@@ -76,8 +75,9 @@ var commands = map[string]command{
 		args:    "KEY_ID...",
 		summary: "what revoker knows of each key, and whether the account still lists it",
 		about: "For each KEY_ID: whether revoker revoked it and, if so, when, by which request, who\n" +
-			"asked and why (from the ledger), and whether the account still lists the key (only\n" +
-			"with the Kalshi settings; otherwise not checked). With --json, one object per line.",
+			"asked and why (from the ledger), and whether the account still lists the key (asked\n" +
+			"of the worker's console; with the Kalshi settings here, listed here when no worker\n" +
+			"answers). With --json, one object per line.",
 		groups: []string{"nats", "kalshi", "output", "log"},
 	},
 	"sandbox": {

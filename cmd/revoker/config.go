@@ -154,10 +154,11 @@ func parseConfig(cmd string, args []string, getenv func(string) string) (Config,
 	}
 	p := &parser{rawSettings: raw, cmd: cmd, invocation: cmd}
 
-	// revoke needs the Kalshi settings and the guards only for --dry-run and
-	// --all (which list the account's keys): without them, they are not
-	// read, so a key file elsewhere in the environment cannot stop a
-	// revocation.
+	// revoke reads the Kalshi settings and the guards only for --dry-run and
+	// --all, which plan from the account's keys (the worker's console plans
+	// them; these settings sign here only when no worker answers): without
+	// them, they are not read, so a key file elsewhere in the environment
+	// cannot stop a revocation.
 	if cmd == "revoke" {
 		given := func(key string) bool {
 			on, err := strconv.ParseBool(p.get(key).val)
@@ -165,10 +166,8 @@ func parseConfig(cmd string, args []string, getenv func(string) string) (Config,
 		}
 		switch {
 		case given("all"):
-			spec.needKalshi = true
 			p.invocation = "revoke --all"
 		case given("dry-run"):
-			spec.needKalshi = true
 			p.invocation = "revoke --dry-run"
 		default:
 			for _, s := range p.list {

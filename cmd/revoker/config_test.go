@@ -58,7 +58,7 @@ func withEnv(base map[string]string, extra map[string]string) map[string]string 
 	return env
 }
 
-// kalshiEnv is the least environment "run", "check" and "keys" accept.
+// kalshiEnv is the least environment "run" accepts: the Kalshi settings.
 func kalshiEnv(t *testing.T) map[string]string {
 	t.Helper()
 	return map[string]string{
@@ -160,10 +160,10 @@ func TestCommandsIgnoreSettingsTheyDoNotTake(t *testing.T) {
 	if _, _, err := parseConfig("revoke", []string{"--concurrency", "3", "k"}, nil); err == nil {
 		t.Error("revoke accepted --concurrency")
 	}
-	// keys takes no NATS settings.
-	cfg, _ = mustParse(t, "keys", nil, withEnv(kalshiEnv(t), map[string]string{"NATS_URL": "http://wrong"}))
-	if !reflect.DeepEqual(cfg.NATSURLs, []string{"nats://127.0.0.1:4222"}) {
-		t.Errorf("keys read NATS_URL: %q", cfg.NATSURLs)
+	// keys takes no worker settings (it asks the worker's console).
+	cfg, _ = mustParse(t, "keys", nil, withEnv(kalshiEnv(t), map[string]string{"REVOKER_CONCURRENCY": "0"}))
+	if cfg.Concurrency != 8 {
+		t.Errorf("keys read REVOKER_CONCURRENCY: %d", cfg.Concurrency)
 	}
 }
 
@@ -227,7 +227,7 @@ func TestPrecedence(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.cmd+"/"+tt.flag, func(t *testing.T) {
 			base := map[string]string{}
-			if commands[tt.cmd].needKalshi {
+			if commands[tt.cmd].needKalshi || tt.cmd == "keys" || tt.cmd == "check" { // the Kalshi settings go together
 				base = kalshiEnv(t)
 			}
 			env := withEnv(withEnv(base, tt.extraEnv), map[string]string{tt.env: tt.envVal})
@@ -315,9 +315,9 @@ func TestValidationMessages(t *testing.T) {
 		want string
 	}{
 		{"key id required", "run", nil, map[string]string{"KALSHI_API_KEY_ID": ""}, `KALSHI_API_KEY_ID (--kalshi-key-id) is required for "revoker run"`},
-		{"key id required for keys", "keys", nil, map[string]string{"KALSHI_API_KEY_ID": ""}, `KALSHI_API_KEY_ID (--kalshi-key-id) is required for "revoker keys"`},
+		{"key id and key go together for keys", "keys", nil, map[string]string{"KALSHI_API_KEY_ID": "k"}, `KALSHI_API_KEY_ID (--kalshi-key-id) and KALSHI_PRIVATE_KEY_PATH (--kalshi-private-key) (or KALSHI_PRIVATE_KEY) go together`},
 		{"key id format", "run", []string{"--kalshi-key-id", "a/b"}, nil, `KALSHI_API_KEY_ID (--kalshi-key-id): "a/b" is not a Kalshi API key ID`},
-		{"private key required", "check", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": ""}, `KALSHI_PRIVATE_KEY_PATH (--kalshi-private-key) or KALSHI_PRIVATE_KEY is required for "revoker check"`},
+		{"private key required", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": ""}, `KALSHI_PRIVATE_KEY_PATH (--kalshi-private-key) or KALSHI_PRIVATE_KEY is required for "revoker run"`},
 		{"private key missing", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": missing}, "KALSHI_PRIVATE_KEY_PATH (--kalshi-private-key): cannot read " + missing + ": no such file or directory"},
 		{"private key is a directory", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": dir}, dir + " is a directory"},
 		{"private key not PEM", "run", nil, map[string]string{"KALSHI_PRIVATE_KEY_PATH": garbage}, garbage + ": private key: no PEM block found"},

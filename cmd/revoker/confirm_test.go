@@ -175,8 +175,8 @@ func TestRevokeWaitsForConfirmation(t *testing.T) {
 		t.Errorf("revoke: exit %d\n%s\nwant\n%s\nstderr %q", code, out, want, stderr)
 	}
 
-	out, _, code = f.cli(nil, "", "status", "k-1", "k-2")()
-	if code != 0 || !strings.Contains(out, "k-1\n  revoked ") || !strings.Contains(out, "  confirmed     "+time.Now().UTC().Format("2006-01-02T")) ||
+	out, _, code = f.cli(nil, "", "status", "k-1", "k-2")() // no worker's console: the account is unknown
+	if code != exitFailed || !strings.Contains(out, "k-1\n  revoked ") || !strings.Contains(out, "  confirmed     "+time.Now().UTC().Format("2006-01-02T")) ||
 		!strings.Contains(out, "k-2\n  revoked       ") || !strings.Contains(out, "  confirmed     not yet confirmed: the account may still list the key\n") {
 		t.Errorf("status: exit %d\n%s", code, out)
 	}

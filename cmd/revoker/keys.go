@@ -5,24 +5,42 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/console"
 )
 
 // listKeys is "revoker keys": the account's API keys, the worker's own
-// marked with a star.
-func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
-	keys, err := accountKeys(ctx, cfg)
-	if err != nil {
+// marked with a star, as the worker's console lists them (or, with the
+// Kalshi settings here and no worker answering, as listed here).
+func listKeys(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) error {
+	var keys []console.Key
+	err := askConsole(ctx, cfg, "revoker-keys", logger, func(ctx context.Context, c *console.Client) error {
+		r, err := c.Keys(ctx)
+		keys = r.Keys
 		return err
+	})
+	if err != nil {
+		if !fallBack(cfg, logger, err) {
+			return err
+		}
+		listed, err := accountKeys(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		keys = make([]console.Key, len(listed))
+		for i, k := range listed {
+			keys[i] = console.Key{ID: k.ID, Name: k.Name, Scopes: k.Scopes, Own: events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID}
+		}
 	}
 	if cfg.JSON {
 		enc := json.NewEncoder(jsonWriter{stdout})
 		for _, k := range keys {
-			if err := enc.Encode(listedKey{k.ID, k.Name, k.Scopes, events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID}); err != nil {
+			if err := enc.Encode(listedKey{k.ID, k.Name, k.Scopes, k.Own}); err != nil {
 				return err
 			}
 		}
@@ -33,7 +51,7 @@ func listKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
 	own := false
 	for _, k := range keys {
 		mark := " "
-		if events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID {
+		if k.Own {
 			mark, own = "*", true
 		}
 		fmt.Fprintf(tw, "%s %s\t%s\t%s\n", mark, cell(k.ID), cell(k.Name), cell(strings.Join(k.Scopes, ",")))
@@ -55,8 +73,8 @@ type listedKey struct {
 	Own    bool     `json:"own"` // the key revoker signs with
 }
 
-// accountKeys lists the account's API keys, signed with the worker's
-// credential.
+// accountKeys lists the account's API keys, signed here with the Kalshi
+// settings given here.
 func accountKeys(ctx context.Context, cfg Config) ([]kalshi.APIKey, error) {
 	client, err := newKalshiClient(cfg)
 	if err != nil {
@@ -72,10 +90,4 @@ func accountKeys(ctx context.Context, cfg Config) ([]kalshi.APIKey, error) {
 }
 
 // canonicalIDs is the set of the keys' canonical IDs.
-func canonicalIDs(keys []kalshi.APIKey) map[string]bool {
-	ids := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		ids[events.CanonicalAPIKeyID(k.ID)] = true
-	}
-	return ids
-}
+func canonicalIDs(keys []kalshi.APIKey) map[string]bool { return console.Listed(keys) }

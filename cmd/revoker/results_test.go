@@ -232,7 +232,7 @@ func TestResultsFollow(t *testing.T) {
 func TestStatus(t *testing.T) {
 	w := newWorld(t)
 	keys := w.seed(2)
-	w.startRun()
+	stopRun, _ := w.startRun()
 	out, _, code := w.run2("", "revoke", "--json", "--reason", "leaked in a public gist", "--requested-by", "oncall", keys[0])
 	if code != 0 {
 		t.Fatal("revoke failed")
@@ -277,7 +277,14 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status --json of the live key: %+v", sts[1])
 	}
 
-	// When Kalshi does not answer, the ledger still does.
+	// When no worker answers, the ledger still does: with the Kalshi
+	// settings here, status lists the account itself and says so, and when
+	// Kalshi does not answer either, it says that.
+	stopRun()
+	out, stderr, code = w.run2("", "status", keys[1])
+	if code != 0 || !strings.Contains(out, "lists the key: it is live") || !signedHere(stderr) {
+		t.Errorf("status without a worker: exit %d\n%s\n%s", code, out, stderr)
+	}
 	kalshiURL := w.env["KALSHI_BASE_URL"]
 	w.env["KALSHI_BASE_URL"] = "http://127.0.0.1:1/trade-api/v2"
 	out, stderr, code = w.run2("", "status", keys[0])
@@ -287,18 +294,18 @@ func TestStatus(t *testing.T) {
 	}
 	w.env["KALSHI_BASE_URL"] = kalshiURL
 
-	// Without the Kalshi settings, only the ledger is asked.
+	// Without the Kalshi settings nor a worker, only the ledger answers.
 	delete(w.env, "KALSHI_API_KEY_ID")
 	if _, stderr, code := w.run2("", "status", keys[0]); code != exitConfig || !strings.Contains(stderr, "go together") {
 		t.Errorf("status with a key file but no key ID: exit %d %q", code, stderr)
 	}
 	delete(w.env, "KALSHI_PRIVATE_KEY_PATH")
 	out, _, code = w.run2("", "status", "--json", keys[0])
-	if code != 0 || !strings.Contains(out, `"listed":null`) || !strings.Contains(out, `"request_id":"`+res.RequestID+`"`) {
-		t.Errorf("status without Kalshi: exit %d %s", code, out)
+	if code != exitFailed || !strings.Contains(out, `"listed":null`) || !strings.Contains(out, `"request_id":"`+res.RequestID+`"`) {
+		t.Errorf("status without Kalshi or a worker: exit %d %s", code, out)
 	}
-	if out, _, _ := w.run2("", "status", keys[1]); !strings.Contains(out, "not asked (no KALSHI_API_KEY_ID)") {
-		t.Errorf("status without Kalshi:\n%s", out)
+	if out, _, _ := w.run2("", "status", keys[1]); !strings.Contains(out, "account       unknown: no worker answered") {
+		t.Errorf("status without Kalshi or a worker:\n%s", out)
 	}
 	for _, args := range [][]string{{"status"}, {"status", "not a key"}, {"status", "-"}} {
 		if _, _, code := w.run2("", args...); code != exitConfig {

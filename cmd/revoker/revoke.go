@@ -33,7 +33,7 @@ func revoke(ctx context.Context, cfg Config, args []string, stdin io.Reader, log
 		return exitError{exitConfig}
 	}
 	if cfg.DryRun {
-		return dryRun(ctx, cfg, keyIDs, stdout)
+		return dryRun(ctx, cfg, keyIDs, logger, stdout)
 	}
 	ctx, nc, done, err := connectCLI(ctx, cfg, "revoker-cli", logger)
 	if err != nil {

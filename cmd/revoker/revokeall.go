@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,75 +15,46 @@ import (
 	"time"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/kalshi"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/console"
 )
 
 // The plan of a key "revoke --all" spares, and why, as its --dry-run --json
 // says.
 const (
-	planSpared        = "spared"
-	sparedOwn         = "own_key"
-	sparedProtected   = "protected_key"
-	sparedExcept      = "except"
-	sparedNotMatching = "not_matching"
+	planSpared        = console.PlanSpared
+	sparedOwn         = console.SparedOwn
+	sparedProtected   = console.SparedProtected
+	sparedExcept      = console.SparedExcept
+	sparedNotMatching = console.SparedNotMatching
 )
 
-// allPlanLine is one key of the --all plan; also its --dry-run --json line.
-type allPlanLine struct {
-	APIKeyID string `json:"api_key_id"`
-	Name     string `json:"name"`
-	Plan     string `json:"plan"`             // would_revoke or spared
-	Spared   string `json:"spared,omitempty"` // why: own_key, protected_key, except or not_matching
-}
-
-// allPlan is what "revoke --all" does to the account's keys.
-type allPlan struct {
-	listed      int
-	revoke      []allPlanLine
-	spared      []allPlanLine
-	exceptUnset []string // --except IDs the account does not list
-}
-
-// planAll decides, for each key the account lists, whether --all revokes
-// it: not the key revoker signs with, nor a protected key, nor one of
-// --except, nor, with --match, a key whose name does not match.
-func planAll(cfg Config, keys []kalshi.APIKey) allPlan {
-	p := allPlan{listed: len(keys)}
-	listed := canonicalIDs(keys)
-	for _, id := range cfg.Except {
-		if !listed[id] {
-			p.exceptUnset = append(p.exceptUnset, id)
+// planAll asks the worker's console for the --all plan, made with the
+// worker's guards and listing; when no worker answers and the Kalshi
+// settings are given here, it plans from a listing signed here with the
+// guards set here.
+func planAll(ctx context.Context, cfg Config, logger *slog.Logger) (console.AllPlan, error) {
+	var plan *console.AllPlan
+	err := askConsole(ctx, cfg, "revoker-plan", logger, func(ctx context.Context, c *console.Client) error {
+		r, err := c.Plan(ctx, console.PlanRequest{All: true, Match: cfg.Match, Except: cfg.Except})
+		plan = r.All
+		if err == nil {
+			warnLocalGuards(cfg, r.Guards, logger)
 		}
+		return err
+	})
+	switch {
+	case err == nil && plan == nil:
+		return console.AllPlan{}, errors.New("the worker's console answered no plan")
+	case err == nil:
+		return *plan, nil
+	case fallBack(cfg, logger, err):
+		keys, err := accountKeys(ctx, cfg)
+		if err != nil {
+			return console.AllPlan{}, err
+		}
+		return console.PlanAll(localGuards(cfg), keys, cfg.Match, cfg.Except), nil
 	}
-	planned := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		id := events.CanonicalAPIKeyID(k.ID)
-		if planned[id] { // listed twice, or in two spellings: one request
-			continue
-		}
-		planned[id] = true
-		line := allPlanLine{APIKeyID: id, Name: k.Name, Plan: planWouldRevoke}
-		// The own key is spared even where REVOKER_ALLOW_SELF_REVOKE is set.
-		guard := worker.KeyGuard(id, cfg.KalshiKeyID, false, cfg.ProtectedKeys)
-		switch matched, _ := path.Match(cfg.Match, k.Name); {
-		case guard == events.CodeSelfRevocationRefused:
-			line.Spared = sparedOwn
-		case guard == events.CodeProtectedKey:
-			line.Spared = sparedProtected
-		case slices.Contains(cfg.Except, id):
-			line.Spared = sparedExcept
-		case cfg.Match != "" && !matched:
-			line.Spared = sparedNotMatching
-		}
-		if line.Spared != "" {
-			line.Plan = planSpared
-			p.spared = append(p.spared, line)
-		} else {
-			p.revoke = append(p.revoke, line)
-		}
-	}
-	return p
+	return console.AllPlan{}, err
 }
 
 // sparedWhy is why a key is spared, in words.
@@ -102,29 +73,29 @@ func sparedWhy(cfg Config, reason string) string {
 }
 
 // printAllPlan writes the plan for an operator to read.
-func printAllPlan(w io.Writer, cfg Config, p allPlan) error {
-	if len(p.revoke) == 0 {
-		fmt.Fprintf(w, "The account lists %s; none will be revoked.\n", plural(p.listed, "key"))
+func printAllPlan(w io.Writer, cfg Config, p console.AllPlan) error {
+	if len(p.Revoke) == 0 {
+		fmt.Fprintf(w, "The account lists %s; none will be revoked.\n", plural(p.Listed, "key"))
 	} else {
-		fmt.Fprintf(w, "The account lists %s; %d will be revoked:\n", plural(p.listed, "key"), len(p.revoke))
+		fmt.Fprintf(w, "The account lists %s; %d will be revoked:\n", plural(p.Listed, "key"), len(p.Revoke))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, l := range p.revoke {
+	for _, l := range p.Revoke {
 		fmt.Fprintf(tw, "  %s\t%s\n", cell(l.APIKeyID), cell(l.Name))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(p.spared) > 0 {
-		fmt.Fprintf(w, "Spared (%d):\n", len(p.spared))
-		for _, l := range p.spared {
+	if len(p.Spared) > 0 {
+		fmt.Fprintf(w, "Spared (%d):\n", len(p.Spared))
+		for _, l := range p.Spared {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\n", cell(l.APIKeyID), cell(l.Name), events.Sanitize(sparedWhy(cfg, l.Spared)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	}
-	for _, id := range p.exceptUnset {
+	for _, id := range p.ExceptUnlisted {
 		fmt.Fprintf(w, "Note: --except %s names no key the account lists; check the ID.\n", id)
 	}
 	return nil
@@ -138,14 +109,13 @@ func printAllPlan(w io.Writer, cfg Config, p allPlan) error {
 // the plan and the question go to stderr, so that stdout holds only the
 // result documents.
 func revokeAll(ctx context.Context, cfg Config, stdin io.Reader, logger *slog.Logger, stdout, stderr io.Writer) error {
-	keys, err := accountKeys(ctx, cfg)
+	plan, err := planAll(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	plan := planAll(cfg, keys)
 	if cfg.DryRun && cfg.JSON {
 		enc := json.NewEncoder(jsonWriter{stdout})
-		for _, l := range slices.Concat(plan.revoke, plan.spared) {
+		for _, l := range slices.Concat(plan.Revoke, plan.Spared) {
 			if err := enc.Encode(l); err != nil {
 				return err
 			}
@@ -163,7 +133,7 @@ func revokeAll(ctx context.Context, cfg Config, stdin io.Reader, logger *slog.Lo
 	case cfg.DryRun:
 		fmt.Fprintln(human, "--dry-run: nothing was sent.")
 		return nil
-	case len(plan.revoke) == 0:
+	case len(plan.Revoke) == 0:
 		fmt.Fprintln(human, "No key to revoke: nothing was sent.")
 		return nil
 	}
@@ -175,15 +145,15 @@ func revokeAll(ctx context.Context, cfg Config, stdin io.Reader, logger *slog.Lo
 	defer done()
 	defer nc.Close()
 	if !cfg.Yes {
-		if why := askCount(ctx, stdin, human, len(plan.revoke)); why != "" {
+		if why := askCount(ctx, stdin, human, len(plan.Revoke)); why != "" {
 			fmt.Fprintf(stderr, "revoker revoke --all: %s: nothing was sent\n", why)
 			return exitError{exitFailed}
 		}
 	}
 
 	prefix := allRequestPrefix(time.Now())
-	reqs := make([]revocation, len(plan.revoke))
-	for i, l := range plan.revoke {
+	reqs := make([]revocation, len(plan.Revoke))
+	for i, l := range plan.Revoke {
 		reqs[i] = revocation{requestID: fmt.Sprintf("%s%d", prefix, i+1), keyID: l.APIKeyID}
 	}
 	fmt.Fprintf(human, "Requesting %s as %s1 to %s; revoker results --request '%s*' shows the batch.\n",

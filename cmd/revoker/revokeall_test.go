@@ -14,6 +14,7 @@ import (
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/console"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -72,8 +73,10 @@ func TestRevokeAllDryRun(t *testing.T) {
 	w.env["REVOKER_PROTECTED_KEYS"] = strings.ToUpper(keys[1])
 	requests := w.provisioned()
 
+	// No worker runs: the plan is made here, with the Kalshi settings and
+	// guards set here, and says so on one line.
 	out, stderr, code := w.run2("", "revoke", "--all", "--dry-run")
-	if code != 0 || stderr != "" {
+	if code != 0 || !signedHere(stderr) {
 		t.Fatalf("--all --dry-run: exit %d, stderr %q", code, stderr)
 	}
 	if !strings.HasPrefix(out, "The account lists 6 keys; 4 will be revoked:\n") || !strings.HasSuffix(out, "--dry-run: nothing was sent.\n") {
@@ -122,7 +125,7 @@ func TestRevokeAllDryRun(t *testing.T) {
 
 	// --json: one object per key.
 	out, _, code = w.run2("", "revoke", "--all", "--dry-run", "--json", "--match", "key-?", "--except", keys[4])
-	plans := jsonLines[allPlanLine](t, out)
+	plans := jsonLines[console.AllPlanLine](t, out)
 	got := map[string]string{}
 	for _, p := range plans {
 		got[p.APIKeyID] = p.Plan + " " + p.Spared
@@ -176,7 +179,7 @@ func TestRevokeAllWantsTheCount(t *testing.T) {
 
 	// Nothing to revoke: said, not asked, exit 0.
 	out, stderr, code := w.run2("", "revoke", "--all", "--match", "nothing-*")
-	if code != 0 || stderr != "" || !strings.Contains(out, "; none will be revoked.\n") || !strings.HasSuffix(out, "No key to revoke: nothing was sent.\n") || strings.Contains(out, "Type the number") {
+	if code != 0 || !signedHere(stderr) || !strings.Contains(out, "; none will be revoked.\n") || !strings.HasSuffix(out, "No key to revoke: nothing was sent.\n") || strings.Contains(out, "Type the number") {
 		t.Errorf("--all with nothing to revoke: exit %d, stderr %q\n%s", code, stderr, out)
 	}
 	if n := everStored(t, requests); n != 0 {
@@ -291,11 +294,11 @@ func TestRevokeFormUsageErrors(t *testing.T) {
 			t.Errorf("revoke %s: exit %d, stderr %q; want 2 and %q", strings.Join(c.args, " "), exitCode(err), errOut.String(), c.want)
 		}
 	}
-	// --all needs the Kalshi settings.
+	// --all needs a worker's console, or the Kalshi settings here.
 	var out, errOut syncBuffer
 	err := run(t.Context(), []string{"revoke", "--all"}, getenv(map[string]string{"NATS_URL": "nats://127.0.0.1:1"}), nil, &out, &errOut)
-	if exitCode(err) != exitConfig || !strings.Contains(errOut.String(), `KALSHI_API_KEY_ID (--kalshi-key-id) is required for "revoker revoke --all"`) {
-		t.Errorf("--all without Kalshi settings: exit %d %q", exitCode(err), errOut.String())
+	if exitCode(err) == 0 || !strings.Contains(errOut.String(), "cannot ask the worker's console") || out.String() != "" {
+		t.Errorf("--all without Kalshi settings or NATS: exit %d %q", exitCode(err), errOut.String())
 	}
 	if cfg, _ := mustParse(t, "revoke", []string{"--all", "--except", "A-1,b-2", "--except", "a-1", "--yes", "--match", "ci-*"}, kalshiEnv(t)); !cfg.All || !cfg.Yes || cfg.Match != "ci-*" || !slices.Equal(cfg.Except, []string{"a-1", "b-2"}) {
 		t.Errorf("--all config: %+v", cfg)
@@ -320,12 +323,12 @@ func TestPlanAllOddLists(t *testing.T) {
 		{ID: other, Name: "ci\n  " + own + "  fake"},
 		{ID: strings.ToUpper(other), Name: "ci again"},
 	}
-	p := planAll(cfg, keys)
-	if len(p.revoke) != 1 || p.revoke[0].APIKeyID != other {
-		t.Fatalf("revoke %+v, want only %s, once", p.revoke, other)
+	p := console.PlanAll(localGuards(cfg), keys, "", nil)
+	if len(p.Revoke) != 1 || p.Revoke[0].APIKeyID != other {
+		t.Fatalf("revoke %+v, want only %s, once", p.Revoke, other)
 	}
 	spared := map[string]string{}
-	for _, l := range p.spared {
+	for _, l := range p.Spared {
 		spared[l.APIKeyID] = l.Spared
 	}
 	if spared[own] != sparedOwn || spared[protected] != sparedProtected || len(spared) != 2 {

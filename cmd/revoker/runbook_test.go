@@ -57,22 +57,45 @@ func TestIncidentRunbook(t *testing.T) {
 		t.Skipf("%s has no \"## Incident runbook\" section yet", runbookFile)
 	}
 	t.Chdir(t.TempDir())
-
 	env := map[string]string{"REVOKER_LOG_FORMAT": "json"}
-	w := &world{t: t, env: env}
+	runRunbook(t, lines, env, runbookHooks{
+		sandbox: func(args []string) { startSandbox(t, args...) },
+		source: func(path string) {
+			source(t, path, env)
+			if env["LEAKED_KEY_ID"] == "" || env["NATS_URL"] == "" {
+				t.Fatalf("%s sets no LEAKED_KEY_ID or NATS_URL", path)
+			}
+		},
+	})
+	if _, err := os.Stat(filepath.Join("rehearsal", "sandbox.env")); err != nil {
+		t.Errorf("the sandbox's --dir: %v", err)
+	}
+}
+
+// runbookHooks are what runRunbook does for the lines that are not revoker
+// commands an operator runs against a deployment.
+type runbookHooks struct {
+	sandbox func(args []string) // "revoker sandbox ARGS"
+	source  func(path string)   // ". FILE"
+	// as, if not nil, returns the environment a command runs with, for
+	// the words of its line: the NATS user it runs as.
+	as func(words []string) map[string]string
+}
+
+// runRunbook runs the runbook's lines with env, checking that each command
+// succeeds, prints only its answer and says what the runbook says it does.
+func runRunbook(t *testing.T, lines []string, env map[string]string, h runbookHooks) {
+	t.Helper()
 	sandboxUp, revoked, allRevoked := false, false, false
 	planned := "" // the number of keys revoke --all --dry-run planned
 	for _, line := range lines {
 		words := shellWords(t, line, env)
 		switch {
 		case len(words) == 2 && (words[0] == "." || words[0] == "source"):
-			source(t, words[1], env)
-			if env["LEAKED_KEY_ID"] == "" || env["NATS_URL"] == "" {
-				t.Fatalf("%s: %s sets no LEAKED_KEY_ID or NATS_URL", line, words[1])
-			}
+			h.source(words[1])
 			continue
 		case len(words) >= 2 && words[0] == "revoker" && words[1] == "sandbox":
-			startSandbox(t, words[2:]...)
+			h.sandbox(words[2:])
 			sandboxUp = true
 			continue
 		case len(words) < 2 || words[0] != "revoker":
@@ -80,6 +103,10 @@ func TestIncidentRunbook(t *testing.T) {
 		}
 		if !sandboxUp {
 			t.Fatalf("runbook line %q comes before revoker sandbox", line)
+		}
+		w := &world{t: t, env: env}
+		if h.as != nil {
+			w.env = h.as(words)
 		}
 		all, leaked, dry := slices.Contains(words, "--all"), slices.Contains(words, "--leaked-key"), slices.Contains(words, "--dry-run")
 		stdin := ""
@@ -126,11 +153,12 @@ func TestIncidentRunbook(t *testing.T) {
 		t.Error("the runbook revokes nothing")
 	}
 	if allRevoked {
+		w := &world{t: t, env: env}
+		if h.as != nil {
+			w.env = h.as([]string{"revoker", "keys"})
+		}
 		if out, _, _ := w.run2("", "keys"); strings.Contains(out, "sandbox-key-") || !strings.Contains(out, "revoker-sandbox") {
 			t.Errorf("after revoke --all the account lists more than revoker's own key:\n%s", out)
 		}
-	}
-	if _, err := os.Stat(filepath.Join("rehearsal", "sandbox.env")); err != nil {
-		t.Errorf("the sandbox's --dir: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/console"
 )
 
 // shutdownHTTPBudget is how long the HTTP server may take to stop.
@@ -111,6 +112,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	// The share outlives ctx while the worker drains, then leaves the plan.
 	shareDone := make(chan struct{})
 	stopShare := func() {}
+	replica := "" // this replica's name in the plan, when it has one
 	if cfg.Rate.Auto {
 		if cfg.RateShare == 0 && cfg.NoProvision {
 			if _, err := js.KeyValue(ctx, worker.ReplicasBucket); err != nil {
@@ -125,6 +127,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 			scfg.Bucket = &bucket
 		}
 		share := worker.NewShare(js, scfg)
+		replica = share.ID()
 		var sctx context.Context
 		sctx, stopShare = context.WithCancel(context.WithoutCancel(ctx))
 		go func() { defer close(shareDone); share.Run(sctx) }()
@@ -147,9 +150,22 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 			}
 		}()
 	}
+	// The operator console answers with this worker's client, budget and
+	// guards; it stops before the worker drains.
+	con, err := console.Start(nc, consoleConfig(cfg, logger, client, js, limiter, w, replica))
+	if err != nil {
+		stopHelpers()
+		wg.Wait()
+		stopShare()
+		<-shareDone
+		return err
+	}
 	logger.Info("revoker started", "version", version, "nats", connectedURL(nc),
 		"kalshi", client.BaseURL(), "key_id", client.KeyID(), "concurrency", cfg.Concurrency, "rate", cfg.Rate.String())
 	err = w.Run(ctx)
+	if serr := con.Stop(); serr != nil {
+		logger.Warn("stopping the console", "err", serr)
+	}
 	stopHelpers()
 	wg.Wait()
 	stopShare()
@@ -158,6 +174,24 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 		logger.Warn("draining the NATS connection", "err", derr)
 	}
 	return err
+}
+
+// consoleConfig wires the console to the worker it runs beside.
+func consoleConfig(cfg Config, logger *slog.Logger, client *kalshi.Client, js jetstream.JetStream, limiter *worker.Limiter, w *worker.Worker, replica string) console.Config {
+	return console.Config{
+		Kalshi:        client,
+		Limiter:       limiter,
+		Guards:        console.Guards{SelfKeyID: cfg.KalshiKeyID, AllowSelfRevoke: cfg.AllowSelfRevoke, ProtectedKeys: cfg.ProtectedKeys},
+		JS:            js,
+		Group:         cfg.Consumer,
+		Ready:         w.Ready,
+		Credential:    w.CredentialState,
+		Replica:       replica,
+		Version:       version,
+		KalshiBaseURL: client.BaseURL(),
+		CallTimeout:   cfg.AttemptTimeout,
+		Logger:        logger,
+	}
 }
 
 // startHTTP serves /metrics, /healthz and /readyz on addr. The listener is

@@ -12,33 +12,23 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/console"
 )
 
 // keyStatus is what "revoker status" says of one key, and its --json form.
 type keyStatus struct {
 	APIKeyID string            `json:"api_key_id"`
 	Revoked  *worker.KeyRecord `json:"revoked"` // from the ledger; null when revoker never revoked the key
-	Listed   *bool             `json:"listed"`  // whether the account lists the key; null when not asked
+	Listed   *bool             `json:"listed"`  // whether the account lists the key; null when nobody could tell
 }
 
 // status is "revoker status KEY_ID...": per key, what the ledger knows of
-// its revocation and, with the Kalshi settings, whether the account still
-// lists it. When Kalshi does not answer, it says so, prints what the ledger
-// knows all the same and exits 1.
+// its revocation and whether the account still lists it, as the worker's
+// console says (or, with the Kalshi settings here and no worker answering,
+// as listed here). When neither answers, it says so, prints what the
+// ledger knows all the same and exits 1.
 func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logger, stdout io.Writer) error {
-	var (
-		listed   map[string]bool
-		kalshiOK = true
-	)
-	if cfg.KalshiKeyID != "" {
-		keys, err := accountKeys(ctx, cfg)
-		if err != nil {
-			logger.Error("cannot ask Kalshi which keys the account lists", "err", err)
-			kalshiOK = false
-		} else {
-			listed = canonicalIDs(keys)
-		}
-	}
+	listed, why := accountListing(ctx, cfg, keyIDs, logger)
 
 	ctx, nc, done, err := connectCLI(ctx, cfg, "revoker-status", logger)
 	if err != nil {
@@ -76,15 +66,53 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		printKeyStatus(stdout, st, kalshiOK)
+		printKeyStatus(stdout, st, why)
 	}
-	if !kalshiOK {
+	if listed == nil {
 		return exitError{exitFailed}
 	}
 	return nil
 }
 
-func printKeyStatus(w io.Writer, st keyStatus, kalshiOK bool) {
+// accountListing returns which of keyIDs (canonical) the account lists,
+// from the worker's console or, failing that with the Kalshi settings
+// here, from a listing signed here; nil and why (logged) when neither
+// answered.
+func accountListing(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logger) (map[string]bool, string) {
+	var listed map[string]bool
+	err := askConsole(ctx, cfg, "revoker-status", logger, func(ctx context.Context, c *console.Client) error {
+		r, err := c.Status(ctx, keyIDs)
+		if err != nil {
+			return err
+		}
+		listed = make(map[string]bool, len(r.Keys))
+		for _, k := range r.Keys {
+			listed[k.APIKeyID] = k.Listed
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return listed, ""
+	case fallBack(cfg, logger, err):
+		keys, err := accountKeys(ctx, cfg)
+		if err == nil {
+			return canonicalIDs(keys), ""
+		}
+		logger.Error("cannot ask Kalshi which keys the account lists", "err", err)
+		return nil, "Kalshi did not answer"
+	}
+	logger.Error("cannot ask the worker which keys the account lists", "err", err)
+	var none *noConsoleError
+	if errors.As(err, &none) {
+		return nil, "no worker answered"
+	}
+	return nil, "the worker did not answer"
+}
+
+// printKeyStatus prints st; unknown says why the account was not asked
+// when st.Listed is nil.
+func printKeyStatus(w io.Writer, st keyStatus, unknown string) {
 	fmt.Fprintln(w, cell(st.APIKeyID))
 	if r := st.Revoked; r != nil {
 		fmt.Fprintf(w, "  revoked       %s by request %s (sequence %d)\n", r.RevokedAt.UTC().Format("2006-01-02T15:04:05Z"), cell(r.RequestID), r.RequestSeq)
@@ -105,10 +133,8 @@ func printKeyStatus(w io.Writer, st keyStatus, kalshiOK bool) {
 		fmt.Fprintln(w, "  revoked       not by revoker (the ledger has no record of it)")
 	}
 	switch {
-	case st.Listed == nil && !kalshiOK:
-		fmt.Fprintln(w, "  account       unknown: Kalshi did not answer")
 	case st.Listed == nil:
-		fmt.Fprintln(w, "  account       not asked (no KALSHI_API_KEY_ID)")
+		fmt.Fprintf(w, "  account       unknown: %s\n", unknown)
 	case *st.Listed:
 		fmt.Fprintln(w, "  account       lists the key: it is live")
 	default:
