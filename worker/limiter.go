@@ -61,6 +61,22 @@ type Limiter struct {
 	queue []*waiter
 
 	pausedUntil time.Time
+
+	// inflight counts attempts sent (Begin) and not yet answered or given
+	// up: each holds a token of the burst, because Kalshi meters arrival and
+	// a link that held them may deliver them all at once.
+	inflight int
+	// notify, if set (Fleet), hears of every local Pause that lengthened
+	// the pause and every Throttle that halved the rate, so the other
+	// replicas can follow.
+	notify func(pauseNote)
+}
+
+// pauseNote is a local pause or throttle, as the fleet hears of it: until
+// is the end of the pause (zero: none), throttle says the rate was halved.
+type pauseNote struct {
+	until    time.Time
+	throttle bool
 }
 
 // waiter is a delete waiting for its turn.
@@ -164,6 +180,13 @@ func (l *Limiter) burstLocked() int {
 	return burstOf(float64(l.burst) * l.share)
 }
 
+// capLocked is the burst less the attempts in flight: the tokens the bucket
+// may hold now. Arrivals at Kalshi then never exceed the burst, however a
+// link that held the attempts delivers them.
+func (l *Limiter) capLocked() int {
+	return max(0, l.burstLocked()-l.inflight)
+}
+
 // Rate reports the budget in force in deletes per second: the configured
 // rate times the share, less while recovering from a Throttle; +Inf when
 // unlimited.
@@ -188,19 +211,27 @@ func (l *Limiter) Configured() (perSecond float64, burst int) {
 // ThrottleRecovery. Calls within ThrottleHold of the last halving do
 // nothing. Without a rate limit it does nothing: only Pause applies.
 func (l *Limiter) Throttle() {
+	if l.throttle() {
+		l.tell(pauseNote{throttle: true})
+	}
+}
+
+// throttle is Throttle without telling the fleet; it reports whether it
+// halved the rate.
+func (l *Limiter) throttle() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.bucket == nil {
-		return
+		return false
 	}
 	now := time.Now()
 	if !l.throttledAt.IsZero() && now.Sub(l.throttledAt) < ThrottleHold {
-		return
+		return false
 	}
 	l.advanceLocked(now)
 	base := l.baseLocked()
 	if base <= 0 {
-		return // holding every delete already
+		return false // holding every delete already
 	}
 	floor := min(ThrottleFloor, base) / base
 	l.factor = max(floor, l.inForce/base/2)
@@ -211,6 +242,7 @@ func (l *Limiter) Throttle() {
 	l.bucket.SetBurstAt(now, 0)
 	l.applyLocked(now)
 	l.headLocked(now)
+	return true
 }
 
 // MaxPause bounds one Pause: a hostile or mistaken Retry-After must not
@@ -219,26 +251,94 @@ func (l *Limiter) Throttle() {
 const MaxPause = time.Minute
 
 // Pause holds every delete for d (at most MaxPause) from now, or longer if
-// already paused.
+// already paused. With a Fleet, the other replicas pause as well.
 func (l *Limiter) Pause(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	d = min(d, MaxPause)
+	until := time.Now().Add(min(d, MaxPause))
+	if l.pauseUntil(until) {
+		l.tell(pauseNote{until: until})
+	}
+}
+
+// pauseUntil holds every delete until until, unless a pause already lasts
+// longer: a pause is only ever lengthened. It reports whether it
+// lengthened the pause; it tells no one.
+func (l *Limiter) pauseUntil(until time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !until.After(l.pausedUntil) {
+		return false
+	}
 	now := time.Now()
-	if until := now.Add(d); until.After(l.pausedUntil) {
-		l.pausedUntil = until
-		l.advanceLocked(now)
-		l.replanLocked(now)
+	l.pausedUntil = until
+	l.advanceLocked(now)
+	l.replanLocked(now)
+	return true
+}
+
+// PausedUntil reports when the pause in force ends; the zero time or a
+// past one when there is none.
+func (l *Limiter) PausedUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pausedUntil
+}
+
+// tell passes a local pause or throttle to the fleet, if one listens.
+func (l *Limiter) tell(n pauseNote) {
+	l.mu.Lock()
+	notify := l.notify
+	l.mu.Unlock()
+	if notify != nil {
+		notify(n)
+	}
+}
+
+// setNotify sets who hears of local pauses and throttles (nil: no one).
+func (l *Limiter) setNotify(f func(pauseNote)) {
+	l.mu.Lock()
+	l.notify = f
+	l.mu.Unlock()
+}
+
+// Begin is Wait for an attempt that is sent at once: from its return until
+// end is called (when the attempt is answered or given up), the attempt
+// counts against the burst, so the bucket holds that many tokens fewer.
+// Kalshi meters arrival, not sending: attempts that a cut link held arrive
+// together when it heals, and with them counted the bucket cannot add a
+// burst on top. end may be called more than once; only the first counts.
+func (l *Limiter) Begin(ctx context.Context) (end func(), err error) {
+	if err := l.wait(ctx, true); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(l.end) }, nil
+}
+
+// end is an attempt of Begin answered or given up: its token of the burst
+// comes back to the bucket's capacity (not as a token: the bucket refills
+// it at the rate in force).
+func (l *Limiter) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	if l.bucket != nil {
+		now := time.Now()
+		l.bucket.SetBurstAt(now, l.capLocked())
+		l.headLocked(now)
 	}
 }
 
 // Wait blocks until a delete may be sent: after any pause has passed and a
 // token is available. It returns ctx.Err() if ctx ends first, giving back
 // the token it was waiting for.
-func (l *Limiter) Wait(ctx context.Context) error {
+func (l *Limiter) Wait(ctx context.Context) error { return l.wait(ctx, false) }
+
+// wait is Wait; hold counts the attempt in flight (Begin) under the same
+// lock that let it go, so the bucket never holds its token meanwhile.
+func (l *Limiter) wait(ctx context.Context, hold bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -247,6 +347,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	l.advanceLocked(now)
 	if len(l.queue) == 0 && !now.Before(l.pausedUntil) &&
 		(l.bucket == nil || l.inForce > 0 && l.bucket.AllowN(now, 1)) {
+		l.holdLocked(now, hold)
 		l.mu.Unlock()
 		return nil
 	}
@@ -262,12 +363,14 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			}
 		case w.r != nil:
 			if !w.at.After(now) {
+				l.holdLocked(now, hold)
 				l.leaveLocked(w, now)
 				l.mu.Unlock()
 				return nil
 			}
 			wait = w.at.Sub(now)
 		case l.bucket == nil:
+			l.holdLocked(now, hold)
 			l.leaveLocked(w, now)
 			l.mu.Unlock()
 			return nil
@@ -303,6 +406,18 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	}
 }
 
+// holdLocked counts an attempt that goes now in flight, if hold, and cuts
+// the bucket's capacity by its token.
+func (l *Limiter) holdLocked(now time.Time, hold bool) {
+	if !hold {
+		return
+	}
+	l.inflight++
+	if l.bucket != nil {
+		l.bucket.SetBurstAt(now, l.capLocked())
+	}
+}
+
 // signal wakes w to look at its plan again.
 func (w *waiter) signal() {
 	select {
@@ -329,7 +444,7 @@ func (l *Limiter) leaveLocked(w *waiter, now time.Time) {
 // headLocked has the first waiting delete reserve the next token, if it
 // holds none and a token can come: not paused, and a rate above zero.
 func (l *Limiter) headLocked(now time.Time) {
-	if len(l.queue) == 0 || l.bucket == nil || !(l.inForce > 0) || now.Before(l.pausedUntil) {
+	if len(l.queue) == 0 || l.bucket == nil || !(l.inForce > 0) || l.capLocked() < 1 || now.Before(l.pausedUntil) {
 		return
 	}
 	h := l.queue[0]
@@ -366,7 +481,7 @@ func (l *Limiter) applyLocked(now time.Time) {
 	if l.bucket == nil {
 		return
 	}
-	l.bucket.SetBurstAt(now, l.burstLocked())
+	l.bucket.SetBurstAt(now, l.capLocked())
 	l.bucket.SetLimitAt(now, rate.Limit(l.inForce))
 }
 
