@@ -113,7 +113,7 @@ func TestFleetPauseHostile(t *testing.T) {
 	send([]byte("not json"))
 	send(bytes.Repeat([]byte(" "), 4096))
 	send([]byte(`{"sent":"` + now.Format(time.RFC3339Nano) + `","until":"9999-01-01T00:00:00Z"}`)) // no sender
-	send(msg(now, now.Add(-time.Second), false))                                                 // ends before it began
+	send(msg(now, now.Add(-time.Second), false))                                                   // ends before it began
 	// The sender's clock is an hour behind: it still means two seconds.
 	send(msg(now.Add(-time.Hour), now.Add(-time.Hour+2*time.Second), false))
 	until, _, ok := waitChanged(2*time.Second, time.Time{}, l.PausedUntil)
