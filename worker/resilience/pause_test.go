@@ -1,10 +1,12 @@
 package resilience_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -81,6 +83,22 @@ func TestFleetPauseProcesses(t *testing.T) {
 	}
 	r.logf("429 Retry-After 2s to %s; DELETEs before it %v, after the pause %v; the other replica's last DELETE after the 429 arrived: %s; the first after the pause at +%v",
 		hit.replica, before, after, last, firstAfter.Round(time.Millisecond))
+	// When the other replica heard of it: its log's time, the same clock.
+	for _, pr := range procs {
+		if pr.name == hit.replica {
+			continue
+		}
+		heard, ok := firstLogTime(pr, "paused by another replica's Retry-After")
+		if !ok {
+			t.Errorf("%s never logged the other's pause", pr.name)
+			continue
+		}
+		d := heard.Sub(hit.answered)
+		r.logf("FIGURE pause propagation between processes: %s paused %v after the 429 was answered to %s", pr.name, d.Round(time.Microsecond), hit.replica)
+		if d > 250*time.Millisecond {
+			t.Errorf("%s paused %v after the 429, want within 250ms", pr.name, d)
+		}
+	}
 	if len(inside) > 0 {
 		t.Errorf("%d DELETEs arrived inside another replica's Retry-After (250ms-2s after the 429): %s", len(inside), head(inside, 10))
 	}
@@ -125,6 +143,24 @@ func TestHealNoBurst(t *testing.T) {
 	if n := r.emu.Stats().TooMany; n != 0 {
 		t.Errorf("Kalshi answered %d requests 429: the heal burst over its bucket", n)
 	}
+}
+
+// firstLogTime is the time of the first line of p's JSON log that holds msg.
+func firstLogTime(p *proc, msg string) (time.Time, bool) {
+	data, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var l struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == msg {
+			return l.Time, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // deleteLog fronts the emulator for named replicas and records every
