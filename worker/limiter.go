@@ -286,6 +286,26 @@ func (l *Limiter) PausedUntil() time.Time {
 	return l.pausedUntil
 }
 
+// AfterPause blocks until no pause is in force, without spending a token:
+// for a call that the pause must hold but the budget's share need not (the
+// credential check, which runs while an automatic share is still zero). It
+// returns ctx.Err() if ctx ends first.
+func (l *Limiter) AfterPause(ctx context.Context) error {
+	for {
+		d := time.Until(l.PausedUntil())
+		if d <= 0 {
+			return ctx.Err()
+		}
+		t := time.NewTimer(d) // a pause lengthened meanwhile: the loop waits again
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // tell passes a local pause or throttle to the fleet, if one listens.
 func (l *Limiter) tell(n pauseNote) {
 	l.mu.Lock()

@@ -193,3 +193,35 @@ func TestLimiterInFlightHoldsBurst(t *testing.T) {
 		}
 	})
 }
+
+// TestLimiterAfterPause: the credential check waits out a pause, also one
+// lengthened while it waits, and spends no token.
+func TestLimiterAfterPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := worker.NewLimiter(1, 1)
+		start := time.Now()
+		if err := l.AfterPause(context.Background()); err != nil || time.Since(start) != 0 {
+			t.Fatalf("AfterPause without a pause: %v after %v", err, time.Since(start))
+		}
+		l.Pause(time.Second)
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			l.Pause(time.Second) // now until 1.5s
+		}()
+		if err := l.AfterPause(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if el := time.Since(start); el != 1500*time.Millisecond {
+			t.Errorf("AfterPause returned after %v, want 1.5s", el)
+		}
+		if err := l.Wait(context.Background()); err != nil || time.Since(start) != 1500*time.Millisecond {
+			t.Errorf("the token was spent by AfterPause: Wait returned %v at %v", err, time.Since(start))
+		}
+		l.Pause(time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := l.AfterPause(ctx); err == nil {
+			t.Error("AfterPause outlived its context")
+		}
+	})
+}
