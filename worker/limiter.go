@@ -66,6 +66,11 @@ type Limiter struct {
 	// up: each holds a token of the burst, because Kalshi meters arrival and
 	// a link that held them may deliver them all at once.
 	inflight int
+	// stale are the end times, oldest first, of attempts given up without
+	// an answer: their bytes may still be on their way (a cut link that
+	// delivers what it held when it heals), so each still holds a token of
+	// the burst until an attempt sent after it is answered, or StaleHold.
+	stale []time.Time
 	// notify, if set (Fleet), hears of every local Pause that lengthened
 	// the pause and every Throttle that halved the rate, so the other
 	// replicas can follow.
@@ -180,11 +185,42 @@ func (l *Limiter) burstLocked() int {
 	return burstOf(float64(l.burst) * l.share)
 }
 
-// capLocked is the burst less the attempts in flight: the tokens the bucket
-// may hold now. Arrivals at Kalshi then never exceed the burst, however a
-// link that held the attempts delivers them.
+// capLocked is the burst less the attempts in flight or stale: the tokens
+// the bucket may hold now. Arrivals at Kalshi then stay within the burst,
+// however a link that held the attempts delivers them. With none in flight
+// one may always go (when the budget allows any): the probe that finds the
+// link healed, whose answer frees the stale ones.
 func (l *Limiter) capLocked() int {
-	return max(0, l.burstLocked()-l.inflight)
+	b := l.burstLocked()
+	c := b - l.inflight - len(l.stale)
+	if l.inflight == 0 && b > 0 {
+		c = max(c, 1)
+	}
+	return max(0, c)
+}
+
+// StaleHold is how long an attempt given up without an answer may still
+// hold a token of the burst: how long a cut link is taken to keep bytes it
+// may deliver. Any answer to a later attempt ends it sooner.
+const StaleHold = 2 * time.Minute
+
+// pruneLocked drops the stale attempts held for StaleHold.
+func (l *Limiter) pruneLocked(now time.Time) {
+	i := 0
+	for i < len(l.stale) && now.Sub(l.stale[i]) >= StaleHold {
+		i++
+	}
+	if i > 0 {
+		l.stale = slices.Delete(l.stale, 0, i)
+	}
+}
+
+// setCapLocked puts capLocked into the bucket: lowered, the tokens are
+// cut to it; raised, none are added (the bucket refills at the rate).
+func (l *Limiter) setCapLocked(now time.Time) {
+	if l.bucket != nil {
+		l.bucket.SetBurstAt(now, l.capLocked())
+	}
 }
 
 // Rate reports the budget in force in deletes per second: the configured
@@ -323,32 +359,55 @@ func (l *Limiter) setNotify(f func(pauseNote)) {
 	l.mu.Unlock()
 }
 
-// Begin is Wait for an attempt that is sent at once: from its return until
-// end is called (when the attempt is answered or given up), the attempt
-// counts against the burst, so the bucket holds that many tokens fewer.
-// Kalshi meters arrival, not sending: attempts that a cut link held arrive
-// together when it heals, and with them counted the bucket cannot add a
-// burst on top. end may be called more than once; only the first counts.
-func (l *Limiter) Begin(ctx context.Context) (end func(), err error) {
+// Begin is Wait for an attempt that is sent at once. From its return until
+// end is called, the attempt counts against the burst, so the bucket holds
+// that many tokens fewer: Kalshi meters arrival, not sending, and attempts
+// that a cut link held arrive together when it heals; counted, the bucket
+// cannot add a burst on top. Call end with answered when Kalshi's answer
+// came (any HTTP status), and without when the attempt was given up
+// (timeout, connection lost): it may still arrive, so it keeps counting
+// until a later attempt is answered, or StaleHold. Only the first call of
+// end counts.
+func (l *Limiter) Begin(ctx context.Context) (end func(answered bool), err error) {
 	if err := l.wait(ctx, true); err != nil {
 		return nil, err
 	}
+	sent := time.Now()
 	var once sync.Once
-	return func() { once.Do(l.end) }, nil
+	return func(answered bool) { once.Do(func() { l.end(sent, answered) }) }, nil
 }
 
-// end is an attempt of Begin answered or given up: its token of the burst
-// comes back to the bucket's capacity (not as a token: the bucket refills
-// it at the rate in force).
-func (l *Limiter) end() {
+// end is an attempt of Begin, sent at sent, answered or given up. Answered,
+// its token of the burst comes back to the bucket's capacity (not as a
+// token: the bucket refills it at the rate in force), and so do those of
+// the attempts given up before it was sent: the link works, and what it
+// held has arrived.
+func (l *Limiter) end(sent time.Time, answered bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
 	l.inflight--
-	if l.bucket != nil {
-		now := time.Now()
-		l.bucket.SetBurstAt(now, l.capLocked())
-		l.headLocked(now)
+	if answered {
+		i := 0
+		for i < len(l.stale) && l.stale[i].Before(sent) {
+			i++
+		}
+		l.stale = slices.Delete(l.stale, 0, i)
+	} else {
+		l.stale = append(l.stale, now)
 	}
+	l.pruneLocked(now)
+	l.setCapLocked(now)
+	l.headLocked(now)
+}
+
+// Held reports the attempts that count against the burst: in flight, and
+// given up without an answer (see Begin).
+func (l *Limiter) Held() (inFlight, stale int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pruneLocked(time.Now())
+	return l.inflight, len(l.stale)
 }
 
 // Wait blocks until a delete may be sent: after any pause has passed and a
@@ -365,6 +424,10 @@ func (l *Limiter) wait(ctx context.Context, hold bool) error {
 	l.mu.Lock()
 	now := time.Now()
 	l.advanceLocked(now)
+	if len(l.stale) > 0 && now.Sub(l.stale[0]) >= StaleHold {
+		l.pruneLocked(now)
+		l.setCapLocked(now)
+	}
 	if len(l.queue) == 0 && !now.Before(l.pausedUntil) &&
 		(l.bucket == nil || l.inForce > 0 && l.bucket.AllowN(now, 1)) {
 		l.holdLocked(now, hold)
@@ -433,9 +496,8 @@ func (l *Limiter) holdLocked(now time.Time, hold bool) {
 		return
 	}
 	l.inflight++
-	if l.bucket != nil {
-		l.bucket.SetBurstAt(now, l.capLocked())
-	}
+	l.pruneLocked(now)
+	l.setCapLocked(now)
 }
 
 // signal wakes w to look at its plan again.

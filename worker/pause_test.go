@@ -152,7 +152,7 @@ func TestFleetPauseHostile(t *testing.T) {
 func TestLimiterInFlightHoldsBurst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := worker.NewLimiter(10, 5)
-		var ends []func()
+		var ends []func(bool)
 		for range 5 {
 			end, err := l.Begin(context.Background())
 			if err != nil {
@@ -177,9 +177,9 @@ func TestLimiterInFlightHoldsBurst(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		for _, end := range ends { // the link heals: all answered at once
-			end()
+			end(true)
 		}
-		ends[0]() // twice: counts once
+		ends[0](true) // twice: counts once
 		var at []time.Duration
 		for range 3 {
 			at = append(at, <-got)
@@ -222,6 +222,61 @@ func TestLimiterAfterPause(t *testing.T) {
 		defer cancel()
 		if err := l.AfterPause(ctx); err == nil {
 			t.Error("AfterPause outlived its context")
+		}
+	})
+}
+
+// TestLimiterStaleHoldsBurst: attempts given up unanswered (timed out while
+// the link was cut) may still arrive when it heals, so they keep their
+// tokens of the burst; one probe at a time may go, and its answer, proof
+// that the link works, frees them. Unanswered for StaleHold, they are
+// taken for lost.
+func TestLimiterStaleHoldsBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := worker.NewLimiter(10, 5)
+		begin := func() func(bool) {
+			t.Helper()
+			end, err := l.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return end
+		}
+		var ends []func(bool)
+		for range 5 {
+			ends = append(ends, begin())
+		}
+		time.Sleep(time.Second)
+		for _, end := range ends {
+			end(false) // timed out
+		}
+		if in, stale := l.Held(); in != 0 || stale != 5 {
+			t.Fatalf("held %d in flight, %d stale; want 0 and 5", in, stale)
+		}
+		start := time.Now()
+		probe := begin() // the probe: one token, refilled in 100ms
+		if el := time.Since(start); !justAfter(el, 100*time.Millisecond) {
+			t.Errorf("the probe went after %v, want 100ms", el)
+		}
+		next := make(chan time.Duration, 1)
+		go func() { end := begin(); next <- time.Since(start); end(true) }()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if len(next) != 0 {
+			t.Fatal("a second attempt went while the probe and five stale ones held the burst")
+		}
+		probe(true) // the link works: the stale ones are freed
+		if d := <-next; !justAfter(d, 2100*time.Millisecond+100*time.Millisecond) {
+			t.Errorf("the next attempt went at %v, want 2.2s (the bucket refills at the rate)", d)
+		}
+		if in, stale := l.Held(); in != 0 || stale != 0 {
+			t.Errorf("after the probe's answer: %d in flight, %d stale; want none", in, stale)
+		}
+
+		begin()(false)
+		time.Sleep(worker.StaleHold)
+		if _, stale := l.Held(); stale != 0 {
+			t.Errorf("%d attempts still held StaleHold after they were given up", stale)
 		}
 	})
 }

@@ -100,18 +100,18 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 		switch {
 		case stop.Err() != nil:
 			if sent != nil {
-				sent()
+				sent(false) // not sent after all: held as if lost, harmless while stopping
 			}
 			return errStopped
 		case err != nil:
 			return &budgetError{"the rate limit held every attempt until the retry budget ran out"}
 		}
-		// Until it is answered (or times out) the attempt counts against
-		// the burst: Kalshi meters its arrival, which a held link delays.
+		// Until it is answered the attempt counts against the burst:
+		// Kalshi meters its arrival, which a cut link delays.
 		actx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 		err = op(actx)
 		cancel()
-		sent()
+		sent(httpStatus(err) != 0) // answered: any HTTP status
 		seen(err)
 		if !kalshi.IsTransient(err) {
 			return err

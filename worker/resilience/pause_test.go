@@ -110,38 +110,49 @@ func TestFleetPauseProcesses(t *testing.T) {
 }
 
 // TestHealNoBurst cuts a replica's link to Kalshi (a TCP proxy that holds
-// every byte while cut and delivers it on heal) while it deletes at 9/s
-// with a burst of 9 against a Kalshi of 10/s and 12 at once. The attempts
-// held by the cut arrive together on heal; Kalshi must answer none of the
-// run's requests 429. Before, the bucket refilled during the cut and
-// added a full burst to what the link delivered: a handful of 429s.
+// every byte while cut and delivers it on heal, also the bytes of attempts
+// the replica gave up on) while it deletes at 9/s with a burst of 9 against
+// a Kalshi of 10/s and 12 at once. What the cut held arrives together on
+// heal; Kalshi must answer none of the run's requests 429. Before, the
+// bucket refilled during the cut and added a full burst to what the link
+// delivered, and retries of timed-out attempts added theirs.
 func TestHealNoBurst(t *testing.T) {
 	skipShort(t)
-	srv := natstest.Start(t)
-	r := newRig(t, srv.URL(), rigOptions{emu: emulator.Options{Refill: 100, Capacity: 120}}) // 10 deletes/s, 12 at once
-	px := startHoldingProxy(t, strings.TrimSuffix(strings.TrimPrefix(r.kalshi, "http://"), emulator.BasePath))
-	p := r.plan("heal", 100)
-	pr := r.startProc("replica", map[string]string{
-		"KALSHI_BASE_URL":         "http://" + px.addr + emulator.BasePath,
-		"REVOKER_RATE":            "9", // burst 9
-		"REVOKER_ATTEMPT_TIMEOUT": "10s",
-	})
-	r.publish(p.reqs)
-	natstest.WaitFor(t, 30*time.Second, "20 results", func() bool { return r.resultCount() >= 20 })
-	px.cut()
-	r.logf("link cut after %d results", r.resultCount())
-	time.Sleep(3 * time.Second) // the cut itself: the scenario's duration, not a wait for a condition
-	held := px.heal()
-	r.logf("link healed: %d requests held by the cut delivered at once", held)
-	if held < 4 {
-		t.Errorf("only %d requests were held by the cut: the scenario did not load the link", held)
-	}
-	r.waitResults(len(p.want), 90*time.Second)
-	r.waitDrained(time.Minute)
-	pr.terminate()
-	r.checkInvariants(p, "Kalshi link cut for 3s, budget 9/s burst 9, Kalshi 10/s burst 12")
-	if n := r.emu.Stats().TooMany; n != 0 {
-		t.Errorf("Kalshi answered %d requests 429: the heal burst over its bucket", n)
+	for _, tc := range []struct {
+		name           string
+		cut, attemptTO time.Duration
+	}{
+		{"attempts held", 3 * time.Second, 10 * time.Second},
+		{"attempts timed out and retried", 6 * time.Second, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := natstest.Start(t)
+			r := newRig(t, srv.URL(), rigOptions{emu: emulator.Options{Refill: 100, Capacity: 120}}) // 10 deletes/s, 12 at once
+			px := startHoldingProxy(t, strings.TrimSuffix(strings.TrimPrefix(r.kalshi, "http://"), emulator.BasePath))
+			p := r.plan("heal", 100)
+			pr := r.startProc("replica", map[string]string{
+				"KALSHI_BASE_URL":         "http://" + px.addr + emulator.BasePath,
+				"REVOKER_RATE":            "9", // burst 9
+				"REVOKER_ATTEMPT_TIMEOUT": tc.attemptTO.String(),
+			})
+			r.publish(p.reqs)
+			natstest.WaitFor(t, 30*time.Second, "20 results", func() bool { return r.resultCount() >= 20 })
+			px.cut()
+			r.logf("link cut after %d results", r.resultCount())
+			time.Sleep(tc.cut) // the cut itself: the scenario's duration, not a wait for a condition
+			held := px.heal()
+			r.logf("link healed after %v: %d requests held by the cut delivered at once", tc.cut, held)
+			if held < 4 {
+				t.Errorf("only %d requests were held by the cut: the scenario did not load the link", held)
+			}
+			r.waitResults(len(p.want), 90*time.Second)
+			r.waitDrained(time.Minute)
+			pr.terminate()
+			r.checkInvariants(p, fmt.Sprintf("Kalshi link cut for %v, attempt timeout %v, budget 9/s burst 9, Kalshi 10/s burst 12", tc.cut, tc.attemptTO))
+			if n := r.emu.Stats().TooMany; n != 0 {
+				t.Errorf("Kalshi answered %d requests 429: the heal burst over its bucket", n)
+			}
+		})
 	}
 }
 
