@@ -28,13 +28,22 @@ import (
 // garbled or oversized message is dropped. Nothing in a message is secret:
 // a replica id, two times and a flag.
 //
-// A replica that is disconnected when a pause is published misses it; its
-// own next 429 then pauses it (and the others again). Messages published
-// while the connection is down are buffered by nats.go and sent on
-// reconnect, which only pauses the others for the remaining time then.
+// A replica that joins (starts) asks the others on PauseSubject(group) +
+// ".ask"; each one paused answers with its pause, so a replica started
+// during a pause keeps it. A replica that is disconnected when a pause is
+// published misses it; its own next 429 then pauses it (and the others
+// again). Messages published while the connection is down are buffered by
+// nats.go and sent on reconnect.
 
 // PauseSubjectPrefix is followed by the group (the consumer name).
 const PauseSubjectPrefix = "revoker.fleet.pause."
+
+// askSuffix is appended to PauseSubject for the question a joining replica
+// asks; askWindow is how long it listens for answers.
+const (
+	askSuffix = ".ask"
+	askWindow = time.Second
+)
 
 // maxPauseMsg bounds what a receiver parses.
 const maxPauseMsg = 1024
@@ -70,6 +79,7 @@ type Fleet struct {
 	lim     *Limiter
 	log     *slog.Logger
 	sub     *nats.Subscription
+	ask     *nats.Subscription
 
 	mu        sync.Mutex
 	warned    time.Time // when a bad message was last logged
@@ -104,7 +114,12 @@ func JoinFleet(nc *nats.Conn, cfg FleetConfig) (*Fleet, error) {
 	// A pause must not wait behind a slow handler; few messages ever come.
 	_ = sub.SetPendingLimits(256, 256*maxPauseMsg)
 	f.sub = sub
+	if f.ask, err = nc.Subscribe(f.subject+askSuffix, f.answer); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribing to %s: %w", f.subject+askSuffix, err)
+	}
 	cfg.Limiter.setNotify(f.publish)
+	f.askOthers()
 	return f, nil
 }
 
@@ -112,6 +127,34 @@ func JoinFleet(nc *nats.Conn, cfg FleetConfig) (*Fleet, error) {
 func (f *Fleet) Leave() {
 	f.lim.setNotify(nil)
 	_ = f.sub.Unsubscribe()
+	_ = f.ask.Unsubscribe()
+}
+
+// askOthers asks the replicas already running for the pause in force; the
+// answers, for askWindow, are applied as broadcasts are. It does not wait.
+func (f *Fleet) askOthers() {
+	inbox := f.nc.NewInbox() // under the connection's own inbox prefix
+	sub, err := f.nc.Subscribe(inbox, f.receive)
+	if err != nil {
+		f.log.Warn("cannot ask the other replicas for a pause in force", "err", err)
+		return
+	}
+	time.AfterFunc(askWindow, func() { _ = sub.Unsubscribe() })
+	if err := f.nc.PublishRequest(f.subject+askSuffix, inbox, nil); err != nil {
+		f.log.Warn("cannot ask the other replicas for a pause in force", "err", err)
+	}
+}
+
+// answer tells a joining replica the pause in force here, if any.
+func (f *Fleet) answer(m *nats.Msg) {
+	until := f.lim.PausedUntil()
+	if m.Reply == "" || !time.Now().Before(until) {
+		return
+	}
+	data, err := json.Marshal(pauseMsg{From: f.id, Sent: time.Now(), Until: until})
+	if err == nil {
+		_ = m.Respond(data)
+	}
 }
 
 // publish tells the others of a local pause or throttle.

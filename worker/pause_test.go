@@ -87,6 +87,33 @@ func TestFleetPause(t *testing.T) {
 	}
 }
 
+// TestFleetPauseJoiner: a replica started during a pause asks the others
+// and keeps it; one started when none is in force is not paused.
+func TestFleetPauseJoiner(t *testing.T) {
+	srv := natstest.Start(t)
+	a := worker.NewLimiter(0, 0)
+	fleetOf(t, srv.URL(), "revoker", a)
+	calm := worker.NewLimiter(0, 0)
+	fleetOf(t, srv.URL(), "revoker", calm)
+	time.Sleep(100 * time.Millisecond) // would any answer come? none may
+	if !calm.PausedUntil().IsZero() {
+		t.Fatalf("a replica that joined while none was paused is paused until %v", calm.PausedUntil())
+	}
+
+	a.Pause(5 * time.Second)
+	want := a.PausedUntil()
+	joiner := worker.NewLimiter(0, 0)
+	fleetOf(t, srv.URL(), "revoker", joiner)
+	until, d, ok := waitChanged(250*time.Millisecond, time.Time{}, joiner.PausedUntil)
+	if !ok {
+		t.Fatal("a replica that joined during a pause was not paused within 250ms")
+	}
+	if diff := until.Sub(want); diff < 0 || diff > 250*time.Millisecond {
+		t.Errorf("the joiner's pause ends %v after the others', want 0-250ms", diff)
+	}
+	t.Logf("the joiner learned the pause %v after joining", d)
+}
+
 // TestFleetPauseHostile: what a replica accepts from the pause subject is
 // bounded. Garbage is dropped and the subscription lives on; a pause asked
 // for years is MaxPause; one that ends before it was sent is nothing; a
