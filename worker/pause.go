@@ -32,8 +32,8 @@ import (
 // ".ask"; each one paused answers with its pause, so a replica started
 // during a pause keeps it. A replica that is disconnected when a pause is
 // published misses it; its own next 429 then pauses it (and the others
-// again). Messages published while the connection is down are buffered by
-// nats.go and sent on reconnect.
+// again). A pause is not published while the connection is down: buffered
+// until a reconnect, it would be stale.
 
 // PauseSubjectPrefix is followed by the group (the consumer name).
 const PauseSubjectPrefix = "revoker.fleet.pause."
@@ -160,7 +160,11 @@ func (f *Fleet) answer(m *nats.Msg) {
 // publish tells the others of a local pause or throttle.
 func (f *Fleet) publish(n pauseNote) {
 	data, err := json.Marshal(pauseMsg{From: f.id, Sent: time.Now(), Until: n.until, Throttle: n.throttle})
-	if err == nil {
+	switch {
+	case err != nil:
+	case !f.nc.IsConnected():
+		err = errors.New("not connected to NATS")
+	default:
 		err = f.nc.Publish(f.subject, data)
 	}
 	f.mu.Lock()
