@@ -24,7 +24,15 @@ const (
 
 // Limiter spends the account's delete budget. One Limiter is shared by every
 // delete of a process, because Kalshi's limits are per account: a 429 (and
-// its Retry-After) holds all of them, not only the one that got it.
+// its Retry-After) holds all of them, not only the one that got it; joined
+// to a Fleet (pause.go), it holds those of every replica too.
+//
+// The budget is counted when a call is sent, but Kalshi meters its
+// arrival: attempts that a cut link holds arrive together when it heals.
+// So an attempt (Begin) counts against the burst until it is answered,
+// and one given up unanswered until a later one is: the bucket holds that
+// many tokens fewer, and what the link delivers at once plus what the
+// bucket adds never exceeds the burst (one probe at a time excepted).
 //
 // The bucket is a golang.org/x/time/rate.Limiter: Burst deletes at once,
 // then one every 1/rate seconds. Deletes that have to wait queue in order;
