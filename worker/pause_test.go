@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
 )
@@ -306,4 +308,31 @@ func TestLimiterStaleHoldsBurst(t *testing.T) {
 			t.Errorf("%d attempts still held StaleHold after they were given up", stale)
 		}
 	})
+}
+
+// TestLongRetryAfterPausesEveryone: a Retry-After longer than the request's
+// budget ends that request retries_exhausted, and still holds every other
+// call (up to MaxPause), on this replica and, through the fleet, the
+// others. Before, only the request ended and the next call went at once.
+func TestLongRetryAfterPausesEveryone(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	cfg.Limiter = worker.NewLimiter(0, 0)
+	other := worker.NewLimiter(0, 0)
+	fleetOf(t, r.srv.URL(), "revoker", cfg.Limiter)
+	fleetOf(t, r.srv.URL(), "revoker", other)
+	r.start(cfg)
+	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: time.Hour})
+	r.publish("slow", keys[0])
+	res := r.waitResults(1, 10*time.Second)["slow"]
+	if res.Error == nil || res.Error.Code != events.CodeRetriesExhausted {
+		t.Errorf("got %+v, want failed/retries_exhausted", res)
+	}
+	for name, l := range map[string]*worker.Limiter{"this replica": cfg.Limiter, "another replica": other} {
+		natstest.WaitFor(t, time.Second, name+" paused", func() bool {
+			d := time.Until(l.PausedUntil())
+			return d > worker.MaxPause-10*time.Second && d <= worker.MaxPause
+		})
+	}
 }
