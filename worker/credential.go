@@ -56,6 +56,9 @@ func (w *Worker) watchCredential(ctx context.Context) {
 	g := w.cred
 	for {
 		next := w.cfg.CredentialRecheck
+		if w.cfg.Limiter.AfterPause(ctx) != nil { // a 429's pause holds the check too
+			return
+		}
 		cctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 		keys, err := w.del.ListAPIKeys(cctx)
 		cancel()

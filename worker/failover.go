@@ -31,7 +31,7 @@ const (
 )
 
 // FleetSubject is the subject prefix of the replicas' broadcasts to each
-// other.
+// other: what they hold (here) and the credential's pauses (pause.go).
 const FleetSubject = "revoker.fleet"
 
 type heldBeatMsg struct {
@@ -42,8 +42,8 @@ type heldBeatMsg struct {
 	Took bool `json:"took,omitempty"`
 }
 
-// fleet is what this replica knows of the others, and what it holds.
-type fleet struct {
+// holdings is what this replica holds, and what it knows the others hold.
+type holdings struct {
 	id string
 
 	mu    sync.Mutex
@@ -56,14 +56,14 @@ type peer struct {
 	held []string
 }
 
-func newFleet() *fleet {
+func newHoldings() *holdings {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return &fleet{id: hex.EncodeToString(b), held: make(map[string]struct{}), peers: make(map[string]peer)}
+	return &holdings{id: hex.EncodeToString(b), held: make(map[string]struct{}), peers: make(map[string]peer)}
 }
 
 // hold notes a delivery in hand until the returned release is called.
-func (f *fleet) hold(reply string) (release func()) {
+func (f *holdings) hold(reply string) (release func()) {
 	if reply == "" {
 		return func() {}
 	}
@@ -84,7 +84,7 @@ func (w *Worker) took(reply string) {
 	if reply == "" {
 		return
 	}
-	b, _ := json.Marshal(heldBeatMsg{ID: w.fleet.id, Held: []string{reply}, Took: true})
+	b, _ := json.Marshal(heldBeatMsg{ID: w.holdings.id, Held: []string{reply}, Took: true})
 	_ = w.js.Conn().Publish(w.heldSubject(), b)
 }
 
@@ -95,7 +95,7 @@ func (w *Worker) heldSubject() string { return FleetSubject + ".held." + w.cfg.C
 // held, until ctx ends.
 func (w *Worker) failoverLoop(ctx context.Context) {
 	nc := w.js.Conn()
-	f := w.fleet
+	f := w.holdings
 	sub, err := nc.Subscribe(w.heldSubject(), func(m *nats.Msg) {
 		var b heldBeatMsg
 		if json.Unmarshal(m.Data, &b) != nil || b.ID == "" || b.ID == f.id || len(b.Held) > maxHeldAnnounced {

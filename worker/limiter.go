@@ -24,7 +24,15 @@ const (
 
 // Limiter spends the account's delete budget. One Limiter is shared by every
 // delete of a process, because Kalshi's limits are per account: a 429 (and
-// its Retry-After) holds all of them, not only the one that got it.
+// its Retry-After) holds all of them, not only the one that got it; joined
+// to a Fleet (pause.go), it holds those of every replica too.
+//
+// The budget is counted when a call is sent, but Kalshi meters its
+// arrival: attempts that a cut link holds arrive together when it heals.
+// So an attempt (Begin) counts against the burst until it is answered,
+// and one given up unanswered until a later one is: the bucket holds that
+// many tokens fewer, and what the link delivers at once plus what the
+// bucket adds never exceeds the burst (one probe at a time excepted).
 //
 // The bucket is a golang.org/x/time/rate.Limiter: Burst deletes at once,
 // then one every 1/rate seconds. Deletes that have to wait queue in order;
@@ -61,6 +69,27 @@ type Limiter struct {
 	queue []*waiter
 
 	pausedUntil time.Time
+
+	// inflight counts attempts sent (Begin) and not yet answered or given
+	// up: each holds a token of the burst, because Kalshi meters arrival and
+	// a link that held them may deliver them all at once.
+	inflight int
+	// stale are the end times, oldest first, of attempts given up without
+	// an answer: their bytes may still be on their way (a cut link that
+	// delivers what it held when it heals), so each still holds a token of
+	// the burst until an attempt sent after it is answered, or StaleHold.
+	stale []time.Time
+	// notify, if set (Fleet), hears of every local Pause that lengthened
+	// the pause and every Throttle that halved the rate, so the other
+	// replicas can follow.
+	notify func(pauseNote)
+}
+
+// pauseNote is a local pause or throttle, as the fleet hears of it: until
+// is the end of the pause (zero: none), throttle says the rate was halved.
+type pauseNote struct {
+	until    time.Time
+	throttle bool
 }
 
 // waiter is a delete waiting for its turn.
@@ -164,6 +193,44 @@ func (l *Limiter) burstLocked() int {
 	return burstOf(float64(l.burst) * l.share)
 }
 
+// capLocked is the burst less the attempts in flight or stale: the tokens
+// the bucket may hold now. Arrivals at Kalshi then stay within the burst,
+// however a link that held the attempts delivers them. With none in flight
+// one may always go (when the budget allows any): the probe that finds the
+// link healed, whose answer frees the stale ones.
+func (l *Limiter) capLocked() int {
+	b := l.burstLocked()
+	c := b - l.inflight - len(l.stale)
+	if l.inflight == 0 && b > 0 {
+		c = max(c, 1)
+	}
+	return max(0, c)
+}
+
+// StaleHold is how long an attempt given up without an answer may still
+// hold a token of the burst: how long a cut link is taken to keep bytes it
+// may deliver. Any answer to a later attempt ends it sooner.
+const StaleHold = 2 * time.Minute
+
+// pruneLocked drops the stale attempts held for StaleHold.
+func (l *Limiter) pruneLocked(now time.Time) {
+	i := 0
+	for i < len(l.stale) && now.Sub(l.stale[i]) >= StaleHold {
+		i++
+	}
+	if i > 0 {
+		l.stale = slices.Delete(l.stale, 0, i)
+	}
+}
+
+// setCapLocked puts capLocked into the bucket: lowered, the tokens are
+// cut to it; raised, none are added (the bucket refills at the rate).
+func (l *Limiter) setCapLocked(now time.Time) {
+	if l.bucket != nil {
+		l.bucket.SetBurstAt(now, l.capLocked())
+	}
+}
+
 // Rate reports the budget in force in deletes per second: the configured
 // rate times the share, less while recovering from a Throttle; +Inf when
 // unlimited.
@@ -188,19 +255,27 @@ func (l *Limiter) Configured() (perSecond float64, burst int) {
 // ThrottleRecovery. Calls within ThrottleHold of the last halving do
 // nothing. Without a rate limit it does nothing: only Pause applies.
 func (l *Limiter) Throttle() {
+	if l.throttle() {
+		l.tell(pauseNote{throttle: true})
+	}
+}
+
+// throttle is Throttle without telling the fleet; it reports whether it
+// halved the rate.
+func (l *Limiter) throttle() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.bucket == nil {
-		return
+		return false
 	}
 	now := time.Now()
 	if !l.throttledAt.IsZero() && now.Sub(l.throttledAt) < ThrottleHold {
-		return
+		return false
 	}
 	l.advanceLocked(now)
 	base := l.baseLocked()
 	if base <= 0 {
-		return // holding every delete already
+		return false // holding every delete already
 	}
 	floor := min(ThrottleFloor, base) / base
 	l.factor = max(floor, l.inForce/base/2)
@@ -211,6 +286,7 @@ func (l *Limiter) Throttle() {
 	l.bucket.SetBurstAt(now, 0)
 	l.applyLocked(now)
 	l.headLocked(now)
+	return true
 }
 
 // MaxPause bounds one Pause: a hostile or mistaken Retry-After must not
@@ -219,34 +295,150 @@ func (l *Limiter) Throttle() {
 const MaxPause = time.Minute
 
 // Pause holds every delete for d (at most MaxPause) from now, or longer if
-// already paused.
+// already paused. With a Fleet, the other replicas pause as well.
 func (l *Limiter) Pause(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	d = min(d, MaxPause)
+	until := time.Now().Add(min(d, MaxPause))
+	if l.pauseUntil(until) {
+		l.tell(pauseNote{until: until})
+	}
+}
+
+// pauseUntil holds every delete until until, unless a pause already lasts
+// longer: a pause is only ever lengthened. It reports whether it
+// lengthened the pause; it tells no one.
+func (l *Limiter) pauseUntil(until time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !until.After(l.pausedUntil) {
+		return false
+	}
+	now := time.Now()
+	l.pausedUntil = until
+	l.advanceLocked(now)
+	l.replanLocked(now)
+	return true
+}
+
+// PausedUntil reports when the pause in force ends; the zero time or a
+// past one when there is none.
+func (l *Limiter) PausedUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pausedUntil
+}
+
+// AfterPause blocks until no pause is in force, without spending a token:
+// for a call that the pause must hold but the budget's share need not (the
+// credential check, which runs while an automatic share is still zero). It
+// returns ctx.Err() if ctx ends first.
+func (l *Limiter) AfterPause(ctx context.Context) error {
+	for {
+		d := time.Until(l.PausedUntil())
+		if d <= 0 {
+			return ctx.Err()
+		}
+		t := time.NewTimer(d) // a pause lengthened meanwhile: the loop waits again
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// tell passes a local pause or throttle to the fleet, if one listens.
+func (l *Limiter) tell(n pauseNote) {
+	l.mu.Lock()
+	notify := l.notify
+	l.mu.Unlock()
+	if notify != nil {
+		notify(n)
+	}
+}
+
+// setNotify sets who hears of local pauses and throttles (nil: no one).
+func (l *Limiter) setNotify(f func(pauseNote)) {
+	l.mu.Lock()
+	l.notify = f
+	l.mu.Unlock()
+}
+
+// Begin is Wait for an attempt that is sent at once. From its return until
+// end is called, the attempt counts against the burst, so the bucket holds
+// that many tokens fewer: Kalshi meters arrival, not sending, and attempts
+// that a cut link held arrive together when it heals; counted, the bucket
+// cannot add a burst on top. Call end with answered when Kalshi's answer
+// came (any HTTP status), and without when the attempt was given up
+// (timeout, connection lost): it may still arrive, so it keeps counting
+// until a later attempt is answered, or StaleHold. Only the first call of
+// end counts.
+func (l *Limiter) Begin(ctx context.Context) (end func(answered bool), err error) {
+	if err := l.wait(ctx, true); err != nil {
+		return nil, err
+	}
+	sent := time.Now()
+	var once sync.Once
+	return func(answered bool) { once.Do(func() { l.end(sent, answered) }) }, nil
+}
+
+// end is an attempt of Begin, sent at sent, answered or given up. Answered,
+// its token of the burst comes back to the bucket's capacity (not as a
+// token: the bucket refills it at the rate in force), and so do those of
+// the attempts given up before it was sent: the link works, and what it
+// held has arrived.
+func (l *Limiter) end(sent time.Time, answered bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if until := now.Add(d); until.After(l.pausedUntil) {
-		l.pausedUntil = until
-		l.advanceLocked(now)
-		l.replanLocked(now)
+	l.inflight--
+	if answered {
+		i := 0
+		for i < len(l.stale) && l.stale[i].Before(sent) {
+			i++
+		}
+		l.stale = slices.Delete(l.stale, 0, i)
+	} else {
+		l.stale = append(l.stale, now)
 	}
+	l.pruneLocked(now)
+	l.setCapLocked(now)
+	l.headLocked(now)
+}
+
+// Held reports the attempts that count against the burst: in flight, and
+// given up without an answer (see Begin).
+func (l *Limiter) Held() (inFlight, stale int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pruneLocked(time.Now())
+	return l.inflight, len(l.stale)
 }
 
 // Wait blocks until a delete may be sent: after any pause has passed and a
 // token is available. It returns ctx.Err() if ctx ends first, giving back
 // the token it was waiting for.
-func (l *Limiter) Wait(ctx context.Context) error {
+func (l *Limiter) Wait(ctx context.Context) error { return l.wait(ctx, false) }
+
+// wait is Wait; hold counts the attempt in flight (Begin) under the same
+// lock that let it go, so the bucket never holds its token meanwhile.
+func (l *Limiter) wait(ctx context.Context, hold bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	l.mu.Lock()
 	now := time.Now()
 	l.advanceLocked(now)
+	if len(l.stale) > 0 && now.Sub(l.stale[0]) >= StaleHold {
+		l.pruneLocked(now)
+		l.setCapLocked(now)
+	}
 	if len(l.queue) == 0 && !now.Before(l.pausedUntil) &&
 		(l.bucket == nil || l.inForce > 0 && l.bucket.AllowN(now, 1)) {
+		l.holdLocked(now, hold)
 		l.mu.Unlock()
 		return nil
 	}
@@ -262,12 +454,14 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			}
 		case w.r != nil:
 			if !w.at.After(now) {
+				l.holdLocked(now, hold)
 				l.leaveLocked(w, now)
 				l.mu.Unlock()
 				return nil
 			}
 			wait = w.at.Sub(now)
 		case l.bucket == nil:
+			l.holdLocked(now, hold)
 			l.leaveLocked(w, now)
 			l.mu.Unlock()
 			return nil
@@ -303,6 +497,17 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	}
 }
 
+// holdLocked counts an attempt that goes now in flight, if hold, and cuts
+// the bucket's capacity by its token.
+func (l *Limiter) holdLocked(now time.Time, hold bool) {
+	if !hold {
+		return
+	}
+	l.inflight++
+	l.pruneLocked(now)
+	l.setCapLocked(now)
+}
+
 // signal wakes w to look at its plan again.
 func (w *waiter) signal() {
 	select {
@@ -329,7 +534,7 @@ func (l *Limiter) leaveLocked(w *waiter, now time.Time) {
 // headLocked has the first waiting delete reserve the next token, if it
 // holds none and a token can come: not paused, and a rate above zero.
 func (l *Limiter) headLocked(now time.Time) {
-	if len(l.queue) == 0 || l.bucket == nil || !(l.inForce > 0) || now.Before(l.pausedUntil) {
+	if len(l.queue) == 0 || l.bucket == nil || !(l.inForce > 0) || l.capLocked() < 1 || now.Before(l.pausedUntil) {
 		return
 	}
 	h := l.queue[0]
@@ -366,7 +571,7 @@ func (l *Limiter) applyLocked(now time.Time) {
 	if l.bucket == nil {
 		return
 	}
-	l.bucket.SetBurstAt(now, l.burstLocked())
+	l.bucket.SetBurstAt(now, l.capLocked())
 	l.bucket.SetLimitAt(now, rate.Limit(l.inForce))
 }
 

@@ -89,20 +89,27 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 		if attempts == 0 {
 			wait = later(deadline, time.Now().Add(w.cfg.AttemptTimeout))
 		}
+		if w.egress.down.Load() {
+			return errReleased
+		}
 		lctx, cancel := context.WithDeadline(stop, wait)
-		err := w.cfg.Limiter.Wait(lctx)
+		sent, err := w.cfg.Limiter.Begin(lctx)
 		cancel()
 		switch {
 		case stop.Err() != nil:
+			if sent != nil {
+				sent(false) // not sent after all: held as if lost, harmless while stopping
+			}
 			return errStopped
 		case err != nil:
 			return &budgetError{"the rate limit held every attempt until the retry budget ran out"}
-		case w.egress.down.Load():
-			return errReleased
 		}
+		// Until it is answered the attempt counts against the burst:
+		// Kalshi meters its arrival, which a cut link delays.
 		actx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 		err = op(actx)
 		cancel()
+		sent(httpStatus(err) != 0) // answered: any HTTP status
 		w.observeEgress(err)
 		seen(err)
 		if !kalshi.IsTransient(err) {
@@ -118,11 +125,13 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 		}
 		// Kalshi's limits are per account: a 429 holds every call.
 		if ra := kalshi.RetryAfter(err); ra > 0 {
+			// Every call waits (up to MaxPause), on every replica, also
+			// when this request cannot.
+			w.cfg.Limiter.Pause(ra)
 			if left := time.Until(deadline); ra > left {
 				return &budgetError{fmt.Sprintf("Kalshi asked to wait %v (Retry-After), longer than the %v left of the retry budget: %v",
 					ra, left.Round(time.Second), err)}
 			}
-			w.cfg.Limiter.Pause(ra)
 			next = max(next, ra)
 		} else if status == http.StatusTooManyRequests && math.IsInf(w.cfg.Limiter.Rate(), 1) {
 			// No budget to halve: hold every call briefly instead.

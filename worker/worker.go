@@ -40,7 +40,7 @@ type Worker struct {
 	confirms *confirmations
 	cred     *credentialGate
 	egress   egress
-	fleet    *fleet
+	holdings *holdings
 	ackWait  atomic.Int64 // the bound consumer's ack wait, in nanoseconds
 
 	bound          atomic.Bool   // consumer bound and pulling
@@ -61,7 +61,7 @@ func New(js jetstream.JetStream, del Kalshi, cfg Config) (*Worker, error) {
 		cfg:            cfg,
 		cred:           newCredentialGate(),
 		confirms:       newConfirmations(cfg.ConfirmDelay),
-		fleet:          newFleet(),
+		holdings:       newHoldings(),
 		credentialGone: make(chan struct{}),
 	}
 	w.ackWait.Store(int64(cfg.AckWait))
@@ -238,7 +238,7 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 				continue
 			}
 			w.handlers.Add(1)
-			unhold := w.fleet.hold(msg.Reply())
+			unhold := w.holdings.hold(msg.Reply())
 			w.took(msg.Reply())
 			go func() {
 				defer w.handlers.Done()

@@ -96,6 +96,13 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	if err != nil {
 		return err
 	}
+	// A 429 or Retry-After seen here pauses the other replicas too, and
+	// theirs pause this one (revoker.fleet.pause.<consumer>).
+	fleet, err := worker.JoinFleet(nc, worker.FleetConfig{Group: cfg.Consumer, Limiter: limiter, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer fleet.Leave()
 
 	acct := &account{client: client, cfg: cfg, limiter: limiter, logger: logger}
 	ready := w.Ready // connected, bound, and Kalshi accepts the credential

@@ -1,0 +1,338 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// fleetOf joins a limiter to group's pauses on its own connection to url.
+func fleetOf(t *testing.T, url, group string, l *worker.Limiter) *nats.Conn {
+	t.Helper()
+	nc := natstest.Connect(t, url)
+	f, err := worker.JoinFleet(nc, worker.FleetConfig{Group: group, Limiter: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Leave)
+	if err := nc.Flush(); err != nil { // the subscription is in place
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// waitChanged polls get (every 50µs, finer than natstest.Poll: this
+// measures milliseconds) until it differs from was, at most within.
+func waitChanged[T comparable](within time.Duration, was T, get func() T) (T, time.Duration, bool) {
+	start := time.Now()
+	for {
+		if v := get(); v != was {
+			return v, time.Since(start), true
+		}
+		if time.Since(start) > within {
+			return was, time.Since(start), false
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// TestFleetPause: a Retry-After honoured by one replica pauses another
+// within 250 ms, for as long as it asked; a 429 halves the other's rate;
+// another group hears nothing. It logs the propagation time (the README's
+// figure). Before the fleet, Pause held only its own limiter.
+func TestFleetPause(t *testing.T) {
+	srv := natstest.Start(t)
+	a, b, other := worker.NewLimiter(0, 0), worker.NewLimiter(0, 0), worker.NewLimiter(0, 0)
+	fleetOf(t, srv.URL(), "revoker", a)
+	fleetOf(t, srv.URL(), "revoker", b)
+	fleetOf(t, srv.URL(), "elsewhere", other)
+
+	const rounds = 40
+	var took []time.Duration
+	for i := range rounds {
+		was := b.PausedUntil()
+		sent := time.Now()
+		a.Pause(2 * time.Second) // later each round: lengthens the pause
+		until, d, ok := waitChanged(250*time.Millisecond, was, b.PausedUntil)
+		if !ok {
+			t.Fatalf("round %d: the other replica was not paused within 250ms", i)
+		}
+		took = append(took, d)
+		if got := until.Sub(sent); got < 2*time.Second || got > 2*time.Second+250*time.Millisecond {
+			t.Errorf("round %d: the other replica paused until %v after the Retry-After, want 2s", i, got)
+		}
+	}
+	slices.Sort(took)
+	t.Logf("FIGURE pause propagation over %d rounds (real nats-server, loopback): median %v, p90 %v, max %v",
+		rounds, took[rounds/2], took[rounds*9/10], took[rounds-1])
+	if !other.PausedUntil().IsZero() {
+		t.Errorf("a replica of another group was paused: %v", other.PausedUntil())
+	}
+
+	// A 429 halves the rate of every replica.
+	a.SetRate(10, 10)
+	b.SetRate(10, 10)
+	a.Throttle()
+	if r, _, ok := waitChanged(250*time.Millisecond, 10.0, b.Rate); !ok || r != 5 {
+		t.Errorf("the other replica's rate after a 429 is %v, want 5", r)
+	}
+}
+
+// TestFleetPauseJoiner: a replica started during a pause asks the others
+// and keeps it; one started when none is in force is not paused.
+func TestFleetPauseJoiner(t *testing.T) {
+	srv := natstest.Start(t)
+	a := worker.NewLimiter(0, 0)
+	fleetOf(t, srv.URL(), "revoker", a)
+	calm := worker.NewLimiter(0, 0)
+	fleetOf(t, srv.URL(), "revoker", calm)
+	time.Sleep(100 * time.Millisecond) // would any answer come? none may
+	if !calm.PausedUntil().IsZero() {
+		t.Fatalf("a replica that joined while none was paused is paused until %v", calm.PausedUntil())
+	}
+
+	a.Pause(5 * time.Second)
+	want := a.PausedUntil()
+	joiner := worker.NewLimiter(0, 0)
+	fleetOf(t, srv.URL(), "revoker", joiner)
+	until, d, ok := waitChanged(250*time.Millisecond, time.Time{}, joiner.PausedUntil)
+	if !ok {
+		t.Fatal("a replica that joined during a pause was not paused within 250ms")
+	}
+	if diff := until.Sub(want); diff < 0 || diff > 250*time.Millisecond {
+		t.Errorf("the joiner's pause ends %v after the others', want 0-250ms", diff)
+	}
+	t.Logf("the joiner learned the pause %v after joining", d)
+}
+
+// TestFleetPauseHostile: what a replica accepts from the pause subject is
+// bounded. Garbage is dropped and the subscription lives on; a pause asked
+// for years is MaxPause; one that ends before it was sent is nothing; a
+// shorter one never cuts a longer one; a sender whose clock is an hour off
+// still pauses the receiver for the length it asked.
+func TestFleetPauseHostile(t *testing.T) {
+	srv := natstest.Start(t)
+	l := worker.NewLimiter(10, 10)
+	fleetOf(t, srv.URL(), "revoker", l)
+	pub := natstest.Connect(t, srv.URL())
+	subject := worker.PauseSubject("revoker")
+	send := func(data []byte) {
+		t.Helper()
+		if err := pub.Publish(subject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := func(sent, until time.Time, throttle bool) []byte {
+		data, _ := json.Marshal(map[string]any{"from": "hostile", "sent": sent, "until": until, "throttle": throttle})
+		return data
+	}
+
+	now := time.Now()
+	send([]byte("not json"))
+	send(bytes.Repeat([]byte(" "), 4096))
+	send([]byte(`{"sent":"` + now.Format(time.RFC3339Nano) + `","until":"9999-01-01T00:00:00Z"}`)) // no sender
+	send(msg(now, now.Add(-time.Second), false))                                                   // ends before it began
+	// The sender's clock is an hour behind: it still means two seconds.
+	send(msg(now.Add(-time.Hour), now.Add(-time.Hour+2*time.Second), false))
+	until, _, ok := waitChanged(2*time.Second, time.Time{}, l.PausedUntil)
+	if !ok {
+		t.Fatal("a valid pause after garbage was not applied: the subscription died")
+	}
+	if d := until.Sub(now); d < 2*time.Second || d > 3*time.Second {
+		t.Errorf("a 2s pause from a skewed clock paused for %v", d)
+	}
+
+	now = time.Now()
+	send(msg(now, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), false))
+	until, _, ok = waitChanged(2*time.Second, until, l.PausedUntil)
+	if !ok {
+		t.Fatal("a far-future pause was not applied at all")
+	}
+	if d := until.Sub(now); d > worker.MaxPause+time.Second {
+		t.Errorf("a pause until the year 9999 holds for %v, want at most MaxPause (%v)", d, worker.MaxPause)
+	}
+
+	// Shorter: ignored. The throttle after it shows it was read.
+	send(msg(time.Now(), time.Now().Add(time.Second), false))
+	send(msg(time.Now(), time.Time{}, true))
+	if _, _, ok := waitChanged(2*time.Second, 10.0, l.Rate); !ok {
+		t.Fatal("the throttle was not applied")
+	}
+	if got := l.PausedUntil(); !got.Equal(until) {
+		t.Errorf("a shorter pause changed the pause's end from %v to %v", until, got)
+	}
+}
+
+// TestLimiterInFlightHoldsBurst: attempts sent and not answered count
+// against the burst, so when a held link delivers them all, the bucket
+// adds nothing on top; answered, their tokens come back at the rate, not
+// at once. Before, 2 s of silence refilled the whole burst.
+func TestLimiterInFlightHoldsBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := worker.NewLimiter(10, 5)
+		var ends []func(bool)
+		for range 5 {
+			end, err := l.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ends = append(ends, end)
+		}
+		time.Sleep(2 * time.Second) // the link is cut: none is answered
+
+		start := time.Now()
+		got := make(chan time.Duration, 3)
+		for range 3 {
+			go func() {
+				if err := l.Wait(context.Background()); err == nil {
+					got <- time.Since(start)
+				}
+			}()
+		}
+		synctest.Wait()
+		if len(got) != 0 {
+			t.Fatalf("%d calls went out with the whole burst in flight", len(got))
+		}
+		time.Sleep(time.Second)
+		for _, end := range ends { // the link heals: all answered at once
+			end(true)
+		}
+		ends[0](true) // twice: counts once
+		var at []time.Duration
+		for range 3 {
+			at = append(at, <-got)
+		}
+		slices.Sort(at)
+		// The tokens refill from empty at 10/s: 1.1s, 1.2s, 1.3s after start.
+		for i, d := range at {
+			if want := time.Second + time.Duration(i+1)*100*time.Millisecond; !justAfter(d, want) {
+				t.Errorf("call %d after the heal went out at %v, want %v", i, d, want)
+			}
+		}
+	})
+}
+
+// TestLimiterAfterPause: the credential check waits out a pause, also one
+// lengthened while it waits, and spends no token.
+func TestLimiterAfterPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := worker.NewLimiter(1, 1)
+		start := time.Now()
+		if err := l.AfterPause(context.Background()); err != nil || time.Since(start) != 0 {
+			t.Fatalf("AfterPause without a pause: %v after %v", err, time.Since(start))
+		}
+		l.Pause(time.Second)
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			l.Pause(time.Second) // now until 1.5s
+		}()
+		if err := l.AfterPause(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if el := time.Since(start); el != 1500*time.Millisecond {
+			t.Errorf("AfterPause returned after %v, want 1.5s", el)
+		}
+		if err := l.Wait(context.Background()); err != nil || time.Since(start) != 1500*time.Millisecond {
+			t.Errorf("the token was spent by AfterPause: Wait returned %v at %v", err, time.Since(start))
+		}
+		l.Pause(time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := l.AfterPause(ctx); err == nil {
+			t.Error("AfterPause outlived its context")
+		}
+	})
+}
+
+// TestLimiterStaleHoldsBurst: attempts given up unanswered (timed out while
+// the link was cut) may still arrive when it heals, so they keep their
+// tokens of the burst; one probe at a time may go, and its answer, proof
+// that the link works, frees them. Unanswered for StaleHold, they are
+// taken for lost.
+func TestLimiterStaleHoldsBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := worker.NewLimiter(10, 5)
+		begin := func() func(bool) {
+			t.Helper()
+			end, err := l.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return end
+		}
+		var ends []func(bool)
+		for range 5 {
+			ends = append(ends, begin())
+		}
+		time.Sleep(time.Second)
+		for _, end := range ends {
+			end(false) // timed out
+		}
+		if in, stale := l.Held(); in != 0 || stale != 5 {
+			t.Fatalf("held %d in flight, %d stale; want 0 and 5", in, stale)
+		}
+		start := time.Now()
+		probe := begin() // the probe: one token, refilled in 100ms
+		if el := time.Since(start); !justAfter(el, 100*time.Millisecond) {
+			t.Errorf("the probe went after %v, want 100ms", el)
+		}
+		next := make(chan time.Duration, 1)
+		go func() { end := begin(); next <- time.Since(start); end(true) }()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if len(next) != 0 {
+			t.Fatal("a second attempt went while the probe and five stale ones held the burst")
+		}
+		probe(true) // the link works: the stale ones are freed
+		if d := <-next; !justAfter(d, 2100*time.Millisecond+100*time.Millisecond) {
+			t.Errorf("the next attempt went at %v, want 2.2s (the bucket refills at the rate)", d)
+		}
+		if in, stale := l.Held(); in != 0 || stale != 0 {
+			t.Errorf("after the probe's answer: %d in flight, %d stale; want none", in, stale)
+		}
+
+		begin()(false)
+		time.Sleep(worker.StaleHold)
+		if _, stale := l.Held(); stale != 0 {
+			t.Errorf("%d attempts still held StaleHold after they were given up", stale)
+		}
+	})
+}
+
+// TestLongRetryAfterPausesEveryone: a Retry-After longer than the request's
+// budget ends that request retries_exhausted, and still holds every other
+// call (up to MaxPause), on this replica and, through the fleet, the
+// others. Before, only the request ended and the next call went at once.
+func TestLongRetryAfterPausesEveryone(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	cfg.Limiter = worker.NewLimiter(0, 0)
+	other := worker.NewLimiter(0, 0)
+	fleetOf(t, r.srv.URL(), "revoker", cfg.Limiter)
+	fleetOf(t, r.srv.URL(), "revoker", other)
+	r.start(cfg)
+	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: time.Hour})
+	r.publish("slow", keys[0])
+	res := r.waitResults(1, 10*time.Second)["slow"]
+	if res.Error == nil || res.Error.Code != events.CodeRetriesExhausted {
+		t.Errorf("got %+v, want failed/retries_exhausted", res)
+	}
+	for name, l := range map[string]*worker.Limiter{"this replica": cfg.Limiter, "another replica": other} {
+		natstest.WaitFor(t, time.Second, name+" paused", func() bool {
+			d := time.Until(l.PausedUntil())
+			return d > worker.MaxPause-10*time.Second && d <= worker.MaxPause
+		})
+	}
+}
