@@ -169,12 +169,14 @@ func TestIncidentRunbookLeastPrivilege(t *testing.T) {
 	})
 	// The grants bite: the auditor may not ask for a plan, nor the requester
 	// read the audit log.
-	auditor := &world{t: t, env: map[string]string{"NATS_URL": srv.URL(), "NATS_NKEY_SEED": seeds["auditor"], "REVOKER_LOG_FORMAT": "json"}}
+	auditor := &world{t: t, env: map[string]string{"NATS_URL": srv.URL(), "NATS_NKEY_SEED": seeds["auditor"],
+		"NATS_INBOX_PREFIX": "_INBOX.auditor", "REVOKER_LOG_FORMAT": "json"}}
 	if out, stderr, code := auditor.run2("", "revoke", "--dry-run", seeded[1]); code == 0 || out != "" ||
 		!strings.Contains(stderr, "the NATS server refused") || !strings.Contains(stderr, "revoker.console.plan") {
 		t.Errorf("a plan as the auditor: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
-	requester := &world{t: t, env: map[string]string{"NATS_URL": srv.URL(), "NATS_NKEY_SEED": seeds["requester"], "REVOKER_LOG_FORMAT": "json"}}
+	requester := &world{t: t, env: map[string]string{"NATS_URL": srv.URL(), "NATS_NKEY_SEED": seeds["requester"],
+		"NATS_INBOX_PREFIX": "_INBOX.requester", "REVOKER_LOG_FORMAT": "json"}}
 	if _, stderr, code := requester.run2("", "results"); code == 0 || !strings.Contains(stderr, "ermission") {
 		t.Errorf("results as the requester: exit %d, stderr %q", code, stderr)
 	}
