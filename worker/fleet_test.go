@@ -2,9 +2,12 @@ package worker_test
 
 import (
 	"context"
+	"crypto"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -303,5 +306,69 @@ func TestDeadReplicasRequestsAreDeliveredAtOnce(t *testing.T) {
 	res := r.waitResults(1, 20*time.Second)["orphan"]
 	if res.Outcome != events.Revoked || res.Deliveries < 2 {
 		t.Errorf("got %s after %d deliveries, want revoked by the survivor", res.Outcome, res.Deliveries)
+	}
+}
+
+// stallsAfter signs as other keys (a leaked key's search) until it has done
+// so n times, then never returns from the next: its worker dies mid-search.
+type stallsAfter struct {
+	worker.Kalshi
+	n       int32
+	calls   atomic.Int32
+	stalled chan struct{} // closed when the search stalls
+	release chan struct{} // closed at the end of the test
+}
+
+func (s *stallsAfter) As(keyID string, key crypto.Signer) (*kalshi.Client, error) {
+	if s.calls.Add(1) == s.n+1 {
+		close(s.stalled)
+		<-s.release
+		return nil, errors.New("stalled")
+	}
+	return s.Kalshi.As(keyID, key)
+}
+
+// Issue 20 item 7: a leaked key's request redelivered after its replica
+// died mid-search resumes after the keys already tried, not from the start.
+func TestLeakedSearchResumesAfterAFailover(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(10)
+	target := slices.Index(ids, slices.Max(ids)) // the last key in the search's order
+	cfg := r.config()
+	cfg.AckWait = 3 * time.Second
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	stall := &stallsAfter{Kalshi: r.client, n: 5, stalled: make(chan struct{}), release: make(chan struct{})}
+	nc := natstest.Connect(t, r.srv.URL())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DrainTimeout = 100 * time.Millisecond
+	dying, _ := r.launch(js, stall, cfg)
+	t.Cleanup(func() { close(stall.release) })
+	natstest.WaitFor(t, 10*time.Second, "the dying worker ready", func() bool { return dying.Ready() == nil })
+	r.publishLeaked("resume", pems[target], "")
+	<-stall.stalled
+	before := r.emu.Stats()
+	survivor, _ := r.launch(r.js, r.client, cfg)
+	natstest.WaitFor(t, 10*time.Second, "the survivor ready", func() bool { return survivor.Ready() == nil })
+	nc.Close() // the survivor takes the request over (failover, or the 3 s ack wait)
+
+	res := r.waitResults(1, 30*time.Second)["resume"]
+	if res.Outcome != events.Revoked || res.APIKeyID != ids[target] {
+		t.Fatalf("got %s for %s, want revoked for %s", res.Outcome, res.APIKeyID, ids[target])
+	}
+	probes := 0
+	for id, n := range answered(before, r.emu.Stats()) {
+		if id != r.selfID {
+			probes += n
+		}
+	}
+	// Five keys refused it before the stall; the rest are five, plus the
+	// DELETE's confirmation signed as the key found.
+	if probes > 10-5+1 {
+		t.Errorf("the survivor signed %d calls as listed keys, want the search resumed (at most %d)", probes, 10-5+1)
 	}
 }

@@ -330,9 +330,18 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim) (verdict, error) {
 	f := found{keyID: c.Target, foreign: c.Foreign}
 	if f.keyID == "" {
+		// Each listed key that refused the leaked key is recorded with the
+		// claim, so that a redelivery resumes the search after it.
+		s := search{from: c.ProbedThrough, refused: func(id string) {
+			next := c.requestEntry
+			next.ProbedThrough = id
+			if nc, err := w.ledger.update(ctx, req.ID, c, next); err == nil {
+				c = nc
+			}
+		}}
 		var fail *events.Error
 		var err error
-		switch f, fail, err = w.findLeaked(ctx, stop, meta, req); {
+		switch f, fail, err = w.findLeaked(ctx, stop, meta, req, s); {
 		case errors.Is(err, errStopped):
 			return verdict{}, nil
 		case err != nil:
@@ -382,7 +391,7 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 // or by identify, whose find it records before any DELETE. It returns the
 // key, or the refusal that ends the request, or the error that sends it
 // back (errStopped on shutdown).
-func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request) (found, *events.Error, error) {
+func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, s search) (found, *events.Error, error) {
 	known := func() (found, error) {
 		e, err := w.ledger.leakedKeyOf(ctx, req.leaked.fingerprint)
 		if err != nil || e == nil {
@@ -393,7 +402,7 @@ func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetada
 	if f, err := known(); err != nil || f.keyID != "" {
 		return f, nil, err
 	}
-	f, fail, err := w.identifyOnce(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID)
+	f, fail, err := w.identifyOnce(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID, s)
 	if err != nil || fail != nil {
 		if fail != nil && fail.Code == events.CodeLeakedKeyNotFound {
 			// Another request with this PEM may have recorded the key and

@@ -55,7 +55,7 @@ type found struct {
 //
 // It returns the key, or the error that ends the request
 // (leaked_key_not_found among them), or errStopped on shutdown.
-func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *leakedKey, hint string) (found, *events.Error, error) {
+func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *leakedKey, hint string, s search) (found, *events.Error, error) {
 	var keys []kalshi.APIKey
 	err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {
 		var err error
@@ -73,6 +73,9 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 			listed = append(listed, id)
 		}
 	}
+	// In order, so that a redelivery resumes where an earlier delivery's
+	// search stopped.
+	slices.Sort(listed)
 	w.cfg.Logger.Debug("identifying a leaked key", "leaked_key_fingerprint", lk.fingerprint, "listed_keys", len(listed), "hint", hint)
 
 	if hint != "" {
@@ -91,6 +94,9 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 	}
 	deadline := storedAt.Add(w.cfg.MaxRetry)
 	for i, id := range listed {
+		if id != hint && s.from != "" && id <= s.from {
+			continue // refused on an earlier delivery
+		}
 		if i > 0 && time.Now().After(deadline) {
 			return found{}, w.identifyFailure("", &budgetError{fmt.Sprintf(
 				"the retry budget ran out after trying the leaked key as %d of the %d listed keys", i, len(listed))}), nil
@@ -102,9 +108,20 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 		if ok {
 			return found{keyID: id}, nil, nil
 		}
+		if id != hint && s.refused != nil {
+			s.refused(id)
+		}
 	}
 	w.cfg.Logger.Info("no key accepts a leaked key", "leaked_key_fingerprint", lk.fingerprint, "listed_keys", len(listed), "hint", hint)
 	return found{}, leakedKeyNotFound(lk), nil
+}
+
+// search is where a leaked key's search starts, and whom it tells of each
+// listed key that refused the leaked key (in order): a redelivery resumes
+// after the last one recorded.
+type search struct {
+	from    string          // every listed key up to this one refused it already
+	refused func(id string) // nil: nobody to tell
 }
 
 // probe reports whether Kalshi accepts a call signed as keyID with the

@@ -93,7 +93,7 @@ func fresh(at, now time.Time, ttl time.Duration) bool {
 // repeat of the PEM within Config.LeakedMissTTL gets leaked_key_not_found
 // without any call, unless it names a hint not yet tried, which costs one
 // call as that key (and a search only if it accepts the leaked key).
-func (w *Worker) identifyOnce(ctx, stop context.Context, storedAt time.Time, lk *leakedKey, hint string) (found, *events.Error, error) {
+func (w *Worker) identifyOnce(ctx, stop context.Context, storedAt time.Time, lk *leakedKey, hint string, s search) (found, *events.Error, error) {
 	miss, err := w.ledger.missOf(ctx, lk.fingerprint, time.Now(), w.cfg.LeakedMissTTL)
 	if err != nil {
 		return found{}, nil, err
@@ -112,7 +112,7 @@ func (w *Worker) identifyOnce(ctx, stop context.Context, storedAt time.Time, lk 
 		}
 		// The hint takes it: a search now tells whether the account lists it.
 	}
-	f, fail, err := w.identify(ctx, stop, storedAt, lk, hint)
+	f, fail, err := w.identify(ctx, stop, storedAt, lk, hint, s)
 	if fail != nil && fail.Code == events.CodeLeakedKeyNotFound {
 		if err := w.ledger.recordMiss(ctx, lk.fingerprint, missEntry{At: time.Now().UTC(), Hint: hint}, w.cfg.LeakedMissTTL); err != nil {
 			w.cfg.Logger.Warn("cannot remember a leaked key that matched no key; a repeat searches again", "leaked_key_fingerprint", lk.fingerprint, "err", err)

@@ -51,6 +51,9 @@ type requestEntry struct {
 	// first DELETE: once deleted, the key can no longer be found.
 	Target  string `json:"target,omitempty"`  // the key ID the leaked key belongs to
 	Foreign bool   `json:"foreign,omitempty"` // of another account: deleted with the leaked key itself
+	// ProbedThrough: every listed key up to this one (in order) refused the
+	// leaked key; a redelivery resumes the search after it.
+	ProbedThrough string `json:"probed_through,omitempty"`
 	// MayHaveDeleted, recorded with the decision, says whether an attempt
 	// of the request got a 2xx or went unanswered: a later request for the
 	// key then names it.
