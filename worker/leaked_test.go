@@ -145,7 +145,7 @@ func TestLeakedKeyRespectsLimiterUnder429(t *testing.T) {
 	const rate = 50
 	cfg.Limiter = worker.NewLimiter(rate, 1)
 	r.start(cfg)
-	r.emu.SetFaults(emulator.Faults{Seed: 7, TooMany: 0.3})
+	r.emu.SetFaults(emulator.Faults{Seed: 7, TooMany: 0.5}) // draws are shared with other calls: none must be unlikely
 	before := r.emu.Stats()
 	began := time.Now()
 	r.publishLeaked("busy", pems[9], "")
