@@ -138,6 +138,12 @@ func kvConfig(t *testing.T, bucket string) jetstream.KeyValueConfig {
 				t.Fatalf("--replicas %q: %v", value, err)
 			}
 			cfg.Replicas = n
+		case "marker-ttl":
+			d, err := time.ParseDuration(value)
+			if err != nil {
+				t.Fatalf("--marker-ttl %q: %v", value, err)
+			}
+			cfg.LimitMarkerTTL = d
 		case "max-value-size":
 			cfg.MaxValueSize = int32(cliBytes(t, value))
 		case "max-bucket-size":

@@ -149,7 +149,7 @@ func (c *natsCluster) provision(t *testing.T) {
 	js := newJetStream(t, nc)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	for _, f := range []string{"nats/streams/" + requestsStream + ".json", "nats/streams/" + resultsStream + ".json"} {
+	for _, f := range []string{"nats/streams/" + requestsStream + ".json", "nats/streams/" + resultsStream + ".json", untrustedStreamFile} {
 		cfg := streamConfig(t, f)
 		retry(t, ctx, "create stream "+cfg.Name, func(ctx context.Context) error {
 			_, err := js.CreateStream(ctx, cfg)
