@@ -131,7 +131,9 @@ func (d *previousDeployment) entry(key string, v any) uint64 {
 	return rev
 }
 
-func requestLedgerKey(id string) string { return "req." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
+func requestLedgerKey(id string) string {
+	return "req." + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
 
 // Upgrading a running deployment of the previous main: its streams and
 // ledger as its provisioning made them, requests decided and stored, one
