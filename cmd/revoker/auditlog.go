@@ -480,7 +480,7 @@ func readLogs(ctx context.Context, logs []*auditLog, since time.Time, follow boo
 					}
 					ch = chans[i]
 				case <-ctx.Done():
-					return nil
+					return stopped(ctx, follow)
 				}
 			}
 		}
@@ -517,7 +517,7 @@ func readLogs(ctx context.Context, logs []*auditLog, since time.Time, follow boo
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
 		chosen, v, ok := reflect.Select(cases)
 		if chosen == len(index) {
-			return nil
+			return stopped(ctx, follow)
 		}
 		var s sourced
 		if ok {
@@ -528,4 +528,13 @@ func readLogs(ctx context.Context, logs []*auditLog, since time.Time, follow boo
 		}
 	}
 	return flush()
+}
+
+// stopped is what reading returns when ctx ends: nothing for --follow,
+// which ends that way (Ctrl-C), and ctx's error for a read cut short.
+func stopped(ctx context.Context, follow bool) error {
+	if follow {
+		return nil
+	}
+	return ctx.Err()
 }
