@@ -81,15 +81,17 @@ func TestStorageFootprint(t *testing.T) {
 		resM, resB := r.streamUse("KEY_REVOKE_RESULTS")
 		untM, untB := r.streamUse(worker.UntrustedStream)
 		ledM, ledB := r.streamUse("KV_" + worker.LedgerBucket)
+		began := time.Now()
 		for i := range n {
 			s.publish(i)
 		}
 		r.waitQueueEmpty()
+		took := time.Since(began)
 		resM2, resB2 := r.streamUse("KEY_REVOKE_RESULTS")
 		untM2, untB2 := r.streamUse(worker.UntrustedStream)
 		ledM2, ledB2 := r.streamUse("KV_" + worker.LedgerBucket)
-		t.Logf("%-52s results %5d B/request (%d msgs)  untrusted %5d B/request (%d msgs)  ledger %5d B/request (%d entries)",
-			s.name, (resB2-resB)/n, resM2-resM, (untB2-untB)/n, untM2-untM, (ledB2-ledB)/n, ledM2-ledM)
+		t.Logf("%-52s results %5d B/request (%d msgs)  untrusted %5d B/request (%d msgs)  ledger %5d B/request (%d entries)  %4.0f requests/s",
+			s.name, (resB2-resB)/n, resM2-resM, (untB2-untB)/n, untM2-untM, (ledB2-ledB)/n, ledM2-ledM, n/took.Seconds())
 		if strings.HasPrefix(s.name, "junk") {
 			if resM2 != resM || ledM2 != ledM || untM2-untM != n {
 				t.Errorf("%s: %d results, %d ledger entries, %d rejections; want only %d rejections", s.name, resM2-resM, ledM2-ledM, untM2-untM, n)
