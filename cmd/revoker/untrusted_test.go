@@ -103,6 +103,26 @@ func TestResultsReadsUntrustedRejections(t *testing.T) {
 	if got := order(); !slices.Equal(got, all) {
 		t.Errorf("results: %q, want both streams in the order stored %q", got, all)
 	}
+	// The same by single-message gets, as when an operator turned direct
+	// gets off on both streams.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"KEY_REVOKE_RESULTS", worker.UntrustedStream} {
+		s, err := js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := order(); !slices.Equal(got, all) {
+		t.Errorf("results by single gets: %q, want %q", got, all)
+	}
 	if got := order("--outcome", "rejected"); !slices.Equal(got, []string{"invalid_request", keys[2], "invalid_request"}) {
 		t.Errorf("results --outcome rejected: %q", got)
 	}
