@@ -372,3 +372,33 @@ func TestLeakedSearchResumesAfterAFailover(t *testing.T) {
 		t.Errorf("the survivor signed %d calls as listed keys, want the search resumed (at most %d)", probes, 10-5+1)
 	}
 }
+
+// Issue 21 item 4: a refusal decided before any Kalshi call expires from
+// the ledger (within a day); a decision that deleted a key does not.
+func TestRefusalsExpireFromTheLedger(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	r.start(r.config())
+	r.publish("own", r.selfID)
+	r.publish("real", keys[0])
+	r.waitResults(2, 20*time.Second)
+	ttl := func(id string) string {
+		stream, err := r.js.Stream(context.Background(), "KV_"+worker.LedgerBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := stream.GetLastMsgForSubject(context.Background(), "$KV."+worker.LedgerBucket+".req."+base64.RawURLEncoding.EncodeToString([]byte(id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Header.Get("Nats-TTL")
+	}
+	if got := ttl("own"); got == "" {
+		t.Error("the refusal of the worker's own key has no TTL")
+	} else if d, err := time.ParseDuration(got); err == nil && d > 24*time.Hour {
+		t.Errorf("the refusal's TTL is %v, want at most a day", d)
+	}
+	if got := ttl("real"); got != "" {
+		t.Errorf("the revocation's entry has a TTL of %s", got)
+	}
+}

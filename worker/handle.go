@@ -145,6 +145,8 @@ type verdict struct {
 	// it found, once the result is stored.
 	unlock  func()
 	foreign bool // the key is another account's: only the leaked key can confirm it dead
+	// untrusted: stored in UntrustedStream, apart from the audit log.
+	untrusted bool
 }
 
 // untrusted rejects a request whose id cannot be trusted, under a message id
@@ -154,7 +156,7 @@ func untrusted(res *events.Result, meta *jetstream.MsgMetadata, code events.Code
 	res.Outcome = events.Rejected
 	res.Error = &events.Error{Code: code, Message: message}
 	finish(res)
-	return verdict{res: res, msgID: events.UntrustedMsgID(meta.Stream, meta.Sequence.Stream)}
+	return verdict{res: res, msgID: events.UntrustedMsgID(meta.Stream, meta.Sequence.Stream), untrusted: true}
 }
 
 // finish stamps the completion of res.
@@ -558,6 +560,9 @@ func (w *Worker) publish(ctx context.Context, v verdict) bool {
 		v.doc = w.encode(res)
 	}
 	m := nats.NewMsg(events.ResultSubject(w.cfg.ResultsSubject, res.Outcome))
+	if v.untrusted {
+		m.Subject = UntrustedResultSubject(res.Error.Code)
+	}
 	m.Data = v.doc
 	m.Header.Set(jetstream.MsgIDHeader, v.msgID)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

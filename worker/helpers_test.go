@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,12 +154,39 @@ type storedResult struct {
 	events.Result
 }
 
-// stored reads every result stored in the results stream, with its message id.
+// stored reads every result stored in the results stream, then every
+// rejection in the untrusted stream, with its message id. Each is on its
+// stream's subject for it; a rejection is there only under an untrusted- id.
 func (r *rig) stored() []storedResult {
+	r.t.Helper()
+	out := r.storedIn("KEY_REVOKE_RESULTS", func(res events.Result) string {
+		return events.ResultSubject("keys.revoke.results", res.Outcome)
+	})
+	untrusted := r.storedIn(worker.UntrustedStream, func(res events.Result) string {
+		if res.Error == nil {
+			return "a rejection with an error"
+		}
+		return "keys.revoke.untrusted." + string(res.Error.Code)
+	})
+	for _, s := range out {
+		if strings.HasPrefix(s.MsgID, events.UntrustedIDPrefix) {
+			r.t.Errorf("%s in the results stream under %s: an untrusted rejection belongs in %s", s.RequestID, s.MsgID, worker.UntrustedStream)
+		}
+	}
+	for _, s := range untrusted {
+		if !strings.HasPrefix(s.MsgID, events.UntrustedIDPrefix) {
+			r.t.Errorf("%s in %s under %s, not an untrusted- id", s.RequestID, worker.UntrustedStream, s.MsgID)
+		}
+	}
+	return append(out, untrusted...)
+}
+
+// storedIn reads every result stored in stream, checking its subject.
+func (r *rig) storedIn(stream string, subject func(events.Result) string) []storedResult {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := r.js.Stream(ctx, "KEY_REVOKE_RESULTS")
+	s, err := r.js.Stream(ctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	} else if err != nil {
@@ -178,9 +206,9 @@ func (r *rig) stored() []storedResult {
 		}
 		res, err := events.ParseResult(m.Data)
 		if err != nil {
-			r.t.Fatalf("result %d does not parse: %v\n%s", seq, err, m.Data)
+			r.t.Fatalf("%s message %d does not parse: %v\n%s", stream, seq, err, m.Data)
 		}
-		if want := events.ResultSubject("keys.revoke.results", res.Outcome); m.Subject != want {
+		if want := subject(res); m.Subject != want {
 			r.t.Errorf("result %s stored on %s, want %s", res.RequestID, m.Subject, want)
 		}
 		out = append(out, storedResult{m.Header.Get(jetstream.MsgIDHeader), res})

@@ -49,16 +49,18 @@ func untrustedRejections(got map[string]events.Result) []events.Result {
 	return out
 }
 
-// resultsOutage makes the results stream unreachable (no stream listens on
-// the results subjects) without losing what it holds, or ends that.
+// resultsOutage makes the results and untrusted streams unreachable (no
+// stream listens on their subjects) without losing what they hold, or ends
+// that.
 func (r *rig) resultsOutage(cfg worker.Config, on bool) {
 	r.t.Helper()
-	sc := worker.ResultsStreamConfig(cfg)
-	if on {
-		sc.Subjects = []string{"offline.results.>"}
-	}
-	if _, err := r.js.UpdateStream(context.Background(), sc); err != nil {
-		r.t.Fatal(err)
+	for _, sc := range []jetstream.StreamConfig{worker.ResultsStreamConfig(cfg), worker.UntrustedStreamConfig(cfg)} {
+		if on {
+			sc.Subjects = []string{"offline." + sc.Name + ".>"}
+		}
+		if _, err := r.js.UpdateStream(context.Background(), sc); err != nil {
+			r.t.Fatal(err)
+		}
 	}
 }
 

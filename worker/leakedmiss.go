@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -23,51 +22,24 @@ import (
 // missEntry is a leaked key's search that found no key.
 type missEntry struct {
 	// At is when the search ended. A reader ignores an entry older than
-	// the TTL, for a bucket without per-message TTL, where it lingers.
+	// the TTL: the server's expiry is not exact.
 	At   time.Time `json:"at"`
 	Hint string    `json:"hint,omitempty"` // the api_key_id tried with it, if any
 }
 
 func missKey(fingerprint string) string { return "miss." + strings.TrimPrefix(fingerprint, "sha256:") }
 
-// jsErrMessageTTLDisabled is the server's answer to a per-message TTL on a
-// stream that does not allow them (a bucket created without LimitMarkerTTL).
-const jsErrMessageTTLDisabled = 10166
-
-// recordMiss remembers that the leaked key's search found nothing, for ttl:
-// with a per-message TTL where the bucket allows one, else as an entry the
-// reader judges by its time.
+// recordMiss remembers that the leaked key's search found nothing, for ttl.
 func (l *ledger) recordMiss(ctx context.Context, fingerprint string, e missEntry, ttl time.Duration) error {
-	ctx, done := l.call(ctx)
-	defer done()
-	key := missKey(fingerprint)
 	v, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	_, err = l.kv.Create(ctx, key, v, jetstream.KeyTTL(ttl))
-	var apiErr *jetstream.APIError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrMessageTTLDisabled:
-		_, err = l.kv.Put(ctx, key, v)
-	case errors.Is(err, jetstream.ErrKeyExists):
-		// Another search recorded one meanwhile, or an entry written
-		// without a TTL outlived it: only a stale one is replaced.
-		var entry jetstream.KeyValueEntry
-		if entry, err = l.kv.Get(ctx, key); err == nil {
-			var old missEntry
-			if json.Unmarshal(entry.Value(), &old) == nil && fresh(old.At, time.Now(), ttl) {
-				return nil
-			}
-			_, err = l.kv.Update(ctx, key, v, entry.Revision())
-		}
+	_, err = l.createTTL(ctx, missKey(fingerprint), v, ttl)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil // another search recorded one meanwhile
 	}
-	if err != nil {
-		return fmt.Errorf("ledger: recording %s: %w", key, err)
-	}
-	return nil
+	return err
 }
 
 // missOf returns the leaked key's search that found nothing less than ttl

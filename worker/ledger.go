@@ -180,11 +180,11 @@ func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim,
 	if err != nil {
 		return claim{}, false, err
 	}
-	var ttl time.Duration
+	var opts []jetstream.KVCreateOpt
 	if e.Refused != "" {
-		ttl = refusalTTL
+		opts = append(opts, jetstream.KeyTTL(refusalTTL))
 	}
-	rev, err := l.create(ctx, requestKey(id), v, ttl)
+	rev, err := l.kv.Create(ctx, requestKey(id), v, opts...)
 	if err == nil {
 		return claim{e, rev}, true, nil
 	}
@@ -318,32 +318,6 @@ func OpenKeyLedger(ctx context.Context, js jetstream.JetStream) (*KeyLedger, err
 func (k *KeyLedger) Lookup(ctx context.Context, apiKeyID string) (*KeyRecord, error) {
 	return k.l.revokedBy(ctx, events.CanonicalAPIKeyID(apiKeyID))
 }
-
-// create writes v under key unless an entry is there (errLedgerConflict),
-// and returns the revision it created. A ttl > 0 expires the entry; a
-// bucket made before per-message TTL keeps it instead.
-func (l *ledger) create(ctx context.Context, key string, v []byte, ttl time.Duration) (uint64, error) {
-	var opts []jetstream.KVCreateOpt
-	if ttl > 0 {
-		opts = append(opts, jetstream.KeyTTL(ttl))
-	}
-	rev, err := l.kv.Create(ctx, key, v, opts...)
-	if ttl > 0 && isTTLDisabled(err) {
-		rev, err = l.kv.Create(ctx, key, v)
-	}
-	return rev, err
-}
-
-// isTTLDisabled reports the server's refusal of a per-message TTL on a
-// bucket that does not allow them.
-func isTTLDisabled(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeMessageTTLDisabled
-}
-
-// jsErrCodeMessageTTLDisabled is nats-server's "per-message TTL is
-// disabled"; nats.go names no constant for it.
-const jsErrCodeMessageTTLDisabled jetstream.ErrorCode = 10166
 
 // getEntry reads the entry under key into v and returns its revision;
 // found is false when there is none.

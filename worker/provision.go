@@ -30,6 +30,11 @@ const (
 	ledgerTTL      = resultsMaxAge
 	ledgerMaxBytes = 1 << 30
 	ledgerMaxValue = 16 << 10
+	// ledgerMarkerTTL turns on per-entry TTLs (createTTL) and is how long
+	// the marker an expired entry leaves stays. Nothing reads the markers:
+	// a create over one succeeds, and a compare-and-set on the expired
+	// revision fails as it should. Short, so they cost next to nothing.
+	ledgerMarkerTTL = time.Minute
 )
 
 // RequestsStreamConfig is the requests stream as Provision creates it.
@@ -73,17 +78,20 @@ func ResultsStreamConfig(c Config) jetstream.StreamConfig {
 // LedgerConfig is the ledger bucket as Provision creates it: per request id
 // the key it names and its decision, per key the request that revoked it.
 // One revision per entry suffices: every change is a compare-and-set on it.
+// Entries live ledgerTTL unless created with a shorter TTL of their own
+// (createTTL), which needs nats-server 2.11 or later.
 func LedgerConfig(c Config) jetstream.KeyValueConfig {
 	c.setDefaults()
 	return jetstream.KeyValueConfig{
-		Bucket:       LedgerBucket,
-		Description:  "revoker: request decisions and revoked keys (ledger)",
-		History:      1,
-		TTL:          ledgerTTL,
-		MaxBytes:     ledgerMaxBytes,
-		MaxValueSize: ledgerMaxValue,
-		Storage:      jetstream.FileStorage,
-		Replicas:     c.Replicas,
+		Bucket:         LedgerBucket,
+		Description:    "revoker: request decisions and revoked keys (ledger)",
+		History:        1,
+		TTL:            ledgerTTL,
+		MaxBytes:       ledgerMaxBytes,
+		MaxValueSize:   ledgerMaxValue,
+		Storage:        jetstream.FileStorage,
+		Replicas:       c.Replicas,
+		LimitMarkerTTL: ledgerMarkerTTL,
 	}
 }
 
@@ -121,8 +129,10 @@ func ConsumerConfig(c Config) jetstream.ConsumerConfig {
 	}
 }
 
-// Provision creates the streams and the consumer that are missing. What
-// exists is left as it is: operators may have tuned it.
+// Provision creates the streams, the consumer and the buckets that are
+// missing. What exists is left as it is (operators may have tuned it),
+// except a ledger without per-entry TTLs, which is upgraded in place (see
+// UpgradeLedger).
 func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
 	c.setDefaults()
 	if err := provisionStreams(ctx, js, c); err != nil {
@@ -133,7 +143,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
 }
 
 func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) error {
-	for _, sc := range []jetstream.StreamConfig{RequestsStreamConfig(c), ResultsStreamConfig(c)} {
+	for _, sc := range []jetstream.StreamConfig{RequestsStreamConfig(c), ResultsStreamConfig(c), UntrustedStreamConfig(c)} {
 		if _, err := js.Stream(ctx, sc.Name); err == nil {
 			continue
 		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -147,6 +157,33 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) err
 		if _, err := ensureBucket(ctx, js, kc); err != nil {
 			return fmt.Errorf("the bucket %s: %w", kc.Bucket, err)
 		}
+	}
+	return UpgradeLedger(ctx, js)
+}
+
+// UpgradeLedger turns on per-entry TTLs in a ledger bucket made before
+// they existed (by an earlier revoker, or by hand), keeping every entry and
+// every other setting. JetStream allows it on a live stream, once: it
+// cannot be turned off again. It does nothing to a bucket that has them.
+func UpgradeLedger(ctx context.Context, js jetstream.JetStream) error {
+	s, err := js.Stream(ctx, ledgerStream)
+	if err != nil {
+		return fmt.Errorf("the ledger bucket %s: %w", LedgerBucket, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.AllowMsgTTL {
+		return nil
+	}
+	cfg.AllowMsgTTL = true
+	if cfg.SubjectDeleteMarkerTTL <= 0 {
+		cfg.SubjectDeleteMarkerTTL = ledgerMarkerTTL
+	}
+	updated, err := js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("turning on per-entry TTLs in the ledger bucket %s: %w", LedgerBucket, err)
+	}
+	if !updated.CachedInfo().Config.AllowMsgTTL { // a server before 2.11 ignores the setting
+		return fmt.Errorf("turning on per-entry TTLs in the ledger bucket %s: the NATS server does not support them (nats-server 2.11 or later does)", LedgerBucket)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,6 +13,8 @@ import (
 // CheckSettings compares the streams, consumer and ledger bucket that exist
 // with what the worker's guarantees need, and reports every setting that
 // breaks one, at once, in plain words. What is missing is reported too.
+// With c.Provision, a ledger without per-entry TTLs passes: Provision
+// upgrades it before the worker binds.
 func CheckSettings(ctx context.Context, js jetstream.JetStream, c Config) error {
 	c.setDefaults()
 	var errs []error
@@ -54,12 +57,42 @@ func CheckSettings(ctx context.Context, js jetstream.JetStream, c Config) error 
 			problem("consumer %s stops after %d deliveries; it must deliver more than %d times (or without limit) so the worker can store failed/max_deliveries", c.Consumer, cfg.MaxDeliver, c.MaxDeliveries)
 		}
 	}
+	if s, err := js.Stream(ctx, UntrustedStream); err != nil {
+		problem("stream %s (rejections of untrusted requests; nats stream add --config deploy/nats/streams/%[1]s.json): %w", UntrustedStream, err)
+	} else {
+		cfg := s.CachedInfo().Config
+		for _, code := range untrustedCodes {
+			if subject := UntrustedResultSubject(code); !subjectCovered(cfg.Subjects, subject) {
+				problem("stream %s does not take %s; it must take %s.>", cfg.Name, subject, UntrustedSubject)
+				break
+			}
+		}
+		if cfg.Retention != jetstream.LimitsPolicy {
+			problem("stream %s has %s retention; it must keep rejections by limits, like the audit log", cfg.Name, cfg.Retention)
+		}
+		if cfg.Discard != jetstream.DiscardOld {
+			problem("stream %s discards new messages when full; it must drop the oldest, or a flood of junk would stay queued", cfg.Name)
+		}
+		if cfg.Duplicates < untrustedDupWin {
+			problem("stream %s has a duplicates window of %v; at least %v keeps one rejection per message", cfg.Name, cfg.Duplicates, untrustedDupWin)
+		}
+		if cfg.MaxMsgSize > 0 && cfg.MaxMsgSize < resultMaxMsgLen {
+			problem("stream %s refuses messages over %d bytes; a rejection needs up to %d", cfg.Name, cfg.MaxMsgSize, resultMaxMsgLen)
+		}
+	}
 	if kv, err := js.KeyValue(ctx, LedgerBucket); err != nil {
 		problem("ledger bucket %s: %w", LedgerBucket, err)
 	} else if st, err := kv.Status(ctx); err != nil {
 		problem("ledger bucket %s: %w", LedgerBucket, err)
-	} else if ttl := st.TTL(); ttl > 0 && ttl < resultsDup {
-		problem("ledger bucket %s keeps entries %v; at least the results duplicates window, %v, so a repeated request finds its decision", LedgerBucket, ttl, resultsDup)
+	} else {
+		if ttl := st.TTL(); ttl > 0 && ttl < resultsDup {
+			problem("ledger bucket %s keeps entries %v; at least the results duplicates window, %v, so a repeated request finds its decision", LedgerBucket, ttl, resultsDup)
+		}
+		// A bucket from before per-entry TTLs: run upgrades it before it
+		// binds (UpgradeLedger); with --no-provision the operator must.
+		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && !bs.StreamInfo().Config.AllowMsgTTL && !c.Provision {
+			problem("ledger bucket %s has no per-entry TTLs, so a refusal would be kept %v instead of a day; upgrade it in place, keeping every entry (nats-server 2.11+): nats kv edit %[1]s --marker-ttl %[3]s, or start revoker run once without --no-provision", LedgerBucket, st.TTL(), strings.TrimSuffix(ledgerMarkerTTL.String(), "0s"))
+		}
 	}
 	return errors.Join(errs...)
 }

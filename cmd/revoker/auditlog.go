@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/worker"
 )
 
 // How the audit log is read.
@@ -40,7 +44,8 @@ const (
 	numPendingHeader = "Nats-Num-Pending"
 )
 
-// storedResult is one message of the results stream.
+// storedResult is one message of the results stream (or of the untrusted
+// rejections').
 type storedResult struct {
 	Seq     uint64
 	Stored  time.Time // when the stream stored it
@@ -49,7 +54,7 @@ type storedResult struct {
 	Doc     []byte // the result document, as stored
 }
 
-// auditLog reads the results stream without creating anything on the
+// auditLog reads one stream of results without creating anything on the
 // server: it needs only stream info and message gets, the two things a
 // read-only auditor may do.
 //
@@ -62,28 +67,55 @@ type auditLog struct {
 	nc      *nats.Conn
 	stream  jetstream.Stream
 	name    string
-	subject string // the results subjects read: PREFIX.> or PREFIX.<outcome>
+	subject string // the subjects read: PREFIX.> or PREFIX.<outcome>
 	direct  bool
+	// wake: --follow subscribes to subject to learn of a new result at
+	// once; without it, it polls every followPoll.
+	wake bool
 }
 
 // openAuditLog binds to the results stream of cfg, to read the results on
 // subject.
 func openAuditLog(ctx context.Context, nc *nats.Conn, cfg Config, subject string) (*auditLog, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	s, err := js.Stream(ctx, cfg.ResultsStream)
+	l, err := openLog(ctx, nc, cfg.ResultsStream, subject)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("the results stream %s does not exist: no \"revoker run\" has provisioned it yet", cfg.ResultsStream)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("results stream %s: %w", cfg.ResultsStream, err)
 	}
+	l.wake = true
+	return l, nil
+}
+
+// openUntrustedLog binds to the stream of untrusted rejections, if there is
+// one: a deployment that no revoker run of this version provisioned has
+// none, and keeps its rejections in the results stream. The auditor may
+// read it but not subscribe to it: --follow polls it.
+func openUntrustedLog(ctx context.Context, nc *nats.Conn) (*auditLog, error) {
+	l, err := openLog(ctx, nc, worker.UntrustedStream, worker.UntrustedSubject+".>")
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", worker.UntrustedStream, err)
+	}
+	return l, nil
+}
+
+func openLog(ctx context.Context, nc *nats.Conn, stream, subject string) (*auditLog, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
 	return &auditLog{
 		nc:      nc,
 		stream:  s,
-		name:    cfg.ResultsStream,
+		name:    stream,
 		subject: subject,
 		direct:  s.CachedInfo().Config.AllowDirect,
 	}, nil
@@ -314,26 +346,30 @@ func subjectMatches(filter, subject string) bool {
 }
 
 // follow reads from sequence from on, then keeps reading new results as
-// they are stored until ctx ends. A live subscription to the subject wakes
-// it as soon as a result is published; it also looks every followPoll.
-func (l *auditLog) follow(ctx context.Context, from uint64, emit func(storedResult) error, flush func() error) error {
+// they are stored until ctx ends, calling caughtUp after each pass. With
+// wake, a live subscription to the subject wakes it as soon as a result is
+// published; it also looks every followPoll.
+func (l *auditLog) follow(ctx context.Context, from uint64, emit func(storedResult) error, caughtUp func() error) error {
 	wake := make(chan struct{}, 1)
-	sub, err := l.nc.Subscribe(l.subject, func(*nats.Msg) {
-		select {
-		case wake <- struct{}{}:
-		default:
+	if l.wake {
+		sub, err := l.nc.Subscribe(l.subject, func(*nats.Msg) {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("subscribing to %s: %w", l.subject, err)
 		}
-	})
-	if err != nil {
-		return fmt.Errorf("subscribing to %s: %w", l.subject, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := l.nc.FlushTimeout(answerTimeout); err != nil {
-		return fmt.Errorf("subscribing to %s: %w", l.subject, err)
+		defer func() { _ = sub.Unsubscribe() }()
+		if err := l.nc.FlushTimeout(answerTimeout); err != nil {
+			return fmt.Errorf("subscribing to %s: %w", l.subject, err)
+		}
 	}
 	next, woken := from, false
 	for {
 		before := next
+		var err error
 		next, err = l.read(ctx, next, emit)
 		if ctx.Err() != nil {
 			return nil
@@ -341,7 +377,7 @@ func (l *auditLog) follow(ctx context.Context, from uint64, emit func(storedResu
 		if err != nil {
 			return err
 		}
-		if err := flush(); err != nil {
+		if err := caughtUp(); err != nil {
 			return err
 		}
 		wait := followPoll
@@ -360,4 +396,145 @@ func (l *auditLog) follow(ctx context.Context, from uint64, emit func(storedResu
 		}
 		t.Stop()
 	}
+}
+
+// sourced is what one log's reader hands the merge: a result, or word that
+// the log has nothing newer for now (caughtUp).
+type sourced struct {
+	r        storedResult
+	caughtUp bool
+}
+
+// readLogs passes the results of every log (from the first stored at or
+// after since) to emit, oldest first across the logs. Without follow it
+// returns at the end of them; with follow it then passes new results as
+// they are stored, calling flush whenever every log is caught up, until ctx
+// ends.
+//
+// Each log is read by a goroutine of its own into a small buffer; a result
+// is emitted once every log has either a result waiting or nothing newer,
+// so memory stays bounded however long the logs.
+func readLogs(ctx context.Context, logs []*auditLog, since time.Time, follow bool, emit func(storedResult) error, flush func() error) error {
+	froms := make([]uint64, len(logs))
+	for i, l := range logs {
+		from, err := l.firstSeq(ctx, since)
+		if err != nil {
+			return err
+		}
+		froms[i] = from
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	chans := make([]chan sourced, len(logs))
+	errs := make([]error, len(logs))
+	var readers sync.WaitGroup
+	defer func() { cancel(); readers.Wait() }() // no reader outlives the call
+	for i, l := range logs {
+		ch := make(chan sourced, 256)
+		chans[i] = ch
+		send := func(s sourced) error {
+			select {
+			case ch <- s:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		readers.Go(func() {
+			defer close(ch)
+			emitOne := func(r storedResult) error { return send(sourced{r: r}) }
+			if follow {
+				errs[i] = l.follow(ctx, froms[i], emitOne, func() error { return send(sourced{caughtUp: true}) })
+			} else {
+				_, errs[i] = l.read(ctx, froms[i], emitOne)
+			}
+		})
+	}
+
+	heads := make([]*storedResult, len(logs))
+	idle := make([]bool, len(logs)) // caught up, nothing waiting
+	open := len(logs)
+	take := func(i int, s sourced, ok bool) error {
+		switch {
+		case !ok:
+			chans[i] = nil
+			open--
+			if errs[i] != nil && ctx.Err() == nil {
+				return errs[i]
+			}
+		case s.caughtUp:
+			idle[i] = true
+		default:
+			heads[i], idle[i] = &s.r, false
+		}
+		return nil
+	}
+	for open > 0 {
+		// Every open log must have a result waiting or be caught up before
+		// the oldest waiting result is surely the next.
+		for i, ch := range chans {
+			for ch != nil && heads[i] == nil && !idle[i] {
+				select {
+				case s, ok := <-ch:
+					if err := take(i, s, ok); err != nil {
+						return err
+					}
+					ch = chans[i]
+				case <-ctx.Done():
+					return stopped(ctx, follow)
+				}
+			}
+		}
+		oldest := -1
+		for i, h := range heads {
+			if h != nil && (oldest < 0 || h.Stored.Before(heads[oldest].Stored)) {
+				oldest = i
+			}
+		}
+		if oldest >= 0 {
+			r := *heads[oldest]
+			heads[oldest] = nil
+			if err := emit(r); err != nil {
+				return err
+			}
+			continue
+		}
+		if open == 0 {
+			break
+		}
+		// Every open log is caught up: show what was printed, then wait for
+		// any of them.
+		if err := flush(); err != nil {
+			return err
+		}
+		cases := make([]reflect.SelectCase, 0, len(chans)+1)
+		index := make([]int, 0, len(chans))
+		for i, ch := range chans {
+			if ch != nil {
+				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+				index = append(index, i)
+			}
+		}
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+		chosen, v, ok := reflect.Select(cases)
+		if chosen == len(index) {
+			return stopped(ctx, follow)
+		}
+		var s sourced
+		if ok {
+			s = v.Interface().(sourced)
+		}
+		if err := take(index[chosen], s, ok); err != nil {
+			return err
+		}
+	}
+	return flush()
+}
+
+// stopped is what reading returns when ctx ends: nothing for --follow,
+// which ends that way (Ctrl-C), and ctx's error for a read cut short.
+func stopped(ctx context.Context, follow bool) error {
+	if follow {
+		return nil
+	}
+	return ctx.Err()
 }

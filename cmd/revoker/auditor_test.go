@@ -93,7 +93,7 @@ func (d *deployedNATS) provision(t *testing.T) {
 	}
 	ctx := t.Context()
 	cfg := worker.Config{Replicas: 1}
-	for _, sc := range []jetstream.StreamConfig{worker.RequestsStreamConfig(cfg), worker.ResultsStreamConfig(cfg)} {
+	for _, sc := range []jetstream.StreamConfig{worker.RequestsStreamConfig(cfg), worker.ResultsStreamConfig(cfg), worker.UntrustedStreamConfig(cfg)} {
 		if _, err := js.CreateStream(ctx, sc); err != nil {
 			t.Fatalf("admin: create stream %s: %v", sc.Name, err)
 		}

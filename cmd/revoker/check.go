@@ -189,7 +189,7 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	} else {
 		c.ok("jetstream", fmt.Sprintf("enabled, %s in the account", plural(info.Streams, "stream")))
 	}
-	for _, name := range []string{cfg.RequestsStream, cfg.ResultsStream} {
+	for _, name := range []string{cfg.RequestsStream, cfg.ResultsStream, worker.UntrustedStream} {
 		what := "stream " + name
 		s, err := js.Stream(ctx, name)
 		switch {

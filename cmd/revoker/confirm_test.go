@@ -212,7 +212,7 @@ accounts: {
       { user: operator, password: op }
       { user: requester, password: rq, permissions: {
           publish: { allow: ["keys.revoke.requests"] }
-          subscribe: { allow: ["keys.revoke.results.>", "_INBOX.>"] } } }
+          subscribe: { allow: ["keys.revoke.results.>", "keys.revoke.untrusted.>", "_INBOX.>"] } } }
     ]
   }
 }

@@ -17,6 +17,8 @@ import (
 
 // results is "revoker results": the audit log, filtered, as a table or one
 // stored document a line; with --follow, new results as they are stored.
+// It reads the results stream and the untrusted rejections' stream as one
+// log, in the order they were stored.
 func results(ctx context.Context, cfg Config, logger *slog.Logger, stdout, stderr io.Writer) error {
 	ctx, nc, done, err := connectCLI(ctx, cfg, "revoker-results", logger)
 	if err != nil {
@@ -28,30 +30,29 @@ func results(ctx context.Context, cfg Config, logger *slog.Logger, stdout, stder
 }
 
 func readResults(ctx context.Context, nc *nats.Conn, cfg Config, logger *slog.Logger, stdout, stderr io.Writer) error {
-
 	f := newResultFilter(cfg)
 	log, err := openAuditLog(ctx, nc, cfg, f.subject(cfg.ResultsSubject))
 	if err != nil {
 		return err
 	}
-	from, err := log.firstSeq(ctx, cfg.Since)
-	if err != nil {
-		return err
+	logs := []*auditLog{log}
+	if f.selects(events.Rejected) {
+		untrusted, err := openUntrustedLog(ctx, nc)
+		if err != nil {
+			return err
+		}
+		if untrusted != nil {
+			logs = append(logs, untrusted)
+		}
 	}
 	p := &resultPrinter{w: bufio.NewWriterSize(stdout, 64<<10), json: cfg.JSON, filter: f, logger: logger}
-	if cfg.Follow {
-		if !cfg.JSON {
-			p.header() // at once: the operator sees that it is watching
-			if err := p.w.Flush(); err != nil {
-				return err
-			}
+	if cfg.Follow && !cfg.JSON {
+		p.header() // at once: the operator sees that it is watching
+		if err := p.w.Flush(); err != nil {
+			return err
 		}
-		return log.follow(ctx, from, p.print, p.w.Flush)
 	}
-	if _, err := log.read(ctx, from, p.print); err != nil {
-		return err
-	}
-	if err := p.w.Flush(); err != nil {
+	if err := readLogs(ctx, logs, cfg.Since, cfg.Follow, p.print, p.w.Flush); err != nil || cfg.Follow {
 		return err
 	}
 	if p.rows == 0 && !cfg.JSON {
@@ -72,6 +73,11 @@ func newResultFilter(cfg Config) resultFilter {
 	f := resultFilter{key: cfg.Key, request: cfg.Request, outcomes: cfg.Outcomes}
 	f.request, f.prefix = strings.CutSuffix(f.request, "*")
 	return f
+}
+
+// selects reports whether results with outcome o can match.
+func (f resultFilter) selects(o events.Outcome) bool {
+	return len(f.outcomes) == 0 || slices.Contains(f.outcomes, o)
 }
 
 // subject is the results subject to read: one outcome's, or all of them.

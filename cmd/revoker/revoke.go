@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker"
 )
 
 // revoke is "revoker revoke KEY_ID... [-f FILE]", its --dry-run, --all
@@ -211,7 +212,7 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 			close(allDone)
 		}
 	}
-	sub, err := nc.Subscribe(cfg.ResultsSubject+".>", func(m *nats.Msg) {
+	onResult := func(m *nats.Msg) {
 		res, err := events.ParseResult(m.Data)
 		if err != nil {
 			return
@@ -224,11 +225,17 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 		} else if _, seen := early[res.RequestSeq]; early != nil && !seen {
 			early[res.RequestSeq] = r
 		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subscribing to %s.>: %w", cfg.ResultsSubject, err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	// A request's outcome is stored on the results subjects, or, when the
+	// worker could not trust its id (it failed a check, or the id already
+	// names a request for another key), on the untrusted rejections'.
+	for _, subject := range []string{cfg.ResultsSubject + ".>", worker.UntrustedSubject + ".>"} {
+		sub, err := nc.Subscribe(subject, onResult)
+		if err != nil {
+			return nil, fmt.Errorf("subscribing to %s: %w", subject, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	if err := nc.Flush(); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/revoker/revoker/events"
@@ -238,18 +239,20 @@ func runModel(t *testing.T, seed uint64) {
 		seed, len(reqs), nWorkers, kills, outages, st.LostResponses, sum(st.DeleteAttempts))
 }
 
-// resultsOutage makes the results stream unreachable without losing what
-// it holds (no stream listens on the results subjects), or ends that.
+// resultsOutage makes the results and untrusted streams unreachable
+// without losing what they hold (no stream listens on their subjects), or
+// ends that.
 func (r *rig) resultsOutage(cfg worker.Config, on bool) {
 	r.t.Helper()
-	sc := worker.ResultsStreamConfig(cfg)
-	if on {
-		sc.Subjects = []string{"offline.results.>"}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := r.js.UpdateStream(ctx, sc); err != nil {
-		r.t.Fatal(err)
+	for _, sc := range []jetstream.StreamConfig{worker.ResultsStreamConfig(cfg), worker.UntrustedStreamConfig(cfg)} {
+		if on {
+			sc.Subjects = []string{"offline." + sc.Name + ".>"}
+		}
+		if _, err := r.js.UpdateStream(ctx, sc); err != nil {
+			r.t.Fatal(err)
+		}
 	}
 }
 

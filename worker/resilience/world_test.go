@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -344,7 +345,11 @@ func (r *rig) streamMsgs(stream string) int {
 	return int(info.State.Msgs)
 }
 
-func (r *rig) resultCount() int { return r.streamMsgs(resultsStream) }
+// resultCount is how many results are stored: in the results stream and,
+// for untrusted rejections, in their own.
+func (r *rig) resultCount() int {
+	return r.streamMsgs(resultsStream) + max(r.streamMsgs(worker.UntrustedStream), 0)
+}
 
 // waitResults waits until at least n results are stored. It does not stop
 // the test on a timeout: checkInvariants then tells what is missing.
@@ -382,15 +387,25 @@ type storedResult struct {
 	doc     string // as stored
 }
 
-// readResults reads every message stored in the results stream, with an
-// ordered consumer.
+// readResults reads every message stored in the results stream, then
+// every untrusted rejection in theirs, with ordered consumers.
 func (r *rig) readResults() []storedResult {
+	r.t.Helper()
+	return append(r.readStream(resultsStream, true), r.readStream(worker.UntrustedStream, false)...)
+}
+
+// readStream reads every message stored in stream; a missing stream is
+// an error if must.
+func (r *rig) readStream(stream string, must bool) []storedResult {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := r.js.Stream(ctx, resultsStream)
+	s, err := r.js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) && !must {
+		return nil
+	}
 	if err != nil {
-		r.t.Fatalf("results stream: %v", err)
+		r.t.Fatalf("stream %s: %v", stream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
@@ -399,7 +414,7 @@ func (r *rig) readResults() []storedResult {
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	oc, err := r.js.OrderedConsumer(ctx, resultsStream, jetstream.OrderedConsumerConfig{})
+	oc, err := r.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		r.t.Fatalf("reading results: %v", err)
 	}
@@ -471,12 +486,17 @@ func (r *rig) checkInvariants(p plan, faults string) figure {
 		id := s.res.RequestID
 		count[id]++
 		f.outcomes[s.res.Outcome]++
-		if want := events.ResultSubject(resultsPrefix, s.res.Outcome); s.subject != want {
+		// A rejection whose id was not trusted is stored under a message id
+		// of its own, in its own stream; every other result under its
+		// request id.
+		untrusted := strings.HasPrefix(s.msgID, events.UntrustedIDPrefix)
+		want := events.ResultSubject(resultsPrefix, s.res.Outcome)
+		if untrusted && s.res.Error != nil {
+			want = worker.UntrustedResultSubject(s.res.Error.Code)
+		}
+		if s.subject != want {
 			t.Errorf("result %s (seq %d) stored on %s, want %s", id, s.seq, s.subject, want)
 		}
-		// A rejection whose id was not trusted is stored under a message id
-		// of its own; every other result under its request id.
-		untrusted := strings.HasPrefix(s.msgID, events.UntrustedIDPrefix)
 		if untrusted && s.res.Outcome != events.Rejected || !untrusted && s.msgID != id {
 			t.Errorf("result %s (seq %d, %s) stored with Nats-Msg-Id %q", id, s.seq, s.res.Outcome, s.msgID)
 		}

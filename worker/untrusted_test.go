@@ -1,0 +1,145 @@
+package worker_test
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker"
+)
+
+// Issue 21 item 5: junk cannot evict the audit log. With both streams
+// shrunk to a few dozen results, a flood of untrusted requests of every
+// kind (undecodable, unsigned, an id already naming another key) fills
+// only the untrusted stream, each rejection on its code's subject, and
+// the trusted results stay. On the old main the flood rolled them out.
+func TestUntrustedFloodKeepsTrustedResults(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(3)
+	cfg, kp := r.signedConfig()
+	ctx := context.Background()
+	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range []jetstream.StreamConfig{worker.ResultsStreamConfig(cfg), worker.UntrustedStreamConfig(cfg)} {
+		sc.MaxBytes = 32 << 10 // about 40 results
+		if _, err := r.js.UpdateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.start(cfg)
+	r.publishMsg(signedRequest(t, kp, "inc-1", keys[0], time.Now()))
+	r.publishMsg(signedRequest(t, kp, "inc-2", keys[1], time.Now()))
+	r.waitQueueEmpty()
+
+	const junk = 150 // about 100 KB of rejections: three times either stream
+	for i := range junk {
+		switch i % 3 {
+		case 0:
+			r.publishRaw("", []byte(`{"id":"inc-1","api_key_id":`))
+		case 1:
+			r.publishRaw("", []byte(`{"id":"inc-1","api_key_id":"`+keys[2]+`"}`)) // unsigned
+		default:
+			r.publishMsg(signedRequest(t, kp, "inc-2", keys[2], time.Now())) // inc-2 names keys[1]
+		}
+	}
+	r.waitQueueEmpty()
+
+	trusted := r.storedIn("KEY_REVOKE_RESULTS", func(res events.Result) string {
+		return events.ResultSubject("keys.revoke.results", res.Outcome)
+	})
+	ids := map[string]bool{}
+	for _, s := range trusted {
+		ids[s.RequestID] = s.Outcome == events.Revoked
+	}
+	if len(trusted) != 2 || !ids["inc-1"] || !ids["inc-2"] {
+		t.Errorf("the results stream holds %d results, want the two trusted ones: %+v", len(trusted), trusted)
+	}
+	codes := map[events.Code]int{}
+	for _, s := range r.stored()[len(trusted):] { // stored checks each subject and id
+		codes[s.Error.Code]++
+	}
+	for _, c := range []events.Code{events.CodeInvalidRequest, events.CodeUnauthorizedRequest, events.CodeConflictingRequestID} {
+		if codes[c] == 0 {
+			t.Errorf("no %s rejection kept in %s: %v", c, worker.UntrustedStream, codes)
+		}
+	}
+	s, err := r.js.Stream(ctx, worker.UntrustedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != junk || info.State.FirstSeq == 1 {
+		t.Errorf("%s: sequences %d..%d, want %d rejections stored and the oldest dropped", worker.UntrustedStream, info.State.FirstSeq, info.State.LastSeq, junk)
+	}
+	if !r.emu.HasKey(keys[2]) || r.emu.HasKey(keys[0]) || r.emu.HasKey(keys[1]) {
+		t.Error("a junk request touched a key, or a trusted one did not")
+	}
+}
+
+// The untrusted stream is provisioned as UntrustedStreamConfig says, and
+// every setting of it that breaks a guarantee is refused by name.
+func TestUntrustedStreamSettings(t *testing.T) {
+	r := newRig(t)
+	cfg := r.config()
+	ctx := context.Background()
+	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.js.Stream(ctx, worker.UntrustedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := worker.UntrustedStreamConfig(cfg)
+	got := s.CachedInfo().Config
+	if got.Name != want.Name || !reflect.DeepEqual(got.Subjects, []string{"keys.revoke.untrusted.>"}) ||
+		got.Retention != jetstream.LimitsPolicy || got.MaxAge != 7*24*time.Hour || got.MaxBytes != 256<<20 ||
+		got.Discard != jetstream.DiscardOld || !got.AllowDirect {
+		t.Errorf("provisioned %+v, want %+v", got, want)
+	}
+	if err := worker.CheckSettings(ctx, r.js, cfg); err != nil {
+		t.Fatalf("as provisioned: %v", err)
+	}
+
+	bad := want
+	bad.Discard = jetstream.DiscardNew
+	bad.Duplicates = time.Minute
+	bad.MaxMsgSize = 1 << 10
+	if _, err := r.js.UpdateStream(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	err = worker.CheckSettings(ctx, r.js, cfg)
+	for _, w := range []string{"discards new messages", "duplicates window of 1m0s", "refuses messages over 1024 bytes"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("CheckSettings: %v; want it to name %q", err, w)
+		}
+	}
+
+	if err := r.js.DeleteStream(ctx, worker.UntrustedStream); err != nil {
+		t.Fatal(err)
+	}
+	narrow := want
+	narrow.Subjects = []string{"keys.revoke.untrusted.invalid_request"}
+	if _, err := r.js.CreateStream(ctx, narrow); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.CheckSettings(ctx, r.js, cfg); err == nil || !strings.Contains(err.Error(), "it must take keys.revoke.untrusted.>") {
+		t.Errorf("CheckSettings with one code's subject: %v", err)
+	}
+
+	if err := r.js.DeleteStream(ctx, worker.UntrustedStream); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Provision = false
+	if err := worker.CheckSettings(ctx, r.js, cfg); err == nil || !strings.Contains(err.Error(), "stream "+worker.UntrustedStream) {
+		t.Errorf("CheckSettings without the stream: %v", err)
+	}
+}
