@@ -24,7 +24,7 @@ func TestCheckNoProvisionNeedsEveryBucket(t *testing.T) {
 	}
 	ctx := context.Background()
 	wc := worker.Config{}
-	for _, sc := range []jetstream.StreamConfig{worker.RequestsStreamConfig(wc), worker.ResultsStreamConfig(wc)} {
+	for _, sc := range []jetstream.StreamConfig{worker.RequestsStreamConfig(wc), worker.ResultsStreamConfig(wc), worker.UntrustedStreamConfig(wc)} {
 		if _, err := js.CreateStream(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
