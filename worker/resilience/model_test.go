@@ -33,6 +33,9 @@ var modelRegressions = []uint64{
 	// A second request with a PEM, under another id, listed the account's
 	// keys just after the first deleted the key: leaked_key_not_found.
 	1796044961483386850,
+	// A worker started after a kill bound during a results-stream outage,
+	// refused the stream (rightly) and stopped: the queue never drained.
+	1796574895375170824,
 }
 
 // TestIdentityModel is a seeded, randomized model of everything that can
@@ -221,6 +224,9 @@ func runModel(t *testing.T, seed uint64) {
 			workers[w].nc.Close()
 			go func(p *inproc) { _ = p.stop() }(workers[w])
 			workers[w] = r.startWorker(cfg, "")
+			// Ready before any outage: a worker that binds during one
+			// rightly refuses a results stream that takes no results.
+			natstest.WaitFor(t, 20*time.Second, "the new worker ready", func() bool { return workers[w].w.Ready() == nil })
 			kills++
 		case 1: // the results stream cannot be reached for a while
 			r.resultsOutage(cfg, true)
