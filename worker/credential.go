@@ -59,9 +59,20 @@ func (w *Worker) watchCredential(ctx context.Context) {
 		if w.cfg.Limiter.AfterPause(ctx) != nil { // a 429's pause holds the check too
 			return
 		}
+		// Cut off from Kalshi, each check counts against the burst until it
+		// is answered, like any attempt: the link may deliver them all at
+		// once when it heals.
+		end := func(bool) {}
+		if w.egress.down.Load() {
+			var err error
+			if end, err = w.cfg.Limiter.Begin(ctx); err != nil {
+				return
+			}
+		}
 		cctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 		keys, err := w.del.ListAPIKeys(cctx)
 		cancel()
+		end(httpStatus(err) != 0)
 		switch {
 		case ctx.Err() != nil:
 			return
