@@ -103,7 +103,8 @@ func runSeed(t *testing.T, seed uint64) {
 	w.logf("settled: %v (%.1fs after the last fault)", done, time.Since(faultsDone).Seconds())
 
 	outages := rn.log.all()
-	v, all := w.check(wl, outages)
+	ev := w.gather(outages)
+	v, all := judge(wl, w.keys(), ev), ev.results
 	for _, r := range w.replicas {
 		r.terminate()
 	}

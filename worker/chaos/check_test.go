@@ -112,35 +112,96 @@ const (
 // send: the contract's 250 ms for the pause to reach every replica.
 const pauseGrace = 250 * time.Millisecond
 
-// check judges the run from outside: the results streams, the emulator,
-// the ledger and the consumer. It is called once the replicas are done
+// evidence is everything the checker looks at, gathered from outside the
+// replicas: the queue and the consumer, both results streams, the
+// emulator's stats, call log and keys, the ledger's request entries, and
+// the faults as they happened.
+type evidence struct {
+	queued, pending, ackPending int // -1: could not be read
+	results                     []stored
+	readErrs                    []string
+	stats                       emulator.Stats
+	calls                       []emulator.Call
+	exists                      func(key string) bool // the account still lists the key
+	ledger                      map[string][]byte     // request id -> its req. entry
+	outages                     []outage
+}
+
+// gather collects the evidence. It is called once the replicas are done
 // (or the deadline passed), with them still running.
-func (w *world) check(wl *workload, faults []outage) (*verdict, []stored) {
-	v := &verdict{}
-
-	// The queue and the consumer.
-	if info := w.streamInfo(requestsStream); info == nil || info.State.Msgs != 0 {
-		n := -1
-		if info != nil {
-			n = int(info.State.Msgs)
-		}
-		v.fail(invDrained, "the requests stream holds %d messages", n)
+func (w *world) gather(outages []outage) *evidence {
+	ev := &evidence{queued: -1, pending: -1, ackPending: -1, exists: w.emu.HasKey, outages: outages,
+		stats: w.emu.Stats(), calls: w.emu.Calls()}
+	if info := w.streamInfo(requestsStream); info != nil {
+		ev.queued = int(info.State.Msgs)
 	}
-	if p, a, ok := w.consumerState(); !ok || p != 0 || a != 0 {
-		v.fail(invDrained, "the consumer has %d pending and %d unacknowledged (readable: %v)", p, a, ok)
+	if p, a, ok := w.consumerState(); ok {
+		ev.pending, ev.ackPending = int(p), int(a)
 	}
-
-	// One result per request id, over both results streams.
-	var all []stored
 	for _, s := range []string{resultsStream, untrustedStream} {
 		got, err := w.readStream(s)
 		if err != nil {
-			v.fail(invOneResult, "reading %s: %v", s, err)
+			ev.readErrs = append(ev.readErrs, fmt.Sprintf("reading %s: %v", s, err))
 		}
-		all = append(all, got...)
+		ev.results = append(ev.results, got...)
 	}
+	ev.ledger = make(map[string][]byte)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv, err := w.js.KeyValue(ctx, ledgerBucket)
+	if err != nil {
+		ev.readErrs = append(ev.readErrs, fmt.Sprintf("ledger bucket: %v", err))
+		return ev
+	}
+	lister, err := kv.ListKeysFiltered(ctx, "req.>")
+	if err != nil {
+		ev.readErrs = append(ev.readErrs, fmt.Sprintf("listing the ledger: %v", err))
+		return ev
+	}
+	for key := range lister.Keys() {
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, "req."))
+		if err != nil {
+			ev.readErrs = append(ev.readErrs, fmt.Sprintf("ledger key %q does not decode", key))
+			continue
+		}
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			ev.readErrs = append(ev.readErrs, fmt.Sprintf("ledger %s: %v", key, err))
+			continue
+		}
+		ev.ledger[string(raw)] = e.Value()
+	}
+	return ev
+}
+
+// keysOf is what the judge needs to know of the deployment: the worker's
+// own key, the protected keys and the bystanders (no request names them).
+type keysOf struct {
+	self       string
+	protected  []string
+	bystanders []string
+}
+
+func (w *world) keys() keysOf { return keysOf{w.selfID, w.protected, w.bystanders} }
+
+// judge holds the evidence against every invariant.
+func judge(wl *workload, ks keysOf, ev *evidence) *verdict {
+	v := &verdict{}
+	for _, e := range ev.readErrs {
+		v.fail(invOneResult, "%s", e)
+	}
+
+	// The queue and the consumer.
+	if ev.queued != 0 {
+		v.fail(invDrained, "the requests stream holds %d messages (-1: unreadable)", ev.queued)
+	}
+	if ev.pending != 0 || ev.ackPending != 0 {
+		v.fail(invDrained, "the consumer has %d pending and %d unacknowledged (-1: unreadable)", ev.pending, ev.ackPending)
+	}
+
+	// One result per request id, over both results streams.
 	byID := make(map[string][]stored)
-	for _, s := range all {
+	for _, s := range ev.results {
 		if strings.HasPrefix(s.msgID, events.UntrustedIDPrefix) {
 			v.fail(invOneResult, "untrusted rejection %s (%s) for a trusted request %q", s.msgID, s.res.Error, s.res.RequestID)
 			continue
@@ -191,12 +252,12 @@ func (w *world) check(wl *workload, faults []outage) (*verdict, []stored) {
 	}
 
 	// Kalshi's side: what was deleted against what was reported.
-	st := w.emu.Stats()
+	st := ev.stats
 	revokedBy := make(map[string][]string) // canonical key -> ids of revoked results
-	for id, res := range final {
-		if res.Outcome == events.Revoked {
+	for _, r := range wl.reqs {
+		if res, ok := final[r.id]; ok && res.Outcome == events.Revoked {
 			k := strings.ToLower(res.APIKeyID)
-			revokedBy[k] = append(revokedBy[k], id)
+			revokedBy[k] = append(revokedBy[k], r.id)
 		}
 	}
 	for k, n := range st.Deletes {
@@ -205,7 +266,7 @@ func (w *world) check(wl *workload, faults []outage) (*verdict, []stored) {
 		}
 	}
 	account := make(map[string]bool)
-	for _, k := range append(append(append([]string{w.selfID}, w.protected...), w.bystanders...), wl.listed...) {
+	for _, k := range append(append(append([]string{ks.self}, ks.protected...), ks.bystanders...), wl.listed...) {
 		account[k] = true
 	}
 	for k, ids := range revokedBy {
@@ -213,34 +274,34 @@ func (w *world) check(wl *workload, faults []outage) (*verdict, []stored) {
 			v.fail(invRevokedIsReal, "key %s (in the account: %v) never deleted, yet revoked by %v", k, account[k], ids)
 		}
 	}
-	for id, res := range final {
+	for _, r := range wl.reqs {
+		res, ok := final[r.id]
 		k := strings.ToLower(res.APIKeyID)
-		if res.Outcome != events.AlreadyRevoked || st.Deletes[k] == 0 {
+		if !ok || res.Outcome != events.AlreadyRevoked || st.Deletes[k] == 0 {
 			continue
 		}
 		ids := revokedBy[k]
 		if len(ids) != 1 || res.RevokedBy != ids[0] {
-			v.fail(invRevokedBy, "%s: already_revoked %s names revoked_by=%q; revoked by %v", id, k, res.RevokedBy, ids)
+			v.fail(invRevokedBy, "%s: already_revoked %s names revoked_by=%q; revoked by %v", r.id, k, res.RevokedBy, ids)
 		}
 	}
-	for _, k := range append(append([]string{w.selfID}, w.protected...), w.bystanders...) {
-		if !w.emu.HasKey(k) || st.DeleteAttempts[k] != 0 {
-			v.fail(invGuarded, "key %s: exists %v, %d DELETEs", k, w.emu.HasKey(k), st.DeleteAttempts[k])
+	for _, k := range append(append([]string{ks.self}, ks.protected...), ks.bystanders...) {
+		if !ev.exists(k) || st.DeleteAttempts[k] != 0 {
+			v.fail(invGuarded, "key %s: exists %v, %d DELETEs", k, ev.exists(k), st.DeleteAttempts[k])
 		}
 	}
 
-	w.checkRetryAfter(v, faults)
-	w.checkLedger(v, final)
-	return v, all
+	judgeRetryAfter(v, ev.calls, ev.outages)
+	judgeLedger(v, wl, final, ev.ledger)
+	return v
 }
 
-// checkRetryAfter finds DELETEs that arrived while a Retry-After was in
+// judgeRetryAfter finds DELETEs that arrived while a Retry-After was in
 // force: after a 429 was sent (plus the grace for the pause to reach every
-// replica, and any latency then on a link) and before its Retry-After
-// passed. A 429 sent while a replica's Kalshi link was cut may never have
-// reached a replica; those are left out, and counted.
-func (w *world) checkRetryAfter(v *verdict, faults []outage) {
-	calls := w.emu.Calls()
+// replica, and any latency then on a Kalshi link) and before its
+// Retry-After passed. A 429 that may have reached no replica able to pass
+// it on is left out, and counted.
+func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage) {
 	var deletes []emulator.Call
 	for _, c := range calls {
 		if c.Endpoint == emulator.EndpointDeleteKey {
@@ -309,46 +370,25 @@ func (w *world) checkRetryAfter(v *verdict, faults []outage) {
 		pauses, skipped, inside, others))
 }
 
-// checkLedger compares each req.<id> entry's decided result with the
+// judgeLedger compares each req.<id> entry's decided result with the
 // stored result of that id: the decision is durable before the result, so
-// an entry with no decision beside a stored result disagrees too.
-func (w *world) checkLedger(v *verdict, final map[string]events.Result) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	kv, err := w.js.KeyValue(ctx, ledgerBucket)
-	if err != nil {
-		v.fail(invLedger, "ledger bucket: %v", err)
-		return
-	}
-	lister, err := kv.ListKeysFiltered(ctx, "req.>")
-	if err != nil {
-		v.fail(invLedger, "listing the ledger: %v", err)
-		return
-	}
+// an entry with no decision beside a stored result disagrees too. An id
+// without an entry (a refusal's entry may have expired) is not judged.
+func judgeLedger(v *verdict, wl *workload, final map[string]events.Result, ledger map[string][]byte) {
 	entries, agree := 0, 0
-	for key := range lister.Keys() {
-		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, "req."))
-		if err != nil {
-			v.fail(invLedger, "ledger key %q does not decode", key)
-			continue
-		}
-		id := string(raw)
-		res, stored := final[id]
-		if !stored {
-			continue // no result to compare (already reported)
-		}
-		e, err := kv.Get(ctx, key)
-		if err != nil {
-			v.fail(invLedger, "%s: reading its entry: %v", id, err)
+	for _, r := range wl.reqs {
+		res, stored := final[r.id]
+		value, ok := ledger[r.id]
+		if !stored || !ok {
 			continue
 		}
 		entries++
-		decided, ok := ledgerOutcome(e.Value())
+		decided, ok := ledgerOutcome(value)
 		switch {
 		case !ok:
-			v.fail(invLedger, "%s: stored %s, the ledger has no decision", id, res.Outcome)
+			v.fail(invLedger, "%s: stored %s, the ledger has no decision", r.id, res.Outcome)
 		case decided != res.Outcome:
-			v.fail(invLedger, "%s: stored %s, the ledger decided %s", id, res.Outcome, decided)
+			v.fail(invLedger, "%s: stored %s, the ledger decided %s", r.id, res.Outcome, decided)
 		default:
 			agree++
 		}
