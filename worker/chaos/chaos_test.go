@@ -30,9 +30,9 @@ const ciSeed = 1
 var chaosRegressions = []uint64{}
 
 const (
-	publishBatches = 10
-	publishSpread  = 12 * time.Second // the workload arrives over this long
-	faultWindow    = 16 * time.Second // faults start within this long of the first publish
+	publishBatches = 4
+	publishSpread  = 4 * time.Second  // the workload arrives over this long
+	faultWindow    = 12 * time.Second // faults start within this long of the first publish
 	settleTimeout  = 75 * time.Second // after the last fault ends, for every result
 )
 
@@ -129,6 +129,8 @@ func runSeed(t *testing.T, seed uint64) {
 	t.Logf("FIGURE seed=%d faults=%d: %d ids, elapsed %.1fs, ideal %.1fs, %.2f× ideal; outcomes %v; Kalshi: %d requests, %d DELETEs, %d deleted, %d 429s, %d lost answers",
 		seed, len(fs), len(wl.reqs), elapsed.Seconds(), ideal.Seconds(), elapsed.Seconds()/ideal.Seconds(), outcomes,
 		st.Requests, sum(st.DeleteAttempts), len(st.Deletes), st.TooMany, st.LostResponses)
+	t.Logf("FIGURE seed=%d: %d of %d keys under two ids had both ids delivered to two replicas within 200 ms",
+		seed, w.splitPairs(wl, pub), wl.twoIDs)
 	for _, o := range outages {
 		switch o.f.kind {
 		case faultKill, faultStop, faultCutNATS, faultCutKalshi:
@@ -168,6 +170,40 @@ func runSeed(t *testing.T, seed uint64) {
 		sort.Strings(list)
 		t.Errorf("seed %d: invariant %s broken (%d):\n  %s", seed, inv, len(list), strings.Join(head(list, 12), "\n  "))
 	}
+}
+
+// splitPairs counts the keys under two ids whose ids were first delivered
+// to two different replicas at about the same time: the race the fleet-wide
+// attempt record exists for.
+func (w *world) splitPairs(wl *workload, pub *published) int {
+	first := make(map[string]delivery) // request id -> its first delivery
+	pub.mu.Lock()
+	w.deliveries.mu.Lock()
+	for seq, id := range pub.seqs {
+		for _, d := range w.deliveries.all[seq] {
+			if f, ok := first[id]; !ok || d.at.Before(f.at) {
+				first[id] = d
+			}
+		}
+	}
+	w.deliveries.mu.Unlock()
+	pub.mu.Unlock()
+	n := 0
+	for _, r := range wl.reqs {
+		if r.kind != listed || r.key == strings.ToLower(r.key) {
+			continue // not a second id
+		}
+		for _, q := range wl.reqs {
+			if q.kind == listed && q.key == strings.ToLower(r.key) {
+				a, okA := first[q.id]
+				b, okB := first[r.id]
+				if okA && okB && a.replica != b.replica && a.at.Sub(b.at).Abs() < 200*time.Millisecond {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 func (p *published) seqOf(seq uint64) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,27 @@ func (w *world) newWorkload(rng *rand.Rand, n int) *workload {
 		add(strings.ToUpper(k), guardProt)
 	}
 	rng.Shuffle(len(wl.msgs), func(i, j int) { wl.msgs[i], wl.msgs[j] = wl.msgs[j], wl.msgs[i] })
+	// Half the keys under two ids open the workload: a replica's pull
+	// takes up to its concurrency (4) at once, so the first ids go in
+	// fours followed by their second ids, which the idle fleet's next
+	// waiting pull takes on another replica at the same time. The others
+	// meet at random.
+	var front, firsts, seconds []message
+	for _, r := range wl.reqs[n : n+n/12] {
+		for _, q := range wl.reqs[:n] {
+			if q.key == strings.ToLower(r.key) {
+				firsts, seconds = append(firsts, message{q, true}), append(seconds, message{r, true})
+			}
+		}
+		if len(firsts) == 4 {
+			front, firsts, seconds = append(append(front, firsts...), seconds...), nil, nil
+		}
+	}
+	front = append(append(front, firsts...), seconds...)
+	rest := slices.DeleteFunc(wl.msgs, func(m message) bool {
+		return slices.ContainsFunc(front, func(f message) bool { return f.req == m.req })
+	})
+	wl.msgs = append(front, rest...)
 	for i := range n / 8 {
 		r := wl.reqs[rng.IntN(len(wl.reqs))]
 		at := rng.IntN(len(wl.msgs) + 1)
