@@ -27,7 +27,11 @@ var (
 const ciSeed = 1
 
 // chaosRegressions are seeds that once broke an invariant; they always run.
-var chaosRegressions = []uint64{}
+// Against the worker of 2026-12-06 (before the fleet fixes):
+//   - 161892: two revoked for one key (5 keys), revoked for a key never in
+//     the account, 8 ledger decisions that disagree with the stored result;
+//   - 727081: 11+ DELETEs inside a Retry-After, two revoked for one key.
+var chaosRegressions = []uint64{161892, 727081}
 
 const (
 	publishBatches = 4

@@ -124,6 +124,7 @@ type evidence struct {
 	calls                       []emulator.Call
 	exists                      func(key string) bool // the account still lists the key
 	ledger                      map[string][]byte     // request id -> its req. entry
+	keyRecords                  map[string]string     // key -> the request its key. record names
 	outages                     []outage
 }
 
@@ -153,20 +154,31 @@ func (w *world) gather(outages []outage) *evidence {
 		ev.readErrs = append(ev.readErrs, fmt.Sprintf("ledger bucket: %v", err))
 		return ev
 	}
-	lister, err := kv.ListKeysFiltered(ctx, "req.>")
+	lister, err := kv.ListKeysFiltered(ctx, "req.>", "key.>")
 	if err != nil {
 		ev.readErrs = append(ev.readErrs, fmt.Sprintf("listing the ledger: %v", err))
 		return ev
 	}
+	ev.keyRecords = make(map[string]string)
 	for key := range lister.Keys() {
-		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, "req."))
-		if err != nil {
-			ev.readErrs = append(ev.readErrs, fmt.Sprintf("ledger key %q does not decode", key))
-			continue
-		}
 		e, err := kv.Get(ctx, key)
 		if err != nil {
 			ev.readErrs = append(ev.readErrs, fmt.Sprintf("ledger %s: %v", key, err))
+			continue
+		}
+		if k, ok := strings.CutPrefix(key, "key."); ok {
+			var rec struct {
+				RequestID string `json:"request_id"`
+			}
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				ev.readErrs = append(ev.readErrs, fmt.Sprintf("ledger %s does not decode: %v", key, err))
+			}
+			ev.keyRecords[k] = rec.RequestID
+			continue
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, "req."))
+		if err != nil {
+			ev.readErrs = append(ev.readErrs, fmt.Sprintf("ledger key %q does not decode", key))
 			continue
 		}
 		ev.ledger[string(raw)] = e.Value()
@@ -293,6 +305,18 @@ func judge(wl *workload, ks keysOf, ev *evidence) *verdict {
 
 	judgeRetryAfter(v, ev.calls, ev.outages)
 	judgeLedger(v, wl, final, ev.ledger)
+	// The ledger's key records: every key revoked names its one revoked
+	// request (what `revoker status` shows), and no other key has one.
+	for k, ids := range revokedBy {
+		if len(ids) == 1 && ev.keyRecords[k] != ids[0] {
+			v.fail(invLedger, "key %s: revoked by %s, the ledger's key record names %q", k, ids[0], ev.keyRecords[k])
+		}
+	}
+	for k, id := range ev.keyRecords {
+		if len(revokedBy[k]) == 0 {
+			v.fail(invLedger, "key %s: no revoked result, the ledger's key record names %q", k, id)
+		}
+	}
 	return v
 }
 

@@ -64,8 +64,9 @@ func TestJudge(t *testing.T) {
 				Deletes:        map[string]int{k1: 1, k2: 1},
 				DeleteAttempts: map[string]int{k1: 2, k2: 1, unknownK: 1},
 			},
-			exists: func(k string) bool { return k == self || k == prot || k == byst },
-			ledger: make(map[string][]byte),
+			exists:     func(k string) bool { return k == self || k == prot || k == byst },
+			ledger:     make(map[string][]byte),
+			keyRecords: map[string]string{k1: "a", k2: "f"},
 			calls: []emulator.Call{
 				{Arrived: t0, Answered: t0, Endpoint: emulator.EndpointDeleteKey, KeyID: k1, Status: 429, RetryAfter: time.Second},
 				{Arrived: t0.Add(100 * time.Millisecond), Endpoint: emulator.EndpointDeleteKey, KeyID: k2, Status: 204}, // within the grace
@@ -97,7 +98,11 @@ func TestJudge(t *testing.T) {
 		want  []string
 	}{
 		{"a second result", func(ev *evidence) { ev.results = append(ev.results, ev.results[0]) }, []string{invOneResult}},
-		{"a lost request", func(ev *evidence) { ev.results = ev.results[:5]; delete(ev.ledger, "f") }, []string{invDeletedOnce, invOneResult}},
+		{"a lost request", func(ev *evidence) {
+			ev.results = ev.results[:5]
+			delete(ev.ledger, "f")
+			delete(ev.keyRecords, k2)
+		}, []string{invDeletedOnce, invOneResult}},
 		{"a result nobody asked for", func(ev *evidence) {
 			ev.results = append(ev.results, stored{msgID: "zz", res: res("zz", k1, events.Revoked)})
 		}, []string{invOneResult}},
@@ -107,6 +112,7 @@ func TestJudge(t *testing.T) {
 		}, []string{invOneResult}},
 		{"issue 20.1: an unknown key revoked", func(ev *evidence) {
 			find(ev, "c").Outcome = events.Revoked
+			ev.keyRecords[unknownK] = "c"
 			ev.ledger["c"] = ledgerOf(*find(ev, "c"))
 		}, []string{invExpected, invRevokedIsReal}},
 		{"issue 20.2: two revoked for one key", func(ev *evidence) {
@@ -124,6 +130,7 @@ func TestJudge(t *testing.T) {
 			a := find(ev, "a")
 			a.Outcome = events.AlreadyRevoked
 			ev.ledger["a"] = ledgerOf(*a)
+			delete(ev.keyRecords, k1)
 		}, []string{invRevokedBy, invDeletedOnce}},
 		{"a guarded key asked for", func(ev *evidence) { ev.stats.DeleteAttempts[prot] = 1 }, []string{invGuarded}},
 		{"a bystander deleted", func(ev *evidence) {
@@ -142,6 +149,8 @@ func TestJudge(t *testing.T) {
 		{"issue 20.4: the ledger decided otherwise", func(ev *evidence) {
 			ev.ledger["a"] = ledgerOf(res("a", k1, events.AlreadyRevoked))
 		}, []string{invLedger}},
+		{"a key record naming another request", func(ev *evidence) { ev.keyRecords[k1] = "b" }, []string{invLedger}},
+		{"no key record for a revoked key", func(ev *evidence) { delete(ev.keyRecords, k2) }, []string{invLedger}},
 		{"issue 20.4: the ledger has no decision", func(ev *evidence) {
 			ev.ledger["a"] = []byte(`{"key":"` + k1 + `","seq":1,"attempted":true}`)
 		}, []string{invLedger}},

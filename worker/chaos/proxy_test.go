@@ -104,8 +104,9 @@ func (l *link) removeToxic(t *testing.T, name string) {
 // stream sequence. It is how the test knows, from outside, what a replica
 // held when it was killed.
 type deliveryLog struct {
-	mu  sync.Mutex
-	all map[uint64][]delivery // by stream sequence, in the order seen
+	mu      sync.Mutex
+	all     map[uint64][]delivery // by stream sequence, in the order seen
+	settled map[uint64][]delivery // acks, NAKs and terminations sent, likewise
 }
 
 type delivery struct {
@@ -119,8 +120,15 @@ func (d *deliveryLog) add(seq uint64, replica int, at time.Time) {
 	d.all[seq] = append(d.all[seq], delivery{replica, at})
 }
 
+func (d *deliveryLog) settle(seq uint64, replica int, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.settled[seq] = append(d.settled[seq], delivery{replica, at})
+}
+
 // heldAt returns the stream sequences whose latest delivery up to at went
-// to replica.
+// to replica, and that replica had not settled (acked, NAKed, terminated)
+// since.
 func (d *deliveryLog) heldAt(replica int, at time.Time) []uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -132,7 +140,16 @@ func (d *deliveryLog) heldAt(replica int, at time.Time) []uint64 {
 				latest = &ds[i]
 			}
 		}
-		if latest != nil && latest.replica == replica {
+		if latest == nil || latest.replica != replica {
+			continue
+		}
+		settled := false
+		for _, st := range d.settled[seq] {
+			if st.replica == replica && !st.at.Before(latest.at) && !st.at.After(at) {
+				settled = true
+			}
+		}
+		if !settled {
 			seqs = append(seqs, seq)
 		}
 	}
@@ -152,6 +169,13 @@ type sniffTarget struct {
 	marker  []byte // "<stream>.<consumer>." in an ack reply subject
 }
 
+// Sniffer directions: deliveries come from the server, acks from the
+// replica.
+const (
+	sniffDeliveries = 0
+	sniffAcks       = 1
+)
+
 func registerSniffer(log *deliveryLog, replica int, stream, consumer string) int64 {
 	id := snifferIDs.Add(1)
 	sniffers.Store(id, sniffTarget{log, replica, []byte(stream + "." + consumer + ".")})
@@ -161,7 +185,8 @@ func registerSniffer(log *deliveryLog, replica int, stream, consumer string) int
 // SniffToxic passes everything through unchanged and records each
 // JetStream delivery it sees (server to client) in its deliveryLog.
 type SniffToxic struct {
-	Log int64 `json:"log"`
+	Log  int64 `json:"log"`
+	Acks int64 `json:"acks"` // sniffAcks: the client's side, "PUB $JS.ACK.… +ACK"
 }
 
 func init() { toxics.Register("chaos_sniff", new(SniffToxic)) }
@@ -184,7 +209,7 @@ func (s *SniffToxic) Pipe(stub *toxics.ToxicStub) {
 			}
 			if target.log != nil {
 				buf := append(carry, c.Data...)
-				scanDeliveries(buf, target, c.Timestamp)
+				scanDeliveries(buf, target, c.Timestamp, s.Acks == sniffAcks)
 				// Keep enough of the tail for a subject cut in two, and
 				// never rescan a whole subject twice.
 				keep := min(len(buf), 160)
@@ -202,7 +227,10 @@ func (s *SniffToxic) Pipe(stub *toxics.ToxicStub) {
 	}
 }
 
-func scanDeliveries(buf []byte, target sniffTarget, at time.Time) {
+func scanDeliveries(buf []byte, target sniffTarget, at time.Time, acks bool) {
+	if at.IsZero() {
+		at = time.Now()
+	}
 	for {
 		i := bytes.Index(buf, []byte("$JS.ACK."))
 		if i < 0 {
@@ -226,9 +254,17 @@ func scanDeliveries(buf []byte, target sniffTarget, at time.Time) {
 		if err != nil {
 			continue
 		}
-		if at.IsZero() {
-			at = time.Now()
+		if !acks {
+			target.log.add(seq, target.replica, at)
+			continue
 		}
-		target.log.add(seq, target.replica, at)
+		// "PUB <subject> <size>\r\n<payload>": an ack, a NAK or a
+		// termination settles the delivery; +WPI (in progress) does not.
+		rest := buf[end:]
+		if i := bytes.Index(rest, []byte("\r\n")); i >= 0 && len(rest) > i+2 {
+			if !bytes.HasPrefix(rest[i+2:], []byte("+WPI")) {
+				target.log.settle(seq, target.replica, at)
+			}
+		}
 	}
 }

@@ -65,7 +65,7 @@ const (
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, began: time.Now(), deliveries: &deliveryLog{all: make(map[uint64][]delivery)}}
+	w := &world{t: t, began: time.Now(), deliveries: &deliveryLog{all: make(map[uint64][]delivery), settled: make(map[uint64][]delivery)}}
 	w.bin = revokerBinary(t) // build both before anything runs
 	w.nodes = startCluster(t, nodeCount)
 
@@ -101,7 +101,8 @@ func newWorld(t *testing.T) *world {
 		sniff := registerSniffer(w.deliveries, i, requestsStream, consumerName)
 		for _, n := range w.nodes {
 			l := w.proxies.open(t, r.name+"-"+n.name, n.addr)
-			l.addToxic(t, "sniff", "chaos_sniff", "downstream", map[string]int64{"log": sniff})
+			l.addToxic(t, "sniff", "chaos_sniff", "downstream", map[string]int64{"log": sniff, "acks": sniffDeliveries})
+			l.addToxic(t, "sniff-acks", "chaos_sniff", "upstream", map[string]int64{"log": sniff, "acks": sniffAcks})
 			r.nats = append(r.nats, l)
 		}
 		r.kalshi = w.proxies.open(t, r.name+"-kalshi", emuAddr)
