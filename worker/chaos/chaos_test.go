@@ -44,6 +44,9 @@ func TestChaos(t *testing.T) {
 	if !*chaosOn {
 		t.Skip("the fleet chaos test runs with -args -chaos")
 	}
+	if testing.Short() {
+		t.Skip("long: the fleet chaos test runs without -short")
+	}
 	seeds := []uint64{*chaosSeed}
 	if *chaosSeed == 0 {
 		seeds = append([]uint64{ciSeed}, chaosRegressions...)
