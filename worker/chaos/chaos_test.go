@@ -166,7 +166,13 @@ func runSeed(t *testing.T, seed uint64) {
 		case end.IsZero():
 			t.Logf("FAILOVER %s: held %d unfinished; one never got a result", o.f, held)
 		default:
-			t.Logf("FAILOVER %s: held %d unfinished; last of them stored %.1fs after the fault began", o.f, held, end.Sub(o.start).Seconds())
+			also := ""
+			for _, n := range outages {
+				if n.f.kind == faultNodeKill && n.start.Before(end) && n.end.After(o.start) {
+					also = " (a NATS node was down meanwhile)"
+				}
+			}
+			t.Logf("FAILOVER %s: held %d unfinished; last of them stored %.1fs after the fault began%s", o.f, held, end.Sub(o.start).Seconds(), also)
 		}
 	}
 	for _, n := range v.notes {
