@@ -141,12 +141,12 @@ func (l *faultLog) all() []outage {
 	return append([]outage(nil), l.outages...)
 }
 
-// nodeMu keeps NATS node kills one at a time; stormMu Kalshi storms.
+// runner carries out a schedule on a world and logs what it did.
 type runner struct {
 	w       *world
 	log     faultLog
-	nodeMu  sync.Mutex
-	stormMu sync.Mutex
+	nodeMu  sync.Mutex // one NATS node down at a time: R3 keeps its quorum
+	stormMu sync.Mutex // one Kalshi storm at a time
 }
 
 // run carries out the schedule from t0 and returns when every fault has
