@@ -39,8 +39,9 @@
 // answers (with JSON, HTML, bare and empty bodies), 429s, latency, hangs,
 // and deletes whose response is lost (the connection is closed after the
 // key was deleted). KeepListing makes a deleted key stay in GET /api_keys,
-// a stale listing. Stats (with per-key counts in Stats.BySigner) and
-// Signatures record what the emulator saw.
+// a stale listing. Stats (with per-key counts in Stats.BySigner),
+// Signatures and Calls (each request with its arrival time and answer)
+// record what the emulator saw.
 //
 // An *Emulator is an http.Handler: serve it with Start, or mount it on an
 // httptest.Server (its base URL is then the server's URL + "/trade-api/v2").
@@ -88,6 +89,9 @@ type Options struct {
 	// MaxSignatures bounds how many signatures Signatures keeps (the
 	// first ones received). Default 65536; negative keeps none.
 	MaxSignatures int
+	// MaxCalls bounds how many calls Calls keeps (the first ones
+	// received). Default 65536; negative keeps none.
+	MaxCalls int
 }
 
 // Emulator is a local Kalshi API. Its methods are safe for concurrent use.
@@ -97,6 +101,7 @@ type Emulator struct {
 	costs    []byte // GET /account/endpoint_costs body
 	delCost  float64
 	maxSigs  int
+	maxCalls int
 	done     chan struct{}
 	doneOnce sync.Once
 
@@ -114,6 +119,7 @@ type Emulator struct {
 	last     time.Time
 	rec      record
 	sigs     []string
+	calls    []Call
 
 	faultsOn atomic.Bool
 	faultMu  sync.Mutex
@@ -155,12 +161,19 @@ func New(opts Options) *Emulator {
 	case opts.MaxSignatures < 0:
 		opts.MaxSignatures = 0
 	}
+	switch {
+	case opts.MaxCalls == 0:
+		opts.MaxCalls = 1 << 16
+	case opts.MaxCalls < 0:
+		opts.MaxCalls = 0
+	}
 	e := &Emulator{
 		opts:     opts,
 		now:      opts.Now,
 		costs:    costsBody(opts.DeleteCost),
 		delCost:  float64(opts.DeleteCost),
 		maxSigs:  opts.MaxSignatures,
+		maxCalls: opts.MaxCalls,
 		done:     make(chan struct{}),
 		keys:     make(map[string]*apiKey),
 		gone:     make(map[string]*apiKey),

@@ -897,3 +897,56 @@ func TestBySigner(t *testing.T) {
 		t.Fatalf("Stats shares its maps: %v", again.BySigner)
 	}
 }
+
+// TestCalls checks the call log: each request with its arrival, its
+// endpoint, the key a DELETE named, the signer, the status and a 429's
+// Retry-After as sent; a lost response is logged with status 0.
+func TestCalls(t *testing.T) {
+	e := New(Options{Refill: -1, MaxCalls: 5})
+	base := start(t, e)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	s := &signer{id: e.AddKey("signer", edKey.Public()), key: edKey}
+	victim := e.AddKey("victim", edKey.Public())
+	began := time.Now()
+
+	call(t, s, "GET", base+"/api_keys", nil)
+	call(t, s, "DELETE", base+"/api_keys/"+strings.ToUpper(victim), nil)
+	e.SetFaults(Faults{TooMany: 1, RetryAfter: 1500 * time.Millisecond})
+	if r := call(t, s, "DELETE", base+"/api_keys/"+victim, nil); r.status != 429 {
+		t.Fatalf("status %d, want an injected 429", r.status)
+	}
+	e.SetFaults(Faults{LostResponse: 1})
+	if _, err := try(s, "DELETE", base+"/api_keys/"+victim, nil); err == nil {
+		t.Fatal("a lost response was answered")
+	}
+	e.SetFaults(Faults{})
+	call(t, nil, "GET", base+"/account/endpoint_costs", nil)
+	call(t, nil, "GET", base+"/account/endpoint_costs", nil) // past MaxCalls
+
+	got := e.Calls()
+	want := []Call{
+		{Endpoint: EndpointListKeys, Signer: s.id, Status: 200},
+		{Endpoint: EndpointDeleteKey, KeyID: victim, Signer: s.id, Status: 204},
+		{Endpoint: EndpointDeleteKey, KeyID: victim, Signer: s.id, Status: 429, RetryAfter: 2 * time.Second},
+		{Endpoint: EndpointDeleteKey, KeyID: victim, Signer: s.id},
+		{Endpoint: EndpointCosts, Status: 200},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d calls logged, want %d: %+v", len(got), len(want), got)
+	}
+	for i, c := range got {
+		if c.Arrived.Before(began) || c.Arrived.After(time.Now()) {
+			t.Errorf("call %d arrived at %v, outside the test", i, c.Arrived)
+		}
+		if (c.Status == 0) != c.Answered.IsZero() || !c.Answered.IsZero() && c.Answered.Before(c.Arrived) {
+			t.Errorf("call %d: status %d answered at %v, arrived %v", i, c.Status, c.Answered, c.Arrived)
+		}
+		c.Arrived, c.Answered = time.Time{}, time.Time{}
+		if c != want[i] {
+			t.Errorf("call %d = %+v, want %+v", i, c, want[i])
+		}
+	}
+	if n := len(New(Options{MaxCalls: -1}).Calls()); n != 0 {
+		t.Errorf("MaxCalls -1 kept %d calls", n)
+	}
+}

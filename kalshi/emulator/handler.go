@@ -70,14 +70,20 @@ func routeOf(method, path string) (route, string, int) {
 }
 
 // sent is what a request's headers claimed, for the record: the key ID
-// they named and the signature, valid or not.
-type sent struct{ keyID, sig string }
+// they named and the signature, valid or not; and, for the call log, when
+// it arrived, its endpoint and the Retry-After of an injected 429.
+type sent struct {
+	keyID, sig string
+	at         time.Time
+	rt         route
+	retryAfter time.Duration
+}
 
 // ServeHTTP answers one API request.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.requests.Add(1)
-	sig := sent{first(r.Header[headerKey]), first(r.Header[headerSignature])}
 	rt, id, status := routeOf(r.Method, r.URL.Path)
+	sig := sent{keyID: first(r.Header[headerKey]), sig: first(r.Header[headerSignature]), at: e.now(), rt: rt}
 	if rt == routeNone {
 		body := bodyRouteNotFound
 		if status == http.StatusMethodNotAllowed {
@@ -107,6 +113,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if ra <= 0 {
 				ra = e.opts.RetryAfter
 			}
+			sig.retryAfter = ra
 			e.book(http.StatusTooManyRequests, sig, id)
 			writeTooMany(w, ra)
 			return

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"maps"
+	"net/http"
 	"slices"
 	"time"
 )
@@ -80,6 +81,74 @@ func (e *Emulator) bookLocked(status int, sig sent, deleteID string) {
 	if sig.sig != "" && len(e.sigs) < e.maxSigs {
 		e.sigs = append(e.sigs, sig.sig)
 	}
+	if !sig.at.IsZero() && len(e.calls) < e.maxCalls {
+		c := Call{Arrived: sig.at, Endpoint: endpoints[sig.rt], KeyID: deleteID, Status: status}
+		if status != 0 {
+			c.Answered = e.now()
+		}
+		if e.knownLocked(sig.keyID) {
+			c.Signer = sig.keyID
+		}
+		if status == http.StatusTooManyRequests {
+			c.RetryAfter = sig.retryAfter
+			if c.RetryAfter <= 0 {
+				c.RetryAfter = e.opts.RetryAfter
+			}
+			// As sent: whole seconds, rounded up.
+			c.RetryAfter = (c.RetryAfter + time.Second - 1).Truncate(time.Second)
+		}
+		e.calls = append(e.calls, c)
+	}
+}
+
+// Call is one request the emulator received, as Calls keeps it.
+type Call struct {
+	// Arrived is when the request arrived, before any injected delay;
+	// Answered when its status was decided, zero when none was sent (a
+	// lost response, or a client that gave up during a hang).
+	Arrived, Answered time.Time
+	// Endpoint is the route, e.g. "DELETE /api_keys/{id}"; "" for a
+	// request that matched none.
+	Endpoint string
+	// KeyID is the key a DELETE named (lower case when a UUID).
+	KeyID string
+	// Signer is the KALSHI-ACCESS-KEY header when it names a key that
+	// exists or existed, else "".
+	Signer string
+	// Status is the HTTP status answered; 0 when no answer was sent.
+	Status int
+	// RetryAfter is a 429's Retry-After as sent (whole seconds); 0 when
+	// none was.
+	RetryAfter time.Duration
+}
+
+// Endpoint names in Call.Endpoint.
+const (
+	EndpointListKeys    = "GET /api_keys"
+	EndpointCreateKey   = "POST /api_keys"
+	EndpointGenerateKey = "POST /api_keys/generate"
+	EndpointDeleteKey   = "DELETE /api_keys/{id}"
+	EndpointLimits      = "GET /account/limits"
+	EndpointCosts       = "GET /account/endpoint_costs"
+)
+
+var endpoints = [...]string{
+	routeListKeys:    EndpointListKeys,
+	routeCreateKey:   EndpointCreateKey,
+	routeGenerateKey: EndpointGenerateKey,
+	routeDeleteKey:   EndpointDeleteKey,
+	routeLimits:      EndpointLimits,
+	routeCosts:       EndpointCosts,
+}
+
+// Calls returns the requests received, in the order they were answered or
+// given up on (up to Options.MaxCalls), with when each arrived and what it
+// got: enough to check from outside that no call went out during a
+// Retry-After.
+func (e *Emulator) Calls() []Call {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.calls)
 }
 
 // book records one answered request.

@@ -1,0 +1,25 @@
+// Package chaos holds the fleet chaos test: revoker as deployed (three
+// nats-server processes in an R3 cluster, three `revoker run` processes of
+// the built binary, the Kalshi emulator), with a TCP proxy from
+// github.com/Shopify/toxiproxy/v2 between each replica and each NATS node
+// and between each replica and Kalshi, broken by a seeded schedule of
+// faults: replica SIGKILL and SIGSTOP/SIGCONT, NATS node kills (stream
+// leaders included), a replica cut from NATS only or from Kalshi only,
+// latency, and Kalshi 5xx/429/lost-answer storms.
+//
+// A checker then judges from the outside only (the results streams, the
+// emulator's call log and stats, the ledger bucket, the consumer): one
+// result per request id; every key the emulator deleted named by exactly
+// one revoked; no revoked for a key never deleted; every already_revoked of
+// a key revoker deleted names the request that did; guarded keys
+// untouched; the queue empty; no DELETE during a Retry-After; the ledger's
+// decisions equal the stored results.
+//
+// The test is off by default; run it with
+//
+//	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos            # CI seed and regressions
+//	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos -chaos.seeds=10
+//	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos -chaos.seed=N
+//
+// It is a test-only package: this file holds only its documentation.
+package chaos
