@@ -421,10 +421,12 @@ func judgeLedger(v *verdict, wl *workload, final map[string]events.Result, ledge
 }
 
 // ledgerOutcome is the outcome a request entry decided: its "result" (a
-// result document) or an "outcome" of its own.
+// result document), the code of a refusal recorded alone ("refused"), or an
+// "outcome" of its own.
 func ledgerOutcome(value []byte) (events.Outcome, bool) {
 	var e struct {
 		Result  json.RawMessage `json:"result"`
+		Refused events.Code     `json:"refused"`
 		Outcome events.Outcome  `json:"outcome"`
 	}
 	if json.Unmarshal(value, &e) != nil {
@@ -432,6 +434,9 @@ func ledgerOutcome(value []byte) (events.Outcome, bool) {
 	}
 	if e.Outcome != "" {
 		return e.Outcome, true
+	}
+	if e.Refused != "" {
+		return e.Refused.Outcome(), true
 	}
 	if len(e.Result) == 0 || string(e.Result) == "null" {
 		return "", false
