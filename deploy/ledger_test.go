@@ -224,15 +224,23 @@ func TestProvisioningDocsNameTheLedger(t *testing.T) {
 // stream and consumer file of nats/ and both buckets run binds to with
 // REVOKER_NO_PROVISION (run refuses to start without any of them).
 func TestProvisioningDocsCreateEverything(t *testing.T) {
-	readme := string(readFile(t, "README.md"))
-	for _, f := range glob(t, "nats/streams/*.json") {
-		if cmd := "nats stream add --config deploy/" + filepath.ToSlash(f); !strings.Contains(readme, cmd) {
-			t.Errorf("README.md lacks %q", cmd)
+	deployDoc := string(readFile(t, "README.md"))
+	// The top-level README's manual set-up repeats deploy/README.md's.
+	for name, readme := range map[string]string{"deploy/README.md": deployDoc, "README.md": string(readFile(t, "../README.md"))} {
+		for _, f := range glob(t, "nats/streams/*.json") {
+			if cmd := "nats stream add --config deploy/" + filepath.ToSlash(f); !strings.Contains(readme, cmd) {
+				t.Errorf("%s lacks %q", name, cmd)
+			}
 		}
-	}
-	for _, f := range glob(t, "nats/consumers/*.json") {
-		if cmd := "--config deploy/" + filepath.ToSlash(f); !strings.Contains(readme, cmd) {
-			t.Errorf("README.md creates no consumer %s", cmd)
+		for _, f := range glob(t, "nats/consumers/*.json") {
+			if cmd := "--config deploy/" + filepath.ToSlash(f); !strings.Contains(readme, cmd) {
+				t.Errorf("%s creates no consumer %s", name, cmd)
+			}
+		}
+		for _, line := range strings.Split(deployDoc, "\n") {
+			if strings.HasPrefix(line, "nats kv add ") && !strings.Contains(readme, line) {
+				t.Errorf("%s lacks %q", name, line)
+			}
 		}
 	}
 	for _, bucket := range []string{worker.LedgerBucket, worker.ReplicasBucket} {

@@ -175,6 +175,10 @@ func TestDecide(t *testing.T) {
 		{name: "another message holds it", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, key: "k1", seq: 2, deliv: 1, waiting: true},
 		{name: "own key", key: "self", seq: 1, deliv: 1, outcome: events.Rejected, code: events.CodeSelfRevocationRefused},
 		{name: "delivered too often", key: "k1", seq: 1, deliv: 10, outcome: events.Failed, code: events.CodeMaxDeliveries},
+		// Issue 20 item 4: a copy waits for an owner that is gone no longer
+		// than a lease (the ack wait), not the retry budget and two minutes.
+		{name: "a copy takes over once the owner lease lapsed", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, age: 30 * time.Second,
+			key: "k1", seq: 2, deliv: 3, answers: []error{nil}, outcome: events.Revoked, deletes: 1},
 		{name: "a copy takes over a claim gone quiet", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, age: time.Hour,
 			key: "k1", seq: 2, deliv: 10, answers: []error{io.EOF, apiErr(404, 0)}, outcome: events.Revoked, deletes: 2},
 		{name: "a copy taking over still guards the key", before: &requestEntry{Key: "self", Seq: 1}, age: time.Hour,
