@@ -80,6 +80,8 @@ type Fleet struct {
 	log     *slog.Logger
 	sub     *nats.Subscription
 	ask     *nats.Subscription
+	// reconnected hears the connection come back, to ask again.
+	reconnected chan nats.Status
 
 	mu        sync.Mutex
 	warned    time.Time // when a bad message was last logged
@@ -120,11 +122,20 @@ func JoinFleet(nc *nats.Conn, cfg FleetConfig) (*Fleet, error) {
 	}
 	cfg.Limiter.setNotify(f.publish)
 	f.askOthers()
+	// A replica that was disconnected missed the broadcasts meanwhile: it
+	// asks again once connected.
+	f.reconnected = nc.StatusChanged(nats.CONNECTED)
+	go func() {
+		for range f.reconnected {
+			f.askOthers()
+		}
+	}()
 	return f, nil
 }
 
 // Leave stops publishing this replica's pauses and applying the others'.
 func (f *Fleet) Leave() {
+	f.nc.RemoveStatusListener(f.reconnected)
 	f.lim.setNotify(nil)
 	_ = f.sub.Unsubscribe()
 	_ = f.ask.Unsubscribe()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
@@ -93,7 +94,11 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 			return errReleased
 		}
 		lctx, cancel := context.WithDeadline(stop, wait)
-		sent, err := w.cfg.Limiter.Begin(lctx)
+		err := w.awaitNATS(lctx)
+		var sent func(bool)
+		if err == nil {
+			sent, err = w.cfg.Limiter.Begin(lctx)
+		}
 		cancel()
 		switch {
 		case stop.Err() != nil:
@@ -102,7 +107,7 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 			}
 			return errStopped
 		case err != nil:
-			return &budgetError{"the rate limit held every attempt until the retry budget ran out"}
+			return &budgetError{"the rate limit (or a NATS outage) held every attempt until the retry budget ran out"}
 		}
 		// Until it is answered the attempt counts against the burst:
 		// Kalshi meters its arrival, which a cut link delays.
@@ -152,6 +157,29 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 		case <-t.C:
 		}
 	}
+}
+
+// awaitNATS waits until the worker's NATS connection is up. No Kalshi call
+// is made while it is down: the replica could not hear another's pause
+// meanwhile, nor store what the call decides.
+func (w *Worker) awaitNATS(ctx context.Context) error {
+	if w.js == nil || w.js.Conn().IsConnected() {
+		return nil
+	}
+	nc := w.js.Conn()
+	up := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(up)
+	t := time.NewTicker(100 * time.Millisecond) // in case the change came before the listener
+	defer t.Stop()
+	for !nc.IsConnected() {
+		select {
+		case <-up:
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // exhausted ends res failed/retries_exhausted.
