@@ -16,7 +16,7 @@ import (
 )
 
 var (
-	chaosOn     = flag.Bool("chaos", false, "run the fleet chaos test (off by default until the fleet fixes merge)")
+	chaosOn     = flag.Bool("chaos", true, "run the fleet chaos test (skipped under -short)")
 	chaosSeeds  = flag.Int("chaos.seeds", 0, "also run this many random seeds")
 	chaosSeed   = flag.Uint64("chaos.seed", 0, "run only this seed")
 	chaosFaults = flag.Bool("chaos.faults", true, "inject the seed's faults; false runs its workload alone (the baseline)")
@@ -31,6 +31,12 @@ const ciSeed = 1
 //   - 161892: two revoked for one key (5 keys), revoked for a key never in
 //     the account, 8 ledger decisions that disagree with the stored result;
 //   - 727081: 11+ DELETEs inside a Retry-After, two revoked for one key.
+//
+// Open (not run by default; they still fail, -chaos.seed=N reruns one):
+// 201799 and 108172 break no-delete-during-retry-after with 1 and 4
+// DELETEs 0.3-0.9 s into a 1-2 s Retry-After, while one replica was
+// blackholed from Kalshi and another stopped or killed: which replica sent
+// them is not yet known.
 var chaosRegressions = []uint64{161892, 727081}
 
 const (
