@@ -66,11 +66,17 @@ var errWaitForKey = errors.New("another request is attempting the key")
 // takes the key afresh.
 func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed func() (bool, error)) (*lease, error) {
 	length := w.leaseLength()
-	for range 3 {
+	for try := range 4 {
+		// The first try takes the key as new, one write and no read: the
+		// common case. A conflict reads what is there.
 		var cur attemptEntry
-		rev, found, err := w.ledger.getEntry(ctx, attemptKey(key), &cur)
-		if err != nil {
-			return nil, err
+		var rev uint64
+		var found bool
+		var err error
+		if try > 0 {
+			if rev, found, err = w.ledger.getEntry(ctx, attemptKey(key), &cur); err != nil {
+				return nil, err
+			}
 		}
 		now := time.Now()
 		next := attemptEntry{RequestID: id, Seq: seq, At: now, Until: now.Add(length)}
