@@ -16,12 +16,6 @@ import (
 	"github.com/revoker/revoker/events"
 )
 
-// ownerGrace is how long after the longest a request can take a claim is
-// still held by the message that made it. A later copy of the request waits
-// for that message's decision until then, and carries the request out itself
-// only after: the first message is gone (its stream lost it, or a purge).
-const ownerGrace = 2 * time.Minute
-
 // handle carries one delivery from the stream to a stored result and the
 // ack: decode, verify, guard, delete, store, settle. The pull loop holds it
 // in the fleet's view (failover.go) until handle returns. stop is cancelled when
