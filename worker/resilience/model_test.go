@@ -33,9 +33,11 @@ var modelRegressions = []uint64{
 	// A second request with a PEM, under another id, listed the account's
 	// keys just after the first deleted the key: leaked_key_not_found.
 	1796044961483386850,
-	// A worker started after a kill bound during a results-stream outage,
-	// refused the stream (rightly) and stopped: the queue never drained.
+	// A worker (started after a kill, or at the start) bound during a
+	// results-stream outage, refused the stream (rightly) and stopped: the
+	// queue never drained.
 	1796574895375170824,
+	1796577595414222087,
 }
 
 // TestIdentityModel is a seeded, randomized model of everything that can
@@ -211,6 +213,9 @@ func runModel(t *testing.T, seed uint64) {
 	workers := make([]*inproc, nWorkers)
 	for i := range workers {
 		workers[i] = r.startWorker(cfg, "")
+		// Ready before any outage: a worker that binds during one rightly
+		// refuses a results stream that takes no results, and stops.
+		natstest.WaitFor(t, 20*time.Second, "a worker ready", func() bool { return workers[i].w.Ready() == nil })
 	}
 	kills, outages := 0, 0
 	ctx := context.Background()
@@ -224,8 +229,6 @@ func runModel(t *testing.T, seed uint64) {
 			workers[w].nc.Close()
 			go func(p *inproc) { _ = p.stop() }(workers[w])
 			workers[w] = r.startWorker(cfg, "")
-			// Ready before any outage: a worker that binds during one
-			// rightly refuses a results stream that takes no results.
 			natstest.WaitFor(t, 20*time.Second, "the new worker ready", func() bool { return workers[w].w.Ready() == nil })
 			kills++
 		case 1: // the results stream cannot be reached for a while
