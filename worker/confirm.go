@@ -333,6 +333,9 @@ func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, erro
 	defer cancel()
 	keys, err := w.del.ListAPIKeys(lctx)
 	if err != nil {
+		if HeedAnswer(w.cfg.Limiter, err) {
+			w.reportRate()
+		}
 		if unauthorized(err) {
 			w.credentialRefused(err)
 		}
@@ -360,5 +363,8 @@ func (w *Worker) leakedKeyRefused(ctx context.Context, id string, leaked crypto.
 	lctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 	defer cancel()
 	_, err = as.ListAPIKeys(lctx)
+	if HeedAnswer(w.cfg.Limiter, err) {
+		w.reportRate()
+	}
 	return kalshi.IsUnknownSigningKey(err), err == nil, err
 }

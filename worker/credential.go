@@ -73,6 +73,9 @@ func (w *Worker) watchCredential(ctx context.Context) {
 		keys, err := w.del.ListAPIKeys(cctx)
 		cancel()
 		end(httpStatus(err) != 0)
+		if HeedAnswer(w.cfg.Limiter, err) {
+			w.reportRate()
+		}
 		switch {
 		case ctx.Err() != nil:
 			return

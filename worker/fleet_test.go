@@ -402,3 +402,21 @@ func TestRefusalsExpireFromTheLedger(t *testing.T) {
 		t.Errorf("the revocation's entry has a TTL of %s", got)
 	}
 }
+
+// Issue 20 item 5: a 429 with Retry-After pauses every call whichever call
+// got it, here the credential check before any request.
+func TestRetryAfterOnAnyCallPauses(t *testing.T) {
+	r := newRig(t)
+	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: 3 * time.Second})
+	cfg := r.config()
+	cfg.Limiter = worker.NewLimiter(50, 5)
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.launch(r.js, r.client, cfg)
+	natstest.WaitFor(t, 10*time.Second, "a 429 for the credential check", func() bool { return r.emu.Stats().TooMany > 0 })
+	natstest.WaitFor(t, 5*time.Second, "the limiter paused", func() bool { return time.Until(cfg.Limiter.PausedUntil()) > time.Second })
+	if got := cfg.Limiter.Rate(); got >= 50 {
+		t.Errorf("rate %v after a 429, want it halved", got)
+	}
+}

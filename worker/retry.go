@@ -65,6 +65,34 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 	return unanswered, false
 }
 
+// HeedAnswer applies what one Kalshi answer says of the account's budget to
+// l, whichever call got it (a delete, a listing, a probe, a credential or
+// confirmation check, the console's): a 429 halves the budget (recovering
+// over ThrottleRecovery) and a Retry-After pauses every call, on every
+// replica; a 429 without one, with no budget to halve, holds every call
+// briefly. It reports whether the rate changed.
+func HeedAnswer(l *Limiter, err error) (throttled bool) {
+	if httpStatus(err) != http.StatusTooManyRequests && kalshi.RetryAfter(err) <= 0 {
+		return false
+	}
+	if httpStatus(err) == http.StatusTooManyRequests {
+		// Kalshi's bucket is empty although we kept to the budget.
+		l.Throttle()
+		throttled = true
+	}
+	switch ra := kalshi.RetryAfter(err); {
+	case ra > 0:
+		l.Pause(ra)
+	case math.IsInf(l.Rate(), 1):
+		l.Pause(noBudgetPause)
+	}
+	return throttled
+}
+
+// noBudgetPause is how long a 429 without Retry-After holds every call when
+// there is no budget to halve.
+const noBudgetPause = time.Second
+
 // errStopped is call's answer when shutdown stopped it before an answer.
 var errStopped = errors.New("stopped by shutdown")
 
@@ -120,27 +148,18 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 		if !kalshi.IsTransient(err) {
 			return err
 		}
-		status := httpStatus(err)
 		next := b.NextBackOff()
-		if status == http.StatusTooManyRequests {
-			// Kalshi's bucket is empty although we kept to the budget:
-			// halve it (recovering over ThrottleRecovery) for every call.
-			w.cfg.Limiter.Throttle()
+		if HeedAnswer(w.cfg.Limiter, err) {
 			w.reportRate()
 		}
-		// Kalshi's limits are per account: a 429 holds every call.
 		if ra := kalshi.RetryAfter(err); ra > 0 {
-			// Every call waits (up to MaxPause), on every replica, also
-			// when this request cannot.
-			w.cfg.Limiter.Pause(ra)
+			// Every call waits already (up to MaxPause), on every replica,
+			// also when this request cannot.
 			if left := time.Until(deadline); ra > left {
 				return &budgetError{fmt.Sprintf("Kalshi asked to wait %v (Retry-After), longer than the %v left of the retry budget: %v",
 					ra, left.Round(time.Second), err)}
 			}
 			next = max(next, ra)
-		} else if status == http.StatusTooManyRequests && math.IsInf(w.cfg.Limiter.Rate(), 1) {
-			// No budget to halve: hold every call briefly instead.
-			w.cfg.Limiter.Pause(min(next, time.Second))
 		}
 		if next == backoff.Stop {
 			return &budgetError{err.Error()}

@@ -322,6 +322,9 @@ func (s *Service) list(start time.Time, done chan struct{}) {
 	}
 	keys, err := s.cfg.Kalshi.ListAPIKeys(ctx)
 	if err != nil {
+		if s.cfg.Limiter != nil {
+			worker.HeedAnswer(s.cfg.Limiter, err)
+		}
 		r.err = unavailable("the worker could not list the account's keys: %v", err)
 		return
 	}
