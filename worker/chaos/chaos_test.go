@@ -30,10 +30,9 @@ const ciSeed = 1
 // Against the worker of 2026-12-06 (before the fleet fixes):
 //   - 161892: two revoked for one key (5 keys), revoked for a key never in
 //     the account, 8 ledger decisions that disagree with the stored result;
-//   - 727081: 11+ DELETEs inside a Retry-After, two revoked for one key.
-//
-//   - 201799: a DELETE inside a Retry-After that answered a credential
-//     check (only calls through the retry loop heeded a 429 then).
+//   - 727081: 11+ DELETEs inside a Retry-After, two revoked for one key;
+//   - 201799 (after them): a DELETE inside a Retry-After that answered a
+//     credential check (only calls through the retry loop heeded a 429).
 //
 // Open (not run by default; it still fails, -chaos.seed=108172 reruns it):
 // 108172 breaks no-delete-during-retry-after with 3-4 DELETEs 0.4-0.9 s into
