@@ -28,10 +28,11 @@ func newProxies() *proxies {
 
 // link is one proxy: a replica's way to one NATS node or to Kalshi.
 type link struct {
-	name string
-	p    *toxiproxy.Proxy
-	mu   sync.Mutex
-	up   bool
+	name   string
+	p      *toxiproxy.Proxy
+	listen string // the address it took at first: toxiproxy rewrites p.Listen on every start
+	mu     sync.Mutex
+	up     bool
 }
 
 // open starts a proxy on a free loopback port to upstream.
@@ -41,13 +42,13 @@ func (ps *proxies) open(t *testing.T, name, upstream string) *link {
 	if err := p.Start(); err != nil {
 		t.Fatalf("proxy %s: %v", name, err)
 	}
-	l := &link{name: name, p: p, up: true}
+	l := &link{name: name, p: p, listen: p.Listen, up: true}
 	t.Cleanup(l.p.Stop)
 	return l
 }
 
 // addr is where the replica connects; it stays the same across cuts.
-func (l *link) addr() string { return l.p.Listen }
+func (l *link) addr() string { return l.listen }
 
 // cut closes the proxy's listener and every connection through it: the
 // replica's side sees its connections drop and new ones refused.
