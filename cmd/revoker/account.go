@@ -61,10 +61,16 @@ func (a *account) applyFixedRate() {
 }
 
 func (a *account) refresh(ctx context.Context) error {
+	// Signed with the worker's credential: a pause holds it, and a 429 it
+	// gets pauses the fleet like any other call's.
+	if err := a.limiter.AfterPause(ctx); err != nil {
+		return err
+	}
 	rctx, cancel := context.WithTimeout(ctx, 2*a.cfg.AttemptTimeout)
 	defer cancel()
 	limits, err := a.client.AccountLimits(rctx)
 	if err != nil {
+		worker.HeedAnswer(a.limiter, err)
 		if ctx.Err() == nil {
 			a.logger.Warn("cannot read the account limits", "err", err, "retry_in", limitsRetry)
 		}

@@ -941,7 +941,11 @@ func TestCalls(t *testing.T) {
 		if (c.Status == 0) != c.Answered.IsZero() || !c.Answered.IsZero() && c.Answered.Before(c.Arrived) {
 			t.Errorf("call %d: status %d answered at %v, arrived %v", i, c.Status, c.Answered, c.Arrived)
 		}
-		c.Arrived, c.Answered = time.Time{}, time.Time{}
+		// A signed request carries its signing time, to the millisecond.
+		if c.Signer != "" && (c.Signed.Before(began.Truncate(time.Millisecond)) || c.Signed.After(c.Arrived)) {
+			t.Errorf("call %d signed at %v, arrived %v", i, c.Signed, c.Arrived)
+		}
+		c.Arrived, c.Answered, c.Signed = time.Time{}, time.Time{}, time.Time{}
 		if c != want[i] {
 			t.Errorf("call %d = %+v, want %+v", i, c, want[i])
 		}

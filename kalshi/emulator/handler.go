@@ -75,6 +75,7 @@ func routeOf(method, path string) (route, string, int) {
 type sent struct {
 	keyID, sig string
 	at         time.Time
+	signed     time.Time // the request's own timestamp header: when the client signed it
 	rt         route
 	retryAfter time.Duration
 }
@@ -84,6 +85,9 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.requests.Add(1)
 	rt, id, status := routeOf(r.Method, r.URL.Path)
 	sig := sent{keyID: first(r.Header[headerKey]), sig: first(r.Header[headerSignature]), at: e.now(), rt: rt}
+	if ms, err := strconv.ParseInt(first(r.Header[headerTimestamp]), 10, 64); err == nil {
+		sig.signed = time.UnixMilli(ms)
+	}
 	if rt == routeNone {
 		body := bodyRouteNotFound
 		if status == http.StatusMethodNotAllowed {

@@ -82,7 +82,7 @@ func (e *Emulator) bookLocked(status int, sig sent, deleteID string) {
 		e.sigs = append(e.sigs, sig.sig)
 	}
 	if !sig.at.IsZero() && len(e.calls) < e.maxCalls {
-		c := Call{Arrived: sig.at, Endpoint: endpoints[sig.rt], KeyID: deleteID, Status: status}
+		c := Call{Arrived: sig.at, Signed: sig.signed, Endpoint: endpoints[sig.rt], KeyID: deleteID, Status: status}
 		if status != 0 {
 			c.Answered = e.now()
 		}
@@ -107,6 +107,10 @@ type Call struct {
 	// Answered when its status was decided, zero when none was sent (a
 	// lost response, or a client that gave up during a hang).
 	Arrived, Answered time.Time
+	// Signed is the time in the request's KALSHI-ACCESS-TIMESTAMP header:
+	// when the client signed it, just before sending (zero without one).
+	// Unlike Arrived, no delay on the way moves it.
+	Signed time.Time
 	// Endpoint is the route, e.g. "DELETE /api_keys/{id}"; "" for a
 	// request that matched none.
 	Endpoint string

@@ -32,16 +32,14 @@ const ciSeed = 1
 // Against the worker of 2026-12-06 (before the fleet fixes):
 //   - 161892: two revoked for one key (5 keys), revoked for a key never in
 //     the account, 8 ledger decisions that disagree with the stored result;
-//   - 727081: 11+ DELETEs inside a Retry-After, two revoked for one key.
+//   - 727081: 11+ DELETEs inside a Retry-After, two revoked for one key;
 //
-// Open (not in the list; -chaos.seed=N reruns one): 201799 and 108172 break
-// no-delete-during-retry-after now and then, with 1-5 DELETEs 0.4-1.5 s
-// into a 1-2 s Retry-After during a Kalshi storm while one replica is
-// blackholed from Kalshi, stopped or killed. Which replica sent them is not
-// known; a pause check at the moment a request is written would close the
-// one cause found plausible (requests that passed the limiter before the
-// 429 was read, reaching Kalshi late on new connections).
-var chaosRegressions = []uint64{161892, 727081}
+// and against the worker after them:
+//   - 201799: DELETEs inside a Retry-After that had answered a credential
+//     check, which paused no one then (every call now heeds a 429);
+//   - 108172: DELETEs sent (signed) 0.4-0.7 s into a Retry-After that had
+//     answered a restarting replica's account-limits read.
+var chaosRegressions = []uint64{161892, 727081, 201799, 108172}
 
 const (
 	publishBatches = 4

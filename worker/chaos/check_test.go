@@ -320,7 +320,7 @@ func judge(wl *workload, ks keysOf, ev *evidence) *verdict {
 	return v
 }
 
-// judgeRetryAfter finds DELETEs that arrived while a Retry-After was in
+// judgeRetryAfter finds DELETEs sent (signed) while a Retry-After was in
 // force: after a 429 was sent (plus the grace for the pause to reach every
 // replica, and any latency then on a Kalshi link) and before its
 // Retry-After passed. A 429 that may have reached no replica able to pass
@@ -372,11 +372,18 @@ func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage) {
 		}
 		pauses++
 		for i, d := range deletes {
-			if d.Arrived.After(from.Add(grace)) && d.Arrived.Before(until) && !insideDel[i] {
+			// When the replica sent it: its signing time. On a loaded
+			// machine the proxies and the emulator (in this process) may
+			// take longer to pass a request on than any pause's grace.
+			sent := d.Signed
+			if sent.IsZero() {
+				sent = d.Arrived
+			}
+			if sent.After(from.Add(grace)) && sent.Before(until) && !insideDel[i] {
 				insideDel[i] = true
 				if len(insideDel) <= 10 {
-					v.fail(invRetryAfter, "DELETE %s arrived %v after a 429 with Retry-After %v (status %d)",
-						d.KeyID, d.Arrived.Sub(from).Round(time.Millisecond), c.RetryAfter, d.Status)
+					v.fail(invRetryAfter, "DELETE %s sent %v after a 429 with Retry-After %v (arrived %v after; status %d)",
+						d.KeyID, sent.Sub(from).Round(time.Millisecond), c.RetryAfter, d.Arrived.Sub(from).Round(time.Millisecond), d.Status)
 				}
 			}
 		}
