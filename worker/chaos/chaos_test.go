@@ -17,7 +17,7 @@ import (
 
 var (
 	// Off in CI until no-delete-during-retry-after holds for every seed: it
-	// still breaks now and then (see chaosRegressions' comment).
+	// still breaks now and then (seed 108172, see chaosRegressions).
 	chaosOn     = flag.Bool("chaos", false, "run the fleet chaos test")
 	chaosSeeds  = flag.Int("chaos.seeds", 0, "also run this many random seeds")
 	chaosSeed   = flag.Uint64("chaos.seed", 0, "run only this seed")
@@ -38,7 +38,9 @@ const ciSeed = 1
 //   - 201799: DELETEs inside a Retry-After that had answered a credential
 //     check, which paused no one then (every call now heeds a 429);
 //   - 108172: DELETEs sent (signed) 0.4-0.7 s into a Retry-After that had
-//     answered a restarting replica's account-limits read.
+//     answered a restarting replica's account-limits read. Still fails now
+//     and then (1 run in 4 after that fix), which is why the test is off by
+//     default; the failure now names the endpoint the 429 answered.
 var chaosRegressions = []uint64{161892, 727081, 201799, 108172}
 
 const (

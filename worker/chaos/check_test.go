@@ -382,8 +382,8 @@ func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage) {
 			if sent.After(from.Add(grace)) && sent.Before(until) && !insideDel[i] {
 				insideDel[i] = true
 				if len(insideDel) <= 10 {
-					v.fail(invRetryAfter, "DELETE %s sent %v after a 429 with Retry-After %v (arrived %v after; status %d)",
-						d.KeyID, sent.Sub(from).Round(time.Millisecond), c.RetryAfter, d.Arrived.Sub(from).Round(time.Millisecond), d.Status)
+					v.fail(invRetryAfter, "DELETE %s sent %v after a 429 with Retry-After %v to %s (arrived %v after; status %d)",
+						d.KeyID, sent.Sub(from).Round(time.Millisecond), c.RetryAfter, c.Endpoint, d.Arrived.Sub(from).Round(time.Millisecond), d.Status)
 				}
 			}
 		}
