@@ -155,19 +155,8 @@ func (l *ledger) createJSON(ctx context.Context, key string, v any) (uint64, err
 // getJSON reads the entry under key into v; found is false when there is
 // none.
 func (l *ledger) getJSON(ctx context.Context, key string, v any) (found bool, err error) {
-	ctx, done := l.call(ctx)
-	defer done()
-	entry, err := l.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("ledger: reading %s: %w", key, err)
-	}
-	if err := json.Unmarshal(entry.Value(), v); err != nil {
-		return false, fmt.Errorf("ledger: %s: %w", key, err)
-	}
-	return true, nil
+	_, found, err = l.getEntry(ctx, key, v)
+	return found, err
 }
 
 // claim records e under id unless id is already recorded, and returns the
@@ -203,20 +192,12 @@ func (l *ledger) claim(ctx context.Context, id string, e requestEntry) (c claim,
 	return claim{got, entry.Revision()}, false, nil
 }
 
-// update replaces the entry read as c with e, if nobody changed it since.
+// update replaces the entry read as c with e, if nobody changed it since
+// (errLedgerConflict otherwise).
 func (l *ledger) update(ctx context.Context, id string, c claim, e requestEntry) (claim, error) {
-	ctx, done := l.call(ctx)
-	defer done()
-	v, err := json.Marshal(e)
+	rev, err := l.putEntry(ctx, requestKey(id), e, c.rev)
 	if err != nil {
 		return claim{}, err
-	}
-	rev, err := l.kv.Update(ctx, requestKey(id), v, c.rev)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		return claim{}, errLedgerConflict
-	}
-	if err != nil {
-		return claim{}, fmt.Errorf("ledger: updating request %.64q: %w", id, err)
 	}
 	return claim{e, rev}, nil
 }

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -155,7 +154,7 @@ func NewShare(js jetstream.JetStream, cfg ShareConfig) *Share {
 	if cfg.Group == "" {
 		cfg.Group = "revoker"
 	}
-	return newShare(&kvShareStore{js: js, key: "plan." + base64.RawURLEncoding.EncodeToString([]byte(cfg.Group)), create: cfg.Bucket},
+	return newShare(&kvShareStore{js: js, key: replicaPlanKey(cfg.Group), create: cfg.Bucket},
 		cfg, cfg.Limiter.SetShare)
 }
 

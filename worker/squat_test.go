@@ -3,55 +3,13 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker/natstest"
 )
-
-// streamResults reads every result stored in the named stream; none when the
-// stream does not exist.
-func (r *rig) streamResults(name string) []events.Result {
-	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := r.js.Stream(ctx, name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
-	} else if err != nil {
-		r.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	var out []events.Result
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		} else if err != nil {
-			r.t.Fatal(err)
-		}
-		res, err := events.ParseResult(m.Data)
-		if err != nil {
-			r.t.Fatalf("%s %d does not parse: %v", name, seq, err)
-		}
-		out = append(out, res)
-	}
-	return out
-}
-
-// everyResult reads the results, trusted and untrusted, wherever they are
-// stored.
-func (r *rig) everyResult() []events.Result {
-	return append(r.streamResults("KEY_REVOKE_RESULTS"), r.streamResults("KEY_REVOKE_UNTRUSTED")...)
-}
 
 // A publisher learns each request's sequence from its PubAck, so it knows the
 // fallback id of the next request that names none. A request claiming it (for
@@ -75,7 +33,7 @@ func TestFallbackIDCannotBeSquatted(t *testing.T) {
 	r.publishRaw("", squat)
 	var squatter events.Result
 	natstest.WaitFor(t, 20*time.Second, "the squatting request's result", func() bool {
-		all := r.everyResult()
+		all := r.results()
 		if len(all) == 1 {
 			squatter = all[0]
 		}
@@ -93,7 +51,7 @@ func TestFallbackIDCannotBeSquatted(t *testing.T) {
 	r.publishRaw("", leaked)
 	var got events.Result
 	natstest.WaitFor(t, 20*time.Second, "the id-less request's result", func() bool {
-		for _, res := range r.everyResult() {
+		for _, res := range r.results() {
 			if res.RequestID == next {
 				got = res
 				return true
