@@ -7,6 +7,8 @@ type APIKey struct {
 	ID     string   `json:"api_key_id"`
 	Name   string   `json:"name"`
 	Scopes []string `json:"scopes"`
+	// Subaccount is set for a key restricted to one subaccount (0-63).
+	Subaccount *int `json:"subaccount,omitempty"`
 }
 
 // Limits is the account's rate budget from GET /account/limits.

@@ -28,8 +28,11 @@ type attemptEntry struct {
 	Seq       uint64    `json:"seq"`
 	At        time.Time `json:"at"`    // when RequestID took the key
 	Until     time.Time `json:"until"` // the lease: another request may take over after it
-	// Listed: the account listed the key before RequestID's first attempt.
-	Listed bool `json:"listed"`
+	// Listed: the account listed the key before RequestID's first attempt;
+	// Key is how it listed it (name, scopes, subaccount): after the DELETE
+	// nothing else can tell.
+	Listed bool           `json:"listed"`
+	Key    *kalshi.APIKey `json:"key,omitempty"`
 	// Others are earlier requests whose attempts may have deleted the key,
 	// the latest last (at most maxOthers).
 	Others []otherAttempt `json:"others,omitempty"`
@@ -64,7 +67,7 @@ var errWaitForKey = errors.New("another request is attempting the key")
 // acquire takes key's attempt entry for the request id (seq is this
 // message), or returns errWaitForKey. listed is asked only when the request
 // takes the key afresh.
-func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed func() (bool, error)) (*lease, error) {
+func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed func() (*kalshi.APIKey, error)) (*lease, error) {
 	length := w.leaseLength()
 	for try := range 4 {
 		// The first try takes the key as new, one write and no read: the
@@ -104,9 +107,10 @@ func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed
 			}
 		}
 		if !ours {
-			if next.Listed, err = listed(); err != nil {
+			if next.Key, err = listed(); err != nil {
 				return nil, err
 			}
+			next.Listed = next.Key != nil
 		}
 		rev, err = w.ledger.putEntry(ctx, attemptKey(key), next, rev)
 		if errors.Is(err, errLedgerConflict) {
@@ -225,32 +229,35 @@ type listing struct {
 	err     error         // of the last listing
 }
 
-// listed reports whether the account listed keyID in a listing asked for
-// no longer than listingMaxAge ago (or after now), sharing one call among
-// every request that asks meanwhile. The call goes through call, within the
-// budget of the request stored at storedAt.
-func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID string) (bool, error) {
+// listed returns keyID as the account listed it in a listing asked for no
+// longer than listingMaxAge ago (or after now), nil when it is not listed,
+// sharing one call among every request that asks meanwhile. The call goes
+// through call, within the budget of the request stored at storedAt.
+func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID string) (*kalshi.APIKey, error) {
 	asked := time.Now()
 	li := &w.listing
 	for {
 		li.mu.Lock()
 		if li.keys != nil && !li.started.Before(asked.Add(-listingMaxAge)) {
-			_, ok := li.keys[keyID]
+			k, ok := li.keys[keyID]
 			li.mu.Unlock()
-			return ok, nil
+			if !ok {
+				return nil, nil
+			}
+			return &k, nil
 		}
 		if p := li.pending; p != nil {
 			li.mu.Unlock()
 			select {
 			case <-p:
 			case <-stop.Done():
-				return false, errStopped
+				return nil, errStopped
 			}
 			li.mu.Lock()
 			err, fresh := li.err, li.keys != nil && !li.started.Before(asked.Add(-listingMaxAge))
 			li.mu.Unlock()
 			if err != nil && !fresh {
-				return false, err
+				return nil, err
 			}
 			continue
 		}
@@ -277,7 +284,7 @@ func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID str
 		li.mu.Unlock()
 		close(p)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
 )
 
 // handle carries one delivery from the stream to a stored result and the
@@ -251,7 +252,7 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 	if req.leaked != nil {
 		return w.revokeLeaked(ctx, stop, meta, req, res, c)
 	}
-	return w.attempt(ctx, stop, meta, req, res, c, w.del, true, func() (bool, error) {
+	return w.attempt(ctx, stop, meta, req, res, c, w.del, true, func() (*kalshi.APIKey, error) {
 		return w.listedForAttempt(ctx, stop, meta.Timestamp, req.APIKeyID)
 	})
 }
@@ -279,19 +280,19 @@ func (w *Worker) ownerAlive(ctx context.Context, req request, c claim) (bool, er
 // listedForAttempt is listed for a request's first attempt: a listing that
 // Kalshi refuses for good leaves the key unlisted, and the DELETE's own
 // answer then says what is wrong.
-func (w *Worker) listedForAttempt(ctx, stop context.Context, storedAt time.Time, keyID string) (bool, error) {
-	ok, err := w.listed(ctx, stop, storedAt, keyID)
+func (w *Worker) listedForAttempt(ctx, stop context.Context, storedAt time.Time, keyID string) (*kalshi.APIKey, error) {
+	k, err := w.listed(ctx, stop, storedAt, keyID)
 	var be *budgetError
 	if err == nil || errors.Is(err, errStopped) || errors.As(err, &be) {
-		return ok, err
+		return k, err
 	}
-	return false, nil
+	return nil, nil
 }
 
 // attempt deletes res.APIKeyID for the request claimed as c, holding the
 // key's attempt lease, judges the answer and records the decision. del signs
 // the DELETE; own says it signs with the worker's credential.
-func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim, del deleter, own bool, listed func() (bool, error)) (verdict, error) {
+func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim, del deleter, own bool, listed func() (*kalshi.APIKey, error)) (verdict, error) {
 	le, err := w.acquire(ctx, res.APIKeyID, req.ID, meta.Sequence.Stream, listed)
 	var be *budgetError
 	switch {
@@ -372,7 +373,7 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 	}
 	// The leaked key was accepted as this key moments ago: it was listed
 	// (or, another account's, alive) before the first attempt.
-	v, err := w.attempt(ctx, stop, meta, req, res, c, del, !f.foreign, func() (bool, error) { return true, nil })
+	v, err := w.attempt(ctx, stop, meta, req, res, c, del, !f.foreign, func() (*kalshi.APIKey, error) { return &kalshi.APIKey{ID: f.keyID}, nil })
 	if err != nil || v.res == nil {
 		unlock()
 		return v, err
