@@ -258,7 +258,14 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 // bind finds the consumer, first creating what is missing when
 // provisioning.
 func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// A rebind asks a cluster that may be electing leaders after a node
+	// loss: an API request then goes unanswered until its timeout, and a
+	// short one retried finds the new leader seconds sooner.
+	timeout := 10 * time.Second
+	if w.ledger != nil {
+		timeout = time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if w.cfg.Provision {
 		if err := provisionStreams(ctx, w.js, w.cfg); err != nil {
