@@ -93,12 +93,7 @@ func docCommands(t *testing.T) []docCommand {
 		text := string(data)
 		from, to := -1, -1 // the runbook section
 		if file == "README.md" {
-			if from = strings.Index(text, "\n## Incident runbook\n"); from >= 0 {
-				to = len(text)
-				if end := strings.Index(text[from+1:], "\n## "); end >= 0 {
-					to = from + 1 + end
-				}
-			}
+			from, to = runbookSpan(text)
 		}
 		for _, m := range shBlockRE.FindAllStringSubmatchIndex(text, -1) {
 			for _, line := range strings.Split(text[m[2]:m[3]], "\n") {
