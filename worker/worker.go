@@ -108,12 +108,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
 	var fleetDone sync.WaitGroup
 	fleetDone.Go(func() { w.failoverLoop(fleetCtx) })
-	defer func() { stopFleet(); fleetDone.Wait() }()
+	stopListing, err := w.serveListing(fleetCtx)
+	if err != nil {
+		log.Warn("cannot list the account for the other replicas; each lists for itself", "err", err)
+		stopListing = func() {}
+	}
+	defer func() { stopFleet(); stopListing(); fleetDone.Wait() }()
 	credCtx, stopCred := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	background.Go(func() { w.watchCredential(credCtx) })
 	background.Go(func() { w.confirmLoop(credCtx) })
-	err := w.pullLoop(ctx, work)
+	err = w.pullLoop(ctx, work)
 	stopCred()
 	background.Wait()
 	w.bound.Store(false)
