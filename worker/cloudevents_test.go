@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker"
 )
 
 // Trace contexts the rotation system sends, one per request.
@@ -378,5 +379,14 @@ func checkNATSBinding(t *testing.T, mode events.ResultMode, h nats.Header, body 
 		if err := json.Unmarshal(body, &data); err != nil || data["request_id"] == nil {
 			t.Errorf("%s: the body is not the data object: %v\n%s", id, err, body)
 		}
+	}
+}
+
+// A results mode the binding does not have is a configuration error, not a
+// worker that stores results nobody can read.
+func TestUnknownResultsModeIsRefused(t *testing.T) {
+	cfg := worker.Config{ResultsMode: "batch"}
+	if _, err := worker.New(nil, nil, cfg); err == nil || !strings.Contains(err.Error(), `results mode: "batch" is not structured or binary`) {
+		t.Errorf("worker.New with results mode batch: %v", err)
 	}
 }
