@@ -53,15 +53,16 @@ type Config struct {
 	NoProvision     bool   // REVOKER_NO_PROVISION, --no-provision: only bind, never create
 
 	// Worker behaviour (run, check, sandbox).
-	Concurrency    int               // REVOKER_CONCURRENCY: 1..1024, default 8
-	Rate           Rate              // REVOKER_RATE: default auto
-	RateShare      float64           // REVOKER_RATE_SHARE: in (0, 1]; 0 for auto (the default)
-	MaxRetry       time.Duration     // REVOKER_MAX_RETRY: default 15m
-	AttemptTimeout time.Duration     // REVOKER_ATTEMPT_TIMEOUT: default 10s
-	TrustedSigners []string          // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
-	MaxRequestAge  time.Duration     // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
-	AllowedSources []string          // REVOKER_ALLOWED_SOURCES: empty: any source
-	ResultsMode    events.ResultMode // REVOKER_RESULTS_MODE, --results-mode: structured (default) or binary
+	Concurrency    int           // REVOKER_CONCURRENCY: 1..1024, default 8
+	Rate           Rate          // REVOKER_RATE: default auto
+	RateShare      float64       // REVOKER_RATE_SHARE: in (0, 1]; 0 for auto (the default)
+	MaxRetry       time.Duration // REVOKER_MAX_RETRY: default 15m
+	AttemptTimeout time.Duration // REVOKER_ATTEMPT_TIMEOUT: default 10s
+	TrustedSigners []string      // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
+	MaxRequestAge  time.Duration // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
+	AllowedSources []string      // REVOKER_ALLOWED_SOURCES: empty: any source
+	// REVOKER_RESULTS_MODE, --results-mode: structured (the default) or binary.
+	ResultsMode events.ResultMode
 
 	// Guards (run, check, sandbox, and revoke --dry-run).
 	AllowSelfRevoke bool     // REVOKER_ALLOW_SELF_REVOKE: default false
