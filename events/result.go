@@ -137,8 +137,9 @@ func (r Result) Validate() error {
 // MarshalEvent encodes r as the CloudEvents 1.0 structured JSON document of the contract:
 // id is the request id, source "revoker", type Outcome.Type(), subject the key id (left
 // out when empty, as CloudEvents asks), time CompletedAt, and the request's trace context
-// as the distributed-tracing extension attributes traceparent and tracestate. The document is at most MaxResultSize bytes: when r would be longer, its
-// free text (reason, requested_by, source, the error message) is cut, marked with "…".
+// as the distributed-tracing extension attributes traceparent and tracestate. The
+// document is at most MaxResultSize bytes: when r would be longer, its free text
+// (reason, requested_by, source, the error message) is cut, marked with "…".
 // It fails only when Validate does.
 func (r Result) MarshalEvent() ([]byte, error) {
 	if err := r.Validate(); err != nil {
