@@ -47,12 +47,10 @@ func readTrace(header map[string][]string, body []byte) Trace {
 			}
 		}
 	}
-	for _, prefix := range []string{"ce-", ""} {
-		if t := checkTrace(headerValue(header, prefix+"traceparent"), headerValue(header, prefix+"tracestate")); !t.IsZero() {
-			return t
-		}
+	if t := checkTrace(headerValue(header, "ce-traceparent"), headerValue(header, "ce-tracestate")); !t.IsZero() {
+		return t
 	}
-	return Trace{}
+	return checkTrace(headerValue(header, "traceparent"), headerValue(header, "tracestate"))
 }
 
 // traceIn returns the trace context of the fields of one JSON object; a
