@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 )
 
@@ -114,6 +115,7 @@ func TestDefaults(t *testing.T) {
 		MaxRetry:             15 * time.Minute,
 		AttemptTimeout:       10 * time.Second,
 		MaxRequestAge:        5 * time.Minute,
+		ResultsMode:          events.Structured,
 		HTTPAddr:             "127.0.0.1:9464",
 		LogFormat:            "auto",
 		LogLevel:             slog.LevelInfo,
@@ -218,6 +220,7 @@ func TestPrecedence(t *testing.T) {
 		{"run", "trusted-signers", "REVOKER_TRUSTED_SIGNERS", pubA + "," + pubB, pubB, func(c Config) any { return c.TrustedSigners }, []string{pubA, pubB}, []string{pubB}, nil, nil, nil},
 		{"run", "max-request-age", "REVOKER_MAX_REQUEST_AGE", "1m", "30s", func(c Config) any { return c.MaxRequestAge }, time.Minute, 30 * time.Second, nil, nil, nil},
 		{"run", "allowed-sources", "REVOKER_ALLOWED_SOURCES", "ir, rotation", "ir", func(c Config) any { return c.AllowedSources }, []string{"ir", "rotation"}, []string{"ir"}, nil, nil, nil},
+		{"run", "results-mode", "REVOKER_RESULTS_MODE", "binary", "Structured", func(c Config) any { return c.ResultsMode }, events.Binary, events.Structured, nil, nil, nil},
 		{"run", "http-addr", "REVOKER_HTTP_ADDR", "off", ":9000", func(c Config) any { return c.HTTPAddr }, "", ":9000", nil, nil, nil},
 		{"run", "log-format", "REVOKER_LOG_FORMAT", "json", "text", func(c Config) any { return c.LogFormat }, "json", "text", nil, nil, nil},
 		{"run", "log-level", "REVOKER_LOG_LEVEL", "debug", "error", func(c Config) any { return c.LogLevel }, slog.LevelDebug, slog.LevelError, nil, nil, nil},
@@ -367,6 +370,7 @@ func TestValidationMessages(t *testing.T) {
 		{"http addr bad port", "sandbox", []string{"--http-addr", "localhost:99999"}, nil, `REVOKER_HTTP_ADDR (--http-addr): "localhost:99999" is not host:port or off`},
 		{"log level", "run", nil, map[string]string{"REVOKER_LOG_LEVEL": "verbose"}, `REVOKER_LOG_LEVEL (--log-level): "verbose" is not a log level (debug, info, warn or error)`},
 		{"log format", "revoke", []string{"--log-format", "xml", "k"}, nil, `REVOKER_LOG_FORMAT (--log-format): "xml" is not auto, text or json`},
+		{"results mode", "run", nil, map[string]string{"REVOKER_RESULTS_MODE": "batch"}, `REVOKER_RESULTS_MODE (--results-mode): "batch" is not structured or binary`},
 		{"stream name space", "run", nil, map[string]string{"REVOKER_REQUESTS_STREAM": "KEY REVOKE"}, `REVOKER_REQUESTS_STREAM (--requests-stream): "KEY REVOKE" must not contain spaces, '.', '*', '>', '/' or '\'`},
 		{"stream name dot", "run", nil, map[string]string{"REVOKER_RESULTS_STREAM": "a.b"}, `REVOKER_RESULTS_STREAM (--results-stream): "a.b" must not contain`},
 		{"stream name slash", "run", nil, map[string]string{"REVOKER_RESULTS_STREAM": "a/b"}, `REVOKER_RESULTS_STREAM (--results-stream): "a/b" must not contain`},

@@ -213,13 +213,17 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 		}
 	}
 	onResult := func(m *nats.Msg) {
-		res, err := events.ParseResult(m.Data)
+		doc, err := events.ResultDoc(m.Header, m.Data)
+		if err != nil {
+			return
+		}
+		res, err := events.ParseResult(doc)
 		if err != nil {
 			return
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		r := received{res, m.Data}
+		r := received{res, doc}
 		if o := bySeq[res.RequestSeq]; o != nil {
 			deliver(o, r)
 		} else if _, seen := early[res.RequestSeq]; early != nil && !seen {

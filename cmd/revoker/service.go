@@ -64,6 +64,7 @@ func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limi
 		RequestsStream:  cfg.RequestsStream,
 		ResultsStream:   cfg.ResultsStream,
 		Consumer:        cfg.Consumer,
+		ResultsMode:     cfg.ResultsMode,
 		Provision:       !cfg.NoProvision,
 		Replicas:        cfg.StreamReplicas,
 		Concurrency:     cfg.Concurrency,
