@@ -281,7 +281,7 @@ func (w *Worker) ownerAlive(ctx context.Context, req request, c claim) (bool, er
 // Kalshi refuses for good leaves the key unlisted, and the DELETE's own
 // answer then says what is wrong.
 func (w *Worker) listedForAttempt(ctx, stop context.Context, storedAt time.Time, keyID string) (*kalshi.APIKey, error) {
-	k, err := w.fleetListed(ctx, stop, storedAt, keyID)
+	k, err := w.listed(ctx, stop, storedAt, keyID)
 	var be *budgetError
 	if err == nil || errors.Is(err, errStopped) || errors.As(err, &be) {
 		return k, err
