@@ -99,7 +99,7 @@ func TestDefaults(t *testing.T) {
 		Command:              "run",
 		NATSURLs:             []string{"nats://127.0.0.1:4222"},
 		NATSInboxPrefix:      "_INBOX.worker",
-		KalshiBaseURL:        "https://api.elections.kalshi.com/trade-api/v2",
+		KalshiBaseURL:        "https://external-api.kalshi.com/trade-api/v2",
 		KalshiKeyID:          env["KALSHI_API_KEY_ID"],
 		KalshiPrivateKeyPath: env["KALSHI_PRIVATE_KEY_PATH"],
 		RequestsSubject:      "keys.revoke.requests",
