@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 )
@@ -27,7 +28,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // is cancelled or SIGINT/SIGTERM arrives.
 // stdin is read only by "revoke -f -".
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := notifyContext(ctx)
 	defer stop()
 
 	if len(args) == 0 {
@@ -85,6 +86,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		logger.Error("revoker "+cmd+" failed", "err", err)
 	}
 	return err
+}
+
+// notifyContext is signal.NotifyContext for SIGINT and SIGTERM, with the
+// signal as the context's cause (a signalError), so that a command can exit
+// with the status a shell expects of it.
+func notifyContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-signals:
+			if sig, ok := s.(syscall.Signal); ok {
+				cancel(signalError{sig})
+			}
+			cancel(nil)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		cancel(nil)
+	}
 }
 
 // printProblems prints "HEAD N problems:" and one problem a line.

@@ -180,12 +180,11 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	}
 	if info, err := js.AccountInfo(ctx); err != nil {
 		// A least-privilege user may not read account info; the streams tell.
-		if !errors.Is(err, jetstream.ErrJetStreamNotEnabled) && !errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			c.ok("jetstream", "account info not readable with these credentials ("+err.Error()+"); checking the streams")
-		} else {
+		if err := explainJetStream(nc, err); isJetStreamOff(err) {
 			c.fail("jetstream", err)
 			return
 		}
+		c.ok("jetstream", "account info not readable with these credentials ("+err.Error()+"); checking the streams")
 	} else {
 		c.ok("jetstream", fmt.Sprintf("enabled, %s in the account", plural(info.Streams, "stream")))
 	}
@@ -193,6 +192,9 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 		what := "stream " + name
 		s, err := js.Stream(ctx, name)
 		switch {
+		case isJetStreamOff(explainJetStream(nc, err)):
+			c.fail("jetstream", explainJetStream(nc, err))
+			return
 		case errors.Is(err, jetstream.ErrStreamNotFound) && !cfg.NoProvision:
 			c.willCreate(what)
 		case errors.Is(err, jetstream.ErrStreamNotFound):

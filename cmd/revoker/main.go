@@ -19,7 +19,8 @@
 // incident runbook.
 //
 // Exit status: 0 success, 1 a failed check or outcome, 2 a configuration
-// error, 3 a key that is not in the account (revoke; see --ignore-not-found).
+// error, 3 a key that is not in the account (revoke; see --ignore-not-found),
+// 130 (143 for SIGTERM) revoke interrupted before every outcome came.
 package main
 
 import (
