@@ -82,7 +82,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = fmt.Errorf("command %q is not implemented", cmd)
 	}
 	var exit exitError
-	if err != nil && !errors.As(err, &exit) {
+	switch {
+	case err == nil || errors.As(err, &exit):
+	case ctx.Err() != nil && cmd != "run" && cmd != "sandbox":
+		// Ctrl-C or SIGTERM ended what the command waited for: that, not
+		// the error it caused, is the news. (run and sandbox stop on them.)
+		fmt.Fprintf(stderr, "revoker %s: interrupted\n", cmd)
+		return exitError{interruptStatus(ctx)}
+	default:
 		logger.Error("revoker "+cmd+" failed", "err", err)
 	}
 	return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,5 +200,55 @@ func TestRevokeSignalExitStatus(t *testing.T) {
 		if !strings.Contains(errOut.String(), "revoker revoke: interrupted") || !strings.HasPrefix(out.String(), keys[i]+" pending: interrupted") {
 			t.Errorf("revoke after %v:\nstdout:\n%s\nstderr:\n%s", sig, out.String(), errOut.String())
 		}
+	}
+}
+
+// Ctrl-C ends any command's wait with "interrupted" and exit status 130:
+// revoke --all at its question (nothing sent), and a command still waiting
+// for a NATS server that does not answer.
+func TestCommandsInterrupted(t *testing.T) {
+	w := newWorld(t)
+	w.seed(2)
+	requests := w.provisioned()
+	w.startRun()
+	stdin, answer := io.Pipe() // never answered
+	t.Cleanup(func() { answer.Close() })
+	var out, errOut syncBuffer
+	stop, _ := natstest.Go(t, 30*time.Second, "revoke --all did not return within 30s of Ctrl-C", func(ctx context.Context) error {
+		return run(ctx, []string{"revoke", "--all"}, getenv(w.env), stdin, &out, &errOut)
+	})
+	natstest.WaitFor(t, 20*time.Second, "the question", func() bool { return strings.Contains(out.String(), "Type the number of keys to revoke (2)") })
+	if code := exitCode(stop()); code != 130 || !strings.Contains(errOut.String(), "revoker revoke --all: interrupted: nothing was sent") {
+		t.Errorf("revoke --all interrupted at its question: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	if n := everStored(t, requests); n != 0 {
+		t.Errorf("%d requests sent", n)
+	}
+
+	// A "server" that accepts and never speaks: the command waits for it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	var out2, errOut2 syncBuffer
+	env := map[string]string{"NATS_URL": "nats://" + ln.Addr().String(), "REVOKER_LOG_FORMAT": "json"}
+	stop, _ = natstest.Go(t, 30*time.Second, "results did not return within 30s of Ctrl-C", func(ctx context.Context) error {
+		return run(ctx, []string{"results"}, getenv(env), nil, &out2, &errOut2)
+	})
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(20 * time.Second):
+		t.Fatal("results did not connect")
+	}
+	if code := exitCode(stop()); code != 130 || errOut2.String() != "revoker results: interrupted\n" || out2.String() != "" {
+		t.Errorf("results interrupted while connecting: exit %d, stdout %q, stderr %q", code, out2.String(), errOut2.String())
 	}
 }

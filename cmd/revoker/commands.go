@@ -64,8 +64,8 @@ var commands = map[string]command{
 			"no worker answering, it plans here with the guards set here, and says so.\n\n" +
 			"Exit status: 0 every key is gone (or would be), 1 a key was refused, failed or is still\n" +
 			"pending, or --all was not confirmed, 2 a configuration error, 3 a key is not in this\n" +
-			"account, 130 interrupted (Ctrl-C; 143 for SIGTERM) before every outcome came: the\n" +
-			"requests sent stay queued.",
+			"account, 130 interrupted (Ctrl-C; 143 for SIGTERM) before every outcome came or at\n" +
+			"--all's question: the requests sent stay queued.",
 		groups: []string{"nats", "kalshi", "subjects", "guards", "revoke", "output", "log"},
 	},
 	"results": {
