@@ -111,6 +111,11 @@ func TestJetStreamOffIsNamed(t *testing.T) {
 	if code != exitFailed || strings.Count(out, "FAIL  jetstream: "+want+"\n") != 1 {
 		t.Errorf("check: exit %d\n%s", code, out)
 	}
+	out, _, code = w.run2("", "check", "--json")
+	lines := jsonOnly(t, "check --json", out)
+	if code != exitFailed || len(lines) == 0 || lines[len(lines)-1]["check"] != "jetstream" || lines[len(lines)-1]["detail"] != want {
+		t.Errorf("check --json: exit %d\n%s", code, out)
+	}
 
 	logs := &syncBuffer{}
 	stop, _ := natstest.Go(t, 30*time.Second, "run did not return within 30s of cancellation", func(ctx context.Context) error {
