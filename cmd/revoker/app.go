@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	var exit exitError
 	switch {
 	case err == nil || errors.As(err, &exit):
-	case ctx.Err() != nil && cmd != "run" && cmd != "sandbox":
+	case interrupted(ctx) && cmd != "run" && cmd != "sandbox":
 		// Ctrl-C or SIGTERM ended what the command waited for: that, not
 		// the error it caused, is the news. (run and sandbox stop on them.)
 		fmt.Fprintf(stderr, "revoker %s: interrupted\n", cmd)
@@ -116,6 +116,29 @@ func notifyContext(parent context.Context) (context.Context, context.CancelFunc)
 		signal.Stop(signals)
 		cancel(nil)
 	}
+}
+
+// signalError is the cause of run's context when SIGINT or SIGTERM ended it.
+type signalError struct{ sig syscall.Signal }
+
+func (e signalError) Error() string { return e.sig.String() + " received" }
+
+// interrupted reports whether ctx ended because it was cancelled (Ctrl-C,
+// SIGTERM, or its caller) rather than by a deadline.
+func interrupted(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
+}
+
+// interruptStatus is the exit status of a command ctx's end interrupted:
+// 128 plus the signal's number, as a shell reports a process the signal
+// killed (130 for Ctrl-C, 143 for SIGTERM). A context its caller
+// cancelled (a test, an embedding program) counts as Ctrl-C.
+func interruptStatus(ctx context.Context) int {
+	var s signalError
+	if errors.As(context.Cause(ctx), &s) {
+		return 128 + int(s.sig)
+	}
+	return 128 + int(syscall.SIGINT)
 }
 
 // printProblems prints "HEAD N problems:" and one problem a line.

@@ -180,8 +180,8 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	}
 	if info, err := js.AccountInfo(ctx); err != nil {
 		// A least-privilege user may not read account info; the streams tell.
-		if err := explainJetStream(nc, err); isJetStreamOff(err) {
-			c.fail("jetstream", err)
+		if off := explainJetStream(nc, err); isJetStreamOff(off) {
+			c.fail("jetstream", off)
 			return
 		}
 		c.ok("jetstream", "account info not readable with these credentials ("+err.Error()+"); checking the streams")
@@ -191,10 +191,11 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	for _, name := range []string{cfg.RequestsStream, cfg.ResultsStream, worker.UntrustedStream} {
 		what := "stream " + name
 		s, err := js.Stream(ctx, name)
-		switch {
-		case isJetStreamOff(explainJetStream(nc, err)):
-			c.fail("jetstream", explainJetStream(nc, err))
+		if off := explainJetStream(nc, err); isJetStreamOff(off) {
+			c.fail("jetstream", off)
 			return
+		}
+		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound) && !cfg.NoProvision:
 			c.willCreate(what)
 		case errors.Is(err, jetstream.ErrStreamNotFound):

@@ -137,14 +137,14 @@ func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []re
 		return err
 	}
 	// ctx itself ended (Ctrl-C, SIGTERM): not the --timeout.
-	interrupted := ctx.Err() != nil
+	stopped := interrupted(ctx)
 	failed, notFound := false, false
 	for _, o := range outcomes {
 		missing := o.result != nil && notInAccount(o.result) && !cfg.IgnoreNotFound
 		key := cell(o.label())
 		switch {
 		case o.result == nil:
-			printMissing(o, cfg, interrupted, stdout, stderr)
+			printMissing(o, cfg, stopped, stdout, stderr)
 		case cfg.JSON:
 			fmt.Fprintf(stdout, "%s\n", events.EscapeJSON(o.doc))
 			if missing {
@@ -163,7 +163,7 @@ func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []re
 		failed = failed || o.result == nil || !o.result.Outcome.Succeeded()
 		notFound = notFound || missing
 	}
-	if interrupted && failed { // some outcomes never came
+	if stopped && failed { // some outcomes never came
 		fmt.Fprintln(stderr, "revoker revoke: interrupted")
 		return exitError{interruptStatus(ctx)}
 	}

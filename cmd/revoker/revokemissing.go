@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"syscall"
 )
 
 // missingLine is the --json line of revoke for a request without an
@@ -24,17 +21,17 @@ type missingLine struct {
 
 // printMissing prints what became of o, which has no outcome: to stdout
 // its line (a missingLine with --json) and, with --json, the words on
-// stderr. interrupted: ctx ended rather than the --timeout.
-func printMissing(o *outcome, cfg Config, interrupted bool, stdout, stderr io.Writer) {
+// stderr. stopped: Ctrl-C or SIGTERM ended the wait, not the --timeout.
+func printMissing(o *outcome, cfg Config, stopped bool, stdout, stderr io.Writer) {
 	l := missingLine{RequestID: o.requestID, APIKeyID: o.keyID, Outcome: "pending", RequestSeq: o.seq, LeakedKeyFingerprint: o.fingerprint}
 	why := fmt.Sprintf("no outcome within %v", cfg.Timeout)
-	if interrupted {
+	if stopped {
 		why = "interrupted before its outcome came"
 	}
 	l.Detail = fmt.Sprintf("%s: request %s stays queued and will still be carried out (revoker results --request %s)", why, o.requestID, o.requestID)
 	if o.seq == 0 {
 		why = fmt.Sprintf("not sent within %v", cfg.Timeout)
-		if interrupted {
+		if stopped {
 			why = "interrupted while sending"
 		}
 		l.Outcome = "not_sent"
@@ -47,21 +44,4 @@ func printMissing(o *outcome, cfg Config, interrupted bool, stdout, stderr io.Wr
 	}
 	_ = json.NewEncoder(jsonWriter{stdout}).Encode(l)
 	fmt.Fprintf(stderr, "revoker revoke: %s %s: %s\n", key, l.Outcome, l.Detail)
-}
-
-// signalError is the cause of run's context when SIGINT or SIGTERM ended it.
-type signalError struct{ sig syscall.Signal }
-
-func (e signalError) Error() string { return e.sig.String() + " received" }
-
-// interruptStatus is the exit status of a command ctx's end interrupted:
-// 128 plus the signal's number, as a shell reports a process the signal
-// killed (130 for Ctrl-C, 143 for SIGTERM). A context its caller
-// cancelled (a test, an embedding program) counts as Ctrl-C.
-func interruptStatus(ctx context.Context) int {
-	var s signalError
-	if errors.As(context.Cause(ctx), &s) {
-		return 128 + int(s.sig)
-	}
-	return 128 + int(syscall.SIGINT)
 }
