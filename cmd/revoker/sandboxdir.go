@@ -54,7 +54,8 @@ func cleanSandboxDir(dir string, logger *slog.Logger) error {
 		return fmt.Errorf("--dir %s holds %s but no %s: not an earlier sandbox run, so it is left alone: choose another --dir", dir, found[0], sandboxJSON)
 	}
 	if natsURL, ok := runningSandbox(dir); ok {
-		return fmt.Errorf("--dir %s belongs to a sandbox that is still running (NATS answers at %s): stop it (Ctrl-C) or choose another --dir", dir, natsURL)
+		return fmt.Errorf("--dir %s belongs to a sandbox that is still running (NATS answers at %s): stop it (Ctrl-C) or choose another --dir; if what answers is no sandbox, remove %s",
+			dir, natsURL, filepath.Join(dir, sandboxJSON))
 	}
 	for _, name := range found {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
