@@ -100,7 +100,7 @@ func TestDefaults(t *testing.T) {
 		Command:              "run",
 		NATSURLs:             []string{"nats://127.0.0.1:4222"},
 		NATSInboxPrefix:      "_INBOX.worker",
-		KalshiBaseURL:        "https://api.elections.kalshi.com/trade-api/v2",
+		KalshiBaseURL:        "https://external-api.kalshi.com/trade-api/v2",
 		KalshiKeyID:          env["KALSHI_API_KEY_ID"],
 		KalshiPrivateKeyPath: env["KALSHI_PRIVATE_KEY_PATH"],
 		RequestsSubject:      "keys.revoke.requests",
@@ -509,7 +509,9 @@ func TestPrivateKeyFromEnvironment(t *testing.T) {
 }
 
 // TestSecretFileModes holds every secret file to one rule: refused when
-// every user may read it, warned about when its group may.
+// every user may read it, warned about when its group or every user may
+// write it, accepted in silence when only its group may read it (0440 is
+// how Kubernetes mounts a Secret for the pod's fsGroup).
 func TestSecretFileModes(t *testing.T) {
 	dir := t.TempDir()
 	pki := newTestPKI(t)
@@ -527,7 +529,7 @@ func TestSecretFileModes(t *testing.T) {
 		{"NATS_TLS_KEY", "run", nil, func(name string) string { return copyFile(t, pki.clientKey, filepath.Join(dir, name)) }, map[string]string{"NATS_TLS_CERT": pki.clientCert}},
 		{"REVOKER_SIGNER_SEED", "revoke", []string{"k"}, func(string) string { path, _ := newUserSeedFile(t, t.TempDir()); return path }, nil},
 	} {
-		for _, mode := range []os.FileMode{0o600, 0o400, 0o640, 0o604, 0o644} {
+		for _, mode := range []os.FileMode{0o600, 0o400, 0o440, 0o640, 0o660, 0o602, 0o604, 0o644} {
 			t.Run(fmt.Sprintf("%s %04o", tt.env, mode), func(t *testing.T) {
 				path := tt.file(fmt.Sprintf("%s-%o", tt.env, mode))
 				if err := os.Chmod(path, mode); err != nil {
@@ -547,8 +549,11 @@ func TestSecretFileModes(t *testing.T) {
 					}
 				case err != nil:
 					t.Fatal(err)
-				case mode&0o040 != 0:
-					want := fmt.Sprintf("%s is readable by its group (mode %04o); consider chmod 600 %s", path, mode, path)
+				case mode&0o022 != 0:
+					want := fmt.Sprintf("%s is writable by every user (mode %04o); run chmod 600 %s", path, mode, path)
+					if mode&0o002 == 0 {
+						want = fmt.Sprintf("%s is writable by its group (mode %04o); run chmod g-w %s", path, mode, path)
+					}
 					if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], want) {
 						t.Errorf("warnings %q, want %q", cfg.Warnings, want)
 					}

@@ -26,7 +26,7 @@ func results(ctx context.Context, cfg Config, logger *slog.Logger, stdout, stder
 	}
 	defer done()
 	defer nc.Close()
-	return refusal(ctx, readResults(ctx, nc, cfg, logger, stdout, stderr))
+	return refusal(ctx, explainJetStream(nc, readResults(ctx, nc, cfg, logger, stdout, stderr)))
 }
 
 func readResults(ctx context.Context, nc *nats.Conn, cfg Config, logger *slog.Logger, stdout, stderr io.Writer) error {
