@@ -130,8 +130,13 @@ func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID str
 }
 
 // listingAskTimeout is how long a replica waits for the lister's answer
-// before it lists for itself.
-const listingAskTimeout = 2 * time.Second
+// before it lists for itself; after a question without a good answer it
+// lists for itself for listingAskPause, so that a lister cut off from Kalshi
+// or dead costs the others one wait, not one per request.
+const (
+	listingAskTimeout = 2 * time.Second
+	listingAskPause   = 5 * time.Second
+)
 
 // listingAsk is a replica's question to the lister; listingAnswer its reply.
 type listingAsk struct {
@@ -188,6 +193,17 @@ func (w *Worker) fleetKeys(ctx, stop context.Context, storedAt, notBefore time.T
 
 // askLister asks the fleet's lister; ok is false without a good answer.
 func (w *Worker) askLister(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
+	if time.Since(time.Unix(0, w.listerFailed.Load())) < listingAskPause {
+		return nil, false
+	}
+	got, ok := w.askListerOnce(ctx, q)
+	if !ok && ctx.Err() == nil {
+		w.listerFailed.Store(time.Now().UnixNano())
+	}
+	return got, ok
+}
+
+func (w *Worker) askListerOnce(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
 	b, _ := json.Marshal(q)
 	actx, cancel := context.WithTimeout(ctx, listingAskTimeout)
 	defer cancel()
@@ -224,7 +240,10 @@ func (w *Worker) serveListing(ctx context.Context) (stop func(), err error) {
 		notBefore := time.Now().Add(-q.MaxAge)
 		inflight.Go(func() {
 			var a listingAnswer
-			keys, err := w.accountKeys(ctx, ctx, q.StoredAt, notBefore)
+			keys, err := map[string]kalshi.APIKey(nil), errReleased
+			if !w.egress.down.Load() { // cut off from Kalshi: the asker lists sooner itself
+				keys, err = w.accountKeys(ctx, ctx, q.StoredAt, notBefore)
+			}
 			if err != nil {
 				a.Error = "cannot list the account" // the asker lists for itself, and sees why
 			}

@@ -34,14 +34,17 @@ type Worker struct {
 	del Kalshi
 	cfg Config
 
-	keys     keyLocks
-	listing  listing
-	ledger   *ledger // set by the first bind, before any handler starts
-	confirms *confirmations
-	cred     *credentialGate
-	egress   egress
-	holdings *holdings
-	ackWait  atomic.Int64 // the bound consumer's ack wait, in nanoseconds
+	keys    keyLocks
+	listing listing
+	// listerFailed: when a question to the fleet's lister last went
+	// without a good answer (unix nanoseconds).
+	listerFailed atomic.Int64
+	ledger       *ledger // set by the first bind, before any handler starts
+	confirms     *confirmations
+	cred         *credentialGate
+	egress       egress
+	holdings     *holdings
+	ackWait      atomic.Int64 // the bound consumer's ack wait, in nanoseconds
 
 	bound          atomic.Bool   // consumer bound and pulling
 	credentialGone chan struct{} // closed once the worker deleted its own key
