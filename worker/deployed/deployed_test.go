@@ -46,6 +46,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -152,10 +153,46 @@ func emulatorRole() int {
 			fmt.Println("ok")
 		case len(f) == 1 && f[0] == "stats":
 			fmt.Printf("stats %d\n", emu.Stats().TooMany)
+		case len(f) == 2 && f[0] == "calls":
+			// "calls SINCE_UNIX_NANO": calls by endpoint since then, and
+			// the DELETEs of each second after the first.
+			since, _ := strconv.ParseInt(f[1], 10, 64)
+			fmt.Println("calls " + callSummary(emu.Calls(), time.Unix(0, since)))
 		}
 	}
 	_ = emu.Close()
 	return 0
+}
+
+// callSummary counts calls arrived since t by endpoint, and DELETEs per
+// second from the first one.
+func callSummary(calls []emulator.Call, t time.Time) string {
+	by := map[string]int{}
+	var first time.Time
+	var perSecond []int
+	for _, c := range calls {
+		if c.Arrived.Before(t) {
+			continue
+		}
+		by[strings.ReplaceAll(c.Endpoint, " ", "_")]++
+		if c.Endpoint != emulator.EndpointDeleteKey {
+			continue
+		}
+		if first.IsZero() {
+			first = c.Arrived
+		}
+		i := int(c.Arrived.Sub(first) / time.Second)
+		for len(perSecond) <= i {
+			perSecond = append(perSecond, 0)
+		}
+		perSecond[i]++
+	}
+	var sb strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(by)) {
+		fmt.Fprintf(&sb, "%s=%d ", k, by[k])
+	}
+	fmt.Fprintf(&sb, "deletes/s=%v", perSecond)
+	return sb.String()
 }
 
 // ---- the bare process ----
@@ -988,6 +1025,8 @@ func BenchmarkDeployedMassRevocation(b *testing.B) {
 	outcomes := fmt.Sprint(o.outcomes)
 	o.mu.Unlock()
 	tooMany := w.tooMany() - tooMany0
+	w.emu.say(fmt.Sprintf("calls %d", t0.UnixNano()))
+	b.Logf("MASS Kalshi %s", w.emu.expect("calls "))
 	ideal := float64(n) / (refill / cost)
 	var peakRSS []int64
 	for _, r := range reps[:2] {
