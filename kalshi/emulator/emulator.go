@@ -92,6 +92,15 @@ type Options struct {
 	// MaxCalls bounds how many calls Calls keeps (the first ones
 	// received). Default 65536; negative keeps none.
 	MaxCalls int
+	// WriteRefill is the write bucket's refill rate (and capacity) in
+	// tokens per second, which order cancels spend. Default: the tier's
+	// (basic 100), or unlimited when Refill is negative. Negative means no
+	// limit.
+	WriteRefill float64
+	// CancelCost is the token cost of DELETE /portfolio/events/orders,
+	// which GET /account/endpoint_costs lists. Default: the write bucket's
+	// capacity, what a batch cancel of the largest size costs.
+	CancelCost int
 }
 
 // Emulator is a local Kalshi API. Its methods are safe for concurrent use.
@@ -120,6 +129,11 @@ type Emulator struct {
 	rec      record
 	sigs     []string
 	calls    []Call
+	// orders are the resting orders of each account; writeB the write
+	// bucket that cancels spend, cancelCost tokens each.
+	orders     map[string][]order
+	writeB     tokenBucket
+	cancelCost float64
 
 	faultsOn atomic.Bool
 	faultMu  sync.Mutex
@@ -167,10 +181,19 @@ func New(opts Options) *Emulator {
 	case opts.MaxCalls < 0:
 		opts.MaxCalls = 0
 	}
+	if opts.WriteRefill == 0 {
+		opts.WriteRefill = tierWrite[opts.Tier]
+		if opts.Refill < 0 || opts.WriteRefill == 0 {
+			opts.WriteRefill = -1
+		}
+	}
+	if opts.CancelCost <= 0 {
+		opts.CancelCost = int(max(opts.WriteRefill, tierWrite["basic"]))
+	}
 	e := &Emulator{
 		opts:     opts,
 		now:      opts.Now,
-		costs:    costsBody(opts.DeleteCost),
+		costs:    costsBody(opts.DeleteCost, opts.CancelCost),
 		delCost:  float64(opts.DeleteCost),
 		maxSigs:  opts.MaxSignatures,
 		maxCalls: opts.MaxCalls,
@@ -182,6 +205,10 @@ func New(opts Options) *Emulator {
 		tokens:   opts.Capacity,
 		last:     opts.Now(),
 		rec:      newRecord(),
+		orders:   make(map[string][]order),
+		writeB: tokenBucket{refill: opts.WriteRefill, capacity: max(opts.WriteRefill, 0),
+			tokens: max(opts.WriteRefill, 0), last: opts.Now()},
+		cancelCost: float64(opts.CancelCost),
 	}
 	e.rng = newRand(0)
 	return e
