@@ -62,6 +62,9 @@ type requestEntry struct {
 	// message alone, with a short TTL: cheap requests cannot fill the ledger.
 	Refused events.Code `json:"refused,omitempty"`
 	Message string      `json:"message,omitempty"`
+	// Cancel is the request's cancel of resting orders (cancel_orders),
+	// recorded before it is sent (contain.go).
+	Cancel *cancelRecord `json:"cancel,omitempty"`
 }
 
 func (e *requestEntry) decided() bool {
