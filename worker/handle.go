@@ -526,6 +526,7 @@ func keyRecordOf(res *events.Result) KeyRecord {
 	return KeyRecord{
 		RequestID: res.RequestID, RequestSeq: res.RequestSeq, RevokedAt: res.CompletedAt,
 		RequestedBy: res.RequestedBy, Reason: res.Reason, Fingerprint: res.LeakedKeyFingerprint,
+		KeyName: res.KeyName, KeyScopes: res.KeyScopes, KeySubaccount: res.KeySubaccount, Containment: res.Containment,
 	}
 }
 

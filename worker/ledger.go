@@ -89,6 +89,13 @@ type KeyRecord struct {
 	// what the last check found. Zero unless it gave up.
 	UnconfirmedAt     time.Time `json:"unconfirmed_at,omitzero"`
 	UnconfirmedReason string    `json:"unconfirmed_reason,omitempty"`
+	// The key's blast radius as the account listed it before the DELETE
+	// (after it, nothing else can tell), and what the request's
+	// cancel_orders cancelled (nil without one).
+	KeyName       string              `json:"key_name,omitempty"`
+	KeyScopes     []string            `json:"key_scopes,omitempty"`
+	KeySubaccount *int                `json:"key_subaccount,omitempty"`
+	Containment   *events.Containment `json:"containment,omitempty"`
 }
 
 // claim is a request entry as read, with the revision a change must match.

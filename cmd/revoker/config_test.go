@@ -114,6 +114,7 @@ func TestDefaults(t *testing.T) {
 		MaxRetry:             15 * time.Minute,
 		AttemptTimeout:       10 * time.Second,
 		MaxRequestAge:        5 * time.Minute,
+		CancelOrders:         "off",
 		HTTPAddr:             "127.0.0.1:9464",
 		LogFormat:            "auto",
 		LogLevel:             slog.LevelInfo,
