@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"sync/atomic"
@@ -252,4 +253,75 @@ func (d *dyingBeforeCancel) CancelOrders(ctx context.Context, _ *int) (int, erro
 	}
 	<-ctx.Done()
 	return 0, ctx.Err()
+}
+
+// A leaked key's request gets the blast radius of the key its PEM belongs
+// to, from the search's listing, and cancels that key's subaccount's orders.
+func TestLeakedKeyBlastRadiusAndCancel(t *testing.T) {
+	r := newRig(t)
+	signer, pemKey := emulatortest.NewKeyPEM(t, emulatortest.PKCS8Ed25519)
+	r.emu.AddKey("decoy", &emulatortest.OtherKey().PublicKey, "read")
+	leaky := r.emu.AddSubaccountKey("leaky bot", signer.Public(), 12, "read", "write")
+	r.emu.AddOrders(12, 3)
+	r.emu.AddOrders(11, 1)
+	listed := r.listing()
+	cfg := r.config()
+	cfg.CancelOrders = worker.CancelSubaccount
+	r.start(cfg)
+	body, _ := json.Marshal(map[string]any{"id": "leak", "leaked_private_key": string(pemKey), "cancel_orders": true})
+	r.publishRaw("leak", body)
+	res := r.waitResults(1, 20*time.Second)["leak"]
+	if res.Outcome != events.Revoked || res.APIKeyID != leaky || res.Containment == nil || res.Containment.OrdersCancelled != 3 {
+		t.Fatalf("%s %s %+v, want %s revoked, 3 cancelled", res.APIKeyID, res.Outcome, res.Containment, leaky)
+	}
+	checkBlastRadius(t, res, listed[leaky])
+	if r.emu.RestingOrders(11) != 1 {
+		t.Error("another subaccount's order was cancelled")
+	}
+}
+
+// What an earlier delivery recorded of its cancel decides the redelivery's:
+// a finished cancel is not sent again (its count is reported), one recorded
+// as started but not answered is sent.
+func TestCancelRecordedInTheLedger(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		record    map[string]any
+		cancelled int // reported
+		calls     int // cancel calls sent now
+	}{
+		{"finished", map[string]any{"started_at": time.Now().Add(-time.Hour), "done": true, "cancelled": 7}, 7, 0},
+		{"started", map[string]any{"started_at": time.Now().Add(-time.Hour)}, 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			bot := r.emu.AddSubaccountKey("bot", &emulatortest.OtherKey().PublicKey, 3, "write")
+			r.emu.AddOrders(3, 2)
+			cfg := r.config()
+			cfg.CancelOrders = worker.CancelSubaccount
+			if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+				t.Fatal(err)
+			}
+			// An earlier message (sequence 99) of the request, long gone,
+			// left its claim with the cancel record.
+			kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, _ := json.Marshal(map[string]any{"key": bot, "seq": 99, "claimed_at": time.Now().Add(-time.Hour),
+				"attempted": true, "cancel": tc.record})
+			if _, err := kv.Put(context.Background(), "req."+base64.RawURLEncoding.EncodeToString([]byte("again")), e); err != nil {
+				t.Fatal(err)
+			}
+			r.start(cfg)
+			r.publishCancel("again", bot, yes)
+			res := r.waitResults(1, 20*time.Second)["again"]
+			if res.Outcome != events.Revoked || res.Containment == nil || res.Containment.OrdersCancelled != tc.cancelled {
+				t.Fatalf("%s %+v, want revoked with %d cancelled", res.Outcome, res.Containment, tc.cancelled)
+			}
+			if n := len(cancelCalls(r.emu)); n != tc.calls {
+				t.Errorf("%d cancel calls, want %d", n, tc.calls)
+			}
+		})
+	}
 }
