@@ -222,7 +222,11 @@ func TestCancelOrdersAfterAKill(t *testing.T) {
 	w, _ := r.launch(js, dying, dcfg)
 	natstest.WaitFor(t, 10*time.Second, "the dying worker ready", func() bool { return w.Ready() == nil })
 	r.publishCancel("killed", bot, yes)
-	<-dying.reached
+	select {
+	case <-dying.reached:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the dying worker never came to the cancel")
+	}
 	nc.Close()
 	if r.emu.HasKey(bot) || r.emu.RestingOrders(9) != 3 {
 		t.Fatalf("before the redelivery: key present %v, %d orders; want deleted, 3", r.emu.HasKey(bot), r.emu.RestingOrders(9))
