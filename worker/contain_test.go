@@ -329,3 +329,34 @@ func TestCancelRecordedInTheLedger(t *testing.T) {
 		})
 	}
 }
+
+// The cancel spends the cancel budget (the write bucket), not the delete
+// budget: with room for one cancel, the second request's key is revoked
+// but its cancel runs out of retry budget waiting, and cancels nothing.
+func TestCancelSpendsTheCancelBudget(t *testing.T) {
+	r := newRig(t)
+	a := r.emu.AddSubaccountKey("a", &emulatortest.OtherKey().PublicKey, 1, "write")
+	b := r.emu.AddSubaccountKey("b", &emulatortest.OtherKey().PublicKey, 2, "write")
+	r.emu.AddOrders(1, 1)
+	r.emu.AddOrders(2, 1)
+	cfg := r.config()
+	cfg.CancelOrders = worker.CancelSubaccount
+	cfg.MaxRetry = 3 * time.Second
+	cfg.Cancels = worker.NewLimiter(0.0001, 1) // one cancel, then one every few hours
+	r.start(cfg)
+	r.publishCancel("a", a, yes)
+	r.waitResults(1, 20*time.Second)
+	r.publishCancel("b", b, yes)
+	got := r.waitResults(2, 20*time.Second)
+	if res := got["a"]; res.Containment == nil || res.Containment.OrdersCancelled != 1 {
+		t.Errorf("a: %+v, want 1 cancelled", res.Containment)
+	}
+	res := got["b"]
+	if res.Outcome != events.Revoked || res.Containment == nil || res.Containment.Error == nil ||
+		res.Containment.Error.Code != events.CodeRetriesExhausted {
+		t.Errorf("b: %s %+v, want revoked, containment retries_exhausted", res.Outcome, res.Containment)
+	}
+	if r.emu.RestingOrders(2) != 1 || len(cancelCalls(r.emu)) != 1 {
+		t.Errorf("b's order cancelled anyway: %d left, %d cancel calls", r.emu.RestingOrders(2), len(cancelCalls(r.emu)))
+	}
+}

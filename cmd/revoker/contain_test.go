@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -88,5 +91,33 @@ func TestRevokeCancelOrders(t *testing.T) {
 	out, _, code = w.run2("", "check")
 	if code == 0 || !strings.Contains(out, "FAIL  cancel orders (REVOKER_CANCEL_ORDERS=subaccount): cancelling orders needs a key with the write or write::trade scope") {
 		t.Errorf("check with a read-only key: exit %d\n%s", code, out)
+	}
+}
+
+// The cancel budget follows the write bucket and the cancel's listed cost
+// (GET /account/limits, /account/endpoint_costs): 100 tokens/s at 100 a
+// cancel is 0.9 cancels a second, one at a time; a fixed unlimited rate
+// leaves cancels unlimited too.
+func TestCancelBudgetFromTheAccount(t *testing.T) {
+	w := newWorld(t)
+	cfg, _ := mustParse(t, "run", nil, w.env)
+	client, err := newKalshiClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &account{client: client, cfg: cfg, limiter: worker.NewLimiter(0, 0), cancels: worker.NewLimiter(0, 0), logger: slog.New(slog.DiscardHandler)}
+	if err := a.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if perSecond, burst := a.cancels.Configured(); math.Abs(perSecond-0.9) > 1e-9 || burst != 1 {
+		t.Errorf("cancel budget %v/s burst %d, want 0.9/s burst 1", perSecond, burst)
+	}
+	if perSecond, _ := a.limiter.Configured(); math.Abs(perSecond-18) > 1e-9 {
+		t.Errorf("delete budget %v/s, want 18/s", perSecond)
+	}
+	a.cfg.Rate = Rate{}
+	a.applyFixedRate()
+	if perSecond, _ := a.cancels.Configured(); !math.IsInf(perSecond, 1) {
+		t.Errorf("with REVOKER_RATE=0 the cancel budget is %v/s, want unlimited", perSecond)
 	}
 }
