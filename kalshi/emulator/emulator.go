@@ -1,7 +1,8 @@
 // Package emulator is a local, in-process stand-in for the parts of the
 // Kalshi Trade API v2 that revoker uses, faithful enough to test a client
-// against: the four api_keys endpoints, GET /account/limits and
-// GET /account/endpoint_costs, all under /trade-api/v2.
+// against: the four api_keys endpoints, GET /account/limits,
+// GET /account/endpoint_costs and DELETE /portfolio/events/orders (Cancel
+// All Orders, see orders.go), all under /trade-api/v2.
 //
 // Requests are authenticated exactly as Kalshi does it: the three
 // KALSHI-ACCESS-* headers, a known key, a millisecond timestamp within
@@ -29,6 +30,11 @@
 // 429 {"error":"too many requests"}. GET /account/endpoint_costs needs no
 // authentication and costs nothing.
 //
+// A key may be restricted to one subaccount (AddSubaccountKey, or POST with
+// "subaccount" 0-63), which GET /api_keys lists. AddOrders places resting
+// orders in a subaccount and RestingOrders counts them; the cancel spends a
+// write bucket of its own (Options.WriteRefill, Options.CancelCost).
+//
 // Keys are lower-case UUIDs. DELETE /api_keys/{id} answers 204 with an
 // empty body, 404 when no such key exists (any more) in the caller's
 // account, and 400 when the ID is not a UUID. A key may delete itself; its
@@ -41,7 +47,7 @@
 // key was deleted). KeepListing makes a deleted key stay in GET /api_keys,
 // a stale listing. Stats (with per-key counts in Stats.BySigner),
 // Signatures and Calls (each request with its arrival time and answer)
-// record what the emulator saw.
+// record what the emulator saw; Stats.ByEndpoint counts by endpoint.
 //
 // An *Emulator is an http.Handler: serve it with Start, or mount it on an
 // httptest.Server (its base URL is then the server's URL + "/trade-api/v2").
