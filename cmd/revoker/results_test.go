@@ -244,7 +244,7 @@ func TestStatus(t *testing.T) {
 
 	out, stderr, code := w.run2("", "status", strings.ToUpper(keys[0]), keys[1])
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if code != 0 || stderr != "" || len(lines) != 10 {
+	if code != 0 || stderr != "" || len(lines) != 13 {
 		t.Fatalf("status: exit %d stderr %q\n%s", code, stderr, out)
 	}
 	for i, want := range []string{
@@ -253,6 +253,9 @@ func TestStatus(t *testing.T) {
 		"  confirmed     ", // a time, or not yet confirmed: revoke --json does not wait for it
 		"  requested by  oncall",
 		"  reason        leaked in a public gist",
+		"  name          key-0", // the blast radius, as the account listed the key before the DELETE
+		"  scopes        read,write",
+		"  subaccount    none: the key could act on every subaccount",
 		"  account       does not list the key",
 		"",
 		keys[1],
