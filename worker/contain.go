@@ -180,13 +180,13 @@ func (w *Worker) cancelOrders(ctx, stop context.Context, storedAt time.Time, sub
 // the fleet's pause like every call, then for the cancel budget
 // (Config.Cancels, split like the delete budget), not the delete budget.
 func (w *Worker) callWrite(ctx, stop context.Context, storedAt time.Time, op func(context.Context) error) error {
-	return w.callVia(func(ctx context.Context) (func(bool), error) {
+	return w.callVia(ctx, stop, storedAt, func(ctx context.Context) (func(bool), error) {
 		if err := w.cfg.Limiter.AfterPause(ctx); err != nil {
 			return nil, err
 		}
 		w.cfg.Cancels.SetShare(w.cfg.Limiter.Share())
 		return w.cfg.Cancels.Begin(ctx)
-	}, ctx, stop, storedAt, op, func(error) {})
+	}, op, func(error) {})
 }
 
 // cancelFailure is the containment error of a cancel that failed with err.
