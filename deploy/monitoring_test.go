@@ -69,7 +69,7 @@ var allCodes = []events.Code{
 	events.CodeInvalidRequest, events.CodeUnauthorizedRequest, events.CodeSelfRevocationRefused,
 	events.CodeProtectedKey, events.CodeConflictingRequestID, events.CodeLeakedKeyNotFound,
 	events.CodeKalshiBadRequest, events.CodeKalshiUnauthorized, events.CodeRetriesExhausted,
-	events.CodeMaxDeliveries,
+	events.CodeMaxDeliveries, events.CodeCancelOrdersNotAllowed,
 }
 
 var (

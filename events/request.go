@@ -41,6 +41,9 @@ type Request struct {
 	RequestedAt time.Time // in UTC; zero when absent
 	CloudEvent  bool      // arrived as a CloudEvent (structured or binary)
 	Trace       Trace     // W3C trace context, carried to the result; zero when absent or malformed
+	// CancelOrders asks, once the key is deleted, to cancel the resting
+	// orders it could have placed (cancel_orders).
+	CancelOrders bool
 }
 
 // InvalidRequestError is the error DecodeRequest returns for a request that must be
@@ -369,6 +372,15 @@ func (d *decoder) fields(obj *object, inData bool, req *Request) {
 		d.add(problem)
 		req.RequestedAt = t
 	}
+
+	name = prefix + "cancel_orders"
+	if raw := obj.raw[kCancelOrders]; raw != nil && !isNull(raw) {
+		if k := kind(raw); k != "a boolean" {
+			d.addf("%s must be a boolean, not %s", name, k)
+		} else {
+			req.CancelOrders = raw[0] == 't'
+		}
+	}
 }
 
 // dups reports the known keys that appear more than once in obj.
@@ -404,6 +416,7 @@ const (
 	kSource
 	kRequestedAt
 	kLeakedPrivateKey
+	kCancelOrders
 	kSpecVersion
 	kType
 	kData
@@ -421,6 +434,7 @@ var keyNames = [nKeys]string{
 	kSource:           "source",
 	kRequestedAt:      "requested_at",
 	kLeakedPrivateKey: "leaked_private_key",
+	kCancelOrders:     "cancel_orders",
 	kSpecVersion:      "specversion",
 	kType:             "type",
 	kData:             "data",

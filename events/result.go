@@ -51,10 +51,14 @@ const (
 	CodeKalshiUnauthorized    Code = "kalshi_unauthorized"     // Kalshi answered 401 or 403
 	CodeRetriesExhausted      Code = "retries_exhausted"       // transient errors until the retry budget ran out
 	CodeMaxDeliveries         Code = "max_deliveries"          // the request was delivered too often
+
+	// CodeCancelOrdersNotAllowed is a containment error, never an outcome's:
+	// the deployment's REVOKER_CANCEL_ORDERS forbids the cancel a request asked for.
+	CodeCancelOrdersNotAllowed Code = "cancel_orders_not_allowed"
 )
 
 // Outcome returns the outcome a result with this code has: Rejected or Failed, or ""
-// for an unknown code.
+// for an unknown code and a containment-only one (CodeCancelOrdersNotAllowed).
 func (c Code) Outcome() Outcome {
 	switch c {
 	case CodeInvalidRequest, CodeUnauthorizedRequest, CodeSelfRevocationRefused, CodeProtectedKey,
@@ -101,8 +105,15 @@ type Result struct {
 	Detail               string    // how the outcome was established, when that is not plain; left out when empty
 	RevokedBy            string    // on AlreadyRevoked: the request that revoked the key, when known
 	RevokedAt            time.Time // on AlreadyRevoked: when that request revoked it; left out when zero
-	Error                *Error    // set exactly when Outcome is Rejected or Failed
-	Trace                Trace     // from the request: the extension attributes traceparent and tracestate
+	// The blast radius, for a key the account listed before the DELETE: its
+	// name, its scopes (nil: not listed) and, for a key restricted to one
+	// subaccount, that subaccount. Left out when unknown.
+	KeyName       string
+	KeyScopes     []string
+	KeySubaccount *int
+	Containment   *Containment // for a request with cancel_orders; nil otherwise
+	Error         *Error       // set exactly when Outcome is Rejected or Failed
+	Trace         Trace        // from the request: the extension attributes traceparent and tracestate
 }
 
 // Validate reports whether r can be encoded as the contract says: a request id, a known
@@ -168,6 +179,7 @@ func (r Result) shortened(n int) Result {
 		return cut(s, n) + "…"
 	}
 	r.Reason, r.RequestedBy, r.Source, r.Detail = short(r.Reason), short(r.RequestedBy), short(r.Source), short(r.Detail)
+	r.shortenBlastRadius(short)
 	if r.Error != nil {
 		r.Error = &Error{Code: r.Error.Code, Message: short(r.Error.Message)}
 	}
@@ -255,6 +267,7 @@ func (r Result) encode() []byte {
 		b = append(b, `,"revoked_at":`...)
 		b = appendTime(b, r.RevokedAt)
 	}
+	b = r.appendBlastRadius(b)
 	if r.Error != nil {
 		b = append(b, `,"error":{"code":`...)
 		b = appendString(b, string(r.Error.Code))
@@ -304,7 +317,12 @@ type resultData struct {
 	Detail      string    `json:"detail,omitempty"`
 	RevokedBy   string    `json:"revoked_by,omitempty"`
 	RevokedAt   time.Time `json:"revoked_at,omitzero"`
-	Error       *Error    `json:"error,omitempty"`
+	// The blast radius and the containment (contain.go).
+	KeyName       string       `json:"key_name,omitempty"`
+	KeyScopes     *[]string    `json:"key_scopes,omitempty"`
+	KeySubaccount *int         `json:"key_subaccount,omitempty"`
+	Containment   *Containment `json:"containment,omitempty"`
+	Error         *Error       `json:"error,omitempty"`
 }
 
 // ParseResult decodes a result document made by MarshalEvent. It checks that the
@@ -345,8 +363,17 @@ func ParseResult(doc []byte) (Result, error) {
 		Detail:               data.Detail,
 		RevokedBy:            data.RevokedBy,
 		RevokedAt:            data.RevokedAt.UTC(),
+		KeyName:              data.KeyName,
+		KeySubaccount:        data.KeySubaccount,
+		Containment:          data.Containment,
 		Error:                data.Error,
 		Trace:                Trace{Parent: d.TraceParent, State: d.TraceState},
+	}
+	if data.KeyScopes != nil {
+		r.KeyScopes = *data.KeyScopes
+		if r.KeyScopes == nil {
+			r.KeyScopes = []string{}
+		}
 	}
 	if r.RequestID == "" {
 		r.RequestID = d.ID

@@ -76,7 +76,7 @@ func TestMarshalEventGolden(t *testing.T) {
 
 // docFor is what encoding/json makes of r, to compare MarshalEvent with.
 func docFor(r Result) resultDoc {
-	return resultDoc{
+	d := resultDoc{
 		SpecVersion: "1.0", ID: r.RequestID, Source: "revoker", Type: r.Outcome.Type(), Subject: r.APIKeyID,
 		Time: r.CompletedAt.UTC(), DataContentType: "application/json",
 		TraceParent: r.Trace.Parent, TraceState: r.Trace.State,
@@ -86,9 +86,14 @@ func docFor(r Result) resultDoc {
 			Deliveries: r.Deliveries, HTTPStatus: r.HTTPStatus, Reason: r.Reason, RequestedBy: r.RequestedBy,
 			Source: r.Source, RequestedAt: r.RequestedAt.UTC(), ReceivedAt: r.ReceivedAt.UTC(),
 			CompletedAt: r.CompletedAt.UTC(), DurationMS: r.DurationMS, Detail: r.Detail, RevokedBy: r.RevokedBy,
-			RevokedAt: r.RevokedAt.UTC(), Error: r.Error,
+			RevokedAt: r.RevokedAt.UTC(), KeyName: r.KeyName, KeySubaccount: r.KeySubaccount,
+			Containment: r.Containment, Error: r.Error,
 		},
 	}
+	if r.KeyScopes != nil {
+		d.Data.KeyScopes = &r.KeyScopes
+	}
+	return d
 }
 
 func stdMarshal(t *testing.T, v any) []byte {
@@ -117,7 +122,14 @@ func TestMarshalEventMatchesEncodingJSON(t *testing.T) {
 	minimal.Error.Code = CodeMaxDeliveries
 	leaked := revokedResult()
 	leaked.LeakedKeyFingerprint = "sha256:" + strings.Repeat("ab", 32)
-	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked, tracedResult()} {
+	sub := 63
+	blast := revokedResult()
+	blast.KeyName, blast.KeyScopes, blast.KeySubaccount = "bot <\"q\">\u2028", []string{"read", "write::trade", ""}, &sub
+	blast.Containment = &Containment{OrdersCancelled: 10000}
+	notAllowed := revokedResult()
+	notAllowed.KeyScopes = []string{}
+	notAllowed.Containment = &Containment{Error: &Error{Code: CodeCancelOrdersNotAllowed, Message: "\"off\" <x>"}}
+	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked, blast, notAllowed, tracedResult()} {
 		got, err := r.MarshalEvent()
 		if err != nil {
 			t.Fatal(err)
@@ -293,7 +305,7 @@ func TestOutcomesAndCodes(t *testing.T) {
 		CodeInvalidRequest: Rejected, CodeUnauthorizedRequest: Rejected, CodeSelfRevocationRefused: Rejected,
 		CodeProtectedKey: Rejected, CodeKalshiBadRequest: Rejected,
 		CodeKalshiUnauthorized: Failed, CodeRetriesExhausted: Failed, CodeMaxDeliveries: Failed,
-		"other": "",
+		CodeCancelOrdersNotAllowed: "", "other": "",
 	} {
 		if got := c.Outcome(); got != want {
 			t.Errorf("Code(%q).Outcome() = %q, want %q", c, got, want)

@@ -51,3 +51,33 @@ func FallbackDeleteBudget() (perSecond float64, burst int) {
 func burstOf(deletes float64) int {
 	return max(1, int(math.Floor(deletes+1e-9)))
 }
+
+// BasicWriteRate is the write bucket's refill rate and capacity in tokens
+// per second on Kalshi's basic tier: the write budget to start from when
+// the account's limits cannot be read.
+const BasicWriteRate = 100
+
+// CancelBudget turns the account's limits and endpoint costs into the
+// budget of CancelOrders calls (calls per second and burst), which spend
+// the write bucket: BudgetFraction of its refill rate and capacity, at the
+// cost GET /account/endpoint_costs lists for DELETE /portfolio/events/orders.
+// Kalshi documents that cost as that of a batch cancel of the largest size
+// the tier allows, but not the size: when the cost is not listed, one call
+// is taken to cost the write bucket's whole capacity, the most any request
+// can. burst is at least 1. Limits without a positive write refill rate and
+// capacity give the basic tier's write bucket (BasicWriteRate). A cancel
+// listed as free gives perSecond 0: unlimited.
+func CancelBudget(limits Limits, costs Costs) (perSecond float64, burst int) {
+	refill, capacity := limits.Write.RefillRate, limits.Write.BucketCapacity
+	if !(refill > 0) || !(capacity > 0) || math.IsInf(refill, 0) || math.IsInf(capacity, 0) {
+		refill, capacity = BasicWriteRate, BasicWriteRate
+	}
+	cost := capacity
+	if c, ok := costs.listed("DELETE", CancelOrdersPath); ok {
+		if c <= 0 {
+			return 0, 0
+		}
+		cost = float64(c)
+	}
+	return refill / cost * BudgetFraction, burstOf(capacity / cost * BudgetFraction)
+}

@@ -95,3 +95,33 @@ func TestDeleteBudgetFromTheEmulator(t *testing.T) {
 		t.Errorf("budget %v/s burst %d, want 18/s burst 9 (costs %+v)", perSecond, burst, costs)
 	}
 }
+
+func TestCancelBudget(t *testing.T) {
+	basic := kalshi.Limits{Read: kalshi.Bucket{RefillRate: 200, BucketCapacity: 200}, Write: kalshi.Bucket{RefillRate: 100, BucketCapacity: 100}}
+	premier := kalshi.Limits{Read: kalshi.Bucket{RefillRate: 1000, BucketCapacity: 1000}, Write: kalshi.Bucket{RefillRate: 1000, BucketCapacity: 500}}
+	listed := func(path string, cost int) kalshi.Costs {
+		return kalshi.Costs{DefaultCost: 10, EndpointCosts: []kalshi.EndpointCost{{Method: "DELETE", Path: path, Cost: cost}}}
+	}
+	for _, tt := range []struct {
+		name      string
+		limits    kalshi.Limits
+		costs     kalshi.Costs
+		perSecond float64
+		burst     int
+	}{
+		{"listed cost, write bucket", basic, listed(kalshi.CancelOrdersPath, 20), 4.5, 4},
+		{"listed without the prefix", premier, listed("/portfolio/events/orders", 100), 9, 4},
+		{"unlisted: the whole capacity", basic, kalshi.Costs{DefaultCost: 10}, 0.9, 1},
+		{"unlisted, premier", premier, kalshi.Costs{}, 1.8, 1},
+		{"another endpoint listed", basic, listed("/portfolio/events/orders/batched", 2), 0.9, 1},
+		{"limits not read: basic write bucket", kalshi.Limits{}, listed(kalshi.CancelOrdersPath, 50), 1.8, 1},
+		{"free cancel is unlimited", basic, listed(kalshi.CancelOrdersPath, 0), 0, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			perSecond, burst := kalshi.CancelBudget(tt.limits, tt.costs)
+			if math.Abs(perSecond-tt.perSecond) > 1e-9 || burst != tt.burst {
+				t.Errorf("CancelBudget = %v/s burst %d, want %v/s burst %d", perSecond, burst, tt.perSecond, tt.burst)
+			}
+		})
+	}
+}

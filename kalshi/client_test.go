@@ -92,7 +92,7 @@ func TestClientEndToEnd(t *testing.T) {
 	}
 
 	costs, err := c.EndpointCosts(ctx)
-	if err != nil || costs.DefaultCost != 10 || len(costs.EndpointCosts) != 0 || costs.Cost("DELETE", "/api_keys/{api_key}") != 10 {
+	if err != nil || costs.DefaultCost != 10 || costs.Cost("DELETE", "/api_keys/{api_key}") != 10 || costs.Cost("DELETE", CancelOrdersPath) != 100 {
 		t.Fatalf("costs = %+v, %v", costs, err)
 	}
 

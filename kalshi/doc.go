@@ -1,6 +1,7 @@
 // Package kalshi is a small client for the parts of the Kalshi Trade API v2
-// that revoker needs: deleting and listing API keys, and reading the
-// account's rate limits and endpoint costs.
+// that revoker needs: deleting and listing API keys, reading the account's
+// rate limits and endpoint costs, and cancelling the resting orders a
+// deleted key could have placed ([Client.CancelOrders]).
 //
 // # Authentication
 //
@@ -34,7 +35,8 @@
 // [DeleteBudget] turns [Limits] and [Costs] into the account's delete
 // budget (deletes per second and burst), [BudgetFraction] of what the read
 // bucket allows; [FallbackDeleteBudget] is the basic tier's while the
-// limits are unknown. Spending the budget, and splitting it between
+// limits are unknown. [CancelBudget] is the same for order cancels, which
+// spend the write bucket. Spending the budget, and splitting it between
 // replicas, is the worker's limiter's job.
 //
 // # Secrets

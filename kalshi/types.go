@@ -50,15 +50,23 @@ type EndpointCost struct {
 // ("/trade-api/v2/api_keys/abc"), with or without the /trade-api/v2 prefix;
 // a listed {placeholder} or :param segment matches any one segment.
 func (c Costs) Cost(method, path string) int {
-	for _, ec := range c.EndpointCosts {
-		if ec.Cost >= 0 && strings.EqualFold(ec.Method, method) && pathMatches(ec.Path, path) {
-			return ec.Cost
-		}
+	if cost, ok := c.listed(method, path); ok {
+		return cost
 	}
 	if c.DefaultCost > 0 {
 		return c.DefaultCost
 	}
 	return DefaultCost
+}
+
+// listed returns the cost listed for the endpoint, if any.
+func (c Costs) listed(method, path string) (int, bool) {
+	for _, ec := range c.EndpointCosts {
+		if ec.Cost >= 0 && strings.EqualFold(ec.Method, method) && pathMatches(ec.Path, path) {
+			return ec.Cost, true
+		}
+	}
+	return 0, false
 }
 
 // apiPrefix is the path prefix of every endpoint.

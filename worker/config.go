@@ -67,7 +67,12 @@ type Config struct {
 	ProtectedKeys   []string // key IDs never deleted
 	Policy          Policy   // request authentication; nil accepts every valid request
 
+	// CancelOrders is which orders a request with cancel_orders may cancel
+	// (REVOKER_CANCEL_ORDERS); default CancelOff.
+	CancelOrders CancelScope
+
 	Limiter *Limiter     // shared delete budget; default unlimited
+	Cancels *Limiter     // budget of order cancels (the write bucket), in calls; default unlimited
 	Metrics *Metrics     // default: metrics nobody reads
 	Logger  *slog.Logger // default: discard
 }
@@ -132,6 +137,12 @@ func (c *Config) setDefaults() {
 	if c.Limiter == nil {
 		c.Limiter = NewLimiter(0, 0)
 	}
+	if c.Cancels == nil {
+		c.Cancels = NewLimiter(0, 0)
+	}
+	if c.CancelOrders == "" {
+		c.CancelOrders = DefaultCancelScope
+	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
@@ -150,6 +161,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := events.ParseResultMode(string(c.ResultsMode)); err != nil {
 		errs = append(errs, fmt.Errorf("results mode: %w", err))
+	}
+	if _, err := ParseCancelScope(string(c.CancelOrders)); err != nil {
+		errs = append(errs, fmt.Errorf("cancel orders scope: %w", err))
 	}
 	if c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("stream replicas %d: JetStream allows at most 5", c.Replicas))

@@ -133,6 +133,10 @@ func (s *scripted) As(string, crypto.Signer) (*kalshi.Client, error) {
 	return nil, errors.New("scripted: no other credential")
 }
 
+func (s *scripted) CancelOrders(context.Context, *int) (int, error) {
+	return 0, errors.New("scripted: no orders")
+}
+
 // decide against a real ledger: what an earlier delivery left there and
 // what Kalshi answers now make the verdict.
 func TestDecide(t *testing.T) {

@@ -317,6 +317,10 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 	if res.Outcome == events.AlreadyRevoked {
 		w.judge404(ctx, le, res, mayHaveDeleted)
 	}
+	blastRadius(res, le.e.Key)
+	if c, err = w.contain(ctx, stop, meta.Timestamp, req, res, c, le.e.Key, own); err != nil {
+		return verdict{}, ignoreStopped(err)
+	}
 	return w.decided(ctx, req, c, res, mayHaveDeleted || res.Outcome == events.Revoked)
 }
 
@@ -373,7 +377,9 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 	}
 	// The leaked key was accepted as this key moments ago: it was listed
 	// (or, another account's, alive) before the first attempt.
-	v, err := w.attempt(ctx, stop, meta, req, res, c, del, !f.foreign, func() (*kalshi.APIKey, error) { return &kalshi.APIKey{ID: f.keyID}, nil })
+	v, err := w.attempt(ctx, stop, meta, req, res, c, del, !f.foreign, func() (*kalshi.APIKey, error) {
+		return w.listedLeaked(ctx, stop, meta.Timestamp, f), nil
+	})
 	if err != nil || v.res == nil {
 		unlock()
 		return v, err
@@ -420,6 +426,7 @@ func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetada
 // mayHaveDeleted says whether an attempt of the request got a 2xx or went
 // unanswered.
 func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.Result, mayHaveDeleted bool) (verdict, error) {
+	uncontained(req, res)
 	finish(res)
 	doc := w.encode(res)
 	next := c.requestEntry
@@ -519,6 +526,7 @@ func keyRecordOf(res *events.Result) KeyRecord {
 	return KeyRecord{
 		RequestID: res.RequestID, RequestSeq: res.RequestSeq, RevokedAt: res.CompletedAt,
 		RequestedBy: res.RequestedBy, Reason: res.Reason, Fingerprint: res.LeakedKeyFingerprint,
+		KeyName: res.KeyName, KeyScopes: res.KeyScopes, KeySubaccount: res.KeySubaccount, Containment: res.Containment,
 	}
 }
 

@@ -43,7 +43,8 @@ func parseLeakedKey(k events.LeakedKey) (*leakedKey, error) {
 // found is the key a leaked private key belongs to.
 type found struct {
 	keyID   string
-	foreign bool // not the account's: it deletes itself, signed with the leaked key
+	foreign bool           // not the account's: it deletes itself, signed with the leaked key
+	key     *kalshi.APIKey // how the search's listing showed it; nil when not listed or not searched
 }
 
 // identify finds the API key a leaked private key belongs to. It lists the
@@ -66,10 +67,10 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 		return found{}, w.identifyFailure("listing the account's keys", err), stoppedOrNil(err)
 	}
 	listed := make([]string, 0, len(keys))
-	seen := make(map[string]bool, len(keys))
+	seen := make(map[string]*kalshi.APIKey, len(keys))
 	for _, k := range keys {
-		if id := events.CanonicalAPIKeyID(k.ID); kalshi.ValidKeyID(id) && !seen[id] {
-			seen[id] = true
+		if id := events.CanonicalAPIKeyID(k.ID); kalshi.ValidKeyID(id) && seen[id] == nil {
+			seen[id] = &k
 			listed = append(listed, id)
 		}
 	}
@@ -79,7 +80,7 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 	w.cfg.Logger.Debug("identifying a leaked key", "leaked_key_fingerprint", lk.fingerprint, "listed_keys", len(listed), "hint", hint)
 
 	if hint != "" {
-		if seen[hint] {
+		if seen[hint] != nil {
 			i := slices.Index(listed, hint)
 			listed = slices.Insert(slices.Delete(listed, i, i+1), 0, hint)
 		} else {
@@ -106,7 +107,7 @@ func (w *Worker) identify(ctx, stop context.Context, storedAt time.Time, lk *lea
 			return found{}, w.identifyFailure("trying the leaked key as "+id, err), stoppedOrNil(err)
 		}
 		if ok {
-			return found{keyID: id}, nil, nil
+			return found{keyID: id, key: seen[id]}, nil, nil
 		}
 		if id != hint && s.refused != nil {
 			s.refused(id)

@@ -62,6 +62,9 @@ type requestEntry struct {
 	// message alone, with a short TTL: cheap requests cannot fill the ledger.
 	Refused events.Code `json:"refused,omitempty"`
 	Message string      `json:"message,omitempty"`
+	// Cancel is the request's cancel of resting orders (cancel_orders),
+	// recorded before it is sent (contain.go).
+	Cancel *cancelRecord `json:"cancel,omitempty"`
 }
 
 func (e *requestEntry) decided() bool {
@@ -86,6 +89,13 @@ type KeyRecord struct {
 	// what the last check found. Zero unless it gave up.
 	UnconfirmedAt     time.Time `json:"unconfirmed_at,omitzero"`
 	UnconfirmedReason string    `json:"unconfirmed_reason,omitempty"`
+	// The key's blast radius as the account listed it before the DELETE
+	// (after it, nothing else can tell), and what the request's
+	// cancel_orders cancelled (nil without one).
+	KeyName       string              `json:"key_name,omitempty"`
+	KeyScopes     []string            `json:"key_scopes,omitempty"`
+	KeySubaccount *int                `json:"key_subaccount,omitempty"`
+	Containment   *events.Containment `json:"containment,omitempty"`
 }
 
 // claim is a request entry as read, with the revision a change must match.

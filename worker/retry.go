@@ -109,6 +109,12 @@ func (e *budgetError) Error() string { return e.why }
 // returns op's last error (nil on success), a *budgetError when the budget
 // ran out first, or errStopped when shutdown stopped it.
 func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(context.Context) error, seen func(error)) error {
+	return w.callVia(ctx, stop, storedAt, w.cfg.Limiter.Begin, op, seen)
+}
+
+// callVia is call with begin taking each attempt's turn in the budget:
+// the delete budget's Limiter.Begin, or another (callWrite).
+func (w *Worker) callVia(ctx, stop context.Context, storedAt time.Time, begin func(context.Context) (func(bool), error), op func(context.Context) error, seen func(error)) error {
 	b := w.retryPolicy(storedAt)
 	deadline := storedAt.Add(w.cfg.MaxRetry)
 	for attempts := 0; ; attempts++ {
@@ -125,7 +131,7 @@ func (w *Worker) call(ctx, stop context.Context, storedAt time.Time, op func(con
 		err := w.awaitNATS(lctx)
 		var sent func(bool)
 		if err == nil {
-			sent, err = w.cfg.Limiter.Begin(lctx)
+			sent, err = begin(lctx)
 		}
 		cancel()
 		switch {

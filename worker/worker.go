@@ -26,6 +26,9 @@ type Kalshi interface {
 	// As is the same API signed with another key: a leaked key being
 	// identified, deleting itself, or shown to be dead.
 	As(keyID string, key crypto.Signer) (*kalshi.Client, error)
+	// CancelOrders cancels resting orders: those of subaccount *subaccount,
+	// or of every subaccount when nil (cancel_orders, contain.go).
+	CancelOrders(ctx context.Context, subaccount *int) (int, error)
 }
 
 // Worker consumes revoke requests and stores one result for each.

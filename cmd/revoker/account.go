@@ -23,6 +23,7 @@ type account struct {
 	client  *kalshi.Client
 	cfg     Config
 	limiter *worker.Limiter
+	cancels *worker.Limiter // the budget of order cancels, from the write bucket
 	logger  *slog.Logger
 }
 
@@ -49,12 +50,16 @@ func (a *account) refreshLoop(ctx context.Context) {
 }
 
 func (a *account) applyFixedRate() {
+	// Until the limits are read, or with a fixed delete rate: the basic
+	// tier's write bucket; unlimited deletes, unlimited cancels.
+	a.cancels.SetRate(kalshi.CancelBudget(kalshi.Limits{}, kalshi.Costs{}))
 	switch r := a.cfg.Rate; {
 	case r.Auto:
 		// Until the limits are read: the basic tier's budget.
 		a.limiter.SetRate(kalshi.FallbackDeleteBudget()) // the share applies in the limiter
 	case r.PerSecond == 0:
 		a.limiter.SetRate(0, 0)
+		a.cancels.SetRate(0, 0)
 	default:
 		a.limiter.SetRate(r.PerSecond, max(1, int(r.PerSecond)))
 	}
@@ -86,5 +91,6 @@ func (a *account) refresh(ctx context.Context) error {
 		a.logger.Info("account delete budget", "per_second", perSecond, "burst", burst, "tier", limits.UsageTier, "share", a.limiter.Share())
 	}
 	a.limiter.SetRate(perSecond, burst)
+	a.cancels.SetRate(kalshi.CancelBudget(limits, costs))
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/console"
@@ -119,6 +120,7 @@ func (c *checker) checkKalshi(ctx context.Context, cfg Config) {
 		own = "listed"
 	}
 	c.ok("kalshi accepts the signature", fmt.Sprintf("%s lists %s; the worker's own key is %s", client.BaseURL(), plural(len(keys), "key"), own))
+	c.checkCancelScope(cfg, keys)
 	if limits, err := client.AccountLimits(ctx); err != nil {
 		c.fail("account limits", err)
 	} else {
@@ -250,5 +252,32 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 		c.fail("settings the guarantees need", err)
 	} else {
 		c.ok("settings the guarantees need", "work queue, duplicates windows, ack wait and ledger TTL as required")
+	}
+}
+
+// checkCancelScope says whether the worker's own key, as the account lists
+// it, may cancel the orders REVOKER_CANCEL_ORDERS lets requests cancel: a
+// trading scope, and no restriction to one subaccount.
+func (c *checker) checkCancelScope(cfg Config, keys []kalshi.APIKey) {
+	what := "cancel orders (REVOKER_CANCEL_ORDERS=" + string(cfg.CancelOrders) + ")"
+	if !cfg.CancelOrders.NeedsScope() {
+		c.ok(what, "off: a request with cancel_orders is revoked and gets cancel_orders_not_allowed")
+		return
+	}
+	var own *kalshi.APIKey
+	for i, k := range keys {
+		if events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID {
+			own = &keys[i]
+		}
+	}
+	switch {
+	case own == nil:
+		c.fail(what, errors.New("the account does not list the worker's own key, so whether it may cancel orders is unknown"))
+	case !worker.CanCancel(own.Scopes):
+		c.fail(what, fmt.Errorf("cancelling orders needs a key with the write or write::trade scope; the worker's key has %s", cell(strings.Join(own.Scopes, ","))))
+	case own.Subaccount != nil:
+		c.fail(what, fmt.Errorf("the worker's key is restricted to subaccount %d: it cannot cancel the orders of another subaccount", *own.Subaccount))
+	default:
+		c.ok(what, fmt.Sprintf("the worker's key has the scopes %s", cell(strings.Join(own.Scopes, ","))))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker"
 )
 
 // Limits on what parseConfig reads and accepts.
@@ -53,14 +54,15 @@ type Config struct {
 	NoProvision     bool   // REVOKER_NO_PROVISION, --no-provision: only bind, never create
 
 	// Worker behaviour (run, check, sandbox).
-	Concurrency    int           // REVOKER_CONCURRENCY: 1..1024, default 8
-	Rate           Rate          // REVOKER_RATE: default auto
-	RateShare      float64       // REVOKER_RATE_SHARE: in (0, 1]; 0 for auto (the default)
-	MaxRetry       time.Duration // REVOKER_MAX_RETRY: default 15m
-	AttemptTimeout time.Duration // REVOKER_ATTEMPT_TIMEOUT: default 10s
-	TrustedSigners []string      // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
-	MaxRequestAge  time.Duration // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
-	AllowedSources []string      // REVOKER_ALLOWED_SOURCES: empty: any source
+	Concurrency    int                // REVOKER_CONCURRENCY: 1..1024, default 8
+	Rate           Rate               // REVOKER_RATE: default auto
+	RateShare      float64            // REVOKER_RATE_SHARE: in (0, 1]; 0 for auto (the default)
+	MaxRetry       time.Duration      // REVOKER_MAX_RETRY: default 15m
+	AttemptTimeout time.Duration      // REVOKER_ATTEMPT_TIMEOUT: default 10s
+	TrustedSigners []string           // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
+	MaxRequestAge  time.Duration      // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
+	AllowedSources []string           // REVOKER_ALLOWED_SOURCES: empty: any source
+	CancelOrders   worker.CancelScope // REVOKER_CANCEL_ORDERS, --cancel-orders-scope: default off
 	// REVOKER_RESULTS_MODE, --results-mode: structured (the default) or binary.
 	ResultsMode events.ResultMode
 
@@ -77,19 +79,20 @@ type Config struct {
 	JSON bool // --json: print JSON documents, one a line, instead of text
 
 	// revoke only.
-	Reason         string        // --reason
-	RequestedBy    string        // --requested-by
-	Source         string        // --source, default "revoker-cli"
-	Timeout        time.Duration // --timeout: how long to wait for all outcomes, default 30s
-	SignerSeed     string        // REVOKER_SIGNER_SEED, --signer-seed: user nkey seed file that signs requests
-	KeyFile        string        // -f, --filename: key IDs one a line; "-" is standard input; "" for none
-	DryRun         bool          // --dry-run: delete nothing, say what would happen to each key
-	IgnoreNotFound bool          // --ignore-not-found: a key the account does not have is not an error
-	LeakedKeyFile  string        // --leaked-key: a leaked PEM private key whose API key is revoked; "-" is standard input; "" for none
-	All            bool          // --all: revoke every key the account lists but the own and the protected ones
-	Match          string        // --match: with --all, only keys whose name matches this path.Match pattern; "" for any
-	Except         []string      // --except, repeatable: with --all, canonical key IDs spared too
-	Yes            bool          // --yes: with --all, do not ask for the number of keys
+	Reason              string        // --reason
+	CancelOrdersRequest bool          // --cancel-orders: requests carry cancel_orders
+	RequestedBy         string        // --requested-by
+	Source              string        // --source, default "revoker-cli"
+	Timeout             time.Duration // --timeout: how long to wait for all outcomes, default 30s
+	SignerSeed          string        // REVOKER_SIGNER_SEED, --signer-seed: user nkey seed file that signs requests
+	KeyFile             string        // -f, --filename: key IDs one a line; "-" is standard input; "" for none
+	DryRun              bool          // --dry-run: delete nothing, say what would happen to each key
+	IgnoreNotFound      bool          // --ignore-not-found: a key the account does not have is not an error
+	LeakedKeyFile       string        // --leaked-key: a leaked PEM private key whose API key is revoked; "-" is standard input; "" for none
+	All                 bool          // --all: revoke every key the account lists but the own and the protected ones
+	Match               string        // --match: with --all, only keys whose name matches this path.Match pattern; "" for any
+	Except              []string      // --except, repeatable: with --all, canonical key IDs spared too
+	Yes                 bool          // --yes: with --all, do not ask for the number of keys
 
 	// results only.
 	Since    time.Time        // --since: only results stored at or after it; zero for all

@@ -116,6 +116,7 @@ func TestDefaults(t *testing.T) {
 		AttemptTimeout:       10 * time.Second,
 		MaxRequestAge:        5 * time.Minute,
 		ResultsMode:          events.Structured,
+		CancelOrders:         "off",
 		HTTPAddr:             "127.0.0.1:9464",
 		LogFormat:            "auto",
 		LogLevel:             slog.LevelInfo,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -34,27 +35,31 @@ func listKeys(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wr
 		}
 		keys = make([]console.Key, len(listed))
 		for i, k := range listed {
-			keys[i] = console.Key{ID: k.ID, Name: k.Name, Scopes: k.Scopes, Own: events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID}
+			keys[i] = console.Key{ID: k.ID, Name: k.Name, Scopes: k.Scopes, Subaccount: k.Subaccount, Own: events.CanonicalAPIKeyID(k.ID) == cfg.KalshiKeyID}
 		}
 	}
 	if cfg.JSON {
 		enc := json.NewEncoder(jsonWriter{stdout})
 		for _, k := range keys {
-			if err := enc.Encode(listedKey{k.ID, k.Name, k.Scopes, k.Own}); err != nil {
+			if err := enc.Encode(listedKey{k.ID, k.Name, k.Scopes, k.Subaccount, k.Own}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ID\tNAME\tSCOPES")
+	fmt.Fprintln(tw, "  ID\tNAME\tSCOPES\tSUBACCOUNT")
 	own := false
 	for _, k := range keys {
 		mark := " "
 		if k.Own {
 			mark, own = "*", true
 		}
-		fmt.Fprintf(tw, "%s %s\t%s\t%s\n", mark, cell(k.ID), cell(k.Name), cell(strings.Join(k.Scopes, ",")))
+		sub := "-" // every subaccount
+		if k.Subaccount != nil {
+			sub = strconv.Itoa(*k.Subaccount)
+		}
+		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\n", mark, cell(k.ID), cell(k.Name), cell(strings.Join(k.Scopes, ",")), sub)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -70,7 +75,9 @@ type listedKey struct {
 	ID     string   `json:"api_key_id"`
 	Name   string   `json:"name"`
 	Scopes []string `json:"scopes"`
-	Own    bool     `json:"own"` // the key revoker signs with
+	// Subaccount is set for a key restricted to one subaccount.
+	Subaccount *int `json:"subaccount,omitempty"`
+	Own        bool `json:"own"` // the key revoker signs with
 }
 
 // accountKeys lists the account's API keys, signed here with the Kalshi

@@ -117,11 +117,11 @@ type resultPrinter struct {
 }
 
 // The table's columns; wider values push the rest of their row right.
-const resultRow = "%-20s  %-30s  %-36s  %-15s  %-23s  %s\n"
+const resultRow = "%-20s  %-30s  %-36s  %-15s  %-23s  %-8s  %-24s  %s\n"
 
 func (p *resultPrinter) header() {
 	if !p.titled {
-		fmt.Fprintf(p.w, resultRow, "STORED", "REQUEST", "KEY", "OUTCOME", "CODE", "ATTEMPTS")
+		fmt.Fprintf(p.w, resultRow, "STORED", "REQUEST", "KEY", "OUTCOME", "CODE", "ATTEMPTS", "SCOPES", "CANCELLED")
 		p.titled = true
 	}
 }
@@ -152,8 +152,38 @@ func (p *resultPrinter) print(r storedResult) error {
 		code = string(res.Error.Code)
 	}
 	_, err = fmt.Fprintf(p.w, resultRow, r.Stored.UTC().Format("2006-01-02T15:04:05Z"), cell(res.RequestID),
-		cell(res.APIKeyID), cell(string(res.Outcome)), cell(code), strconv.Itoa(res.Attempts))
+		cell(res.APIKeyID), cell(string(res.Outcome)), cell(code), strconv.Itoa(res.Attempts),
+		cell(blastCell(res)), cell(containmentCell(res.Containment)))
 	return err
+}
+
+// blastCell is a result's blast radius in one cell: the key's scopes as the
+// account listed them, "@S" for a key restricted to subaccount S; "" when
+// the key was not listed.
+func blastCell(res events.Result) string {
+	if res.KeyScopes == nil {
+		return ""
+	}
+	s := strings.Join(res.KeyScopes, ",")
+	if s == "" {
+		s = "(none)"
+	}
+	if res.KeySubaccount != nil {
+		s += "@" + strconv.Itoa(*res.KeySubaccount)
+	}
+	return s
+}
+
+// containmentCell is what cancel_orders did: the orders cancelled, or the
+// error's code; "" for a request without cancel_orders.
+func containmentCell(c *events.Containment) string {
+	switch {
+	case c == nil:
+		return ""
+	case c.Error != nil:
+		return string(c.Error.Code)
+	}
+	return strconv.Itoa(c.OrdersCancelled)
 }
 
 // cell is s as a table or a line shows it: "-" when empty, quoted unless

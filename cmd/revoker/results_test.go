@@ -101,7 +101,7 @@ func TestResults(t *testing.T) {
 			// The table: a header and one row a result.
 			out, _, _ = w.run2("", "results")
 			rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-			if len(rows) != 6 || strings.Join(strings.Fields(rows[0]), " ") != "STORED REQUEST KEY OUTCOME CODE ATTEMPTS" {
+			if len(rows) != 6 || strings.Join(strings.Fields(rows[0]), " ") != "STORED REQUEST KEY OUTCOME CODE ATTEMPTS SCOPES CANCELLED" {
 				t.Fatalf("results table:\n%s", out)
 			}
 			for i, row := range rows[1:] {
@@ -110,15 +110,15 @@ func TestResults(t *testing.T) {
 				if r.Error != nil {
 					code = string(r.Error.Code)
 				}
-				want := []string{r.RequestID, r.APIKeyID, string(r.Outcome), code, strconv.Itoa(r.Attempts)}
+				want := []string{r.RequestID, r.APIKeyID, string(r.Outcome), code, strconv.Itoa(r.Attempts), cell(blastCell(r)), "-"}
 				f := strings.Fields(row)
-				if len(f) != 6 || !slices.Equal(f[1:], want) {
+				if len(f) != 8 || !slices.Equal(f[1:], want) {
 					t.Errorf("row %q, want %q", row, want)
 				} else if ts, err := time.Parse(time.RFC3339, f[0]); err != nil || ts.Before(mid.Add(-time.Minute)) || ts.After(time.Now()) {
 					t.Errorf("stored time %q: %v", f[0], err)
 				}
 			}
-			if !strings.Contains(out, keys[2]+"  rejected         protected_key            0\n") {
+			if !strings.Contains(out, keys[2]+"  rejected         protected_key            0         -                         -\n") {
 				t.Errorf("no row of the protected key's rejection:\n%s", out)
 			}
 
@@ -244,7 +244,7 @@ func TestStatus(t *testing.T) {
 
 	out, stderr, code := w.run2("", "status", strings.ToUpper(keys[0]), keys[1])
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if code != 0 || stderr != "" || len(lines) != 10 {
+	if code != 0 || stderr != "" || len(lines) != 13 {
 		t.Fatalf("status: exit %d stderr %q\n%s", code, stderr, out)
 	}
 	for i, want := range []string{
@@ -253,6 +253,9 @@ func TestStatus(t *testing.T) {
 		"  confirmed     ", // a time, or not yet confirmed: revoke --json does not wait for it
 		"  requested by  oncall",
 		"  reason        leaked in a public gist",
+		"  name          key-0", // the blast radius, as the account listed the key before the DELETE
+		"  scopes        read,write",
+		"  subaccount    none: the key could act on every subaccount",
 		"  account       does not list the key",
 		"",
 		keys[1],

@@ -329,7 +329,7 @@ func publishError(nc *nats.Conn, cfg Config, o *outcome, err error) error {
 // signer (if any) and under a Nats-Msg-Id nobody can predict. The caller
 // clears msg.Data once published: it holds the leaked key of r, if any.
 func newRequestMsg(cfg Config, r revocation, signer *requestSigner) (*nats.Msg, error) {
-	fields := map[string]string{
+	fields := map[string]any{
 		"id":           r.requestID,
 		"reason":       cfg.Reason,
 		"requested_by": cfg.RequestedBy,
@@ -338,6 +338,9 @@ func newRequestMsg(cfg Config, r revocation, signer *requestSigner) (*nats.Msg, 
 	}
 	if r.keyID != "" {
 		fields["api_key_id"] = r.keyID
+	}
+	if cfg.CancelOrdersRequest {
+		fields["cancel_orders"] = true
 	}
 	body, err := json.Marshal(fields)
 	if err != nil {

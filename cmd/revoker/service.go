@@ -77,6 +77,7 @@ func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limi
 		SelfKeyID:       cfg.KalshiKeyID,
 		AllowSelfRevoke: cfg.AllowSelfRevoke,
 		ProtectedKeys:   cfg.ProtectedKeys,
+		CancelOrders:    cfg.CancelOrders,
 		Policy:          requestPolicy(cfg),
 		Limiter:         limiter,
 		Metrics:         metrics,
@@ -96,8 +97,10 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoMetric())
 	metrics := worker.NewMetrics(reg)
-	limiter := worker.NewLimiter(0, 0)
-	w, err := worker.New(js, client, workerConfig(cfg, logger, metrics, limiter))
+	limiter, cancels := worker.NewLimiter(0, 0), worker.NewLimiter(0, 0)
+	wcfg := workerConfig(cfg, logger, metrics, limiter)
+	wcfg.Cancels = cancels
+	w, err := worker.New(js, client, wcfg)
 	if err != nil {
 		return err
 	}
@@ -109,7 +112,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	}
 	defer fleet.Leave()
 
-	acct := &account{client: client, cfg: cfg, limiter: limiter, logger: logger}
+	acct := &account{client: client, cfg: cfg, limiter: limiter, cancels: cancels, logger: logger}
 	ready := w.Ready // connected, bound, and Kalshi accepts the credential
 	if cfg.HTTPAddr != "" {
 		stopHTTP, err := startHTTP(cfg.HTTPAddr, reg, ready, logger)

@@ -92,6 +92,7 @@ func catalogue() []*setting {
 		{group: "worker", flag: "trusted-signers", env: "REVOKER_TRUSTED_SIGNERS", arg: "KEYS", help: "NATS user public nkeys whose signed requests are accepted, comma-separated or @FILE (one per line); none: authentication off"},
 		{group: "worker", flag: "max-request-age", env: "REVOKER_MAX_REQUEST_AGE", def: "5m", arg: "DURATION", help: "oldest signed request accepted (only with trusted signers)"},
 		{group: "worker", flag: "results-mode", env: "REVOKER_RESULTS_MODE", def: string(events.Structured), arg: "MODE", help: "how results are laid out as CloudEvents on NATS: structured (JSON document, content-type application/cloudevents+json) or binary (data as the body, attributes in ce-* headers)"},
+		{group: "worker", flag: "cancel-orders-scope", env: "REVOKER_CANCEL_ORDERS", def: string(worker.DefaultCancelScope), arg: "SCOPE", help: "orders a request with cancel_orders may cancel once its key is deleted: off (none), subaccount (a subaccount-restricted key's subaccount) or all (every order of the member, for an unrestricted key too)"},
 		{group: "worker", flag: "allowed-sources", env: "REVOKER_ALLOWED_SOURCES", arg: "SOURCES", help: "comma-separated request sources accepted; none: any"},
 
 		{group: "guards", flag: "allow-self-revoke", env: "REVOKER_ALLOW_SELF_REVOKE", def: "false", isBool: true, help: "allow deleting the key revoker signs with"},
@@ -107,6 +108,7 @@ func catalogue() []*setting {
 		{group: "revoke", flag: "all", def: "false", isBool: true, help: "revoke every key the account lists but revoker's own (KALSHI_API_KEY_ID) and REVOKER_PROTECTED_KEYS, once the number of keys is typed"},
 		{group: "revoke", flag: "match", arg: "GLOB", help: "with --all: only the keys whose name matches GLOB (path.Match: * ? [a-z] \\; * does not match /)"},
 		{group: "revoke", flag: "except", arg: "ID", repeat: true, help: "with --all: spare this key too; repeatable"},
+		{group: "revoke", flag: "cancel-orders", def: "false", isBool: true, help: "once each key is deleted, cancel the resting orders it could have placed (its subaccount's; member-wide only where the worker allows it); the outcome's containment says what was cancelled"},
 		{group: "revoke", flag: "yes", def: "false", isBool: true, help: "with --all: go on without asking for the number of keys"},
 		{group: "revoke", flag: "dry-run", def: "false", isBool: true, help: "delete nothing: list the account's keys once and print what would happen to each key (with --all: the plan)"},
 		{group: "revoke", flag: "ignore-not-found", def: "false", isBool: true, help: "a key this account does not have is not an error (otherwise exit status 3)"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -156,6 +157,7 @@ func printKeyStatus(w io.Writer, st keyStatus, unknown string) {
 		if r.Fingerprint != "" {
 			fmt.Fprintf(w, "  leaked key    %s\n", cell(r.Fingerprint))
 		}
+		printBlastRadius(w, r)
 	} else if st.State == stateLive {
 		fmt.Fprintln(w, "  revoked       no (the ledger has no record of it)")
 	} else {
@@ -170,5 +172,26 @@ func printKeyStatus(w io.Writer, st keyStatus, unknown string) {
 		fmt.Fprintf(w, "  account       does not list the key: %s\n", notFoundHint)
 	default:
 		fmt.Fprintln(w, "  account       does not list the key")
+	}
+}
+
+// printBlastRadius prints what the account listed of a revoked key before
+// its DELETE, and what its request's cancel_orders cancelled.
+func printBlastRadius(w io.Writer, r *worker.KeyRecord) {
+	if r.KeyScopes != nil || r.KeyName != "" {
+		fmt.Fprintf(w, "  name          %s\n", cell(r.KeyName))
+		fmt.Fprintf(w, "  scopes        %s\n", cell(strings.Join(r.KeyScopes, ",")))
+		if r.KeySubaccount != nil {
+			fmt.Fprintf(w, "  subaccount    %d (the key was restricted to it)\n", *r.KeySubaccount)
+		} else {
+			fmt.Fprintln(w, "  subaccount    none: the key could act on every subaccount")
+		}
+	}
+	switch c := r.Containment; {
+	case c == nil:
+	case c.Error != nil:
+		fmt.Fprintf(w, "  orders        none cancelled: %s: %s\n", c.Error.Code, cell(c.Error.Message))
+	default:
+		fmt.Fprintf(w, "  orders        %d resting orders cancelled after the DELETE\n", c.OrdersCancelled)
 	}
 }

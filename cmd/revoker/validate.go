@@ -17,6 +17,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker"
 )
 
 // parser turns resolved setting values into a Config, collecting problems.
@@ -125,6 +126,7 @@ func (p *parser) build(spec command) Config {
 	}
 	cfg.AllowedSources = p.splitList("allowed-sources")
 	cfg.ResultsMode = p.resultsMode()
+	cfg.CancelOrders = p.cancelScope()
 	if err := authPolicy(cfg).Validate(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			p.problem("request authentication: %s", line)
@@ -136,6 +138,7 @@ func (p *parser) build(spec command) Config {
 	cfg.LogLevel = p.logLevel()
 
 	cfg.Reason = p.requestField("reason")
+	cfg.CancelOrdersRequest = p.boolean("cancel-orders")
 	cfg.RequestedBy = p.requestField("requested-by")
 	cfg.Source = p.requestField("source")
 	cfg.Timeout = p.duration("timeout")
@@ -520,6 +523,15 @@ func validHostPort(v string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 0 && n <= 65535
+}
+
+func (p *parser) cancelScope() worker.CancelScope {
+	s := p.get("cancel-orders-scope")
+	sc, err := worker.ParseCancelScope(strings.ToLower(s.val))
+	if err != nil {
+		p.problem("%s: %s is not off, subaccount or all", s.label(), events.Quote(s.val))
+	}
+	return sc
 }
 
 func (p *parser) logFormat() string {

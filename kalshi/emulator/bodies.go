@@ -46,12 +46,14 @@ var (
 		causeExpired:   nested(causeExpired, "header timestamp expired", causeExpired),
 		causeSignature: nested("authentication_error", "authentication error", causeSignature),
 	}
-	bodyKeyNotFound      = nested("not_found", "api key not found", "")
-	bodyInvalidKeyID     = nested("bad_request", "invalid api key id", "api_key must be a UUID")
-	bodyRouteNotFound    = nested("not_found", "route not found", "")
-	bodyMethodNotAllowed = nested("method_not_allowed", "method not allowed", "")
-	bodyTooMany          = []byte(`{"error":"too many requests"}`)
-	bodyFault            = map[int][]byte{
+	bodyKeyNotFound       = nested("not_found", "api key not found", "")
+	bodyInvalidKeyID      = nested("bad_request", "invalid api key id", "api_key must be a UUID")
+	bodyRouteNotFound     = nested("not_found", "route not found", "")
+	bodyMethodNotAllowed  = nested("method_not_allowed", "method not allowed", "")
+	bodyInvalidSubaccount = flat("bad_request", "subaccount must be an integer from 0 to 63")
+	bodyCancelForbidden   = nested("permission_denied", "the api key may not cancel these orders", "")
+	bodyTooMany           = []byte(`{"error":"too many requests"}`)
+	bodyFault             = map[int][]byte{
 		500: nested("internal_server_error", "internal server error", ""),
 		502: []byte("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"),
 		503: []byte(`{"msg":"service unavailable"}`),
@@ -63,7 +65,7 @@ var (
 
 // costsBody is GET /account/endpoint_costs: only costs that differ from
 // the default are listed.
-func costsBody(deleteCost int) []byte {
+func costsBody(deleteCost, cancelCost int) []byte {
 	type cost struct {
 		Method string `json:"method"`
 		Path   string `json:"path"`
@@ -76,6 +78,7 @@ func costsBody(deleteCost int) []byte {
 	if deleteCost != defaultCost {
 		v.EndpointCosts = append(v.EndpointCosts, cost{"DELETE", BasePath + "/api_keys/{api_key}", deleteCost})
 	}
+	v.EndpointCosts = append(v.EndpointCosts, cost{"DELETE", BasePath + "/portfolio/events/orders", cancelCost})
 	b, _ := json.Marshal(v)
 	return b
 }

@@ -1,7 +1,8 @@
 // Package emulator is a local, in-process stand-in for the parts of the
 // Kalshi Trade API v2 that revoker uses, faithful enough to test a client
-// against: the four api_keys endpoints, GET /account/limits and
-// GET /account/endpoint_costs, all under /trade-api/v2.
+// against: the four api_keys endpoints, GET /account/limits,
+// GET /account/endpoint_costs and DELETE /portfolio/events/orders (Cancel
+// All Orders, see orders.go), all under /trade-api/v2.
 //
 // Requests are authenticated exactly as Kalshi does it: the three
 // KALSHI-ACCESS-* headers, a known key, a millisecond timestamp within
@@ -29,6 +30,11 @@
 // 429 {"error":"too many requests"}. GET /account/endpoint_costs needs no
 // authentication and costs nothing.
 //
+// A key may be restricted to one subaccount (AddSubaccountKey, or POST with
+// "subaccount" 0-63), which GET /api_keys lists. AddOrders places resting
+// orders in a subaccount and RestingOrders counts them; the cancel spends a
+// write bucket of its own (Options.WriteRefill, Options.CancelCost).
+//
 // Keys are lower-case UUIDs. DELETE /api_keys/{id} answers 204 with an
 // empty body, 404 when no such key exists (any more) in the caller's
 // account, and 400 when the ID is not a UUID. A key may delete itself; its
@@ -41,7 +47,7 @@
 // key was deleted). KeepListing makes a deleted key stay in GET /api_keys,
 // a stale listing. Stats (with per-key counts in Stats.BySigner),
 // Signatures and Calls (each request with its arrival time and answer)
-// record what the emulator saw.
+// record what the emulator saw; Stats.ByEndpoint counts by endpoint.
 //
 // An *Emulator is an http.Handler: serve it with Start, or mount it on an
 // httptest.Server (its base URL is then the server's URL + "/trade-api/v2").
@@ -92,6 +98,15 @@ type Options struct {
 	// MaxCalls bounds how many calls Calls keeps (the first ones
 	// received). Default 65536; negative keeps none.
 	MaxCalls int
+	// WriteRefill is the write bucket's refill rate (and capacity) in
+	// tokens per second, which order cancels spend. Default: the tier's
+	// (basic 100), or unlimited when Refill is negative. Negative means no
+	// limit.
+	WriteRefill float64
+	// CancelCost is the token cost of DELETE /portfolio/events/orders,
+	// which GET /account/endpoint_costs lists. Default: the write bucket's
+	// capacity, what a batch cancel of the largest size costs.
+	CancelCost int
 }
 
 // Emulator is a local Kalshi API. Its methods are safe for concurrent use.
@@ -120,6 +135,11 @@ type Emulator struct {
 	rec      record
 	sigs     []string
 	calls    []Call
+	// orders are the resting orders of each account; writeB the write
+	// bucket that cancels spend, cancelCost tokens each.
+	orders     map[string][]order
+	writeB     tokenBucket
+	cancelCost float64
 
 	faultsOn atomic.Bool
 	faultMu  sync.Mutex
@@ -167,10 +187,19 @@ func New(opts Options) *Emulator {
 	case opts.MaxCalls < 0:
 		opts.MaxCalls = 0
 	}
+	if opts.WriteRefill == 0 {
+		opts.WriteRefill = tierWrite[opts.Tier]
+		if opts.Refill < 0 || opts.WriteRefill == 0 {
+			opts.WriteRefill = -1
+		}
+	}
+	if opts.CancelCost <= 0 {
+		opts.CancelCost = int(max(opts.WriteRefill, tierWrite["basic"]))
+	}
 	e := &Emulator{
 		opts:     opts,
 		now:      opts.Now,
-		costs:    costsBody(opts.DeleteCost),
+		costs:    costsBody(opts.DeleteCost, opts.CancelCost),
 		delCost:  float64(opts.DeleteCost),
 		maxSigs:  opts.MaxSignatures,
 		maxCalls: opts.MaxCalls,
@@ -182,6 +211,10 @@ func New(opts Options) *Emulator {
 		tokens:   opts.Capacity,
 		last:     opts.Now(),
 		rec:      newRecord(),
+		orders:   make(map[string][]order),
+		writeB: tokenBucket{refill: opts.WriteRefill, capacity: max(opts.WriteRefill, 0),
+			tokens: max(opts.WriteRefill, 0), last: opts.Now()},
+		cancelCost: float64(opts.CancelCost),
 	}
 	e.rng = newRand(0)
 	return e

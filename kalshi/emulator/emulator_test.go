@@ -357,13 +357,14 @@ func TestLimitsAndCosts(t *testing.T) {
 		t.Fatalf("limits: %d %s", r.status, r.body)
 	}
 	r = call(t, nil, "GET", base+"/account/endpoint_costs", nil)
-	want = `{"default_cost":10,"endpoint_costs":[{"method":"DELETE","path":"/trade-api/v2/api_keys/{api_key}","cost":5}]}`
+	want = `{"default_cost":10,"endpoint_costs":[{"method":"DELETE","path":"/trade-api/v2/api_keys/{api_key}","cost":5},` +
+		`{"method":"DELETE","path":"/trade-api/v2/portfolio/events/orders","cost":300}]}`
 	if r.status != 200 || string(r.body) != want {
 		t.Fatalf("costs: %d %s", r.status, r.body)
 	}
 	e2 := New(Options{NoAuth: true})
 	r = call(t, nil, "GET", start(t, e2)+"/account/endpoint_costs", nil)
-	if string(r.body) != `{"default_cost":10,"endpoint_costs":[]}` {
+	if string(r.body) != `{"default_cost":10,"endpoint_costs":[{"method":"DELETE","path":"/trade-api/v2/portfolio/events/orders","cost":100}]}` {
 		t.Fatalf("default costs: %s", r.body)
 	}
 }

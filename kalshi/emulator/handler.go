@@ -30,6 +30,7 @@ const (
 	routeDeleteKey
 	routeLimits
 	routeCosts
+	routeCancelOrders
 )
 
 // routeOf maps a request to an endpoint. For routeNone it returns the
@@ -59,6 +60,8 @@ func routeOf(method, path string) (route, string, int) {
 		return want(http.MethodGet, routeLimits)
 	case "/account/endpoint_costs":
 		return want(http.MethodGet, routeCosts)
+	case "/portfolio/events/orders":
+		return want(http.MethodDelete, routeCancelOrders)
 	}
 	if id, ok := strings.CutPrefix(rest, "/api_keys/"); ok && !strings.Contains(id, "/") {
 		if method == http.MethodDelete {
@@ -150,6 +153,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.limits(w, k, sig, now)
 	case routeCreateKey, routeGenerateKey:
 		e.createKey(w, r, rt, k, sig, now)
+	case routeCancelOrders:
+		e.cancelOrders(w, r, k, sig, now)
 	}
 }
 
@@ -285,9 +290,10 @@ func (e *Emulator) deleteKey(w http.ResponseWriter, k *apiKey, id string, sig se
 }
 
 type wireKey struct {
-	ID     string   `json:"api_key_id"`
-	Name   string   `json:"name"`
-	Scopes []string `json:"scopes"`
+	ID         string   `json:"api_key_id"`
+	Name       string   `json:"name"`
+	Scopes     []string `json:"scopes"`
+	Subaccount *int     `json:"subaccount,omitempty"`
 }
 
 func (e *Emulator) listKeysHandler(w http.ResponseWriter, k *apiKey, sig sent, now time.Time) {
@@ -304,7 +310,7 @@ func (e *Emulator) listKeysHandler(w http.ResponseWriter, k *apiKey, sig sent, n
 		APIKeys []wireKey `json:"api_keys"`
 	}{make([]wireKey, len(keys))}
 	for i, k := range keys {
-		v.APIKeys[i] = wireKey{k.id, k.name, k.scopes}
+		v.APIKeys[i] = wireKey{k.id, k.name, k.scopes, k.subaccount}
 	}
 	writeJSON(w, http.StatusOK, v)
 }
@@ -325,6 +331,7 @@ func (e *Emulator) limits(w http.ResponseWriter, k *apiKey, sig sent, now time.T
 	status := e.admitLocked(k, now, defaultCost)
 	e.bookLocked(statusOr(status, http.StatusOK), sig, "")
 	read := wireBucket{e.refill, e.capacity}
+	write := wireBucket{e.writeB.refill, e.writeB.capacity}
 	e.mu.Unlock()
 	if status != 0 {
 		e.writeDenied(w, status)
@@ -333,9 +340,8 @@ func (e *Emulator) limits(w http.ResponseWriter, k *apiKey, sig sent, now time.T
 	if read.RefillRate < 0 {
 		read = wireBucket{unlimited, unlimited}
 	}
-	write := read
-	if r, ok := tierWrite[e.opts.Tier]; ok {
-		write = wireBucket{r, r}
+	if write.RefillRate < 0 {
+		write = wireBucket{unlimited, unlimited}
 	}
 	writeJSON(w, http.StatusOK, struct {
 		UsageTier string     `json:"usage_tier"`
@@ -368,9 +374,10 @@ func (e *Emulator) create(r *http.Request, rt route, account string) (int, []byt
 		return http.StatusBadRequest, flat("bad_request", msg), contentJSON
 	}
 	var req struct {
-		Name      string   `json:"name"`
-		PublicKey string   `json:"public_key"`
-		Scopes    []string `json:"scopes"`
+		Name       string   `json:"name"`
+		PublicKey  string   `json:"public_key"`
+		Scopes     []string `json:"scopes"`
+		Subaccount *int     `json:"subaccount"`
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 	switch {
@@ -382,9 +389,11 @@ func (e *Emulator) create(r *http.Request, rt route, account string) (int, []byt
 		return http.StatusBadRequest, flat("invalid_content_type", "request body must be a JSON object"), contentJSON
 	case req.Name == "":
 		return bad("name is required")
+	case req.Subaccount != nil && !validSubaccount(*req.Subaccount):
+		return bad("subaccount must be 0 to 63")
 	}
 	if rt == routeGenerateKey {
-		id, pemKey, err := e.generate(account, req.Name, req.Scopes)
+		id, pemKey, err := e.generate(account, req.Name, req.Scopes, req.Subaccount)
 		if err != nil {
 			return http.StatusInternalServerError, bodyFault[500], contentJSON
 		}
@@ -397,7 +406,7 @@ func (e *Emulator) create(r *http.Request, rt route, account string) (int, []byt
 	if err != nil {
 		return bad("invalid public_key: " + err.Error())
 	}
-	id, err := e.addKey(account, req.Name, pub, req.Scopes, true)
+	id, err := e.addKey(account, req.Name, pub, req.Scopes, req.Subaccount, true)
 	switch {
 	case err == errDuplicateKey:
 		return http.StatusConflict, flat("conflict", "public key already registered"), contentJSON

@@ -25,6 +25,7 @@ type apiKey struct {
 	account    string
 	name       string
 	scopes     []string
+	subaccount *int // restricted to one subaccount (0-63); nil: the whole member
 	rsa        *rsa.PublicKey
 	ed         ed25519.PublicKey
 	seq        uint64 // registration order, the order GET /api_keys lists
@@ -78,7 +79,7 @@ func publicKey(pub crypto.PublicKey) (*rsa.PublicKey, ed25519.PublicKey, error) 
 // each under a new ID. Without scopes the key gets "read" and "write". It
 // panics on any other key type.
 func (e *Emulator) AddKey(name string, pub crypto.PublicKey, scopes ...string) string {
-	id, err := e.addKey("", name, pub, scopes, false)
+	id, err := e.addKey("", name, pub, scopes, nil, false)
 	if err != nil {
 		panic("emulator: AddKey: " + err.Error())
 	}
@@ -89,9 +90,24 @@ func (e *Emulator) AddKey(name string, pub crypto.PublicKey, scopes ...string) s
 // account). A key of another account authenticates like any other, but
 // neither lists nor deletes the keys of the default account, nor they its.
 func (e *Emulator) AddKeyIn(account, name string, pub crypto.PublicKey, scopes ...string) string {
-	id, err := e.addKey(account, name, pub, scopes, false)
+	id, err := e.addKey(account, name, pub, scopes, nil, false)
 	if err != nil {
 		panic("emulator: AddKeyIn: " + err.Error())
+	}
+	return id
+}
+
+// AddSubaccountKey is AddKey for a key restricted to one subaccount (0-63),
+// which GET /api_keys lists with it. Such a key may only act on that
+// subaccount: its order cancels cover no other. It panics on a subaccount
+// outside 0-63.
+func (e *Emulator) AddSubaccountKey(name string, pub crypto.PublicKey, subaccount int, scopes ...string) string {
+	if !validSubaccount(subaccount) {
+		panic(fmt.Sprintf("emulator: AddSubaccountKey: subaccount %d is not 0-63", subaccount))
+	}
+	id, err := e.addKey("", name, pub, scopes, &subaccount, false)
+	if err != nil {
+		panic("emulator: AddSubaccountKey: " + err.Error())
 	}
 	return id
 }
@@ -99,7 +115,7 @@ func (e *Emulator) AddKeyIn(account, name string, pub crypto.PublicKey, scopes .
 // addKey registers pub in account; with unique, a public key already
 // registered in any account is refused (as POST /api_keys does) rather than
 // added again.
-func (e *Emulator) addKey(account, name string, pub crypto.PublicKey, scopes []string, unique bool) (string, error) {
+func (e *Emulator) addKey(account, name string, pub crypto.PublicKey, scopes []string, subaccount *int, unique bool) (string, error) {
 	rk, ek, err := publicKey(pub)
 	if err != nil {
 		return "", err
@@ -107,7 +123,7 @@ func (e *Emulator) addKey(account, name string, pub crypto.PublicKey, scopes []s
 	if len(scopes) == 0 {
 		scopes = defaultScopes
 	}
-	k := &apiKey{id: newUUID(), account: account, name: name, scopes: slices.Clone(scopes), rsa: rk, ed: ek}
+	k := &apiKey{id: newUUID(), account: account, name: name, scopes: slices.Clone(scopes), subaccount: subaccount, rsa: rk, ed: ek}
 	var norm crypto.PublicKey = ek
 	if rk != nil {
 		norm = rk
@@ -133,7 +149,7 @@ var errDuplicateKey = errors.New("public key already registered")
 // its ID and its private key as PKCS#1 PEM ("RSA PRIVATE KEY"), the format
 // Kalshi's web UI hands out.
 func (e *Emulator) GenerateKey(name string) (id string, pemPKCS1 []byte, err error) {
-	id, pemPKCS1, err = e.generate("", name, nil)
+	id, pemPKCS1, err = e.generate("", name, nil, nil)
 	if err != nil {
 		return "", nil, fmt.Errorf("emulator: generate key: %w", err)
 	}
@@ -271,12 +287,12 @@ func isUUID(s string) bool {
 
 // generate creates and registers an RSA-2048 key in account, returning its
 // PKCS#1 PEM.
-func (e *Emulator) generate(account, name string, scopes []string) (string, []byte, error) {
+func (e *Emulator) generate(account, name string, scopes []string, subaccount *int) (string, []byte, error) {
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return "", nil, err
 	}
-	id, err := e.addKey(account, name, &priv.PublicKey, scopes, false)
+	id, err := e.addKey(account, name, &priv.PublicKey, scopes, subaccount, false)
 	if err != nil {
 		return "", nil, err
 	}

@@ -33,6 +33,13 @@ type Stats struct {
 	// exist or existed are counted, so that a hostile header cannot grow
 	// the map without bound.
 	BySigner map[string]map[int]int
+	// ByEndpoint counts answered requests, injected faults included, by
+	// endpoint (Call.Endpoint, e.g. EndpointCancelOrders) and then by HTTP
+	// status.
+	ByEndpoint map[string]map[int]int
+	// OrdersCancelled counts the resting orders cancelled by
+	// DELETE /portfolio/events/orders.
+	OrdersCancelled int
 }
 
 // record is the mutable form of Stats, guarded by Emulator.mu.
@@ -45,6 +52,8 @@ type record struct {
 	lost           int
 	lastDeleteAt   map[string]time.Time
 	bySigner       map[string]map[int]int
+	byEndpoint     map[string]map[int]int
+	cancelled      int
 }
 
 func newRecord() record {
@@ -55,6 +64,7 @@ func newRecord() record {
 		unauthorized:   make(map[string]int),
 		lastDeleteAt:   make(map[string]time.Time),
 		bySigner:       make(map[string]map[int]int),
+		byEndpoint:     make(map[string]map[int]int),
 	}
 }
 
@@ -68,6 +78,14 @@ func (e *Emulator) bookLocked(status int, sig sent, deleteID string) {
 			if m == nil {
 				m = make(map[int]int)
 				e.rec.bySigner[id] = m
+			}
+			m[status]++
+		}
+		if ep := endpoints[sig.rt]; ep != "" {
+			m := e.rec.byEndpoint[ep]
+			if m == nil {
+				m = make(map[int]int)
+				e.rec.byEndpoint[ep] = m
 			}
 			m[status]++
 		}
@@ -128,21 +146,23 @@ type Call struct {
 
 // Endpoint names in Call.Endpoint.
 const (
-	EndpointListKeys    = "GET /api_keys"
-	EndpointCreateKey   = "POST /api_keys"
-	EndpointGenerateKey = "POST /api_keys/generate"
-	EndpointDeleteKey   = "DELETE /api_keys/{id}"
-	EndpointLimits      = "GET /account/limits"
-	EndpointCosts       = "GET /account/endpoint_costs"
+	EndpointListKeys     = "GET /api_keys"
+	EndpointCreateKey    = "POST /api_keys"
+	EndpointGenerateKey  = "POST /api_keys/generate"
+	EndpointDeleteKey    = "DELETE /api_keys/{id}"
+	EndpointLimits       = "GET /account/limits"
+	EndpointCosts        = "GET /account/endpoint_costs"
+	EndpointCancelOrders = "DELETE /portfolio/events/orders"
 )
 
 var endpoints = [...]string{
-	routeListKeys:    EndpointListKeys,
-	routeCreateKey:   EndpointCreateKey,
-	routeGenerateKey: EndpointGenerateKey,
-	routeDeleteKey:   EndpointDeleteKey,
-	routeLimits:      EndpointLimits,
-	routeCosts:       EndpointCosts,
+	routeListKeys:     EndpointListKeys,
+	routeCreateKey:    EndpointCreateKey,
+	routeGenerateKey:  EndpointGenerateKey,
+	routeDeleteKey:    EndpointDeleteKey,
+	routeLimits:       EndpointLimits,
+	routeCosts:        EndpointCosts,
+	routeCancelOrders: EndpointCancelOrders,
 }
 
 // Calls returns the requests received, in the order they were answered or
@@ -170,16 +190,22 @@ func (e *Emulator) Stats() Stats {
 	for id, m := range e.rec.bySigner {
 		bySigner[id] = maps.Clone(m)
 	}
+	byEndpoint := make(map[string]map[int]int, len(e.rec.byEndpoint))
+	for ep, m := range e.rec.byEndpoint {
+		byEndpoint[ep] = maps.Clone(m)
+	}
 	return Stats{
-		Requests:       int(e.requests.Load()),
-		ByStatus:       maps.Clone(e.rec.byStatus),
-		Deletes:        maps.Clone(e.rec.deletes),
-		DeleteAttempts: maps.Clone(e.rec.deleteAttempts),
-		TooMany:        e.rec.tooMany,
-		Unauthorized:   maps.Clone(e.rec.unauthorized),
-		LostResponses:  e.rec.lost,
-		LastDeleteAt:   maps.Clone(e.rec.lastDeleteAt),
-		BySigner:       bySigner,
+		Requests:        int(e.requests.Load()),
+		ByStatus:        maps.Clone(e.rec.byStatus),
+		Deletes:         maps.Clone(e.rec.deletes),
+		DeleteAttempts:  maps.Clone(e.rec.deleteAttempts),
+		TooMany:         e.rec.tooMany,
+		Unauthorized:    maps.Clone(e.rec.unauthorized),
+		LostResponses:   e.rec.lost,
+		LastDeleteAt:    maps.Clone(e.rec.lastDeleteAt),
+		BySigner:        bySigner,
+		ByEndpoint:      byEndpoint,
+		OrdersCancelled: e.rec.cancelled,
 	}
 }
 

@@ -28,7 +28,9 @@ type Key struct {
 	ID     string   `json:"api_key_id"`
 	Name   string   `json:"name"`
 	Scopes []string `json:"scopes"`
-	Own    bool     `json:"own"` // the key the worker signs with
+	// Subaccount is set for a key restricted to one subaccount (0-63).
+	Subaccount *int `json:"subaccount,omitempty"`
+	Own        bool `json:"own"` // the key the worker signs with
 }
 
 // KeysReply is the keys endpoint's answer: the account's keys, from a

@@ -345,7 +345,7 @@ func (s *Service) keysEndpoint(ctx context.Context, arrived time.Time, data []by
 	}
 	reply := KeysReply{Keys: make([]Key, len(l.keys)), SelfKeyID: s.cfg.Guards.SelfKeyID, ListedAt: l.started}
 	for i, k := range l.keys {
-		reply.Keys[i] = Key{ID: k.ID, Name: k.Name, Scopes: k.Scopes, Own: events.CanonicalAPIKeyID(k.ID) == s.cfg.Guards.SelfKeyID}
+		reply.Keys[i] = Key{ID: k.ID, Name: k.Name, Scopes: k.Scopes, Subaccount: k.Subaccount, Own: events.CanonicalAPIKeyID(k.ID) == s.cfg.Guards.SelfKeyID}
 	}
 	return reply, nil
 }

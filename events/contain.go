@@ -1,0 +1,96 @@
+package events
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Containment is what became of a request's cancel_orders: the resting
+// orders cancelled once the key was deleted, or why none were. It is the
+// result's data.containment, {"orders_cancelled": N} or
+// {"error": {"code", "message"}}.
+type Containment struct {
+	OrdersCancelled int    // orders cancelled; meaningless when Error is set
+	Error           *Error // why the orders were not (all) cancelled; nil on success
+}
+
+type containmentDoc struct {
+	OrdersCancelled *int   `json:"orders_cancelled,omitempty"`
+	Error           *Error `json:"error,omitempty"`
+}
+
+// MarshalJSON encodes c as the contract says: the count or the error.
+func (c Containment) MarshalJSON() ([]byte, error) {
+	return c.appendJSON(nil), nil
+}
+
+// UnmarshalJSON decodes either form.
+func (c *Containment) UnmarshalJSON(b []byte) error {
+	var d containmentDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		return err
+	}
+	*c = Containment{Error: d.Error}
+	if d.OrdersCancelled != nil && d.Error == nil {
+		c.OrdersCancelled = *d.OrdersCancelled
+	}
+	return nil
+}
+
+func (c Containment) appendJSON(b []byte) []byte {
+	if c.Error != nil {
+		b = append(b, `{"error":{"code":`...)
+		b = appendString(b, string(c.Error.Code))
+		b = append(b, `,"message":`...)
+		b = appendString(b, c.Error.Message)
+		return append(b, "}}"...)
+	}
+	b = append(b, `{"orders_cancelled":`...)
+	b = strconv.AppendInt(b, int64(c.OrdersCancelled), 10)
+	return append(b, '}')
+}
+
+// appendBlastRadius appends what the account listed of the key (its blast
+// radius: key_name, key_scopes, key_subaccount) and the containment, each
+// when known, in the order of resultData.
+func (r *Result) appendBlastRadius(b []byte) []byte {
+	if r.KeyName != "" {
+		b = append(b, `,"key_name":`...)
+		b = appendString(b, r.KeyName)
+	}
+	if r.KeyScopes != nil {
+		b = append(b, `,"key_scopes":[`...)
+		for i, s := range r.KeyScopes {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, s)
+		}
+		b = append(b, ']')
+	}
+	if r.KeySubaccount != nil {
+		b = append(b, `,"key_subaccount":`...)
+		b = strconv.AppendInt(b, int64(*r.KeySubaccount), 10)
+	}
+	if r.Containment != nil {
+		b = append(b, `,"containment":`...)
+		b = r.Containment.appendJSON(b)
+	}
+	return b
+}
+
+// shortenBlastRadius cuts the free text of the blast radius and the
+// containment to at most n bytes each, as Result.shortened does the rest.
+func (r *Result) shortenBlastRadius(short func(string) string) {
+	r.KeyName = short(r.KeyName)
+	if r.KeyScopes != nil {
+		scopes := make([]string, len(r.KeyScopes))
+		for i, s := range r.KeyScopes {
+			scopes[i] = short(s)
+		}
+		r.KeyScopes = scopes
+	}
+	if c := r.Containment; c != nil && c.Error != nil {
+		r.Containment = &Containment{Error: &Error{Code: c.Error.Code, Message: short(c.Error.Message)}}
+	}
+}
