@@ -41,6 +41,11 @@ type attemptEntry struct {
 type otherAttempt struct {
 	RequestID string    `json:"request_id"`
 	At        time.Time `json:"at"`
+	// Listed and Key are the attempt entry's when that request held it:
+	// if it takes the key again, its first attempt is still the one that
+	// counts.
+	Listed bool           `json:"listed,omitempty"`
+	Key    *kalshi.APIKey `json:"key,omitempty"`
 }
 
 const maxOthers = 4
@@ -96,14 +101,23 @@ func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed
 			if decided == nil && now.Before(cur.Until) {
 				return nil, errWaitForKey
 			}
-			next.Others = cur.Others
+			next.Others = slices.Clone(cur.Others)
 			// Decided with an attempt that may have landed, or gone quiet:
 			// its attempts may be what deleted the key.
 			if decided == nil || decided.MayHaveDeleted {
-				next.Others = append(next.Others, otherAttempt{RequestID: cur.RequestID, At: cur.At})
+				next.Others = append(next.Others, otherAttempt{RequestID: cur.RequestID, At: cur.At, Listed: cur.Listed, Key: cur.Key})
 				if n := len(next.Others); n > maxOthers {
 					next.Others = next.Others[n-maxOthers:]
 				}
+			}
+			// This request held the key before (chaos seed 772897): its
+			// earlier attempt may be what deleted it, and the listing
+			// before that first attempt is the one that counts.
+			if i := slices.IndexFunc(next.Others, func(o otherAttempt) bool { return o.RequestID == id }); i >= 0 {
+				earlier := next.Others[i]
+				next.Others = slices.Delete(next.Others, i, i+1)
+				next.At, next.Listed, next.Key = earlier.At, earlier.Listed, earlier.Key
+				ours = true
 			}
 		}
 		if !ours {

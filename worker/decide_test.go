@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -244,5 +245,48 @@ func TestEncodeFallsBackToAMinimalResult(t *testing.T) {
 	}
 	if got.Outcome != events.Revoked || got.RequestID != "r" || got.RequestSeq != 7 || got.Detail == "" {
 		t.Errorf("minimal result %+v, want the outcome and ids kept and a detail", got)
+	}
+}
+
+// Chaos seed 772897: request r1's DELETE deleted the key but its answer was
+// lost and its replica froze; r2 took the lapsed key, got a 404 and ended
+// already_revoked naming r1. When r1 comes back, the key is no longer
+// listed and its new DELETE gets a 404: it must still count its first
+// attempt (listed before it, unanswered) and end revoked, or the key's one
+// delete is named by no revoked result.
+func TestRequestTakingItsKeyBackKeepsItsFirstAttempt(t *testing.T) {
+	srv := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, LedgerConfig(Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := &ledger{kv: kv}
+	const key = "k-back"
+	first := time.Now().Add(-time.Minute)
+	// r2 decided already_revoked, its own attempt answered (404).
+	if _, _, err := led.claim(ctx, "r2", requestEntry{Key: key, Seq: 2, ClaimedAt: first, Attempted: true, Result: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := led.claim(ctx, "r1", requestEntry{Key: key, Seq: 1, ClaimedAt: first, Attempted: true}); err != nil {
+		t.Fatal(err)
+	}
+	held := attemptEntry{RequestID: "r2", Seq: 2, At: first.Add(time.Second), Until: first.Add(11 * time.Second), Listed: false,
+		Others: []otherAttempt{{RequestID: "r1", At: first, Listed: true, Key: &kalshi.APIKey{ID: key, Name: "bot", Scopes: []string{"write"}}}}}
+	if _, err := led.putEntry(ctx, attemptKey(key), held, 0); err != nil {
+		t.Fatal(err)
+	}
+	k := &scripted{answers: []error{apiErr(404, 0)}} // the account lists it no more
+	w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
+	w.cfg.setDefaults()
+	meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: 1}, NumDelivered: 2, Timestamp: first}
+	req := request{Request: events.Request{ID: "r1", APIKeyID: key}}
+	v := w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
+	if v.res == nil || v.res.Outcome != events.Revoked || v.res.KeyName != "bot" {
+		t.Fatalf("verdict %+v, want revoked by r1's first attempt, with the key as listed then", v.res)
 	}
 }

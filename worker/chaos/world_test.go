@@ -212,6 +212,10 @@ func (r *replica) start() error {
 		if t.Failed() {
 			data, _ := os.ReadFile(logPath)
 			t.Logf("%s (pid %d) log, last lines:\n%s", r.name, cmd.Process.Pid, tail(string(data), 5))
+			if *chaosLogs != "" {
+				keep := filepath.Join(*chaosLogs, fmt.Sprintf("%s-%d.log", r.name, cmd.Process.Pid))
+				_ = os.WriteFile(keep, data, 0o600)
+			}
 		}
 	})
 	if !natstest.Poll(replicaReadiness, func() bool { return !r.running() || r.get("/readyz") == http.StatusOK }) || !r.running() {
