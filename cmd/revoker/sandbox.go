@@ -293,7 +293,7 @@ Seeded API keys:
 
 In another terminal, point revoker at the sandbox (or: . %s):
   %s
-then try (in a clone without revoker installed, go run ./cmd/revoker for revoker):
+then try (revoker not installed? in a clone, go run ./cmd/revoker does the same):
   revoker keys
   revoker revoke --dry-run %s
   revoker revoke %s
