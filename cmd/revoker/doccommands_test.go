@@ -195,11 +195,13 @@ func TestDocCommands(t *testing.T) {
 
 // publishAndAwait publishes body on subject with core NATS, as "nats pub"
 // does, and waits for the audit log to hold the result of the request id the
-// body names.
+// body names; a trace context the body carries must come back on it.
 func publishAndAwait(t *testing.T, w *world, c docCommand, subject, body string) {
 	t.Helper()
 	var req struct {
-		ID string `json:"id"`
+		ID          string `json:"id"`
+		TraceParent string `json:"traceparent"`
+		TraceState  string `json:"tracestate"`
 	}
 	if err := json.Unmarshal([]byte(body), &req); err != nil || req.ID == "" {
 		t.Fatalf("%s: %q: the body names no request id (%v)", c.file, c.line, err)
@@ -221,12 +223,16 @@ func publishAndAwait(t *testing.T, w *world, c docCommand, subject, body string)
 		return out != ""
 	})
 	docs := jsonLines[struct {
-		Data struct {
+		TraceParent string `json:"traceparent"`
+		TraceState  string `json:"tracestate"`
+		Data        struct {
 			RequestID string `json:"request_id"`
 			Outcome   string `json:"outcome"`
 		} `json:"data"`
 	}](t, out)
 	if len(docs) != 1 || docs[0].Data.RequestID != req.ID || docs[0].Data.Outcome == "" {
 		t.Errorf("%s: %q: results for %s:\n%s", c.file, c.line, req.ID, out)
+	} else if docs[0].TraceParent != req.TraceParent || docs[0].TraceState != req.TraceState {
+		t.Errorf("%s: %q: the result's trace context is %q, %q, not the request's:\n%s", c.file, c.line, docs[0].TraceParent, docs[0].TraceState, out)
 	}
 }

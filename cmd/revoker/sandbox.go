@@ -293,13 +293,13 @@ Seeded API keys:
 
 In another terminal, point revoker at the sandbox (or: . %s):
   %s
-then try:
-  go run ./cmd/revoker keys
-  go run ./cmd/revoker revoke --dry-run %s
-  go run ./cmd/revoker revoke %s
-  go run ./cmd/revoker revoke --leaked-key %s
-  go run ./cmd/revoker results --since 1h
-  go run ./cmd/revoker status %s
+then try (revoker not installed? in a clone, go run ./cmd/revoker does the same):
+  revoker keys
+  revoker revoke --dry-run %s
+  revoker revoke %s
+  revoker revoke --leaked-key %s
+  revoker results --since 1h
+  revoker status %s
 
 Or publish a request with any NATS client on %q:
   {"id":"try-1","api_key_id":"%s","reason":"trying the sandbox"}

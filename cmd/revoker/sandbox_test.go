@@ -140,9 +140,12 @@ func source(t *testing.T, path string, env map[string]string) {
 
 var envFileRE = regexp.MustCompile(`\(or: \. (\S+)\):\n  (export [^\n]*)\n`)
 
+// bannerTryRE finds the commands the banner suggests, one a line.
+var bannerTryRE = regexp.MustCompile(`\nthen try[^\n]*:\n((?:  [^\n]+\n)+)`)
+
 // The sandbox prints the export line once and writes it to sandbox.env
-// beside sandbox.json, so ". sandbox.env" makes every later command work;
-// it removes the temporary directory it made when it stops; --faults makes
+// beside sandbox.json, so ". sandbox.env" makes every later command work,
+// the banner's suggested revoker commands too; it removes the temporary directory it made when it stops; --faults makes
 // the emulator misbehave.
 func TestSandboxEnvFile(t *testing.T) {
 	tmp := t.TempDir()
@@ -189,11 +192,24 @@ func TestSandboxEnvFile(t *testing.T) {
 	if d := time.Since(start); d < 150*time.Millisecond {
 		t.Errorf("keys took %v; the emulator adds 150ms to 200ms", d)
 	}
+	// The banner's "then try" lines are revoker commands, as in the README,
+	// and each of them works as printed.
+	try := bannerTryRE.FindStringSubmatch(text)
+	if try == nil {
+		t.Fatalf("the banner has no \"then try\" lines:\n%s", text)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(try[1], "\n"), "\n") {
+		words := shellWords(t, line, env)
+		if len(words) < 2 || words[0] != "revoker" {
+			t.Errorf("banner line %q is not a revoker command, as the README's are", line)
+			continue
+		}
+		if _, _, code := w.run2("", words[1:]...); code != 0 {
+			t.Errorf("banner line %q with sandbox.env: exit %d", line, code)
+		}
+	}
 	for _, args := range [][]string{
-		{"revoke", "--dry-run", env["LEAKED_KEY_ID"]},
-		{"revoke", env["LEAKED_KEY_ID"]},
 		{"results", "--key", env["LEAKED_KEY_ID"]},
-		{"status", env["LEAKED_KEY_ID"]},
 		{"check"},
 	} {
 		if _, _, code := w.run2("", args...); code != 0 {
