@@ -35,7 +35,7 @@ func printMissing(o *outcome, cfg Config, stopped bool, stdout, stderr io.Writer
 			why = "interrupted while sending"
 		}
 		l.Outcome = "not_sent"
-		l.Detail = fmt.Sprintf("%s request %s: it was most likely not stored; revoker results --request %s tells", why, o.requestID, o.requestID)
+		l.Detail = fmt.Sprintf("%s: request %s was most likely not stored; revoker results --request %s tells", why, o.requestID, o.requestID)
 	}
 	key := cell(o.label())
 	if !cfg.JSON {
