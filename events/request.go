@@ -39,6 +39,7 @@ type Request struct {
 	RequestedBy string    // who asked, may be empty
 	Source      string    // the requesting system, may be empty
 	RequestedAt time.Time // in UTC; zero when absent
+	NotBefore   time.Time // no DELETE before it (schedule.go); in UTC; zero when absent
 	CloudEvent  bool      // arrived as a CloudEvent (structured or binary)
 }
 
@@ -367,6 +368,7 @@ func (d *decoder) fields(obj *object, inData bool, req *Request) {
 		d.add(problem)
 		req.RequestedAt = t
 	}
+	d.notBefore(prefix, obj.raw[kNotBefore], req)
 }
 
 // dups reports the known keys that appear more than once in obj.
@@ -402,6 +404,7 @@ const (
 	kSource
 	kRequestedAt
 	kLeakedPrivateKey
+	kNotBefore
 	kSpecVersion
 	kType
 	kData
@@ -419,6 +422,7 @@ var keyNames = [nKeys]string{
 	kSource:           "source",
 	kRequestedAt:      "requested_at",
 	kLeakedPrivateKey: "leaked_private_key",
+	kNotBefore:        "not_before",
 	kSpecVersion:      "specversion",
 	kType:             "type",
 	kData:             "data",
