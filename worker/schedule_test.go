@@ -1,0 +1,201 @@
+package worker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/natstest"
+)
+
+// scheduledFor reads what the ledger lists as scheduled for the key.
+func (r *rig) scheduledFor(keyID string) []worker.ScheduledRequest {
+	r.t.Helper()
+	ctx := context.Background()
+	kl, err := worker.OpenKeyLedger(ctx, r.js)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	s, err := kl.Scheduled(ctx, keyID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return s
+}
+
+// deletesOf returns the DELETE calls of the key the emulator answered.
+func (r *rig) deletesOf(keyID string) []emulator.Call {
+	var out []emulator.Call
+	for _, c := range r.emu.Calls() {
+		if c.Endpoint == emulator.EndpointDeleteKey && c.KeyID == keyID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// A request with not_before 6 s ahead: no DELETE before it, while it sits
+// in the requests stream; the replica that saw it first is killed and the
+// NATS server restarts meanwhile, and nothing is lost; the result is
+// stored after not_before. It is redelivered every 500 ms while it waits,
+// far more often than MaxDeliveries: waiting spends none of them.
+func TestScheduledRequestWaitsInTheStream(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	cfg.ScheduleRecheck = 500 * time.Millisecond
+	cfg.MaxDeliveries = 3
+
+	// Replica A, with a connection of its own, sees the request first.
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ncA := natstest.Connect(t, r.srv.URL())
+	jsA, err := jetstream.New(ncA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, stopA := r.launch(jsA, r.client, cfg)
+	natstest.WaitFor(t, 10*time.Second, "replica A ready", func() bool { return a.Ready() == nil })
+
+	notBefore := time.Now().Add(6 * time.Second).UTC().Truncate(time.Millisecond)
+	r.publish("rotate-1", keys[0], "not_before", notBefore.Format(time.RFC3339Nano))
+	natstest.WaitFor(t, 5*time.Second, "the schedule in the ledger", func() bool { return len(r.scheduledFor(keys[0])) == 1 })
+	got := r.scheduledFor(keys[0])[0]
+	if got.RequestID != "rotate-1" || !got.NotBefore.Equal(notBefore) || got.DueDelivery != 0 {
+		t.Errorf("ledger lists %+v, want rotate-1 scheduled for %v, not yet due", got, notBefore)
+	}
+
+	// Replica B starts; A dies without a word; the NATS server restarts.
+	_, _ = r.start(cfg)
+	ncA.Close()
+	_ = stopA()
+	r.srv.Restart(t)
+	if time.Now().Before(notBefore) {
+		if n := r.requestsLeft(); n != 1 {
+			t.Errorf("%d requests in the stream before not_before, want the scheduled one", n)
+		}
+	}
+
+	res := r.waitResults(1, 30*time.Second)["rotate-1"]
+	if res.Outcome != events.Revoked {
+		t.Fatalf("result %+v, want revoked", res)
+	}
+	if res.CompletedAt.Before(notBefore) {
+		t.Errorf("result completed at %v, before not_before %v", res.CompletedAt, notBefore)
+	}
+	if res.Deliveries > 1 {
+		t.Errorf("deliveries = %d, want 1: only those since not_before count", res.Deliveries)
+	}
+	deletes := r.deletesOf(keys[0])
+	if len(deletes) == 0 {
+		t.Fatal("no DELETE reached the emulator")
+	}
+	for _, c := range deletes {
+		if c.Signed.Before(notBefore) {
+			t.Errorf("DELETE signed at %v, before not_before %v", c.Signed, notBefore)
+		}
+	}
+	t.Logf("first DELETE signed %v after not_before", deletes[0].Signed.Sub(notBefore))
+	if r.emu.HasKey(keys[0]) {
+		t.Error("the key is still there")
+	}
+	r.waitQueueEmpty()
+	if s := r.scheduledFor(keys[0]); len(s) != 1 || s[0].DueDelivery < 2 {
+		t.Errorf("ledger lists %+v, want rotate-1 due from a later delivery", s)
+	}
+}
+
+// The retry budget of a scheduled request starts at its not_before: with a
+// budget shorter than the wait, a Kalshi that fails at first is retried
+// after not_before until it answers.
+func TestScheduledRequestBudgetStartsAtNotBefore(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	cfg.MaxRetry = 2 * time.Second
+	r.start(cfg)
+
+	notBefore := time.Now().Add(4 * time.Second).UTC()
+	r.publish("later", keys[0], "not_before", notBefore.Format(time.RFC3339Nano))
+	natstest.WaitFor(t, 5*time.Second, "the schedule in the ledger", func() bool { return len(r.scheduledFor(keys[0])) == 1 })
+	r.emu.SetFaults(emulator.Faults{Seed: 1, ServerError: 1})
+	natstest.WaitFor(t, 15*time.Second, "two failed calls after not_before", func() bool {
+		n := 0
+		for _, c := range r.emu.Calls() {
+			if c.Status >= 500 && !c.Signed.Before(notBefore) {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	r.emu.SetFaults(emulator.Faults{})
+	res := r.waitResults(1, 15*time.Second)["later"]
+	if res.Outcome != events.Revoked {
+		t.Fatalf("result %+v, want revoked: the budget runs from not_before", res)
+	}
+}
+
+// A not_before too far ahead, or not a time, is rejected as invalid;
+// nothing is deleted. Too far is beyond REVOKER_MAX_SCHEDULE, or beyond
+// what the requests stream keeps (its max age, less the retry budget and
+// an hour).
+func TestScheduledRequestRejections(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(3)
+	cfg := r.config()
+	cfg.MaxSchedule = time.Hour
+	_, stop := r.start(cfg)
+
+	r.publish("too-far", keys[0], "not_before", time.Now().Add(2*time.Hour).UTC().Format(time.RFC3339))
+	r.publish("not-a-time", keys[1], "not_before", "tomorrow at noon")
+	byID := r.waitResults(2, 15*time.Second)
+	for id, want := range map[string]string{
+		"too-far":    "after the request was stored; at most 1h ahead is accepted (REVOKER_MAX_SCHEDULE)",
+		"not-a-time": `not_before "tomorrow at noon" is not an RFC 3339 time`,
+	} {
+		res := byID[id]
+		if res.Outcome != events.Rejected || res.Error == nil || res.Error.Code != events.CodeInvalidRequest || !strings.Contains(res.Error.Message, want) {
+			t.Errorf("%s: %+v, want rejected invalid_request saying %q", id, res, want)
+		}
+	}
+
+	// The stream keeps requests 7 days as provisioned: 10 days ahead is
+	// refused even though REVOKER_MAX_SCHEDULE allows 30.
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxSchedule = 30 * 24 * time.Hour
+	r.start(cfg)
+	r.publish("beyond-the-stream", keys[2], "not_before", time.Now().Add(10*24*time.Hour).UTC().Format(time.RFC3339))
+	res := r.waitResults(3, 15*time.Second)["beyond-the-stream"]
+	if want := "the stream KEY_REVOKE_REQUESTS keeps a request 7 days"; res.Outcome != events.Rejected || res.Error == nil || !strings.Contains(res.Error.Message, want) {
+		t.Errorf("beyond-the-stream: %+v, want rejected saying %q", res, want)
+	}
+	for _, k := range keys {
+		if !r.emu.HasKey(k) {
+			t.Errorf("key %s was deleted", k)
+		}
+	}
+}
+
+// A not_before at or before the time the request was stored changes
+// nothing: the request is carried out at once, nothing is scheduled.
+func TestNotBeforeInThePastActsAtOnce(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	r.start(r.config())
+	r.publish("past", keys[0], "not_before", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339))
+	if res := r.waitResults(1, 15*time.Second)["past"]; res.Outcome != events.Revoked || res.Deliveries != 1 {
+		t.Errorf("result %+v, want revoked on the first delivery", res)
+	}
+	if s := r.scheduledFor(keys[0]); len(s) != 0 {
+		t.Errorf("ledger lists %+v as scheduled, want nothing", s)
+	}
+}
