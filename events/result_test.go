@@ -83,7 +83,7 @@ func docFor(r Result) resultDoc {
 			RequestID: r.RequestID, RequestSeq: r.RequestSeq, APIKeyID: r.APIKeyID, Fingerprint: r.LeakedKeyFingerprint,
 			Outcome: r.Outcome, Attempts: r.Attempts,
 			Deliveries: r.Deliveries, HTTPStatus: r.HTTPStatus, Reason: r.Reason, RequestedBy: r.RequestedBy,
-			Source: r.Source, RequestedAt: r.RequestedAt.UTC(), ReceivedAt: r.ReceivedAt.UTC(),
+			Source: r.Source, RequestedAt: r.RequestedAt.UTC(), NotBefore: r.NotBefore.UTC(), ReceivedAt: r.ReceivedAt.UTC(),
 			CompletedAt: r.CompletedAt.UTC(), DurationMS: r.DurationMS, Detail: r.Detail, RevokedBy: r.RevokedBy,
 			RevokedAt: r.RevokedAt.UTC(), Error: r.Error,
 		},
@@ -116,7 +116,9 @@ func TestMarshalEventMatchesEncodingJSON(t *testing.T) {
 	minimal.Error.Code = CodeMaxDeliveries
 	leaked := revokedResult()
 	leaked.LeakedKeyFingerprint = "sha256:" + strings.Repeat("ab", 32)
-	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked} {
+	scheduled := revokedResult()
+	scheduled.NotBefore = time.Date(2026, 12, 24, 18, 0, 0, 0, east)
+	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked, scheduled} {
 		got, err := r.MarshalEvent()
 		if err != nil {
 			t.Fatal(err)
@@ -187,7 +189,9 @@ func TestMarshalEventUTC(t *testing.T) {
 }
 
 func TestResultRoundTrip(t *testing.T) {
-	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult()} {
+	scheduled := revokedResult()
+	scheduled.NotBefore = t0.Add(time.Hour)
+	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), scheduled} {
 		doc, err := r.MarshalEvent()
 		if err != nil {
 			t.Fatal(err)

@@ -126,6 +126,7 @@ func newResult(req request, meta *jetstream.MsgMetadata, received time.Time) *ev
 		RequestedBy:          req.RequestedBy,
 		Source:               req.Source,
 		RequestedAt:          req.RequestedAt,
+		NotBefore:            req.NotBefore,
 		ReceivedAt:           received,
 	}
 }

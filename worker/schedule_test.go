@@ -87,6 +87,9 @@ func TestScheduledRequestWaitsInTheStream(t *testing.T) {
 	if res.Outcome != events.Revoked {
 		t.Fatalf("result %+v, want revoked", res)
 	}
+	if !res.NotBefore.Equal(notBefore) {
+		t.Errorf("result's not_before = %v, want %v", res.NotBefore, notBefore)
+	}
 	if res.CompletedAt.Before(notBefore) {
 		t.Errorf("result completed at %v, before not_before %v", res.CompletedAt, notBefore)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,6 +21,10 @@ type keyStatus struct {
 	APIKeyID string            `json:"api_key_id"`
 	Revoked  *worker.KeyRecord `json:"revoked"` // from the ledger; null when revoker never revoked the key
 	Listed   *bool             `json:"listed"`  // whether the account lists the key; null when nobody could tell
+	// Scheduled: requests for the key with a not_before (revoke --at),
+	// listed from when the worker first saw them until a week after their
+	// time; absent when none.
+	Scheduled []worker.ScheduledRequest `json:"scheduled,omitempty"`
 }
 
 // status is "revoker status KEY_ID...": per key, what the ledger knows of
@@ -51,6 +56,9 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 	for i, id := range keyIDs {
 		st := keyStatus{APIKeyID: events.CanonicalAPIKeyID(id)}
 		if st.Revoked, err = ledger.Lookup(ctx, id); err != nil {
+			return refusal(ctx, err)
+		}
+		if st.Scheduled, err = ledger.Scheduled(ctx, id); err != nil {
 			return refusal(ctx, err)
 		}
 		if listed != nil {
@@ -132,6 +140,7 @@ func printKeyStatus(w io.Writer, st keyStatus, unknown string) {
 	} else {
 		fmt.Fprintln(w, "  revoked       not by revoker (the ledger has no record of it)")
 	}
+	printScheduledFor(w, st.Scheduled, time.Now())
 	switch {
 	case st.Listed == nil:
 		fmt.Fprintf(w, "  account       unknown: %s\n", unknown)
