@@ -80,7 +80,12 @@ func (w *Worker) schedule(ctx context.Context, meta *jetstream.MsgMetadata, req 
 	if !req.Scheduled(meta.Timestamp) {
 		return meta, verdict{}, true
 	}
-	limit, why := w.scheduleLimit(ctx)
+	limit, why, err := w.scheduleLimit(ctx)
+	if err != nil {
+		w.cfg.Logger.Warn("cannot read the requests stream's max age; the scheduled request will be delivered again",
+			"request_id", req.ID, "stream_seq", meta.Sequence.Stream, "err", err)
+		return meta, verdict{}, false
+	}
 	if err := events.CheckNotBefore(req.NotBefore, meta.Timestamp, limit, why); err != nil {
 		return meta, untrusted(res, meta, events.CodeInvalidRequest, err.Error()), false
 	}
@@ -117,13 +122,16 @@ func (w *Worker) schedule(ctx context.Context, meta *jetstream.MsgMetadata, req 
 // and what sets that: Config.MaxSchedule, or less when the requests stream
 // would drop the request (its max age) before it could end, within the
 // retry budget and an hour, after its not_before.
-func (w *Worker) scheduleLimit(ctx context.Context) (time.Duration, string) {
-	keep := w.sched.requestsKeep(ctx, w.js, w.cfg.RequestsStream)
+func (w *Worker) scheduleLimit(ctx context.Context) (time.Duration, string, error) {
+	keep, err := w.sched.requestsKeep(ctx, w.js, w.cfg.RequestsStream)
+	if err != nil {
+		return 0, "", err
+	}
 	if byStream := keep - w.cfg.MaxRetry - time.Hour; keep > 0 && byStream < w.cfg.MaxSchedule {
 		return max(byStream, 0), fmt.Sprintf("the stream %s keeps a request %s, and a request must end within REVOKER_MAX_RETRY + 1h of its not_before",
-			w.cfg.RequestsStream, events.Span(keep))
+			w.cfg.RequestsStream, events.Span(keep)), nil
 	}
-	return w.cfg.MaxSchedule, "REVOKER_MAX_SCHEDULE"
+	return w.cfg.MaxSchedule, "REVOKER_MAX_SCHEDULE", nil
 }
 
 // schedState caches the requests stream's max age for scheduleLimit.
@@ -134,12 +142,12 @@ type schedState struct {
 }
 
 // requestsKeep returns the requests stream's max age, read at most once a
-// minute; until it can be read, the max age Provision gives it.
-func (s *schedState) requestsKeep(ctx context.Context, js jetstream.JetStream, stream string) time.Duration {
+// minute (a failed read keeps the last one); an error until it was read once.
+func (s *schedState) requestsKeep(ctx context.Context, js jetstream.JetStream, stream string) (time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.read.IsZero() && time.Since(s.read) < time.Minute {
-		return s.keep
+		return s.keep, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
 	defer cancel()
@@ -148,9 +156,9 @@ func (s *schedState) requestsKeep(ctx context.Context, js jetstream.JetStream, s
 	case err == nil:
 		s.keep, s.read = st.CachedInfo().Config.MaxAge, time.Now()
 	case s.read.IsZero():
-		return requestsMaxAge
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	return s.keep
+	return s.keep, nil
 }
 
 // noteSchedule records item in the list of the requests scheduled for

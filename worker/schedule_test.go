@@ -169,9 +169,15 @@ func TestScheduledRequestRejections(t *testing.T) {
 		}
 	}
 
-	// The stream keeps requests 7 days as provisioned: 10 days ahead is
-	// refused even though REVOKER_MAX_SCHEDULE allows 30.
+	// A requests stream that keeps requests 7 days, as an earlier revoker
+	// provisioned it: 10 days ahead is refused although
+	// REVOKER_MAX_SCHEDULE allows 30.
 	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	sc := worker.RequestsStreamConfig(cfg)
+	sc.MaxAge = 7 * 24 * time.Hour
+	if _, err := r.js.UpdateStream(context.Background(), sc); err != nil {
 		t.Fatal(err)
 	}
 	cfg.MaxSchedule = 30 * 24 * time.Hour
@@ -184,6 +190,21 @@ func TestScheduledRequestRejections(t *testing.T) {
 	for _, k := range keys {
 		if !r.emu.HasKey(k) {
 			t.Errorf("key %s was deleted", k)
+		}
+	}
+}
+
+// As provisioned, the requests stream keeps a request a week after the
+// latest not_before accepted.
+func TestRequestsStreamKeepsScheduledRequests(t *testing.T) {
+	for _, max := range []time.Duration{0, time.Hour} {
+		cfg := worker.Config{MaxSchedule: max}
+		want := 7*24*time.Hour + max
+		if max == 0 {
+			want = 37 * 24 * time.Hour
+		}
+		if got := worker.RequestsStreamConfig(cfg).MaxAge; got != want {
+			t.Errorf("MaxSchedule %v: the requests stream keeps a request %v, want %v", max, got, want)
 		}
 	}
 }
