@@ -94,12 +94,15 @@ func (w *Worker) schedule(ctx context.Context, meta *jetstream.MsgMetadata, req 
 	if !now.Before(req.NotBefore) {
 		item.DueDelivery = meta.NumDelivered
 	}
-	got, err := w.ledger.noteSchedule(ctx, req.names(), item, now)
+	got, err := w.ledger.noteSchedule(ctx, req.names(), item, now, w.admitSchedule)
+	var full *scheduleFullError
 	switch {
 	case errors.Is(err, errTooManySchedules):
 		return meta, untrusted(res, meta, events.CodeInvalidRequest, fmt.Sprintf(
-			"invalid request: %d requests for %s already wait for their not_before; at most %d may",
+			"not scheduled: %d requests for %s already wait for their not_before; at most %d may",
 			maxSchedulesPerName, describeNamed(req.names()), maxSchedulesPerName)), false
+	case errors.As(err, &full):
+		return meta, untrusted(res, meta, events.CodeInvalidRequest, full.Error()), false
 	case err != nil:
 		if ctx.Err() == nil {
 			w.cfg.Logger.Warn("ledger unavailable; the scheduled request will be delivered again",
@@ -161,11 +164,43 @@ func (s *schedState) requestsKeep(ctx context.Context, js jetstream.JetStream, s
 	return s.keep, nil
 }
 
+// admitSchedule refuses a request that would start waiting while the
+// consumer holds more than half its max ack pending unacknowledged: a
+// waiting request keeps its slot (a delayed NAK does not give it back), and
+// a consumer at its max delivers nothing more, so scheduled requests may
+// fill at most half; the rest is for requests that act now.
+func (w *Worker) admitSchedule(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	defer cancel()
+	c, err := w.js.Consumer(ctx, w.cfg.RequestsStream, w.cfg.Consumer)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", w.cfg.Consumer, err)
+	}
+	info := c.CachedInfo()
+	if max := info.Config.MaxAckPending; max > 0 && info.NumAckPending > max/2 {
+		return &scheduleFullError{consumer: w.cfg.Consumer, pending: info.NumAckPending, max: max}
+	}
+	return nil
+}
+
+// scheduleFullError is admitSchedule's refusal.
+type scheduleFullError struct {
+	consumer     string
+	pending, max int
+}
+
+func (e *scheduleFullError) Error() string {
+	return fmt.Sprintf("not scheduled: consumer %s holds %d unacknowledged requests of at most %d; a scheduled request holds one until its not_before, and half are kept for requests that act now: send it closer to its time",
+		e.consumer, e.pending, e.max)
+}
+
 // noteSchedule records item in the list of the requests scheduled for
 // name, unless there (then, if item is due, it records that delivery as
 // the first due one, once), and returns the request's entry as recorded.
+// A request not yet listed and not due is listed only if admit allows it.
 // Schedules more than scheduleKeep past their time leave the list.
-func (l *ledger) noteSchedule(ctx context.Context, name string, item ScheduledRequest, now time.Time) (ScheduledRequest, error) {
+func (l *ledger) noteSchedule(ctx context.Context, name string, item ScheduledRequest, now time.Time, admit func(context.Context) error) (ScheduledRequest, error) {
+	admitted := false
 	key := scheduleKey(name)
 	for range 3 {
 		var e scheduleEntry
@@ -183,6 +218,12 @@ func (l *ledger) noteSchedule(ctx context.Context, name string, item ScheduledRe
 			e.Requests = pruneSchedules(e.Requests, now)
 			if len(e.Requests) >= maxSchedulesPerName {
 				return ScheduledRequest{}, errTooManySchedules
+			}
+			if item.DueDelivery == 0 && !admitted {
+				if err := admit(ctx); err != nil {
+					return ScheduledRequest{}, err
+				}
+				admitted = true
 			}
 			e.Requests = append(e.Requests, item)
 		}

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +222,54 @@ func TestNotBeforeInThePastActsAtOnce(t *testing.T) {
 	}
 	if s := r.scheduledFor(keys[0]); len(s) != 0 {
 		t.Errorf("ledger lists %+v as scheduled, want nothing", s)
+	}
+}
+
+// A waiting request keeps one of the consumer's ack-pending slots, and a
+// consumer at its max ack pending delivers nothing more: scheduled
+// requests may hold at most half, so a request that acts now still gets
+// through when more are scheduled.
+func TestScheduledRequestsLeaveRoomForTheUrgent(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(5)
+	cfg := r.config()
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cc := worker.ConsumerConfig(cfg)
+	cc.MaxAckPending = 4
+	if _, err := r.js.UpdateConsumer(context.Background(), "KEY_REVOKE_REQUESTS", cc); err != nil {
+		t.Fatal(err)
+	}
+	r.start(cfg)
+
+	later := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	for i, k := range keys[:4] {
+		id := fmt.Sprintf("rotate-%d", i)
+		r.publish(id, k, "not_before", later)
+		natstest.WaitFor(t, 10*time.Second, id+" scheduled or refused", func() bool {
+			for _, res := range r.stored() {
+				if res.RequestID == id {
+					return true
+				}
+			}
+			return len(r.scheduledFor(k)) == 1
+		})
+	}
+	rejected := r.waitResults(2, 10*time.Second)
+	for _, id := range []string{"rotate-2", "rotate-3"} {
+		if res := rejected[id]; res.Outcome != events.Rejected || res.Error == nil ||
+			!strings.Contains(res.Error.Message, "holds 3 unacknowledged requests of at most 4") {
+			t.Errorf("%s: %+v, want refused: the consumer's slots are half taken", id, res)
+		}
+	}
+	r.publish("urgent", keys[4])
+	if res := r.waitResults(3, 15*time.Second)["urgent"]; res.Outcome != events.Revoked {
+		t.Errorf("urgent: %+v, want revoked", res)
+	}
+	for _, k := range keys[:2] {
+		if s := r.scheduledFor(k); len(s) != 1 || !r.emu.HasKey(k) {
+			t.Errorf("key %s: scheduled %+v, want waiting", k, s)
+		}
 	}
 }
