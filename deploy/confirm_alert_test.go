@@ -296,7 +296,7 @@ func (r *confirmRig) results() map[string]events.Result {
 		} else if err != nil {
 			r.t.Fatal(err)
 		}
-		res, err := events.ParseResult(m.Data)
+		res, err := events.ParseResultMsg(m.Header, m.Data)
 		if err != nil {
 			r.t.Fatalf("result %d: %v\n%s", seq, err, m.Data)
 		}

@@ -188,7 +188,7 @@ func TestDockerignore(t *testing.T) {
 			t.Errorf(".dockerignore excludes %s, which the build needs", keep)
 		}
 	}
-	for _, drop := range []string{".git/HEAD", "deploy/Dockerfile", "deploy/kubernetes/deployment.yaml", "kalshi/client_test.go", "README.md", "kalshi.pem", "secrets/revoker.nk", "cmd/revoker/.env"} {
+	for _, drop := range []string{".git/HEAD", "deploy/Dockerfile", "deploy/kubernetes/deployment.yaml", "kalshi/client_test.go", "README.md", "docs/contract.md", "kalshi.pem", "secrets/revoker.nk", "cmd/revoker/.env"} {
 		if !dockerignored(patterns, drop) {
 			t.Errorf(".dockerignore lets %s into the build context", drop)
 		}

@@ -220,13 +220,14 @@ func TestProvisioningDocsNameTheLedger(t *testing.T) {
 	}
 }
 
-// TestProvisioningDocsCreateEverything: the manual set-up of README.md creates every
+// TestProvisioningDocsCreateEverything: the manual set-up of deploy/README.md (and of
+// docs/operations.md, which repeats it) creates every
 // stream and consumer file of nats/ and both buckets run binds to with
 // REVOKER_NO_PROVISION (run refuses to start without any of them).
 func TestProvisioningDocsCreateEverything(t *testing.T) {
 	deployDoc := string(readFile(t, "README.md"))
-	// The top-level README's manual set-up repeats deploy/README.md's.
-	for name, readme := range map[string]string{"deploy/README.md": deployDoc, "README.md": string(readFile(t, "../README.md"))} {
+	// docs/operations.md's manual set-up repeats deploy/README.md's.
+	for name, readme := range map[string]string{"deploy/README.md": deployDoc, "docs/operations.md": string(readFile(t, "../docs/operations.md"))} {
 		for _, f := range glob(t, "nats/streams/*.json") {
 			if cmd := "nats stream add --config deploy/" + filepath.ToSlash(f); !strings.Contains(readme, cmd) {
 				t.Errorf("%s lacks %q", name, cmd)

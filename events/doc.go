@@ -86,4 +86,18 @@
 // requested_at when the request had none; "error" ({"code","message"}) appears exactly on
 // the [Rejected] and [Failed] outcomes. [Result.Validate] checks those rules; MarshalEvent
 // refuses a result that breaks them. [ParseResult] reads such a document back.
+//
+// On NATS a result follows the CloudEvents NATS protocol binding in either [ResultMode]
+// ([ResultMessage]): structured, the document as the body with "content-type:
+// application/cloudevents+json"; or binary, the data object as the body and every other
+// attribute a percent-encoded "ce-" header. [ParseResultMsg] reads a stored message in
+// either mode (and one stored before results carried headers); [ResultDoc] gives its
+// structured document. subject is left out when the key ID is empty.
+//
+// # Trace context
+//
+// A request may carry a W3C traceparent and tracestate: as fields (top level, or in a
+// CloudEvent's data), as CloudEvents extension attributes (structured, or ce- headers), or
+// as NATS headers. A valid one is carried to the result as the distributed-tracing
+// extension attributes; a malformed one is dropped, never a reason to reject ([Trace]).
 package events

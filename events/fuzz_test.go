@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"errors"
 	"regexp"
 	"strings"
@@ -144,18 +145,21 @@ func FuzzDecodeRequest(f *testing.F) {
 // FuzzResultSize asserts the bound on what a request can make revoker store:
 // whatever the request's bytes and headers, its result (rejected when it is
 // invalid, revoked otherwise) encodes, parses back, and is at most
-// MaxResultSize bytes.
+// MaxResultSize bytes; laid out in binary mode, it reads back the same.
 func FuzzResultSize(f *testing.F) {
 	f.Add([]byte(`{"id":"inc-1","api_key_id":"k","reason":"r"}`), "")
 	f.Add([]byte(`{"api_key_id":"k"`+strings.Repeat(`,"id":0`, 9000)+`}`), "")
 	f.Add([]byte(`{"id":"`+strings.Repeat(`\"`, 120)+`","api_key_id":"`+strings.Repeat(`\u0001`, 120)+`","reason":"`+
 		strings.Repeat(`\u2028`, 340)+`","requested_by":"`+strings.Repeat(`\u0000`, 170)+`","source":"`+strings.Repeat(`\"`, 500)+`"}`), "")
 	f.Add([]byte(`{"api_key_id":"k","requested_at":"0000-01-01T00:00:00+01:00"}`), "ce-id: "+strings.Repeat("\u2029", 80))
+	f.Add([]byte(`{"id":"`+strings.Repeat(`\"`, 120)+`","api_key_id":"k","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",`+
+		`"tracestate":"`+strings.Repeat("a=b,", 127)+`c=d"}`), "")
 	f.Fuzz(func(t *testing.T, body []byte, headers string) {
 		req, err := DecodeRequest(parseHeaderSpec(headers), body, "KEY_REVOKE_REQUESTS-18446744073709551615")
 		res := Result{
 			RequestID: req.ID, RequestSeq: 1<<64 - 1, APIKeyID: req.APIKeyID, Outcome: Revoked, Attempts: 1, Deliveries: 10,
 			HTTPStatus: 204, Reason: req.Reason, RequestedBy: req.RequestedBy, Source: req.Source, RequestedAt: req.RequestedAt,
+			Trace: req.Trace,
 		}
 		if err != nil {
 			res.Outcome, res.HTTPStatus = Rejected, 0
@@ -171,5 +175,30 @@ func FuzzResultSize(f *testing.F) {
 		if _, err := ParseResult(doc); err != nil {
 			t.Fatalf("result does not parse: %v\n%s", err, doc)
 		}
+		h, data, err := ResultMessage(doc, Binary)
+		if err != nil {
+			t.Fatalf("binary layout: %v", err)
+		}
+		if back, err := ResultDoc(h, data); err != nil || !bytes.Equal(back, doc) {
+			t.Fatalf("binary layout does not read back: %v\n%s\n%s", err, back, doc)
+		}
+	})
+}
+
+// FuzzParseResultMsg: whatever a stored message holds (anyone allowed to
+// publish on a results subject can store one), reading it is an error or a
+// result, never a crash.
+func FuzzParseResultMsg(f *testing.F) {
+	doc, _ := tracedResult().MarshalEvent()
+	h, data, _ := ResultMessage(doc, Binary)
+	var spec strings.Builder
+	for k, v := range h {
+		spec.WriteString(k + ": " + v[0] + "\n")
+	}
+	f.Add(data, spec.String())
+	f.Add(doc, "content-type: application/cloudevents+json")
+	f.Add([]byte(`{}`), "ce-specversion: 1.0\nce-id: %C0%A0\nce-x: \"a\\\"b\"")
+	f.Fuzz(func(t *testing.T, body []byte, headers string) {
+		_, _ = ParseResultMsg(parseHeaderSpec(headers), body)
 	})
 }

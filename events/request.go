@@ -41,6 +41,7 @@ type Request struct {
 	RequestedAt time.Time // in UTC; zero when absent
 	NotBefore   time.Time // no DELETE before it (schedule.go); in UTC; zero when absent
 	CloudEvent  bool      // arrived as a CloudEvent (structured or binary)
+	Trace       Trace     // W3C trace context, carried to the result; zero when absent or malformed
 }
 
 // InvalidRequestError is the error DecodeRequest returns for a request that must be
@@ -101,6 +102,7 @@ func keyIDByte(c byte) bool {
 func DecodeRequest(header map[string][]string, body []byte, fallbackID string) (Request, error) {
 	d := decoder{hdr: readHeaders(header), reserved: fallbackPrefix(fallbackID)}
 	req := d.decode(body)
+	req.Trace = readTrace(header, body)
 	switch {
 	case d.plainID != "":
 		req.ID = d.plainID

@@ -103,6 +103,7 @@ type Result struct {
 	RevokedBy            string    // on AlreadyRevoked: the request that revoked the key, when known
 	RevokedAt            time.Time // on AlreadyRevoked: when that request revoked it; left out when zero
 	Error                *Error    // set exactly when Outcome is Rejected or Failed
+	Trace                Trace     // from the request: the extension attributes traceparent and tracestate
 }
 
 // Validate reports whether r can be encoded as the contract says: a request id, a known
@@ -135,9 +136,11 @@ func (r Result) Validate() error {
 }
 
 // MarshalEvent encodes r as the CloudEvents 1.0 structured JSON document of the contract:
-// id is the request id, source "revoker", type Outcome.Type(), subject the key id, time
-// CompletedAt. The document is at most MaxResultSize bytes: when r would be longer, its
-// free text (reason, requested_by, source, the error message) is cut, marked with "…".
+// id is the request id, source "revoker", type Outcome.Type(), subject the key id (left
+// out when empty, as CloudEvents asks), time CompletedAt, and the request's trace context
+// as the distributed-tracing extension attributes traceparent and tracestate. The
+// document is at most MaxResultSize bytes: when r would be longer, its free text
+// (reason, requested_by, source, the error message) is cut, marked with "…".
 // It fails only when Validate does.
 func (r Result) MarshalEvent() ([]byte, error) {
 	if err := r.Validate(); err != nil {
@@ -173,7 +176,8 @@ func (r Result) shortened(n int) Result {
 }
 
 func (r Result) encode() []byte {
-	n := 560 + 2*(len(r.RequestID)+len(r.APIKeyID)) + len(r.LeakedKeyFingerprint) + len(r.Reason) + len(r.RequestedBy) + len(r.Source)
+	n := 560 + 2*(len(r.RequestID)+len(r.APIKeyID)) + len(r.LeakedKeyFingerprint) + len(r.Reason) + len(r.RequestedBy) + len(r.Source) +
+		len(r.Trace.Parent) + len(r.Trace.State)
 	if r.Error != nil {
 		n += 32 + len(r.Error.Code) + len(r.Error.Message)
 	}
@@ -182,11 +186,23 @@ func (r Result) encode() []byte {
 	b = appendString(b, r.RequestID)
 	b = append(b, `,"source":"revoker","type":"revoker.key.`...)
 	b = append(b, r.Outcome...) // valid outcomes need no escaping
-	b = append(b, `","subject":`...)
-	b = appendString(b, r.APIKeyID)
+	b = append(b, '"')
+	if r.APIKeyID != "" {
+		b = append(b, `,"subject":`...)
+		b = appendString(b, r.APIKeyID)
+	}
 	b = append(b, `,"time":`...)
 	b = appendTime(b, r.CompletedAt)
-	b = append(b, `,"datacontenttype":"application/json","data":{"request_id":`...)
+	b = append(b, `,"datacontenttype":"application/json"`...)
+	if r.Trace.Parent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = appendString(b, r.Trace.Parent)
+	}
+	if r.Trace.State != "" {
+		b = append(b, `,"tracestate":`...)
+		b = appendString(b, r.Trace.State)
+	}
+	b = append(b, `,"data":{"request_id":`...)
 	b = appendString(b, r.RequestID)
 	b = append(b, `,"request_seq":`...)
 	b = strconv.AppendUint(b, r.RequestSeq, 10)
@@ -266,9 +282,11 @@ type resultDoc struct {
 	ID              string      `json:"id"`
 	Source          string      `json:"source"`
 	Type            string      `json:"type"`
-	Subject         string      `json:"subject"`
+	Subject         string      `json:"subject,omitempty"`
 	Time            time.Time   `json:"time"`
 	DataContentType string      `json:"datacontenttype"`
+	TraceParent     string      `json:"traceparent,omitempty"`
+	TraceState      string      `json:"tracestate,omitempty"`
 	Data            *resultData `json:"data"`
 }
 
@@ -335,6 +353,7 @@ func ParseResult(doc []byte) (Result, error) {
 		RevokedBy:            data.RevokedBy,
 		RevokedAt:            data.RevokedAt.UTC(),
 		Error:                data.Error,
+		Trace:                Trace{Parent: d.TraceParent, State: d.TraceState},
 	}
 	if r.RequestID == "" {
 		r.RequestID = d.ID

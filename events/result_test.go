@@ -79,6 +79,7 @@ func docFor(r Result) resultDoc {
 	return resultDoc{
 		SpecVersion: "1.0", ID: r.RequestID, Source: "revoker", Type: r.Outcome.Type(), Subject: r.APIKeyID,
 		Time: r.CompletedAt.UTC(), DataContentType: "application/json",
+		TraceParent: r.Trace.Parent, TraceState: r.Trace.State,
 		Data: &resultData{
 			RequestID: r.RequestID, RequestSeq: r.RequestSeq, APIKeyID: r.APIKeyID, Fingerprint: r.LeakedKeyFingerprint,
 			Outcome: r.Outcome, Attempts: r.Attempts,
@@ -118,7 +119,7 @@ func TestMarshalEventMatchesEncodingJSON(t *testing.T) {
 	leaked.LeakedKeyFingerprint = "sha256:" + strings.Repeat("ab", 32)
 	scheduled := revokedResult()
 	scheduled.NotBefore = time.Date(2026, 12, 24, 18, 0, 0, 0, east)
-	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked, scheduled} {
+	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked, tracedResult(), scheduled} {
 		got, err := r.MarshalEvent()
 		if err != nil {
 			t.Fatal(err)
@@ -159,15 +160,16 @@ func TestMarshalEventShape(t *testing.T) {
 		t.Errorf("data.error = %v, want code invalid_request", data["error"])
 	}
 
-	// subject is always present, even when empty.
+	// An empty key id is left out of subject (CloudEvents: if present, not
+	// empty) but still appears as data.api_key_id.
 	r := revokedResult()
 	r.APIKeyID = ""
 	got, err = r.MarshalEvent()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(got, []byte(`"subject":"",`)) || !bytes.Contains(got, []byte(`"api_key_id":"",`)) {
-		t.Errorf("an empty key id must still appear as subject and data.api_key_id: %s", got)
+	if bytes.Contains(got, []byte(`"subject"`)) || !bytes.Contains(got, []byte(`"api_key_id":"",`)) {
+		t.Errorf("an empty key id must leave out subject and still appear as data.api_key_id: %s", got)
 	}
 	if bytes.Contains(got, []byte(`"error"`)) {
 		t.Errorf("a revoked result has an error: %s", got)
@@ -188,10 +190,17 @@ func TestMarshalEventUTC(t *testing.T) {
 	}
 }
 
+// tracedResult is a result of a request that carried a W3C trace context.
+func tracedResult() Result {
+	r := failedResult()
+	r.Trace = Trace{Parent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", State: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"}
+	return r
+}
+
 func TestResultRoundTrip(t *testing.T) {
 	scheduled := revokedResult()
 	scheduled.NotBefore = t0.Add(time.Hour)
-	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), scheduled} {
+	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tracedResult(), scheduled} {
 		doc, err := r.MarshalEvent()
 		if err != nil {
 			t.Fatal(err)

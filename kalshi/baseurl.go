@@ -10,9 +10,13 @@ import (
 
 // Base URLs of the two Kalshi environments. API keys belong to one
 // environment: a demo key is rejected by production and the other way round.
+// ProdBaseURL is the production host Kalshi's documentation names;
+// LegacyProdBaseURL, the one it named before, still serves the same API
+// and is accepted like any https URL.
 const (
-	ProdBaseURL = "https://api.elections.kalshi.com/trade-api/v2"
-	DemoBaseURL = "https://external-api.demo.kalshi.co/trade-api/v2"
+	ProdBaseURL       = "https://external-api.kalshi.com/trade-api/v2"
+	LegacyProdBaseURL = "https://api.elections.kalshi.com/trade-api/v2"
+	DemoBaseURL       = "https://external-api.demo.kalshi.co/trade-api/v2"
 )
 
 // MaxKeyIDLen is the longest API key ID [ValidKeyID] accepts.

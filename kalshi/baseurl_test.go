@@ -8,13 +8,17 @@ import (
 
 func TestResolveBaseURL(t *testing.T) {
 	for _, tt := range []struct{ in, want, err string }{
-		{"", ProdBaseURL, ""},
+		{"", "https://external-api.kalshi.com/trade-api/v2", ""},
+		{"prod", "https://external-api.kalshi.com/trade-api/v2", ""},
 		{"prod", ProdBaseURL, ""},
 		{" PROD ", ProdBaseURL, ""},
 		{"demo", DemoBaseURL, ""},
 		{"Demo", DemoBaseURL, ""},
 		{"http://127.0.0.1:8080/trade-api/v2/", "http://127.0.0.1:8080/trade-api/v2", ""},
 		{"https://external-api.kalshi.com/trade-api/v2", "https://external-api.kalshi.com/trade-api/v2", ""},
+		// The production host Kalshi documented before still works.
+		{LegacyProdBaseURL, "https://api.elections.kalshi.com/trade-api/v2", ""},
+		{"https://api.elections.kalshi.com/trade-api/v2/", "https://api.elections.kalshi.com/trade-api/v2", ""},
 		{"ftp://example.com", "", "want prod, demo or an http(s) URL"},
 		{"staging", "", "want prod, demo or an http(s) URL"},
 		{"https://", "", "missing host"},

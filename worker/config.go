@@ -35,6 +35,9 @@ type Config struct {
 	RequestsStream  string // default "KEY_REVOKE_REQUESTS"
 	ResultsStream   string // default "KEY_REVOKE_RESULTS"
 	Consumer        string // durable name shared by all replicas; default "revoker"
+	// ResultsMode is how results (trusted and untrusted) are laid out in their
+	// messages: events.Structured (the default) or events.Binary.
+	ResultsMode events.ResultMode
 
 	// Provision creates missing streams and the consumer, and recreates the
 	// consumer if it disappears. Off: the worker only binds.
@@ -93,6 +96,9 @@ func (c *Config) setDefaults() {
 	def(&c.RequestsStream, DefaultRequestsStream)
 	def(&c.ResultsStream, DefaultResultsStream)
 	def(&c.Consumer, DefaultConsumer)
+	if c.ResultsMode == "" {
+		c.ResultsMode = events.Structured
+	}
 	defDur := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -148,6 +154,9 @@ func (c *Config) validate() error {
 	}
 	if c.AckWait < 3*time.Second {
 		errs = append(errs, fmt.Errorf("ack wait %v is shorter than 3s", c.AckWait))
+	}
+	if _, err := events.ParseResultMode(string(c.ResultsMode)); err != nil {
+		errs = append(errs, fmt.Errorf("results mode: %w", err))
 	}
 	if c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("stream replicas %d: JetStream allows at most 5", c.Replicas))

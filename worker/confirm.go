@@ -183,7 +183,7 @@ func (w *Worker) confirmRound(ctx context.Context, due map[string]unconfirmed) {
 	listErr := errNotListed
 	for _, u := range due {
 		if !u.foreign {
-			listed, listErr = w.listForConfirmation(ctx)
+			listed, listErr = w.listForConfirmation(ctx, due)
 			break
 		}
 	}
@@ -324,13 +324,45 @@ func (l *ledger) recordUnconfirmed(ctx context.Context, apiKeyID string, rec Key
 // errNotListed: no key due needed the account's list.
 var errNotListed = errors.New("not listed")
 
-// listForConfirmation lists the account's keys, within the delete budget.
-func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, error) {
+// listForConfirmation says which of the keys due the account lists, from
+// a listing asked for after each was revoked and within the last round's
+// interval: one this process has, or the fleet's lister's, or its own call
+// within the delete budget.
+func (w *Worker) listForConfirmation(ctx context.Context, due map[string]unconfirmed) (map[string]bool, error) {
+	var ids []string
+	notBefore := time.Now().Add(-w.cfg.ConfirmInterval)
+	for id, u := range due {
+		if !u.foreign {
+			ids = append(ids, id)
+			notBefore = later(notBefore, u.since)
+		}
+	}
+	keys, ok := w.listing.fresh(notBefore)
+	if !ok && !w.isLister() && len(ids) <= maxListingAsk {
+		keys, ok = w.askLister(ctx, listingAsk{Keys: ids, MaxAge: time.Since(notBefore), StoredAt: time.Now()})
+	}
+	if !ok {
+		var err error
+		if keys, err = w.listForConfirmationHere(ctx); err != nil {
+			return nil, err
+		}
+	}
+	listed := make(map[string]bool, len(keys))
+	for id := range keys {
+		listed[id] = true
+	}
+	return listed, nil
+}
+
+// listForConfirmationHere lists the account's keys, within the delete
+// budget, and keeps the listing for the requests in flight too.
+func (w *Worker) listForConfirmationHere(ctx context.Context) (map[string]kalshi.APIKey, error) {
 	if err := w.cfg.Limiter.Wait(ctx); err != nil {
 		return nil, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 	defer cancel()
+	started := time.Now()
 	keys, err := w.del.ListAPIKeys(lctx)
 	if err != nil {
 		if HeedAnswer(w.cfg.Limiter, err) {
@@ -342,11 +374,7 @@ func (w *Worker) listForConfirmation(ctx context.Context) (map[string]bool, erro
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "cannot list the account's keys to confirm revocations", slog.Any("err", err))
 		return nil, err
 	}
-	listed := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		listed[events.CanonicalAPIKeyID(k.ID)] = true
-	}
-	return listed, nil
+	return w.listing.store(started, keys), nil
 }
 
 // leakedKeyRefused makes one call signed as id with the leaked key: dead

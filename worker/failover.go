@@ -145,12 +145,40 @@ func (w *Worker) failoverLoop(ctx context.Context) {
 			continue
 		}
 		for _, p := range struck {
-			for _, reply := range p.held {
-				_ = nc.Publish(reply, []byte("-NAK"))
-			}
 			if len(p.held) > 0 {
 				w.cfg.Logger.Warn("a replica fell silent; its requests are delivered again now", "requests", len(p.held))
+				go w.nakForDead(ctx, nc, p.held)
 			}
+		}
+	}
+}
+
+// nakRetry is how soon an unanswered NAK on a dead replica's behalf is sent
+// again.
+const nakRetry = 250 * time.Millisecond
+
+// nakForDead NAKs a dead replica's deliveries until the consumer's leader
+// confirms each one (JetStream answers an ack that asks for a reply). A NAK
+// sent while the leader is being elected after a NATS node loss would
+// otherwise be lost, and the request would wait out its ack wait. After
+// one ack wait JetStream redelivers them anyway.
+func (w *Worker) nakForDead(ctx context.Context, nc *nats.Conn, held []string) {
+	ctx, cancel := context.WithTimeout(ctx, w.leaseLength())
+	defer cancel()
+	for len(held) > 0 {
+		held = slices.DeleteFunc(held, func(reply string) bool {
+			rctx, cancel := context.WithTimeout(ctx, nakRetry)
+			defer cancel()
+			_, err := nc.RequestWithContext(rctx, reply, []byte("-NAK"))
+			return err == nil
+		})
+		if len(held) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(nakRetry):
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
@@ -419,4 +420,86 @@ func TestRetryAfterOnAnyCallPauses(t *testing.T) {
 	if got := cfg.Limiter.Rate(); got >= 50 {
 		t.Errorf("rate %v after a 429, want it halved", got)
 	}
+}
+
+// Three replicas that hear each other share one account listing: the
+// lister lists, the others ask it. One listing per replica would be three
+// in a batch that takes less than listingMaxAge.
+func TestFleetSharesOneListing(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(30)
+	r.emu.SetFaults(emulator.Faults{Latency: 20 * time.Millisecond})
+	cfg := r.config()
+	cfg.Concurrency = 4
+	cfg.ConfirmDelay = time.Hour // confirmation rounds list too: not here
+	beats := make(map[string]int)
+	var mu sync.Mutex
+	sub, err := r.nc.Subscribe(worker.FleetSubject+".held.revoker", func(m *nats.Msg) {
+		var b struct {
+			ID   string `json:"id"`
+			Took bool   `json:"took"`
+		}
+		if json.Unmarshal(m.Data, &b) == nil && !b.Took {
+			mu.Lock()
+			beats[b.ID]++
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	r.startReplicas(3, cfg)
+	// Two beats of each after all three started: each has heard the others.
+	mu.Lock()
+	clear(beats)
+	mu.Unlock()
+	natstest.WaitFor(t, 20*time.Second, "every replica to beat twice", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range beats {
+			if c >= 2 {
+				n++
+			}
+		}
+		return n == 3
+	})
+
+	t0 := time.Now()
+	for i, k := range keys {
+		r.publish(fmt.Sprintf("share-%d", i), k)
+	}
+	got := r.waitResults(len(keys), 60*time.Second)
+	var first, last time.Time
+	listings := 0
+	for _, c := range r.emu.Calls() {
+		switch {
+		case c.Arrived.Before(t0):
+		case c.Endpoint == emulator.EndpointListKeys:
+			listings++
+			if first.IsZero() {
+				first = c.Arrived
+			}
+		case c.Endpoint == emulator.EndpointDeleteKey:
+			last = later(last, c.Arrived)
+		}
+	}
+	for id, res := range got {
+		if res.Outcome != events.Revoked {
+			t.Errorf("%s: %s", id, res.Outcome)
+		}
+	}
+	// One listing per listingMaxAge (2 s) of the batch, and one more.
+	if allowed := 1 + int(last.Sub(first)/(2*time.Second)) + 1; listings > allowed || listings == 0 {
+		t.Errorf("%d account listings in a batch of %v: want 1 to %d, one for the fleet at a time", listings, last.Sub(first).Round(time.Millisecond), allowed)
+	}
+	t.Logf("%d account listings for %d requests on 3 replicas in %v", listings, len(keys), last.Sub(first).Round(time.Millisecond))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
@@ -128,6 +127,7 @@ func newResult(req request, meta *jetstream.MsgMetadata, received time.Time) *ev
 		RequestedAt:          req.RequestedAt,
 		NotBefore:            req.NotBefore,
 		ReceivedAt:           received,
+		Trace:                req.Trace,
 	}
 }
 
@@ -562,25 +562,23 @@ func (w *Worker) publish(ctx context.Context, v verdict) bool {
 	if v.doc == nil {
 		v.doc = w.encode(res)
 	}
-	m := nats.NewMsg(events.ResultSubject(w.cfg.ResultsSubject, res.Outcome))
-	if v.untrusted {
-		m.Subject = UntrustedResultSubject(res.Error.Code)
-	}
-	m.Data = v.doc
-	m.Header.Set(jetstream.MsgIDHeader, v.msgID)
+	m := w.resultMsg(v)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ack, err := w.js.PublishMsg(pctx, m)
 	if err != nil {
 		w.cfg.Logger.Warn("cannot store result; the request will be delivered again",
-			"request_id", res.RequestID, "outcome", res.Outcome, "err", err)
+			append([]any{"request_id", res.RequestID, "outcome", res.Outcome, "err", err}, traceArgs(res.Trace)...)...)
 		return false
 	}
 	// One LogAttrs call: Logger.With would build a handler per result.
-	attrs := append(make([]slog.Attr, 0, 8),
+	attrs := append(make([]slog.Attr, 0, 10),
 		slog.String("request_id", res.RequestID), slog.Uint64("request_seq", res.RequestSeq),
 		slog.String("api_key_id", res.APIKeyID), slog.String("outcome", string(res.Outcome)),
 		slog.Int("attempts", res.Attempts), slog.Int("deliveries", res.Deliveries))
+	if res.Trace.Parent != "" {
+		attrs = append(attrs, slog.String("traceparent", res.Trace.Parent))
+	}
 	level, msg := slog.LevelInfo, "request ended"
 	switch {
 	case ack.Duplicate:

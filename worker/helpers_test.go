@@ -148,10 +148,13 @@ func (r *rig) results() []events.Result {
 	return out
 }
 
-// storedResult is a result as stored, with its Nats-Msg-Id.
+// storedResult is a result as stored, with its Nats-Msg-Id and the message
+// it was read from.
 type storedResult struct {
 	MsgID string
 	events.Result
+	Header nats.Header
+	Data   []byte
 }
 
 // stored reads every result stored in the results stream, then every
@@ -204,14 +207,14 @@ func (r *rig) storedIn(stream string, subject func(events.Result) string) []stor
 		} else if err != nil {
 			r.t.Fatal(err)
 		}
-		res, err := events.ParseResult(m.Data)
+		res, err := events.ParseResultMsg(m.Header, m.Data)
 		if err != nil {
-			r.t.Fatalf("%s message %d does not parse: %v\n%s", stream, seq, err, m.Data)
+			r.t.Fatalf("%s message %d does not parse: %v\n%v\n%s", stream, seq, err, m.Header, m.Data)
 		}
 		if want := subject(res); m.Subject != want {
 			r.t.Errorf("result %s stored on %s, want %s", res.RequestID, m.Subject, want)
 		}
-		out = append(out, storedResult{m.Header.Get(jetstream.MsgIDHeader), res})
+		out = append(out, storedResult{MsgID: m.Header.Get(jetstream.MsgIDHeader), Result: res, Header: m.Header, Data: m.Data})
 	}
 	return out
 }

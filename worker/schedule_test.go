@@ -73,15 +73,28 @@ func TestScheduledRequestWaitsInTheStream(t *testing.T) {
 		t.Errorf("ledger lists %+v, want rotate-1 scheduled for %v, not yet due", got, notBefore)
 	}
 
+	if n := r.requestsLeft(); n != 1 {
+		t.Errorf("%d requests in the stream while it waits, want the scheduled one", n)
+	}
+
 	// Replica B starts; A dies without a word; the NATS server restarts.
 	_, _ = r.start(cfg)
 	ncA.Close()
 	_ = stopA()
 	r.srv.Restart(t)
-	if time.Now().Before(notBefore) {
-		if n := r.requestsLeft(); n != 1 {
-			t.Errorf("%d requests in the stream before not_before, want the scheduled one", n)
+	var left uint64
+	natstest.WaitFor(t, 10*time.Second, "the requests stream after the restart", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := r.js.Stream(ctx, "KEY_REVOKE_REQUESTS")
+		if err != nil {
+			return false
 		}
+		left = s.CachedInfo().State.Msgs
+		return true
+	})
+	if left != 1 && time.Now().Before(notBefore) {
+		t.Errorf("%d requests in the stream after the restart, before not_before; want the scheduled one", left)
 	}
 
 	res := r.waitResults(1, 30*time.Second)["rotate-1"]

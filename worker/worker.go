@@ -109,12 +109,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
 	var fleetDone sync.WaitGroup
 	fleetDone.Go(func() { w.failoverLoop(fleetCtx) })
-	defer func() { stopFleet(); fleetDone.Wait() }()
+	stopListing, err := w.serveListing(fleetCtx)
+	if err != nil {
+		log.Warn("cannot list the account for the other replicas; each lists for itself", "err", err)
+		stopListing = func() {}
+	}
+	defer func() { stopFleet(); stopListing(); fleetDone.Wait() }()
 	credCtx, stopCred := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	background.Go(func() { w.watchCredential(credCtx) })
 	background.Go(func() { w.confirmLoop(credCtx) })
-	err := w.pullLoop(ctx, work)
+	err = w.pullLoop(ctx, work)
 	stopCred()
 	background.Wait()
 	w.bound.Store(false)
@@ -259,7 +264,14 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 // bind finds the consumer, first creating what is missing when
 // provisioning.
 func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// A rebind asks a cluster that may be electing leaders after a node
+	// loss: an API request then goes unanswered until its timeout, and a
+	// short one retried finds the new leader seconds sooner.
+	timeout := 10 * time.Second
+	if w.ledger != nil {
+		timeout = time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if w.cfg.Provision {
 		if err := provisionStreams(ctx, w.js, w.cfg); err != nil {

@@ -78,6 +78,7 @@ func (a *account) refresh(ctx context.Context) error {
 	}
 	costs, err := a.client.EndpointCosts(rctx)
 	if err != nil {
+		worker.HeedAnswer(a.limiter, err) // chaos seed 108172: a 429 here paused no one
 		a.logger.Warn("cannot read the endpoint costs; assuming the default cost", "err", err)
 	}
 	perSecond, burst := kalshi.DeleteBudget(limits, costs)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 )
@@ -27,7 +28,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // is cancelled or SIGINT/SIGTERM arrives.
 // stdin is read only by "revoke -f -".
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := notifyContext(ctx)
 	defer stop()
 
 	if len(args) == 0 {
@@ -81,10 +82,63 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = fmt.Errorf("command %q is not implemented", cmd)
 	}
 	var exit exitError
-	if err != nil && !errors.As(err, &exit) {
+	switch {
+	case err == nil || errors.As(err, &exit):
+	case interrupted(ctx) && cmd != "run" && cmd != "sandbox":
+		// Ctrl-C or SIGTERM ended what the command waited for: that, not
+		// the error it caused, is the news. (run and sandbox stop on them.)
+		fmt.Fprintf(stderr, "revoker %s: interrupted\n", cmd)
+		return exitError{interruptStatus(ctx)}
+	default:
 		logger.Error("revoker "+cmd+" failed", "err", err)
 	}
 	return err
+}
+
+// notifyContext is signal.NotifyContext for SIGINT and SIGTERM, with the
+// signal as the context's cause (a signalError), so that a command can exit
+// with the status a shell expects of it.
+func notifyContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-signals:
+			if sig, ok := s.(syscall.Signal); ok {
+				cancel(signalError{sig})
+			}
+			cancel(nil)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		cancel(nil)
+	}
+}
+
+// signalError is the cause of run's context when SIGINT or SIGTERM ended it.
+type signalError struct{ sig syscall.Signal }
+
+func (e signalError) Error() string { return e.sig.String() + " received" }
+
+// interrupted reports whether ctx ended because it was cancelled (Ctrl-C,
+// SIGTERM, or its caller) rather than by a deadline.
+func interrupted(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
+}
+
+// interruptStatus is the exit status of a command ctx's end interrupted:
+// 128 plus the signal's number, as a shell reports a process the signal
+// killed (130 for Ctrl-C, 143 for SIGTERM). A context its caller
+// cancelled (a test, an embedding program) counts as Ctrl-C.
+func interruptStatus(ctx context.Context) int {
+	var s signalError
+	if errors.As(context.Cause(ctx), &s) {
+		return 128 + int(s.sig)
+	}
+	return 128 + int(syscall.SIGINT)
 }
 
 // printProblems prints "HEAD N problems:" and one problem a line.

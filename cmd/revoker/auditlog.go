@@ -50,8 +50,9 @@ type storedResult struct {
 	Seq     uint64
 	Stored  time.Time // when the stream stored it
 	Subject string
-	MsgID   string // its Nats-Msg-Id: the request id, or an untrusted-... id
-	Doc     []byte // the result document, as stored
+	MsgID   string      // its Nats-Msg-Id: the request id, or an untrusted-... id
+	Header  nats.Header // as stored: in binary mode it carries the CloudEvents attributes
+	Doc     []byte      // the message body, as stored (events.ResultDoc makes it a document)
 }
 
 // auditLog reads one stream of results without creating anything on the
@@ -220,7 +221,7 @@ func (l *auditLog) readDirect(ctx context.Context, from uint64, emit func(stored
 			default:
 				return next, fmt.Errorf("reading %s: status %s %s", l.name, st, m.Header.Get(descriptionHeader))
 			}
-			r := storedResult{Subject: m.Header.Get(jetstream.SubjectHeader), MsgID: m.Header.Get(jetstream.MsgIDHeader), Doc: m.Data}
+			r := storedResult{Subject: m.Header.Get(jetstream.SubjectHeader), MsgID: m.Header.Get(jetstream.MsgIDHeader), Header: m.Header, Doc: m.Data}
 			r.Seq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 			r.Stored, _ = time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
 			if r.Seq < next {
@@ -330,7 +331,7 @@ func decodeMsgGet(data []byte) (r storedResult, found bool, err error) {
 	r = storedResult{Seq: m.Sequence, Stored: m.Time, Subject: m.Subject, Doc: m.Data}
 	if len(m.Header) > 0 {
 		if h, err := nats.DecodeHeadersMsg(m.Header); err == nil {
-			r.MsgID = h.Get(jetstream.MsgIDHeader)
+			r.MsgID, r.Header = h.Get(jetstream.MsgIDHeader), h
 		}
 	}
 	return r, true, nil

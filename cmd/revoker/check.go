@@ -180,18 +180,21 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	}
 	if info, err := js.AccountInfo(ctx); err != nil {
 		// A least-privilege user may not read account info; the streams tell.
-		if !errors.Is(err, jetstream.ErrJetStreamNotEnabled) && !errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			c.ok("jetstream", "account info not readable with these credentials ("+err.Error()+"); checking the streams")
-		} else {
-			c.fail("jetstream", err)
+		if off := explainJetStream(nc, err); isJetStreamOff(off) {
+			c.fail("jetstream", off)
 			return
 		}
+		c.ok("jetstream", "account info not readable with these credentials ("+err.Error()+"); checking the streams")
 	} else {
 		c.ok("jetstream", fmt.Sprintf("enabled, %s in the account", plural(info.Streams, "stream")))
 	}
 	for _, name := range []string{cfg.RequestsStream, cfg.ResultsStream, worker.UntrustedStream} {
 		what := "stream " + name
 		s, err := js.Stream(ctx, name)
+		if off := explainJetStream(nc, err); isJetStreamOff(off) {
+			c.fail("jetstream", off)
+			return
+		}
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound) && !cfg.NoProvision:
 			c.willCreate(what)

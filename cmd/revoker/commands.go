@@ -36,8 +36,12 @@ var commands = map[string]command{
 		summary: "revoke keys (by ID, --leaked-key PEM or --all) and wait for the outcomes",
 		about: "Publishes one request per KEY_ID (and per line of -f FILE) and waits for each outcome.\n" +
 			"Prints \"KEY_ID OUTCOME [ERROR_CODE: MESSAGE]\" per key, or one result document per line\n" +
-			"with --json. A key that ends already_revoked although revoker never revoked it is not\n" +
-			"in this account: that is exit status 3 unless --ignore-not-found.\n\n" +
+			"with --json. A key without an outcome within --timeout is \"KEY_ID pending: ...\": its\n" +
+			"request stays queued and will still be carried out; with --json its line is\n" +
+			"{\"request_id\",\"api_key_id\",\"outcome\":\"pending\",\"request_seq\",\"detail\"} and every\n" +
+			"line of standard output is JSON. A key that ends already_revoked although revoker\n" +
+			"never revoked it is not in this account: that is exit status 3 unless\n" +
+			"--ignore-not-found.\n\n" +
 			"Then, within the same --timeout, it waits for the worker to confirm each revoked key\n" +
 			"dead (the account no longer lists it) and prints \"KEY_ID confirmed\", or at the end\n" +
 			"\"KEY_ID unconfirmed: WHY\": the account may still list it; \"revoker status KEY_ID\" tells\n" +
@@ -60,7 +64,8 @@ var commands = map[string]command{
 			"no worker answering, it plans here with the guards set here, and says so.\n\n" +
 			"Exit status: 0 every key is gone (or would be), 1 a key was refused, failed or is still\n" +
 			"pending, or --all was not confirmed, 2 a configuration error, 3 a key is not in this\n" +
-			"account.",
+			"account, 130 interrupted (Ctrl-C; 143 for SIGTERM) before every outcome came or at\n" +
+			"--all's question: the requests sent stay queued.",
 		groups: []string{"nats", "kalshi", "subjects", "guards", "revoke", "output", "log"},
 	},
 	"results": {
@@ -77,7 +82,11 @@ var commands = map[string]command{
 		about: "For each KEY_ID: whether revoker revoked it and, if so, when, by which request, who\n" +
 			"asked and why (from the ledger), and whether the account still lists the key (asked\n" +
 			"of the worker's console; with the Kalshi settings here, listed here when no worker\n" +
-			"answers). With --json, one object per line.",
+			"answers). So it tells apart a key that is live (listed; revoker never revoked it), one\n" +
+			"revoker revoked (confirmed dead or not yet), and one not in this account (not listed,\n" +
+			"never revoked by revoker: a wrong ID, the wrong environment, or deleted outside\n" +
+			"revoker). With --json, one {\"api_key_id\",\"state\",\"revoked\",\"listed\"} object per\n" +
+			"line; state is live, revoked, not_in_account or unknown (the account was not asked).",
 		groups: []string{"nats", "kalshi", "output", "log"},
 	},
 	"sandbox": {
@@ -85,7 +94,10 @@ var commands = map[string]command{
 		about: "Starts an embedded NATS JetStream server, a local Kalshi emulator seeded with keys and\n" +
 			"the worker wired to both, then prints how to try it. Writes DIR/sandbox.json, the PEM\n" +
 			"it names and DIR/sandbox.env (\". DIR/sandbox.env\" points every later command at the\n" +
-			"sandbox) once everything is ready. A temporary DIR is removed on exit.",
+			"sandbox) once everything is ready. A temporary DIR is removed on exit. A --dir that\n" +
+			"held an earlier run starts clean: that run's JetStream store (its results, ledger and\n" +
+			"requests) and files are removed, and the log says so; a --dir a sandbox still serves\n" +
+			"from is refused.",
 		groups: []string{"sandbox", "subjects", "streams", "worker", "guards", "http", "log"},
 	},
 	"version": {

@@ -62,6 +62,8 @@ type Config struct {
 	TrustedSigners []string      // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
 	MaxRequestAge  time.Duration // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
 	AllowedSources []string      // REVOKER_ALLOWED_SOURCES: empty: any source
+	// REVOKER_RESULTS_MODE, --results-mode: structured (the default) or binary.
+	ResultsMode events.ResultMode
 
 	// Guards (run, check, sandbox, and revoke --dry-run).
 	AllowSelfRevoke bool     // REVOKER_ALLOW_SELF_REVOKE: default false

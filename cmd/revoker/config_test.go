@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 )
 
@@ -99,7 +100,7 @@ func TestDefaults(t *testing.T) {
 		Command:              "run",
 		NATSURLs:             []string{"nats://127.0.0.1:4222"},
 		NATSInboxPrefix:      "_INBOX.worker",
-		KalshiBaseURL:        "https://api.elections.kalshi.com/trade-api/v2",
+		KalshiBaseURL:        "https://external-api.kalshi.com/trade-api/v2",
 		KalshiKeyID:          env["KALSHI_API_KEY_ID"],
 		KalshiPrivateKeyPath: env["KALSHI_PRIVATE_KEY_PATH"],
 		RequestsSubject:      "keys.revoke.requests",
@@ -115,6 +116,7 @@ func TestDefaults(t *testing.T) {
 		MaxSchedule:          30 * 24 * time.Hour,
 		AttemptTimeout:       10 * time.Second,
 		MaxRequestAge:        5 * time.Minute,
+		ResultsMode:          events.Structured,
 		HTTPAddr:             "127.0.0.1:9464",
 		LogFormat:            "auto",
 		LogLevel:             slog.LevelInfo,
@@ -219,6 +221,7 @@ func TestPrecedence(t *testing.T) {
 		{"run", "trusted-signers", "REVOKER_TRUSTED_SIGNERS", pubA + "," + pubB, pubB, func(c Config) any { return c.TrustedSigners }, []string{pubA, pubB}, []string{pubB}, nil, nil, nil},
 		{"run", "max-request-age", "REVOKER_MAX_REQUEST_AGE", "1m", "30s", func(c Config) any { return c.MaxRequestAge }, time.Minute, 30 * time.Second, nil, nil, nil},
 		{"run", "allowed-sources", "REVOKER_ALLOWED_SOURCES", "ir, rotation", "ir", func(c Config) any { return c.AllowedSources }, []string{"ir", "rotation"}, []string{"ir"}, nil, nil, nil},
+		{"run", "results-mode", "REVOKER_RESULTS_MODE", "binary", "Structured", func(c Config) any { return c.ResultsMode }, events.Binary, events.Structured, nil, nil, nil},
 		{"run", "http-addr", "REVOKER_HTTP_ADDR", "off", ":9000", func(c Config) any { return c.HTTPAddr }, "", ":9000", nil, nil, nil},
 		{"run", "log-format", "REVOKER_LOG_FORMAT", "json", "text", func(c Config) any { return c.LogFormat }, "json", "text", nil, nil, nil},
 		{"run", "log-level", "REVOKER_LOG_LEVEL", "debug", "error", func(c Config) any { return c.LogLevel }, slog.LevelDebug, slog.LevelError, nil, nil, nil},
@@ -368,6 +371,7 @@ func TestValidationMessages(t *testing.T) {
 		{"http addr bad port", "sandbox", []string{"--http-addr", "localhost:99999"}, nil, `REVOKER_HTTP_ADDR (--http-addr): "localhost:99999" is not host:port or off`},
 		{"log level", "run", nil, map[string]string{"REVOKER_LOG_LEVEL": "verbose"}, `REVOKER_LOG_LEVEL (--log-level): "verbose" is not a log level (debug, info, warn or error)`},
 		{"log format", "revoke", []string{"--log-format", "xml", "k"}, nil, `REVOKER_LOG_FORMAT (--log-format): "xml" is not auto, text or json`},
+		{"results mode", "run", nil, map[string]string{"REVOKER_RESULTS_MODE": "batch"}, `REVOKER_RESULTS_MODE (--results-mode): "batch" is not structured or binary`},
 		{"stream name space", "run", nil, map[string]string{"REVOKER_REQUESTS_STREAM": "KEY REVOKE"}, `REVOKER_REQUESTS_STREAM (--requests-stream): "KEY REVOKE" must not contain spaces, '.', '*', '>', '/' or '\'`},
 		{"stream name dot", "run", nil, map[string]string{"REVOKER_RESULTS_STREAM": "a.b"}, `REVOKER_RESULTS_STREAM (--results-stream): "a.b" must not contain`},
 		{"stream name slash", "run", nil, map[string]string{"REVOKER_RESULTS_STREAM": "a/b"}, `REVOKER_RESULTS_STREAM (--results-stream): "a/b" must not contain`},
@@ -506,7 +510,9 @@ func TestPrivateKeyFromEnvironment(t *testing.T) {
 }
 
 // TestSecretFileModes holds every secret file to one rule: refused when
-// every user may read it, warned about when its group may.
+// every user may read it, warned about when its group or every user may
+// write it, accepted in silence when only its group may read it (0440 is
+// how Kubernetes mounts a Secret for the pod's fsGroup).
 func TestSecretFileModes(t *testing.T) {
 	dir := t.TempDir()
 	pki := newTestPKI(t)
@@ -524,7 +530,7 @@ func TestSecretFileModes(t *testing.T) {
 		{"NATS_TLS_KEY", "run", nil, func(name string) string { return copyFile(t, pki.clientKey, filepath.Join(dir, name)) }, map[string]string{"NATS_TLS_CERT": pki.clientCert}},
 		{"REVOKER_SIGNER_SEED", "revoke", []string{"k"}, func(string) string { path, _ := newUserSeedFile(t, t.TempDir()); return path }, nil},
 	} {
-		for _, mode := range []os.FileMode{0o600, 0o400, 0o640, 0o604, 0o644} {
+		for _, mode := range []os.FileMode{0o600, 0o400, 0o440, 0o640, 0o660, 0o602, 0o604, 0o644} {
 			t.Run(fmt.Sprintf("%s %04o", tt.env, mode), func(t *testing.T) {
 				path := tt.file(fmt.Sprintf("%s-%o", tt.env, mode))
 				if err := os.Chmod(path, mode); err != nil {
@@ -544,8 +550,11 @@ func TestSecretFileModes(t *testing.T) {
 					}
 				case err != nil:
 					t.Fatal(err)
-				case mode&0o040 != 0:
-					want := fmt.Sprintf("%s is readable by its group (mode %04o); consider chmod 600 %s", path, mode, path)
+				case mode&0o022 != 0:
+					want := fmt.Sprintf("%s is writable by every user (mode %04o); run chmod 600 %s", path, mode, path)
+					if mode&0o002 == 0 {
+						want = fmt.Sprintf("%s is writable by its group (mode %04o); run chmod g-w %s", path, mode, path)
+					}
 					if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], want) {
 						t.Errorf("warnings %q, want %q", cfg.Warnings, want)
 					}

@@ -137,7 +137,7 @@ func TestRevokeDryRun(t *testing.T) {
 		strings.ToUpper(keys[1]) + " refused protected_key: listed in REVOKER_PROTECTED_KEYS\n" +
 		w.selfID + " refused self_revocation_refused: the key revoker signs with (KALSHI_API_KEY_ID); REVOKER_ALLOW_SELF_REVOKE=true allows it\n" +
 		"bad.id refused invalid_request: \"bad.id\" is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')\n" +
-		missing + " not_found (not found in this account: check the ID and the environment)\n"
+		missing + " not_found (not in this account: a wrong ID, the wrong environment, or deleted outside revoker)\n"
 	if out != want || code != exitFailed || !signedHere(stderr) {
 		t.Errorf("dry run: exit %d\n%s\nwant\n%s\nstderr %q", code, out, want, stderr)
 	}

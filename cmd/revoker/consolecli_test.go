@@ -37,7 +37,7 @@ func TestCommandsWithoutKalshiKey(t *testing.T) {
 	want := keys[0] + " would_revoke\n" +
 		keys[2] + " refused protected_key: listed in REVOKER_PROTECTED_KEYS\n" +
 		w.selfID + " refused self_revocation_refused: the key revoker signs with (KALSHI_API_KEY_ID); REVOKER_ALLOW_SELF_REVOKE=true allows it\n" +
-		missing + " not_found (not found in this account: check the ID and the environment)\n" +
+		missing + " not_found (not in this account: a wrong ID, the wrong environment, or deleted outside revoker)\n" +
 		"bad.id refused invalid_request: \"bad.id\" is not a Kalshi API key ID (1 to 128 letters, digits, '-' or '_')\n"
 	if out != want || code != exitFailed || stderr != "" {
 		t.Errorf("revoke --dry-run: exit %d, stderr %q\n%s\nwant\n%s", code, stderr, out, want)

@@ -126,7 +126,7 @@ func storedResults(t *testing.T, url string) []events.Result {
 		if err != nil {
 			continue
 		}
-		r, err := events.ParseResult(m.Data)
+		r, err := events.ParseResultMsg(m.Header, m.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +213,7 @@ func TestRevokeKeysAndCheck(t *testing.T) {
 	if !errors.As(err, &exit) || exit.code != exitNotFound {
 		t.Fatalf("revoke: %v, want exit status 3", err)
 	}
-	want := fmt.Sprintf("%s revoked\n%s already_revoked (not found in this account: check the ID and the environment)\n%s confirmed\n", keys[0], gone, keys[0])
+	want := fmt.Sprintf("%s revoked\n%s already_revoked (not in this account: a wrong ID, the wrong environment, or deleted outside revoker)\n%s confirmed\n", keys[0], gone, keys[0])
 	if out != want {
 		t.Errorf("revoke printed\n%s\nwant\n%s", out, want)
 	}

@@ -15,11 +15,13 @@
 //	revoker version           version and build info
 //
 // "revoker COMMAND -h" lists a command's flags with their environment
-// variables and defaults. The README has the whole operator contract and an
-// incident runbook.
+// variables and defaults. The README has the install line and the incident
+// runbook; docs/ has the operator contract and the rest of the reference.
 //
 // Exit status: 0 success, 1 a failed check or outcome, 2 a configuration
-// error, 3 a key that is not in the account (revoke; see --ignore-not-found).
+// error, 3 a key that is not in the account (revoke; see --ignore-not-found),
+// 130 (143 for SIGTERM) a command interrupted before it was done (revoke:
+// the requests it sent stay queued). run and sandbox stop on either signal.
 package main
 
 import (

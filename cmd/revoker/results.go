@@ -26,7 +26,7 @@ func results(ctx context.Context, cfg Config, logger *slog.Logger, stdout, stder
 	}
 	defer done()
 	defer nc.Close()
-	return refusal(ctx, readResults(ctx, nc, cfg, logger, stdout, stderr))
+	return refusal(ctx, explainJetStream(nc, readResults(ctx, nc, cfg, logger, stdout, stderr)))
 }
 
 func readResults(ctx context.Context, nc *nats.Conn, cfg Config, logger *slog.Logger, stdout, stderr io.Writer) error {
@@ -127,7 +127,11 @@ func (p *resultPrinter) header() {
 }
 
 func (p *resultPrinter) print(r storedResult) error {
-	res, err := events.ParseResult(r.Doc)
+	doc, err := events.ResultDoc(r.Header, r.Doc)
+	var res events.Result
+	if err == nil {
+		res, err = events.ParseResult(doc)
+	}
 	if err != nil {
 		p.logger.Warn("skipping a stored message that is not a result", "seq", r.Seq, "subject", r.Subject, "err", err)
 		return nil
@@ -137,7 +141,7 @@ func (p *resultPrinter) print(r storedResult) error {
 	}
 	p.rows++
 	if p.json {
-		if _, err := p.w.Write(events.EscapeJSON(r.Doc)); err != nil {
+		if _, err := p.w.Write(events.EscapeJSON(doc)); err != nil {
 			return err
 		}
 		return p.w.WriteByte('\n')

@@ -55,7 +55,7 @@ func TestResults(t *testing.T) {
 	gone := "00000000-0000-4000-8000-000000000001"
 
 	first, stderr, code := w.run2("", "revoke", "--json", "--reason", "leaked", keys[0], gone)
-	if code != exitNotFound || stderr != "revoker revoke: "+gone+": not found in this account: check the ID and the environment\n" {
+	if code != exitNotFound || stderr != "revoker revoke: "+gone+": not in this account: a wrong ID, the wrong environment, or deleted outside revoker\n" {
 		t.Fatalf("revoke --json of a key not in the account: exit %d, stderr %q", code, stderr)
 	}
 	mid := time.Now()
@@ -256,7 +256,7 @@ func TestStatus(t *testing.T) {
 		"  account       does not list the key",
 		"",
 		keys[1],
-		"  revoked       not by revoker (the ledger has no record of it)",
+		"  revoked       no (the ledger has no record of it)",
 		"  account       lists the key: it is live",
 	} {
 		if !strings.HasPrefix(lines[i], want) {

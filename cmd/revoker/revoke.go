@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,10 +46,12 @@ func revoke(ctx context.Context, cfg Config, args []string, stdin io.Reader, log
 	return reportRevocations(ctx, nc, cfg, cliRequests(keyIDs), logger, stdout, stderr)
 }
 
-// notFoundHint is what revoke says of a key that ended already_revoked
-// although revoker never revoked it: most often a mistyped ID, or one of
-// another environment (demo keys are unknown in production).
-const notFoundHint = "not found in this account: check the ID and the environment"
+// notFoundHint is what revoke, its --dry-run and status say of a key the
+// account does not list and revoker never revoked: a mistyped ID, one of
+// another environment (demo keys are unknown in production), or a key
+// someone deleted outside revoker (in Kalshi's web UI, say). Revoker cannot
+// tell these apart.
+const notFoundHint = "not in this account: a wrong ID, the wrong environment, or deleted outside revoker"
 
 // notInAccount reports whether r says the key was never there for revoker:
 // already_revoked, and the ledger knows of no request that revoked it.
@@ -82,6 +85,7 @@ func cliRequests(keyIDs []string) []revocation {
 // parsed, or nothing yet.
 type outcome struct {
 	revocation
+	seq    uint64 // the request's sequence in the requests stream; 0 until stored
 	doc    []byte
 	result *events.Result
 	// scheduled, with --at: the worker lists the request as scheduled
@@ -135,6 +139,8 @@ func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []re
 	if err := refusal(ctx, nil); err != nil { // a refused subscription: the outcomes never came
 		return err
 	}
+	// ctx itself ended (Ctrl-C, SIGTERM): not the --timeout.
+	stopped := interrupted(ctx)
 	failed, notFound := false, false
 	for _, o := range outcomes {
 		missing := o.result != nil && notInAccount(o.result) && !cfg.IgnoreNotFound
@@ -143,7 +149,7 @@ func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []re
 		case o.result == nil && o.scheduled != nil:
 			printScheduled(stdout, cfg, o)
 		case o.result == nil:
-			fmt.Fprintf(stdout, "%s pending: no outcome within %v (request %s stays queued and will still be carried out)\n", key, cfg.Timeout, o.requestID)
+			printMissing(o, cfg, stopped, stdout, stderr)
 		case cfg.JSON:
 			fmt.Fprintf(stdout, "%s\n", events.EscapeJSON(o.doc))
 			if missing {
@@ -161,6 +167,10 @@ func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []re
 		}
 		failed = failed || o.result == nil && o.scheduled == nil || o.result != nil && !o.result.Outcome.Succeeded()
 		notFound = notFound || missing
+	}
+	if stopped && failed { // some outcomes never came
+		fmt.Fprintln(stderr, "revoker revoke: interrupted")
+		return exitError{interruptStatus(ctx)}
 	}
 	if logger != nil && !cfg.JSON {
 		printConfirmations(wctx, cfg, outcomes, logger, stdout)
@@ -223,13 +233,17 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 		}
 	}
 	onResult := func(m *nats.Msg) {
-		res, err := events.ParseResult(m.Data)
+		doc, err := events.ResultDoc(m.Header, m.Data)
+		if err != nil {
+			return
+		}
+		res, err := events.ParseResult(doc)
 		if err != nil {
 			return
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		r := received{res, m.Data}
+		r := received{res, doc}
 		if o := bySeq[res.RequestSeq]; o != nil {
 			deliver(o, r)
 		} else if _, seen := early[res.RequestSeq]; early != nil && !seen {
@@ -260,10 +274,14 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 		}
 		seq, err := publishRequest(ctx, js, cfg, msg)
 		clear(msg.Data) // it may hold a leaked key
+		if err != nil && ctx.Err() != nil {
+			break // interrupted or out of time: the rest stay unsent
+		}
 		if err != nil {
-			return nil, fmt.Errorf("publishing request %s (%s): %w", o.requestID, o.label(), err)
+			return nil, publishError(nc, cfg, o, err)
 		}
 		mu.Lock()
+		o.seq = seq
 		bySeq[seq] = o
 		if r, ok := early[seq]; ok {
 			deliver(o, r)
@@ -322,6 +340,19 @@ func publishRequest(ctx context.Context, js jetstream.JetStream, cfg Config, msg
 		return 0, fmt.Errorf("dropped by %s as a duplicate: another message already holds its Nats-Msg-Id", ack.Stream)
 	}
 	return ack.Sequence, nil
+}
+
+// publishError is why o's request could not be published: JetStream is
+// off, no stream stores the requests subject, or err as it is.
+func publishError(nc *nats.Conn, cfg Config, o *outcome, err error) error {
+	if off := explainJetStream(nc, err); isJetStreamOff(off) {
+		return off
+	}
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return fmt.Errorf("publishing request %s (%s): no JetStream stream stores %s: \"revoker run\" creates %s when it starts (or create it as deploy/README.md shows)",
+			o.requestID, o.label(), cfg.RequestsSubject, cfg.RequestsStream)
+	}
+	return fmt.Errorf("publishing request %s (%s): %w", o.requestID, o.label(), err)
 }
 
 // newRequestMsg is the request message of r, in the plain form, signed by

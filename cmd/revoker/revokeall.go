@@ -147,6 +147,9 @@ func revokeAll(ctx context.Context, cfg Config, stdin io.Reader, logger *slog.Lo
 	if !cfg.Yes {
 		if why := askCount(ctx, stdin, human, len(plan.Revoke)); why != "" {
 			fmt.Fprintf(stderr, "revoker revoke --all: %s: nothing was sent\n", why)
+			if interrupted(ctx) {
+				return exitError{interruptStatus(ctx)}
+			}
 			return exitError{exitFailed}
 		}
 	}

@@ -26,14 +26,11 @@ func runbookCommands(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	text := string(data)
-	start := strings.Index(text, "\n## Incident runbook\n")
-	if start < 0 {
+	from, to := runbookSpan(text)
+	if from < 0 {
 		return nil
 	}
-	section := text[start+1:]
-	if end := strings.Index(section, "\n## "); end >= 0 {
-		section = section[:end]
-	}
+	section := text[from:to]
 	var lines []string
 	for _, block := range shBlockRE.FindAllStringSubmatch(section, -1) {
 		for _, line := range strings.Split(block[1], "\n") {
@@ -46,6 +43,20 @@ func runbookCommands(t *testing.T) []string {
 		t.Fatalf("%s: the Incident runbook section has no ```sh commands", runbookFile)
 	}
 	return lines
+}
+
+// runbookSpan returns where the "## Incident runbook" section of a README's
+// text begins and ends, or -1, -1 when it has none.
+func runbookSpan(text string) (from, to int) {
+	from = strings.Index(text, "\n## Incident runbook\n")
+	if from < 0 {
+		return -1, -1
+	}
+	from++
+	if end := strings.Index(text[from:], "\n## "); end >= 0 {
+		return from, from + end
+	}
+	return from, len(text)
 }
 
 // The README's incident runbook runs as written against the sandbox: from

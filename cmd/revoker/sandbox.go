@@ -64,8 +64,13 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 	if err != nil {
 		return fmt.Errorf("--dir: %w", err)
 	}
+	if cfg.SandboxDir != "" {
+		if err := cleanSandboxDir(dir, logger); err != nil {
+			return err
+		}
+	}
 
-	ns, err := startSandboxNATS(cfg.NATSListen, filepath.Join(dir, "jetstream"))
+	ns, err := startSandboxNATS(cfg.NATSListen, filepath.Join(dir, sandboxStore))
 	if err != nil {
 		return err
 	}
@@ -85,14 +90,14 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 		return err
 	}
 	selfID := emu.AddKey("revoker-sandbox", &signer.PublicKey, "read", "write")
-	keyPath := filepath.Join(dir, "revoker-sandbox.pem")
+	keyPath := filepath.Join(dir, sandboxKeyFile)
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(signer)})
 	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
 	seeded := make([]string, cfg.SandboxKeys)
 	leakedAt := max(len(seeded)-2, 0) // not LEAKED_KEY_ID, the last one, nor --demo's two where there are more
-	leakedPath := filepath.Join(dir, "leaked.pem")
+	leakedPath := filepath.Join(dir, sandboxLeakFile)
 	for i := range seeded {
 		if i == leakedAt {
 			// A key whose PEM "leaked", to rehearse revoking by the PEM alone:
@@ -139,10 +144,10 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 	case err := <-done:
 		return err
 	}
-	if err := writeJSONFile(filepath.Join(dir, "sandbox.json"), info); err != nil {
+	if err := writeJSONFile(filepath.Join(dir, sandboxJSON), info); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "sandbox.env"), []byte(sandboxEnv(info, leakedPath))); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, sandboxEnvFile), []byte(sandboxEnv(info, leakedPath))); err != nil {
 		return err
 	}
 	printBanner(stdout, cfg, info, dir)
@@ -300,10 +305,10 @@ Or publish a request with any NATS client on %q:
   {"id":"try-1","api_key_id":"%s","reason":"trying the sandbox"}
 and watch the results on %q.
 
-`, info.NATSURL, info.KalshiBaseURL, faults, info.APIKeyID, info.PrivateKeyPath, metrics, filepath.Join(dir, "sandbox.json"),
+`, info.NATSURL, info.KalshiBaseURL, faults, info.APIKeyID, info.PrivateKeyPath, metrics, filepath.Join(dir, sandboxJSON),
 		indent(strings.Join(info.Keys, "\n"), "  "),
-		shellQuote(filepath.Join(dir, "sandbox.env")), exportLine(info),
-		last, last, shellQuote(filepath.Join(dir, "leaked.pem")), last,
+		shellQuote(filepath.Join(dir, sandboxEnvFile)), exportLine(info),
+		last, last, shellQuote(filepath.Join(dir, sandboxLeakFile)), last,
 		cfg.RequestsSubject, info.Keys[max(len(info.Keys)-2, 0)], cfg.ResultsSubject+".>")
 }
 

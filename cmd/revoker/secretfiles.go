@@ -167,8 +167,11 @@ func pathErrorReason(err error) error {
 
 // secretFile reads the secret file setting s names: a private key, an nkey
 // seed or a .creds file. One rule for all of them: a file every user may
-// read is refused, one its group may read is warned about. The caller
-// clears the data.
+// read is refused; one its group or every user may write is warned about
+// (whoever can replace the key can make revoker sign with theirs). A file
+// its group may read is fine: that is how Kubernetes mounts a Secret for a
+// pod's fsGroup (0440), and the group is the operator's to choose. The
+// caller clears the data.
 func (p *parser) secretFile(s *setting) ([]byte, bool) {
 	data, mode, ok := p.readFile(s)
 	if !ok || runtime.GOOS == "windows" {
@@ -179,8 +182,10 @@ func (p *parser) secretFile(s *setting) ([]byte, bool) {
 		clear(data)
 		p.problem("%s: %s is readable by every user (mode %04o); run chmod 600 %s", s.label(), s.val, perm, s.val)
 		return nil, false
-	case perm&0o040 != 0:
-		p.warn("%s: %s is readable by its group (mode %04o); consider chmod 600 %s", s.label(), s.val, perm, s.val)
+	case perm&0o002 != 0:
+		p.warn("%s: %s is writable by every user (mode %04o); run chmod 600 %s", s.label(), s.val, perm, s.val)
+	case perm&0o020 != 0:
+		p.warn("%s: %s is writable by its group (mode %04o); run chmod g-w %s", s.label(), s.val, perm, s.val)
 	}
 	return data, true
 }

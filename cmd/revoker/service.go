@@ -36,6 +36,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer nc.Close()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watch sync.WaitGroup
+	watch.Go(func() { watchJetStream(watchCtx, nc, cfg.RequestsStream, logger) })
+	defer func() { stopWatch(); watch.Wait() }()
 	return runService(ctx, cfg, logger, client, nc, nil)
 }
 
@@ -64,6 +68,7 @@ func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limi
 		RequestsStream:  cfg.RequestsStream,
 		ResultsStream:   cfg.ResultsStream,
 		Consumer:        cfg.Consumer,
+		ResultsMode:     cfg.ResultsMode,
 		Provision:       !cfg.NoProvision,
 		Replicas:        cfg.StreamReplicas,
 		Concurrency:     cfg.Concurrency,

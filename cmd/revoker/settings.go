@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
 )
@@ -91,6 +92,7 @@ func catalogue() []*setting {
 		{group: "worker", flag: "attempt-timeout", env: "REVOKER_ATTEMPT_TIMEOUT", def: shortDuration(worker.DefaultAttemptTimeout), arg: "DURATION", help: "timeout of one HTTP attempt"},
 		{group: "worker", flag: "trusted-signers", env: "REVOKER_TRUSTED_SIGNERS", arg: "KEYS", help: "NATS user public nkeys whose signed requests are accepted, comma-separated or @FILE (one per line); none: authentication off"},
 		{group: "worker", flag: "max-request-age", env: "REVOKER_MAX_REQUEST_AGE", def: "5m", arg: "DURATION", help: "oldest signed request accepted (only with trusted signers)"},
+		{group: "worker", flag: "results-mode", env: "REVOKER_RESULTS_MODE", def: string(events.Structured), arg: "MODE", help: "how results are laid out as CloudEvents on NATS: structured (JSON document, content-type application/cloudevents+json) or binary (data as the body, attributes in ce-* headers)"},
 		{group: "worker", flag: "allowed-sources", env: "REVOKER_ALLOWED_SOURCES", arg: "SOURCES", help: "comma-separated request sources accepted; none: any"},
 
 		{group: "guards", flag: "allow-self-revoke", env: "REVOKER_ALLOW_SELF_REVOKE", def: "false", isBool: true, help: "allow deleting the key revoker signs with"},

@@ -19,12 +19,38 @@ import (
 // keyStatus is what "revoker status" says of one key, and its --json form.
 type keyStatus struct {
 	APIKeyID string            `json:"api_key_id"`
+	State    keyState          `json:"state"`
 	Revoked  *worker.KeyRecord `json:"revoked"` // from the ledger; null when revoker never revoked the key
 	Listed   *bool             `json:"listed"`  // whether the account lists the key; null when nobody could tell
 	// Scheduled: requests for the key with a not_before (revoke --at),
 	// listed from when the worker first saw them until a week after their
 	// time; absent when none.
 	Scheduled []worker.ScheduledRequest `json:"scheduled,omitempty"`
+}
+
+// keyState is the verdict of "revoker status" on a key: what an operator
+// does next depends on it.
+type keyState string
+
+const (
+	stateRevoked      keyState = "revoked"        // revoker revoked it (confirmed dead or not: see listed)
+	stateLive         keyState = "live"           // the account lists it; revoker never revoked it
+	stateNotInAccount keyState = "not_in_account" // neither listed nor revoked by revoker
+	stateUnknown      keyState = "unknown"        // revoker never revoked it; whether it is listed is unknown
+)
+
+// judge sets st.State from what the ledger and the listing say.
+func (st *keyStatus) judge() {
+	switch {
+	case st.Revoked != nil:
+		st.State = stateRevoked
+	case st.Listed == nil:
+		st.State = stateUnknown
+	case *st.Listed:
+		st.State = stateLive
+	default:
+		st.State = stateNotInAccount
+	}
 }
 
 // status is "revoker status KEY_ID...": per key, what the ledger knows of
@@ -50,7 +76,7 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 		return fmt.Errorf("the ledger %s does not exist: no \"revoker run\" has provisioned it yet", worker.LedgerBucket)
 	}
 	if err != nil {
-		return refusal(ctx, err)
+		return refusal(ctx, explainJetStream(nc, err))
 	}
 	enc := json.NewEncoder(jsonWriter{stdout})
 	for i, id := range keyIDs {
@@ -65,6 +91,7 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 			l := listed[st.APIKeyID]
 			st.Listed = &l
 		}
+		st.judge()
 		if cfg.JSON {
 			if err := enc.Encode(st); err != nil {
 				return err
@@ -137,6 +164,8 @@ func printKeyStatus(w io.Writer, st keyStatus, unknown string) {
 		if r.Fingerprint != "" {
 			fmt.Fprintf(w, "  leaked key    %s\n", cell(r.Fingerprint))
 		}
+	} else if st.State == stateLive {
+		fmt.Fprintln(w, "  revoked       no (the ledger has no record of it)")
 	} else {
 		fmt.Fprintln(w, "  revoked       not by revoker (the ledger has no record of it)")
 	}
@@ -146,6 +175,8 @@ func printKeyStatus(w io.Writer, st keyStatus, unknown string) {
 		fmt.Fprintf(w, "  account       unknown: %s\n", unknown)
 	case *st.Listed:
 		fmt.Fprintln(w, "  account       lists the key: it is live")
+	case st.State == stateNotInAccount:
+		fmt.Fprintf(w, "  account       does not list the key: %s\n", notFoundHint)
 	default:
 		fmt.Fprintln(w, "  account       does not list the key")
 	}

@@ -37,7 +37,7 @@ func storedUntrusted(t *testing.T, url string) []events.Result {
 		if err != nil {
 			continue
 		}
-		r, err := events.ParseResult(m.Data)
+		r, err := events.ParseResultMsg(m.Header, m.Data)
 		if err != nil {
 			t.Fatal(err)
 		}

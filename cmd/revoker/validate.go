@@ -125,6 +125,7 @@ func (p *parser) build(spec command) Config {
 		p.warn("%s has no effect without %s", s.label(), p.get("trusted-signers").label())
 	}
 	cfg.AllowedSources = p.splitList("allowed-sources")
+	cfg.ResultsMode = p.resultsMode()
 	if err := authPolicy(cfg).Validate(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			p.problem("request authentication: %s", line)
@@ -531,6 +532,15 @@ func (p *parser) logFormat() string {
 		p.problem("%s: %s is not auto, text or json", s.label(), events.Quote(s.val))
 	}
 	return v
+}
+
+func (p *parser) resultsMode() events.ResultMode {
+	s := p.get("results-mode")
+	m, err := events.ParseResultMode(strings.ToLower(s.val))
+	if err != nil {
+		p.problem("%s: %v", s.label(), err)
+	}
+	return m
 }
 
 func (p *parser) logLevel() slog.Level {

@@ -16,9 +16,6 @@ import (
 )
 
 var (
-	// Off in CI until no-delete-during-retry-after holds for every seed: it
-	// still breaks now and then (seed 108172, see chaosRegressions).
-	chaosOn     = flag.Bool("chaos", false, "run the fleet chaos test")
 	chaosSeeds  = flag.Int("chaos.seeds", 0, "also run this many random seeds")
 	chaosSeed   = flag.Uint64("chaos.seed", 0, "run only this seed")
 	chaosFaults = flag.Bool("chaos.faults", true, "inject the seed's faults; false runs its workload alone (the baseline)")
@@ -38,9 +35,8 @@ const ciSeed = 1
 //   - 201799: DELETEs inside a Retry-After that had answered a credential
 //     check, which paused no one then (every call now heeds a 429);
 //   - 108172: DELETEs sent (signed) 0.4-0.7 s into a Retry-After that had
-//     answered a restarting replica's account-limits read. Still fails now
-//     and then (1 run in 4 after that fix), which is why the test is off by
-//     default; the failure now names the endpoint the 429 answered.
+//     answered a restarting replica's account-limits read, and then (1 run
+//     in 4) its endpoint-costs read, which heeded no 429.
 var chaosRegressions = []uint64{161892, 727081, 201799, 108172}
 
 const (
@@ -51,9 +47,6 @@ const (
 )
 
 func TestChaos(t *testing.T) {
-	if !*chaosOn {
-		t.Skip("the fleet chaos test runs with -args -chaos")
-	}
 	if testing.Short() {
 		t.Skip("long: the fleet chaos test runs without -short")
 	}
@@ -71,13 +64,13 @@ func TestChaos(t *testing.T) {
 			failed = append(failed, fmt.Sprint(seed))
 		}
 	}
-	t.Logf("CHAOS %d seeds, %d passed; failed seeds: [%s] (rerun one with -args -chaos -chaos.seed=N)",
+	t.Logf("CHAOS %d seeds, %d passed; failed seeds: [%s] (rerun one with -args -chaos.seed=N)",
 		len(seeds), len(seeds)-len(failed), strings.Join(failed, " "))
 }
 
 func runSeed(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	t.Logf("chaos seed %d (rerun: go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos -chaos.seed=%d)", seed, seed)
+	t.Logf("chaos seed %d (rerun: go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos.seed=%d)", seed, seed)
 	w := newWorld(t)
 	wl := w.newWorkload(rng, *chaosKeys)
 	fs := schedule(rng, faultWindow)

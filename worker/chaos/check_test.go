@@ -62,7 +62,7 @@ func (w *world) readStream(stream string) ([]stored, error) {
 				return out, err
 			}
 			last = meta.Sequence.Stream
-			res, err := events.ParseResult(m.Data())
+			res, err := events.ParseResultMsg(m.Headers(), m.Data())
 			if err != nil {
 				return out, fmt.Errorf("%s: message %d does not parse: %w", stream, last, err)
 			}

@@ -15,11 +15,12 @@
 // untouched; the queue empty; no DELETE during a Retry-After; the ledger's
 // decisions equal the stored results.
 //
-// The test is off by default; run it with
+// The suite runs the CI seed and every regression (-short skips them); more
+// seeds, or one, with
 //
-//	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos            # CI seed and regressions
-//	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos -chaos.seeds=10
-//	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos -chaos.seed=N
+//	go test -count=1 -v -run TestChaos ./worker/chaos/                        # CI seed and regressions
+//	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos.seeds=10
+//	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos.seed=N
 //
 // It is a test-only package: this file holds only its documentation.
 package chaos

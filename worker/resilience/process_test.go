@@ -2,6 +2,7 @@ package resilience_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator"
+	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -225,4 +227,95 @@ func TestFailover(t *testing.T) {
 	if failover > 15*time.Second {
 		t.Errorf("failover took %v, want at most 15s", failover)
 	}
+}
+
+// TestFailoverWithNodeLoss is TestFailover on a three-node cluster (R3)
+// with the node leading the consumer killed with SIGKILL at the same moment
+// as the replica: the survivor's NAKs on the dead replica's behalf must
+// outlast the consumer's leader election, or its requests wait out their
+// ack wait. The figure is the contract's "8 s when a NATS node dies at the
+// same time"; the consumer cannot redeliver before its new leader is
+// elected, 4-9 s after the kill (nats-server's raft election timeout).
+func TestFailoverWithNodeLoss(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	nodes := startNATSCluster(t, 3)
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.url
+	}
+	r := newRig(t, strings.Join(urls, ","), rigOptions{})
+	r.emu.SetFaults(emulator.Faults{Latency: 150 * time.Millisecond})
+	cfg := r.workerConfig()
+	cfg.Replicas = 3
+	var err error
+	if !natstest.Poll(30*time.Second, func() bool {
+		ctx, cancel := contextTimeout(10 * time.Second)
+		defer cancel()
+		err = worker.Provision(ctx, r.js, cfg)
+		return err == nil
+	}) {
+		t.Fatalf("provisioning R3 streams: %v", err)
+	}
+	p := r.plan("nodefailover", 120)
+	env := map[string]string{"REVOKER_CONCURRENCY": "4", "REVOKER_NO_PROVISION": "true", "REVOKER_MAX_RETRY": cfg.MaxRetry.String()}
+	victim := r.startProc("nodefailover-1", env)
+	survivor := r.startProc("nodefailover-2", env)
+	r.publish(p.reqs)
+	var held float64
+	natstest.WaitFor(r.t, 30*time.Second, "20 results and the victim holding requests", func() bool {
+		held = victim.metric("revoker_in_flight")
+		return r.resultCount() >= 20 && held >= 2
+	})
+	leader := r.consumerLeader(nodes)
+	victim.kill()
+	leader.kill(t)
+	killedAt := time.Now()
+	r.logf("SIGKILL of a replica holding %v requests and of %s, the consumer's leader", held, leader.name)
+	r.waitResults(len(p.want), 90*time.Second)
+	r.waitDrained(time.Minute)
+	survivor.terminate()
+	r.checkInvariants(p, fmt.Sprintf("1 replica and the consumer's leader node SIGKILLed, holding %v requests; R3", held))
+
+	var last time.Time
+	taken := 0
+	for _, s := range r.readResults() {
+		if s.res.Deliveries > 1 {
+			taken++
+			if s.res.CompletedAt.After(last) {
+				last = s.res.CompletedAt
+			}
+		}
+	}
+	if taken == 0 {
+		t.Fatal("no request was delivered again: the kill proves nothing")
+	}
+	t.Logf("FIGURE failover with node loss: SIGKILL of 1 of 2 replicas holding %v requests and of the consumer's leader node -> last of its %d requests stored %.1fs later (target 8s; ack wait 10s)",
+		held, taken, last.Sub(killedAt).Seconds())
+}
+
+// consumerLeader is the node leading the durable consumer.
+func (r *rig) consumerLeader(nodes []*natsNode) *natsNode {
+	r.t.Helper()
+	var leader *natsNode
+	natstest.WaitFor(r.t, 30*time.Second, "a leader of the consumer", func() bool {
+		ctx, cancel := contextTimeout(5 * time.Second)
+		defer cancel()
+		c, err := r.js.Consumer(ctx, requestsStream, "revoker") // the default consumer of "revoker run"
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		if err != nil || info.Cluster == nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.name == info.Cluster.Leader {
+				leader = n
+				return true
+			}
+		}
+		return false
+	})
+	return leader
 }

@@ -433,7 +433,7 @@ func (r *rig) readStream(stream string, must bool) []storedResult {
 				r.t.Fatal(err)
 			}
 			last = meta.Sequence.Stream
-			res, err := events.ParseResult(m.Data())
+			res, err := events.ParseResultMsg(m.Headers(), m.Data())
 			if err != nil {
 				r.t.Errorf("result %d does not parse: %v", last, err)
 				continue

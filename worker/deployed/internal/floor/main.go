@@ -142,6 +142,7 @@ func carry(ctx context.Context, js jetstream.JetStream, client *kalshi.Client, m
 	m := nats.NewMsg(events.ResultSubject(worker.DefaultResultsSubject, events.Revoked))
 	m.Data = doc
 	m.Header.Set(jetstream.MsgIDHeader, req.ID)
+	m.Header.Set(events.ContentTypeHeader, events.CloudEventsJSONType) // as the worker stores it
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := js.PublishMsg(pctx, m); err != nil {

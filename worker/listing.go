@@ -1,0 +1,244 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+)
+
+// The account listing that says whether a key is listed before its first
+// DELETE is shared by the whole fleet, not only by one process: one replica,
+// the lister (the live replica with the lowest id, as in failover.go),
+// lists the account at most once per listingMaxAge for every replica, and
+// the others ask it on revoker.fleet.listing.<consumer> for the one key they
+// need, and confirmation rounds ask it which of their keys are still
+// listed. During a mass revocation that is one GET /api_keys every 2 s for
+// the fleet instead of one per replica, plus one per replica per round. A replica that gets no answer in time
+// (the lister died, or NATS is slow) lists for itself: sharing only saves
+// budget, it decides nothing.
+
+// listingMaxAge is how old an account listing may be to say whether a key
+// is listed before its first DELETE.
+const listingMaxAge = 2 * time.Second
+
+// listing is the account's key listing one process shares: every request in
+// flight reads the same one, and at most one GET /api_keys is under way.
+type listing struct {
+	mu      sync.Mutex
+	started time.Time // when the listing in keys was asked for
+	keys    map[string]kalshi.APIKey
+	pending chan struct{} // closed when the listing under way ends
+	err     error         // of the last listing
+}
+
+// fresh returns the keys of a listing asked for at notBefore or later.
+func (li *listing) fresh(notBefore time.Time) (map[string]kalshi.APIKey, bool) {
+	li.mu.Lock()
+	defer li.mu.Unlock()
+	if li.keys != nil && !li.started.Before(notBefore) {
+		return li.keys, true
+	}
+	return nil, false
+}
+
+// store keeps a listing asked for at started, unless a later one is kept.
+func (li *listing) store(started time.Time, got []kalshi.APIKey) map[string]kalshi.APIKey {
+	keys := make(map[string]kalshi.APIKey, len(got))
+	for _, k := range got {
+		keys[events.CanonicalAPIKeyID(k.ID)] = k
+	}
+	li.mu.Lock()
+	defer li.mu.Unlock()
+	if li.keys == nil || started.After(li.started) {
+		li.keys, li.started = keys, started
+	}
+	return keys
+}
+
+// accountKeys returns the account's keys from a listing asked for at
+// notBefore or later, sharing one call among every caller meanwhile. The
+// call goes through call, within the budget of the request stored at
+// storedAt.
+func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, error) {
+	li := &w.listing
+	for {
+		if keys, ok := li.fresh(notBefore); ok {
+			return keys, nil
+		}
+		li.mu.Lock()
+		if p := li.pending; p != nil {
+			li.mu.Unlock()
+			select {
+			case <-p:
+			case <-stop.Done():
+				return nil, errStopped
+			}
+			li.mu.Lock()
+			err := li.err
+			li.mu.Unlock()
+			if _, ok := li.fresh(notBefore); err != nil && !ok {
+				return nil, err
+			}
+			continue
+		}
+		p := make(chan struct{})
+		li.pending = p
+		li.mu.Unlock()
+
+		started := time.Now()
+		var got []kalshi.APIKey
+		err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {
+			var err error
+			got, err = w.del.ListAPIKeys(ctx)
+			return err
+		}, func(error) {})
+		var keys map[string]kalshi.APIKey
+		if err == nil {
+			keys = li.store(started, got)
+		}
+		li.mu.Lock()
+		li.pending, li.err = nil, err
+		li.mu.Unlock()
+		close(p)
+		if err != nil {
+			return nil, err
+		}
+		if !started.Before(notBefore) {
+			return keys, nil
+		}
+	}
+}
+
+// listed returns keyID as the account listed it in a listing asked for no
+// longer than listingMaxAge ago, nil when it is not listed: the fleet's
+// listing, from the lister when this replica is not it.
+func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID string) (*kalshi.APIKey, error) {
+	keys, err := w.fleetKeys(ctx, stop, storedAt, time.Now().Add(-listingMaxAge), []string{keyID})
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := keys[keyID]; ok {
+		return &k, nil
+	}
+	return nil, nil
+}
+
+// listingAskTimeout is how long a replica waits for the lister's answer
+// before it lists for itself.
+const listingAskTimeout = 2 * time.Second
+
+// listingAsk is a replica's question to the lister; listingAnswer its reply.
+type listingAsk struct {
+	Keys []string `json:"keys"`
+	// MaxAge: how long before the lister hears the question the listing
+	// may have been asked for (relative: the two clocks may differ).
+	MaxAge   time.Duration `json:"max_age"`
+	StoredAt time.Time     `json:"stored_at"` // of the request asking: its budget pays
+}
+
+type listingAnswer struct {
+	Listed []kalshi.APIKey `json:"listed,omitempty"` // the keys asked for that are listed
+	Error  string          `json:"error,omitempty"`
+}
+
+// maxListingMsg bounds what a replica parses; maxListingAsk the keys one
+// question names (a bigger confirmation round lists for itself).
+const (
+	maxListingMsg = 64 << 10
+	maxListingAsk = 512
+)
+
+func (w *Worker) listingSubject() string { return FleetSubject + ".listing." + w.cfg.Consumer }
+
+// isLister reports whether this replica lists for the fleet: no live replica
+// it hears has a lower id.
+func (w *Worker) isLister() bool {
+	f := w.holdings
+	if f == nil || w.js == nil {
+		return true // a worker outside a fleet (unit tests)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	for id, p := range f.peers {
+		if id < f.id && now.Sub(p.seen) <= heldStrike {
+			return false
+		}
+	}
+	return true
+}
+
+// fleetKeys returns those of keys (canonical ids) that the account listed in
+// a listing asked for at notBefore or later: asked of the lister when this
+// replica is not it, listed here when it is or does not answer.
+func (w *Worker) fleetKeys(ctx, stop context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, error) {
+	if _, ok := w.listing.fresh(notBefore); !ok && !w.isLister() && len(keys) <= maxListingAsk {
+		if got, ok := w.askLister(ctx, listingAsk{Keys: keys, MaxAge: time.Since(notBefore), StoredAt: storedAt}); ok {
+			return got, nil
+		}
+	}
+	return w.accountKeys(ctx, stop, storedAt, notBefore)
+}
+
+// askLister asks the fleet's lister; ok is false without a good answer.
+func (w *Worker) askLister(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
+	b, _ := json.Marshal(q)
+	actx, cancel := context.WithTimeout(ctx, listingAskTimeout)
+	defer cancel()
+	m, err := w.js.Conn().RequestWithContext(actx, w.listingSubject(), b)
+	var a listingAnswer
+	if err != nil || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &a) != nil || a.Error != "" {
+		return nil, false
+	}
+	asked := make(map[string]bool, len(q.Keys))
+	for _, k := range q.Keys {
+		asked[k] = true
+	}
+	got := make(map[string]kalshi.APIKey, len(a.Listed))
+	for _, k := range a.Listed {
+		id := events.CanonicalAPIKeyID(k.ID)
+		if !asked[id] {
+			return nil, false
+		}
+		got[id] = k
+	}
+	return got, true
+}
+
+// serveListing answers the other replicas' questions while this replica is
+// the lister, until ctx ends.
+func (w *Worker) serveListing(ctx context.Context) (stop func(), err error) {
+	var inflight sync.WaitGroup
+	sub, err := w.js.Conn().Subscribe(w.listingSubject(), func(m *nats.Msg) {
+		var q listingAsk
+		if m.Reply == "" || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &q) != nil ||
+			len(q.Keys) > maxListingAsk || q.MaxAge < 0 || !w.isLister() {
+			return
+		}
+		notBefore := time.Now().Add(-q.MaxAge)
+		inflight.Go(func() {
+			var a listingAnswer
+			keys, err := w.accountKeys(ctx, ctx, q.StoredAt, notBefore)
+			if err != nil {
+				a.Error = "cannot list the account" // the asker lists for itself, and sees why
+			}
+			for _, id := range q.Keys {
+				if k, ok := keys[events.CanonicalAPIKeyID(id)]; ok {
+					a.Listed = append(a.Listed, k)
+				}
+			}
+			b, _ := json.Marshal(a)
+			_ = m.Respond(b)
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = sub.Unsubscribe(); inflight.Wait() }, nil
+}
