@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -283,6 +284,35 @@ func TestScheduledRequestsLeaveRoomForTheUrgent(t *testing.T) {
 	for _, k := range keys[:2] {
 		if s := r.scheduledFor(k); len(s) != 1 || !r.emu.HasKey(k) {
 			t.Errorf("key %s: scheduled %+v, want waiting", k, s)
+		}
+	}
+}
+
+// A leaked key's request may be scheduled too: it waits under the leaked
+// key's fingerprint in the ledger, and no call is signed with the PEM (nor
+// any DELETE sent) before its not_before.
+func TestScheduledLeakedKeyRequest(t *testing.T) {
+	r := newRig(t)
+	ids, pems := r.leakedKeys(1)
+	r.start(r.config())
+	notBefore := time.Now().Add(2 * time.Second).UTC()
+	body, _ := json.Marshal(map[string]string{"id": "leak-later", "leaked_private_key": string(pems[0]), "not_before": notBefore.Format(time.RFC3339Nano)})
+	r.publishRaw("leak-later", body)
+	natstest.WaitFor(t, 5*time.Second, "the schedule under the fingerprint", func() bool {
+		kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(context.Background(), "leaked."+strings.TrimPrefix(fingerprintOf(t, pems[0]), "sha256:")+".scheduled")
+		return err == nil
+	})
+	res := r.waitResults(1, 15*time.Second)["leak-later"]
+	if res.Outcome != events.Revoked || res.APIKeyID != ids[0] || !res.NotBefore.Equal(notBefore) {
+		t.Fatalf("result %+v, want %s revoked, not_before %v", res, ids[0], notBefore)
+	}
+	for _, c := range r.emu.Calls() {
+		if c.Signer == ids[0] && c.Signed.Before(notBefore) || c.KeyID == ids[0] && c.Signed.Before(notBefore) {
+			t.Errorf("%s signed at %v by %s, before not_before %v", c.Endpoint, c.Signed, c.Signer, notBefore)
 		}
 	}
 }
