@@ -56,6 +56,9 @@
 //     field, the CloudEvents source attribute is used.
 //   - requested_at: an optional RFC 3339 time. For a CloudEvent without it, the
 //     CloudEvents "time" attribute (if any) is used.
+//   - not_before: an optional RFC 3339 time before which the key must not be deleted.
+//     How far ahead it may be depends on when the request was stored and on the
+//     deployment: [CheckNotBefore].
 //
 // JSON null counts as absent. Unknown fields are ignored; a known field that appears twice
 // in the same object is refused, because two parsers could disagree on which one counts.

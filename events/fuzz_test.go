@@ -58,6 +58,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		{`{"leaked_private_key":"x PRIVATE KEY","api_key_id":"K"}`, "", fallback},
 		{`{"leaked_private_key":null,"api_key_id":null}`, "", fallback},
 		{`{"id":"KEY_REVOKE_REQUESTS-43","api_key_id":"k"}`, "", fallback},
+		{`{"api_key_id":"k","not_before":"2026-12-24T18:00:00+01:00"}`, "", fallback},
+		{`{"api_key_id":"k","not_before":"tomorrow","not_before":1}`, "", fallback},
 		{`{"api_key_id":"k"}`, "Nats-Msg-Id: KEY_REVOKE_REQUESTS-43", fallback},
 		{`{"api_key_id":"k"}`, "ce-specversion: 1.0\nce-id: S-1-9\nce-source: ir\nce-type: t", "S-1-8"},
 	} {

@@ -39,6 +39,7 @@ type Request struct {
 	RequestedBy string    // who asked, may be empty
 	Source      string    // the requesting system, may be empty
 	RequestedAt time.Time // in UTC; zero when absent
+	NotBefore   time.Time // no DELETE before it (schedule.go); in UTC; zero when absent
 	CloudEvent  bool      // arrived as a CloudEvent (structured or binary)
 	Trace       Trace     // W3C trace context, carried to the result; zero when absent or malformed
 	// CancelOrders asks, once the key is deleted, to cancel the resting
@@ -381,6 +382,7 @@ func (d *decoder) fields(obj *object, inData bool, req *Request) {
 			req.CancelOrders = raw[0] == 't'
 		}
 	}
+	d.notBefore(prefix, obj.raw[kNotBefore], req)
 }
 
 // dups reports the known keys that appear more than once in obj.
@@ -417,6 +419,7 @@ const (
 	kRequestedAt
 	kLeakedPrivateKey
 	kCancelOrders
+	kNotBefore
 	kSpecVersion
 	kType
 	kData
@@ -435,6 +438,7 @@ var keyNames = [nKeys]string{
 	kRequestedAt:      "requested_at",
 	kLeakedPrivateKey: "leaked_private_key",
 	kCancelOrders:     "cancel_orders",
+	kNotBefore:        "not_before",
 	kSpecVersion:      "specversion",
 	kType:             "type",
 	kData:             "data",

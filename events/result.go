@@ -99,6 +99,7 @@ type Result struct {
 	RequestedBy          string    // from the request; left out when empty
 	Source               string    // from the request; left out when empty
 	RequestedAt          time.Time // from the request; left out when zero
+	NotBefore            time.Time // from the request: no DELETE before it; left out when zero
 	ReceivedAt           time.Time // when the request was stored
 	CompletedAt          time.Time // when the outcome was decided; also the event's time
 	DurationMS           int64     // CompletedAt - ReceivedAt in milliseconds
@@ -134,7 +135,7 @@ func (r Result) Validate() error {
 	for _, t := range []struct {
 		name string
 		t    time.Time
-	}{{"requested_at", r.RequestedAt}, {"received_at", r.ReceivedAt}, {"completed_at", r.CompletedAt}, {"revoked_at", r.RevokedAt}} {
+	}{{"requested_at", r.RequestedAt}, {"not_before", r.NotBefore}, {"received_at", r.ReceivedAt}, {"completed_at", r.CompletedAt}, {"revoked_at", r.RevokedAt}} {
 		if y := t.t.UTC().Year(); y < 0 || y > 9999 {
 			problems = append(problems, fmt.Sprintf("%s year %d is outside 0 to 9999", t.name, y))
 		}
@@ -249,6 +250,10 @@ func (r Result) encode() []byte {
 		b = append(b, `,"requested_at":`...)
 		b = appendTime(b, r.RequestedAt)
 	}
+	if !r.NotBefore.IsZero() {
+		b = append(b, `,"not_before":`...)
+		b = appendTime(b, r.NotBefore)
+	}
 	b = append(b, `,"received_at":`...)
 	b = appendTime(b, r.ReceivedAt)
 	b = append(b, `,"completed_at":`...)
@@ -311,6 +316,7 @@ type resultData struct {
 	RequestedBy string    `json:"requested_by,omitempty"`
 	Source      string    `json:"source,omitempty"`
 	RequestedAt time.Time `json:"requested_at,omitzero"`
+	NotBefore   time.Time `json:"not_before,omitzero"`
 	ReceivedAt  time.Time `json:"received_at"`
 	CompletedAt time.Time `json:"completed_at"`
 	DurationMS  int64     `json:"duration_ms"`
@@ -357,6 +363,7 @@ func ParseResult(doc []byte) (Result, error) {
 		RequestedBy:          data.RequestedBy,
 		Source:               data.Source,
 		RequestedAt:          data.RequestedAt.UTC(),
+		NotBefore:            data.NotBefore.UTC(),
 		ReceivedAt:           data.ReceivedAt.UTC(),
 		CompletedAt:          data.CompletedAt.UTC(),
 		DurationMS:           data.DurationMS,

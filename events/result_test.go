@@ -84,7 +84,7 @@ func docFor(r Result) resultDoc {
 			RequestID: r.RequestID, RequestSeq: r.RequestSeq, APIKeyID: r.APIKeyID, Fingerprint: r.LeakedKeyFingerprint,
 			Outcome: r.Outcome, Attempts: r.Attempts,
 			Deliveries: r.Deliveries, HTTPStatus: r.HTTPStatus, Reason: r.Reason, RequestedBy: r.RequestedBy,
-			Source: r.Source, RequestedAt: r.RequestedAt.UTC(), ReceivedAt: r.ReceivedAt.UTC(),
+			Source: r.Source, RequestedAt: r.RequestedAt.UTC(), NotBefore: r.NotBefore.UTC(), ReceivedAt: r.ReceivedAt.UTC(),
 			CompletedAt: r.CompletedAt.UTC(), DurationMS: r.DurationMS, Detail: r.Detail, RevokedBy: r.RevokedBy,
 			RevokedAt: r.RevokedAt.UTC(), KeyName: r.KeyName, KeySubaccount: r.KeySubaccount,
 			Containment: r.Containment, Error: r.Error,
@@ -122,6 +122,8 @@ func TestMarshalEventMatchesEncodingJSON(t *testing.T) {
 	minimal.Error.Code = CodeMaxDeliveries
 	leaked := revokedResult()
 	leaked.LeakedKeyFingerprint = "sha256:" + strings.Repeat("ab", 32)
+	scheduled := revokedResult()
+	scheduled.NotBefore = time.Date(2026, 12, 24, 18, 0, 0, 0, east)
 	sub := 63
 	blast := revokedResult()
 	blast.KeyName, blast.KeyScopes, blast.KeySubaccount = "bot <\"q\">\u2028", []string{"read", "write::trade", ""}, &sub
@@ -129,7 +131,7 @@ func TestMarshalEventMatchesEncodingJSON(t *testing.T) {
 	notAllowed := revokedResult()
 	notAllowed.KeyScopes = []string{}
 	notAllowed.Containment = &Containment{Error: &Error{Code: CodeCancelOrdersNotAllowed, Message: "\"off\" <x>"}}
-	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked, blast, notAllowed, tracedResult()} {
+	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tricky, minimal, leaked, blast, notAllowed, tracedResult(), scheduled} {
 		got, err := r.MarshalEvent()
 		if err != nil {
 			t.Fatal(err)
@@ -208,7 +210,9 @@ func tracedResult() Result {
 }
 
 func TestResultRoundTrip(t *testing.T) {
-	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tracedResult()} {
+	scheduled := revokedResult()
+	scheduled.NotBefore = t0.Add(time.Hour)
+	for _, r := range []Result{revokedResult(), rejectedResult(), failedResult(), tracedResult(), scheduled} {
 		doc, err := r.MarshalEvent()
 		if err != nil {
 			t.Fatal(err)

@@ -22,6 +22,8 @@ const (
 	DefaultAttemptTimeout  = 10 * time.Second
 	DefaultLeakedMissTTL   = 10 * time.Minute
 	DefaultConfirmGiveUp   = 24 * time.Hour
+	DefaultMaxSchedule     = 30 * 24 * time.Hour
+	DefaultScheduleRecheck = time.Hour
 )
 
 // Config says where the worker reads and writes and how it behaves. The zero
@@ -52,6 +54,9 @@ type Config struct {
 	RequeueDelay   time.Duration // first redelivery delay when a result cannot be stored; default 1s
 	PullWait       time.Duration // how long one pull waits for messages; default 2s
 	DrainTimeout   time.Duration // how long shutdown waits for in-flight requests; default 20s
+
+	MaxSchedule     time.Duration // how far after it was stored a request's not_before may be; default 30 days (less if the requests stream keeps requests shorter)
+	ScheduleRecheck time.Duration // longest a scheduled request rests in the stream between two deliveries; default 1h
 
 	ConfirmDelay    time.Duration // from a revocation to the first check that the key is dead; default 1s
 	ConfirmInterval time.Duration // at least this long between two such checks (each one GET /api_keys); default 5s
@@ -116,6 +121,8 @@ func (c *Config) setDefaults() {
 	defDur(&c.ConfirmInterval, 5*time.Second)
 	defDur(&c.ConfirmGiveUp, DefaultConfirmGiveUp)
 	defDur(&c.LeakedMissTTL, DefaultLeakedMissTTL)
+	defDur(&c.MaxSchedule, DefaultMaxSchedule)
+	defDur(&c.ScheduleRecheck, DefaultScheduleRecheck)
 	defDur(&c.CredentialRecheck, 5*time.Minute)
 	defDur(&c.CredentialRetry, 15*time.Second)
 	// The guards compare canonical key IDs, whatever spelling was configured.

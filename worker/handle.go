@@ -49,6 +49,10 @@ func (w *Worker) handle(ctx, stop context.Context, msg jetstream.Msg) {
 	case policyErr != nil:
 		v = untrusted(res, meta, events.CodeUnauthorizedRequest, policyErr.Error())
 	default:
+		var proceed bool
+		if meta, v, proceed = w.schedule(ctx, meta, req, res); !proceed {
+			break // too far ahead, waiting for its not_before, or sent back (schedule.go)
+		}
 		// Requests for one key take turns within the process, from decision to
 		// stored result: the second sees the first's delete, and the ledger
 		// then names the request that revoked the key. A leaked key's request
@@ -121,6 +125,7 @@ func newResult(req request, meta *jetstream.MsgMetadata, received time.Time) *ev
 		RequestedBy:          req.RequestedBy,
 		Source:               req.Source,
 		RequestedAt:          req.RequestedAt,
+		NotBefore:            req.NotBefore,
 		ReceivedAt:           received,
 		Trace:                req.Trace,
 	}
@@ -142,6 +147,9 @@ type verdict struct {
 	foreign bool // the key is another account's: only the leaked key can confirm it dead
 	// untrusted: stored in UntrustedStream, apart from the audit log.
 	untrusted bool
+	// delay, with waiting: a scheduled request rests in the stream this
+	// long, towards its not_before (schedule.go).
+	delay time.Duration
 }
 
 // untrusted rejects a request whose id cannot be trusted, under a message id
@@ -596,6 +604,7 @@ func (w *Worker) publish(ctx context.Context, v verdict) bool {
 // settle is the one place that decides how a delivery ends:
 //   - not decided, waiting for another copy, or not stored: back to the
 //     stream after a delay that grows with the deliveries, never at once;
+//   - scheduled for later: back to the stream until its not_before;
 //   - stored success: ack;
 //   - stored refusal or failure: terminate, with the error as the reason.
 //
@@ -605,6 +614,8 @@ func (w *Worker) settle(msg jetstream.Msg, meta *jetstream.MsgMetadata, v verdic
 	switch {
 	case v.res == nil && !v.waiting:
 		err = msg.NakWithDelay(w.cfg.RequeueDelay)
+	case v.delay > 0:
+		err = msg.NakWithDelay(v.delay)
 	case !stored:
 		err = msg.NakWithDelay(requeueDelay(w.cfg.RequeueDelay, meta.NumDelivered))
 	case v.res.Outcome.Succeeded():

@@ -10,7 +10,9 @@ import (
 )
 
 // How long the streams keep what they hold. Requests are work, not history:
-// a week is ample for an outage of every worker. Results are the audit log.
+// a week is ample for an outage of every worker, counted from when a
+// request is due (RequestsStreamConfig adds how far ahead one may be
+// scheduled). Results are the audit log.
 // A result is at most events.MaxResultSize; its message adds a subject and
 // the Nats-Msg-Id header. The results stream is bounded in bytes too, so no
 // flood of requests can fill the account's storage: the oldest results go
@@ -37,7 +39,9 @@ const (
 	ledgerMarkerTTL = time.Minute
 )
 
-// RequestsStreamConfig is the requests stream as Provision creates it.
+// RequestsStreamConfig is the requests stream as Provision creates it. It
+// keeps a request a week past the latest not_before it accepts, so a
+// scheduled request is still there when due (see scheduleLimit).
 func RequestsStreamConfig(c Config) jetstream.StreamConfig {
 	c.setDefaults()
 	return jetstream.StreamConfig{
@@ -47,7 +51,7 @@ func RequestsStreamConfig(c Config) jetstream.StreamConfig {
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
-		MaxAge:      requestsMaxAge,
+		MaxAge:      requestsMaxAge + c.MaxSchedule,
 		MaxMsgSize:  requestMaxMsgLen,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  requestsDupWin,

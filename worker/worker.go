@@ -48,6 +48,7 @@ type Worker struct {
 	egress       egress
 	holdings     *holdings
 	ackWait      atomic.Int64 // the bound consumer's ack wait, in nanoseconds
+	sched        schedState   // the requests stream's max age, for not_before (schedule.go)
 
 	bound          atomic.Bool   // consumer bound and pulling
 	credentialGone chan struct{} // closed once the worker deleted its own key

@@ -58,6 +58,7 @@ type Config struct {
 	Rate           Rate               // REVOKER_RATE: default auto
 	RateShare      float64            // REVOKER_RATE_SHARE: in (0, 1]; 0 for auto (the default)
 	MaxRetry       time.Duration      // REVOKER_MAX_RETRY: default 15m
+	MaxSchedule    time.Duration      // REVOKER_MAX_SCHEDULE: default 720h (30 days)
 	AttemptTimeout time.Duration      // REVOKER_ATTEMPT_TIMEOUT: default 10s
 	TrustedSigners []string           // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
 	MaxRequestAge  time.Duration      // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
@@ -93,6 +94,7 @@ type Config struct {
 	Match               string        // --match: with --all, only keys whose name matches this path.Match pattern; "" for any
 	Except              []string      // --except, repeatable: with --all, canonical key IDs spared too
 	Yes                 bool          // --yes: with --all, do not ask for the number of keys
+	At                  time.Time     // --at: no DELETE before it (not_before); zero for now
 
 	// results only.
 	Since    time.Time        // --since: only results stored at or after it; zero for all

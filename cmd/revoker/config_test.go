@@ -113,6 +113,7 @@ func TestDefaults(t *testing.T) {
 		Rate:                 Rate{Auto: true},
 		RateShare:            0, // auto
 		MaxRetry:             15 * time.Minute,
+		MaxSchedule:          30 * 24 * time.Hour,
 		AttemptTimeout:       10 * time.Second,
 		MaxRequestAge:        5 * time.Minute,
 		ResultsMode:          events.Structured,

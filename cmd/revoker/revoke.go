@@ -88,6 +88,9 @@ type outcome struct {
 	seq    uint64 // the request's sequence in the requests stream; 0 until stored
 	doc    []byte
 	result *events.Result
+	// scheduled, with --at: the worker lists the request as scheduled
+	// (revokeat.go); its result comes at not_before.
+	scheduled *worker.ScheduledRequest
 }
 
 // label names the key of o as revoke prints it: the key ID as given or,
@@ -143,6 +146,8 @@ func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []re
 		missing := o.result != nil && notInAccount(o.result) && !cfg.IgnoreNotFound
 		key := cell(o.label())
 		switch {
+		case o.result == nil && o.scheduled != nil:
+			printScheduled(stdout, cfg, o)
 		case o.result == nil:
 			printMissing(o, cfg, stopped, stdout, stderr)
 		case cfg.JSON:
@@ -160,7 +165,7 @@ func reportRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []re
 		if fp := o.leakedFingerprint(); o.leaked != nil && !cfg.JSON && fp != "" && fp != key {
 			fmt.Fprintf(stdout, "%s leaked_key_fingerprint=%s\n", key, cell(fp))
 		}
-		failed = failed || o.result == nil || !o.result.Outcome.Succeeded()
+		failed = failed || o.result == nil && o.scheduled == nil || o.result != nil && !o.result.Outcome.Succeeded()
 		notFound = notFound || missing
 	}
 	if stopped && failed { // some outcomes never came
@@ -213,13 +218,18 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 		remaining = len(reqs)
 		allDone   = make(chan struct{})
 	)
+	done := func() { // with mu held
+		if remaining--; remaining == 0 {
+			close(allDone)
+		}
+	}
 	deliver := func(o *outcome, r received) { // with mu held
 		if o.result != nil { // a repeat
 			return
 		}
 		o.result, o.doc = &r.res, r.doc
-		if remaining--; remaining == 0 {
-			close(allDone)
+		if o.scheduled == nil {
+			done()
 		}
 	}
 	onResult := func(m *nats.Msg) {
@@ -282,10 +292,30 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 	early = nil
 	mu.Unlock()
 
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	if !cfg.At.IsZero() {
+		seqs := make(map[*outcome]uint64, len(bySeq))
+		for seq, o := range bySeq {
+			seqs[o] = seq
+		}
+		watching.Go(func() {
+			watchSchedules(watchCtx, js, &mu, seqs, func(o *outcome, s worker.ScheduledRequest) {
+				mu.Lock()
+				defer mu.Unlock()
+				if o.result == nil && o.scheduled == nil {
+					o.scheduled = &s
+					done()
+				}
+			})
+		})
+	}
 	select {
 	case <-allDone:
 	case <-ctx.Done():
 	}
+	stopWatching()
+	watching.Wait()
 	mu.Lock()
 	defer mu.Unlock()
 	snapshot := make([]*outcome, len(outcomes))
@@ -341,6 +371,9 @@ func newRequestMsg(cfg Config, r revocation, signer *requestSigner) (*nats.Msg, 
 	}
 	if cfg.CancelOrdersRequest {
 		fields["cancel_orders"] = true
+	}
+	if !cfg.At.IsZero() {
+		fields["not_before"] = cfg.At.Format(time.RFC3339Nano)
 	}
 	body, err := json.Marshal(fields)
 	if err != nil {

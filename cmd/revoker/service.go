@@ -73,6 +73,7 @@ func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limi
 		Replicas:        cfg.StreamReplicas,
 		Concurrency:     cfg.Concurrency,
 		MaxRetry:        cfg.MaxRetry,
+		MaxSchedule:     cfg.MaxSchedule,
 		AttemptTimeout:  cfg.AttemptTimeout,
 		SelfKeyID:       cfg.KalshiKeyID,
 		AllowSelfRevoke: cfg.AllowSelfRevoke,

@@ -88,6 +88,7 @@ func catalogue() []*setting {
 		{group: "worker", flag: "rate", env: "REVOKER_RATE", def: "auto", arg: "RATE", help: "deletes per second: auto (from the account's limits), a number, or 0 for unlimited"},
 		{group: "worker", flag: "rate-share", env: "REVOKER_RATE_SHARE", def: "auto", arg: "FRACTION", help: "fraction of the account's rate budget this process may spend: auto (the live replicas split it evenly) or a number in (0, 1]; applies with --rate auto"},
 		{group: "worker", flag: "max-retry", env: "REVOKER_MAX_RETRY", def: shortDuration(worker.DefaultMaxRetry), arg: "DURATION", help: "retry budget per request, counted from when the request was stored"},
+		{group: "worker", flag: "max-schedule", env: "REVOKER_MAX_SCHEDULE", def: shortDuration(worker.DefaultMaxSchedule), arg: "DURATION", help: "how far ahead of when it was stored a request's not_before may be (revoke --at); less when the requests stream keeps requests shorter"},
 		{group: "worker", flag: "attempt-timeout", env: "REVOKER_ATTEMPT_TIMEOUT", def: shortDuration(worker.DefaultAttemptTimeout), arg: "DURATION", help: "timeout of one HTTP attempt"},
 		{group: "worker", flag: "trusted-signers", env: "REVOKER_TRUSTED_SIGNERS", arg: "KEYS", help: "NATS user public nkeys whose signed requests are accepted, comma-separated or @FILE (one per line); none: authentication off"},
 		{group: "worker", flag: "max-request-age", env: "REVOKER_MAX_REQUEST_AGE", def: "5m", arg: "DURATION", help: "oldest signed request accepted (only with trusted signers)"},
@@ -111,6 +112,7 @@ func catalogue() []*setting {
 		{group: "revoke", flag: "cancel-orders", def: "false", isBool: true, help: "once each key is deleted, cancel the resting orders it could have placed (its subaccount's; member-wide only where the worker allows it); the outcome's containment says what was cancelled"},
 		{group: "revoke", flag: "yes", def: "false", isBool: true, help: "with --all: go on without asking for the number of keys"},
 		{group: "revoke", flag: "dry-run", def: "false", isBool: true, help: "delete nothing: list the account's keys once and print what would happen to each key (with --all: the plan)"},
+		{group: "revoke", flag: "at", arg: "TIME", help: "revoke at TIME, an RFC 3339 time or +DURATION from now, not before (sends not_before): prints each request as scheduled once the worker has recorded it, and exits"},
 		{group: "revoke", flag: "ignore-not-found", def: "false", isBool: true, help: "a key this account does not have is not an error (otherwise exit status 3)"},
 
 		{group: "results", flag: "since", arg: "DURATION|TIME", help: "only results stored since then: a duration back from now (90m, 24h) or an RFC 3339 time"},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,6 +23,10 @@ type keyStatus struct {
 	State    keyState          `json:"state"`
 	Revoked  *worker.KeyRecord `json:"revoked"` // from the ledger; null when revoker never revoked the key
 	Listed   *bool             `json:"listed"`  // whether the account lists the key; null when nobody could tell
+	// Scheduled: requests for the key with a not_before (revoke --at),
+	// listed from when the worker first saw them until a week after their
+	// time; absent when none.
+	Scheduled []worker.ScheduledRequest `json:"scheduled,omitempty"`
 }
 
 // keyState is the verdict of "revoker status" on a key: what an operator
@@ -78,6 +83,9 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 	for i, id := range keyIDs {
 		st := keyStatus{APIKeyID: events.CanonicalAPIKeyID(id)}
 		if st.Revoked, err = ledger.Lookup(ctx, id); err != nil {
+			return refusal(ctx, err)
+		}
+		if st.Scheduled, err = ledger.Scheduled(ctx, id); err != nil {
 			return refusal(ctx, err)
 		}
 		if listed != nil {
@@ -163,6 +171,7 @@ func printKeyStatus(w io.Writer, st keyStatus, unknown string) {
 	} else {
 		fmt.Fprintln(w, "  revoked       not by revoker (the ledger has no record of it)")
 	}
+	printScheduledFor(w, st.Scheduled, time.Now())
 	switch {
 	case st.Listed == nil:
 		fmt.Fprintf(w, "  account       unknown: %s\n", unknown)

@@ -116,6 +116,7 @@ func (p *parser) build(spec command) Config {
 	cfg.Rate = p.rate()
 	cfg.RateShare = p.rateShare()
 	cfg.MaxRetry = p.duration("max-retry")
+	cfg.MaxSchedule = p.maxSchedule()
 	cfg.AttemptTimeout = p.duration("attempt-timeout")
 	cfg.AllowSelfRevoke = p.boolean("allow-self-revoke")
 	cfg.ProtectedKeys = p.protectedKeys()
@@ -152,6 +153,7 @@ func (p *parser) build(spec command) Config {
 	cfg.Match = p.matchPattern()
 	cfg.Except = p.exceptKeys()
 	cfg.Yes = p.boolean("yes")
+	cfg.At = p.at(time.Now())
 
 	cfg.Since = p.since(time.Now())
 	if s := p.get("key"); s.val != "" {
@@ -214,6 +216,7 @@ func (p *parser) revokeForm(cfg Config, args []string) bool {
 			p.warn("--yes has no effect without --all")
 		}
 	}
+	p.atForm(cfg)
 	switch {
 	case cfg.LeakedKeyFile != "":
 		if cfg.All {
