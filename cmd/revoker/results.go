@@ -3,16 +3,20 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker"
 )
 
 // results is "revoker results": the audit log, filtered, as a table or one
@@ -53,6 +57,9 @@ func readResults(ctx context.Context, nc *nats.Conn, cfg Config, logger *slog.Lo
 		}
 	}
 	if err := readLogs(ctx, logs, cfg.Since, cfg.Follow, p.print, p.w.Flush); err != nil || cfg.Follow {
+		return err
+	}
+	if err := p.printScheduled(ctx, nc); err != nil {
 		return err
 	}
 	if p.rows == 0 && !cfg.JSON {
@@ -98,10 +105,17 @@ func (f resultFilter) match(r storedResult, res *events.Result) bool {
 		return false
 	case len(f.outcomes) > 0 && !slices.Contains(f.outcomes, res.Outcome):
 		return false
+	}
+	return f.matchRequest(res.RequestID) || f.matchRequest(r.MsgID)
+}
+
+// matchRequest reports whether --request selects request id.
+func (f resultFilter) matchRequest(id string) bool {
+	switch {
 	case f.prefix && f.request != "":
-		return strings.HasPrefix(res.RequestID, f.request) || strings.HasPrefix(r.MsgID, f.request)
+		return strings.HasPrefix(id, f.request)
 	case f.request != "":
-		return res.RequestID == f.request || r.MsgID == f.request
+		return id == f.request
 	}
 	return true
 }
@@ -156,6 +170,51 @@ func (p *resultPrinter) print(r storedResult) error {
 		cell(blastCell(res)), cell(containmentCell(res.Containment)))
 	return err
 }
+
+// printScheduled adds the key's requests still waiting for their
+// not_before (revoke --at) when --key selects one key: they have no result
+// yet, and the ledger lists them.
+func (p *resultPrinter) printScheduled(ctx context.Context, nc *nats.Conn) error {
+	if p.filter.key == "" || !p.filter.selects(scheduledOutcome) {
+		return nil
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	kl, err := worker.OpenKeyLedger(ctx, js)
+	if err != nil {
+		return nil // no ledger: nothing scheduled either
+	}
+	list, err := kl.Scheduled(ctx, p.filter.key)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, s := range list {
+		if !now.Before(s.NotBefore) || !p.filter.matchRequest(s.RequestID) {
+			continue // due: its result is above, or on its way
+		}
+		p.rows++
+		if p.json {
+			b, _ := json.Marshal(scheduledLine{s.RequestID, s.RequestSeq, p.filter.key, string(scheduledOutcome), s.NotBefore.UTC()})
+			if _, err := p.w.Write(append(events.EscapeJSON(b), '\n')); err != nil {
+				return err
+			}
+			continue
+		}
+		p.header()
+		if _, err := fmt.Fprintf(p.w, resultRow, "-", cell(s.RequestID), cell(p.filter.key), string(scheduledOutcome),
+			"for "+s.NotBefore.UTC().Format("2006-01-02T15:04:05Z"), "0", "", ""); err != nil {
+			return err
+		}
+	}
+	return p.w.Flush()
+}
+
+// scheduledOutcome is how results and revoke --at show a request waiting for
+// its not_before: not an outcome of the contract, it has none yet.
+const scheduledOutcome = events.Outcome("scheduled")
 
 // blastCell is a result's blast radius in one cell: the key's scopes as the
 // account listed them, "@S" for a key restricted to subaccount S; "" when

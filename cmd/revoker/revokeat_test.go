@@ -71,6 +71,21 @@ func TestRevokeAt(t *testing.T) {
 	if !w.emu.HasKey(keys[1]) {
 		t.Error("the key scheduled an hour ahead is gone")
 	}
+	// results --key shows the request still waiting, as scheduled, with its time.
+	table, _, _ := w.run2("", "results", "--key", keys[1])
+	want := line.RequestID + " "
+	if !strings.Contains(table, want) || !strings.Contains(table, "scheduled") || !strings.Contains(table, "for "+line.NotBefore.UTC().Format("2006-01-02T15:04:05Z")) {
+		t.Errorf("results --key before the time:\n%s\nwant %s scheduled with its time", table, line.RequestID)
+	}
+	jsonOut, _, _ := w.run2("", "results", "--json", "--key", keys[1])
+	var got struct {
+		RequestID string    `json:"request_id"`
+		Outcome   string    `json:"outcome"`
+		NotBefore time.Time `json:"not_before"`
+	}
+	if err := json.Unmarshal([]byte(jsonOut), &got); err != nil || got.RequestID != line.RequestID || got.Outcome != "scheduled" || !got.NotBefore.Equal(line.NotBefore) {
+		t.Errorf("results --json --key: %q (%v), want the scheduled request", jsonOut, err)
+	}
 }
 
 // --at is checked before anything is sent.
