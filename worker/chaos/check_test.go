@@ -375,8 +375,11 @@ func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage) {
 			// When the replica sent it: its signing time. On a loaded
 			// machine the proxies and the emulator (in this process) may
 			// take longer to pass a request on than any pause's grace.
-			sent := d.Signed
-			if sent.IsZero() {
+			// The signing time is whole milliseconds (Kalshi's timestamp
+			// header): the DELETE left at most 1 ms after it (seed 391272:
+			// "sent 1s after" a 1 s Retry-After, inside it by the rounding).
+			sent := d.Signed.Add(time.Millisecond - time.Nanosecond)
+			if d.Signed.IsZero() {
 				sent = d.Arrived
 			}
 			if sent.After(from.Add(grace)) && sent.Before(until) && !insideDel[i] {
