@@ -99,7 +99,7 @@ func runRunbook(t *testing.T, lines []string, env map[string]string, h runbookHo
 	t.Helper()
 	sandboxUp, revoked, allRevoked := false, false, false
 	contained, scheduled := "", "" // the keys revoke --cancel-orders and revoke --at asked for
-	planned := "" // the number of keys revoke --all --dry-run planned
+	planned := ""                  // the number of keys revoke --all --dry-run planned
 	for _, line := range lines {
 		words := shellWords(t, line, env)
 		switch {
