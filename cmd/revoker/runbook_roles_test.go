@@ -112,7 +112,9 @@ func TestIncidentRunbookLeastPrivilege(t *testing.T) {
 	srv := natstest.Start(t, natstest.WithConfigFile(conf))
 
 	// The account as the sandbox seeds it: revoker's own key, five others,
-	// the private key of one of them as the leaked PEM.
+	// the private key of one of them as the leaked PEM, and a trading key
+	// restricted to a subaccount that has resting orders, as the primary
+	// account does.
 	emu := emulatortest.Start(t, emulator.Options{})
 	selfID := emu.AddKey("revoker-sandbox", &emulatortest.Key().PublicKey, "read", "write")
 	var seeded []string
@@ -125,12 +127,15 @@ func TestIncidentRunbookLeastPrivilege(t *testing.T) {
 	if err := os.WriteFile(leakedPEM, pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	trading := emu.AddSubaccountKey("sandbox-trading-bot", &emulatortest.OtherKey().PublicKey, sandboxTradingSubaccount, "read", "write::trade")
+	emu.AddOrders(sandboxTradingSubaccount, 3)
+	emu.AddOrders(0, 2)
 
 	httpAddr := natstest.FreeAddr(t)
 	workerEnv := map[string]string{
 		"NATS_URL": srv.URL(), "NATS_NKEY_SEED": seeds["worker"],
 		"KALSHI_BASE_URL": emu.URL(), "KALSHI_API_KEY_ID": selfID, "KALSHI_PRIVATE_KEY_PATH": emulatortest.WritePEM(t, emulatortest.Key()),
-		"REVOKER_HTTP_ADDR": httpAddr, "REVOKER_LOG_FORMAT": "json",
+		"REVOKER_HTTP_ADDR": httpAddr, "REVOKER_LOG_FORMAT": "json", "REVOKER_CANCEL_ORDERS": "subaccount",
 	}
 	logs := &syncBuffer{}
 	stop, _ := natstest.Go(t, 30*time.Second, "run did not stop", func(ctx context.Context) error {
@@ -151,7 +156,8 @@ func TestIncidentRunbookLeastPrivilege(t *testing.T) {
 	})
 
 	// What ". sandbox.env" sets, less the Kalshi settings.
-	env := map[string]string{"NATS_URL": srv.URL(), "REVOKER_LOG_FORMAT": "json", "LEAKED_KEY_ID": seeded[0], "LEAKED_PEM": leakedPEM}
+	env := map[string]string{"NATS_URL": srv.URL(), "REVOKER_LOG_FORMAT": "json", "LEAKED_KEY_ID": seeded[0], "LEAKED_PEM": leakedPEM,
+		"TRADING_KEY_ID": trading, "OLD_KEY_ID": seeded[1]}
 	runRunbook(t, lines, env, runbookHooks{
 		sandbox: func([]string) {},
 		source:  func(string) {},
@@ -167,6 +173,10 @@ func TestIncidentRunbookLeastPrivilege(t *testing.T) {
 			return e
 		},
 	})
+	if emu.RestingOrders(sandboxTradingSubaccount) != 0 || emu.RestingOrders(0) != 2 {
+		t.Errorf("resting orders: subaccount %d %d, primary %d; want 0, 2 (only the trading key's subaccount's cancelled)",
+			sandboxTradingSubaccount, emu.RestingOrders(sandboxTradingSubaccount), emu.RestingOrders(0))
+	}
 	// The grants bite: the auditor may not ask for a plan, nor the requester
 	// read the audit log.
 	auditor := &world{t: t, env: map[string]string{"NATS_URL": srv.URL(), "NATS_NKEY_SEED": seeds["auditor"],

@@ -98,7 +98,8 @@ type runbookHooks struct {
 func runRunbook(t *testing.T, lines []string, env map[string]string, h runbookHooks) {
 	t.Helper()
 	sandboxUp, revoked, allRevoked := false, false, false
-	planned := "" // the number of keys revoke --all --dry-run planned
+	contained, scheduled := "", "" // the keys revoke --cancel-orders and revoke --at asked for
+	planned := ""                  // the number of keys revoke --all --dry-run planned
 	for _, line := range lines {
 		words := shellWords(t, line, env)
 		switch {
@@ -120,6 +121,8 @@ func runRunbook(t *testing.T, lines []string, env map[string]string, h runbookHo
 			w.env = h.as(words)
 		}
 		all, leaked, dry := slices.Contains(words, "--all"), slices.Contains(words, "--leaked-key"), slices.Contains(words, "--dry-run")
+		cancel, at := slices.Contains(words, "--cancel-orders"), slices.Contains(words, "--at")
+		last := words[len(words)-1]
 		stdin := ""
 		if all && !dry && !slices.Contains(words, "--yes") {
 			stdin = planned + "\n" // the operator types the count the plan printed
@@ -142,8 +145,19 @@ func runRunbook(t *testing.T, lines []string, env map[string]string, h runbookHo
 			want = []string{" revoked\n", " leaked_key_fingerprint=sha256:", " confirmed\n"}
 		case cmd == "revoke" && dry:
 			want = []string{key + " would_revoke"}
+		case cmd == "revoke" && cancel:
+			// The sandbox's trading key, restricted to subaccount 1.
+			want, contained = []string{last + " revoked\n", last + " confirmed\n"}, last
+		case cmd == "revoke" && at:
+			want, scheduled = []string{last + " scheduled for ", "(request revoker-cli-"}, last
 		case cmd == "revoke":
 			want, revoked = []string{key + " revoked\n"}, true
+		case cmd == "status" && last == contained:
+			// Subaccount 1 had 3 orders, the primary account 2: only the 3 go.
+			want = []string{"  scopes        read,write::trade\n", "  subaccount    1 (the key was restricted to it)\n",
+				"  orders        3 resting orders cancelled after the DELETE\n", "does not list the key"}
+		case cmd == "status" && last == scheduled:
+			want = []string{"  scheduled     for ", "waiting in the requests stream", "lists the key: it is live"}
 		case cmd == "status" && revoked:
 			want = []string{"by request revoker-cli-", "does not list the key"}
 		case cmd == "status":
@@ -162,6 +176,9 @@ func runRunbook(t *testing.T, lines []string, env map[string]string, h runbookHo
 	}
 	if !revoked {
 		t.Error("the runbook revokes nothing")
+	}
+	if contained == "" || scheduled == "" {
+		t.Errorf("the runbook contains no trading key (%q) or schedules no rotation (%q)", contained, scheduled)
 	}
 	if allRevoked {
 		w := &world{t: t, env: env}

@@ -28,6 +28,10 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 )
 
+// sandboxTradingSubaccount is the subaccount the sandbox's trading key is
+// restricted to.
+const sandboxTradingSubaccount = 1
+
 // sandboxInfo is DIR/sandbox.json: enough for any Kalshi client, the
 // official SDKs too, to talk to the emulator, and for any NATS client to
 // send requests.
@@ -37,6 +41,7 @@ type sandboxInfo struct {
 	APIKeyID       string   `json:"api_key_id"`
 	PrivateKeyPath string   `json:"private_key_path"`
 	Keys           []string `json:"keys"`
+	TradingKeyID   string   `json:"trading_key_id"` // restricted to subaccount 1, with resting orders
 }
 
 // sandbox is "revoker sandbox": an embedded NATS JetStream server, the
@@ -120,6 +125,16 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 		seeded[i] = emu.AddKey(fmt.Sprintf("sandbox-key-%d", i+1), pub, "read", "write")
 	}
 
+	// A leaked trading key to rehearse containment with: restricted to
+	// subaccount 1, which has resting orders, as the primary account does.
+	tradingPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	tradingID := emu.AddSubaccountKey("sandbox-trading-bot", tradingPub, sandboxTradingSubaccount, "read", "write::trade")
+	emu.AddOrders(sandboxTradingSubaccount, 3)
+	emu.AddOrders(0, 2)
+
 	client, err := kalshi.New(kalshi.Config{BaseURL: emuURL, KeyID: selfID, PrivateKey: signer, UserAgent: userAgent()})
 	if err != nil {
 		return err
@@ -133,7 +148,7 @@ func sandbox(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Wri
 
 	cfg.KalshiKeyID = selfID
 	cfg.KalshiBaseURL = emuURL
-	info := sandboxInfo{NATSURL: ns.ClientURL(), KalshiBaseURL: emuURL, APIKeyID: selfID, PrivateKeyPath: keyPath, Keys: seeded}
+	info := sandboxInfo{NATSURL: ns.ClientURL(), KalshiBaseURL: emuURL, APIKeyID: selfID, PrivateKeyPath: keyPath, Keys: seeded, TradingKeyID: tradingID}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -249,14 +264,20 @@ func exportLine(info sandboxInfo) string {
 // sandboxEnv is DIR/sandbox.env: ". DIR/sandbox.env" in a POSIX shell points
 // every later revoker command at the sandbox. LEAKED_KEY_ID, the last seeded
 // key (--demo revokes the first two), is the key the README's incident
-// runbook rehearses with; LEAKED_PEM the private key of another one.
+// runbook rehearses with; LEAKED_PEM the private key of another one;
+// TRADING_KEY_ID the subaccount key with resting orders; OLD_KEY_ID the
+// first seeded key, the one its rotation schedules.
 func sandboxEnv(info sandboxInfo, leakedPEM string) string {
 	return "# Written by revoker sandbox; \". sandbox.env\" points revoker at it while it runs.\n" +
 		exportLine(info) + "\n" +
 		"# A seeded key to rehearse the incident runbook with.\n" +
 		"LEAKED_KEY_ID=" + shellQuote(info.Keys[len(info.Keys)-1]) + "\n" +
 		"# The private key of another seeded key, as if it leaked: revoker revoke --leaked-key \"$LEAKED_PEM\"\n" +
-		"LEAKED_PEM=" + shellQuote(leakedPEM) + "\n"
+		"LEAKED_PEM=" + shellQuote(leakedPEM) + "\n" +
+		"# A trading key restricted to subaccount 1, which has resting orders: revoker revoke --cancel-orders \"$TRADING_KEY_ID\"\n" +
+		"TRADING_KEY_ID=" + shellQuote(info.TradingKeyID) + "\n" +
+		"# A seeded key to rehearse a rotation with: revoker revoke --at +24h \"$OLD_KEY_ID\"\n" +
+		"OLD_KEY_ID=" + shellQuote(info.Keys[0]) + "\n"
 }
 
 // shellQuote quotes s for a POSIX shell when it needs quoting.

@@ -176,7 +176,7 @@ func TestSandboxEnvFile(t *testing.T) {
 	}
 	env := map[string]string{}
 	source(t, envFile, env)
-	for _, name := range []string{"NATS_URL", "KALSHI_BASE_URL", "KALSHI_API_KEY_ID", "KALSHI_PRIVATE_KEY_PATH", "LEAKED_KEY_ID"} {
+	for _, name := range []string{"NATS_URL", "KALSHI_BASE_URL", "KALSHI_API_KEY_ID", "KALSHI_PRIVATE_KEY_PATH", "LEAKED_KEY_ID", "TRADING_KEY_ID", "OLD_KEY_ID"} {
 		if env[name] == "" {
 			t.Errorf("sandbox.env sets no %s", name)
 		}
@@ -188,6 +188,10 @@ func TestSandboxEnvFile(t *testing.T) {
 	out2, _, code := w.run2("", "keys")
 	if code != 0 || !strings.Contains(out2, env["LEAKED_KEY_ID"]) {
 		t.Errorf("keys: exit %d\n%s", code, out2)
+	}
+	// The trading key the runbook contains: restricted to subaccount 1.
+	if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(env["TRADING_KEY_ID"]) + `\s+sandbox-trading-bot\s+read,write::trade\s+1$`).MatchString(out2) {
+		t.Errorf("keys does not list the trading key %q restricted to subaccount 1:\n%s", env["TRADING_KEY_ID"], out2)
 	}
 	if d := time.Since(start); d < 150*time.Millisecond {
 		t.Errorf("keys took %v; the emulator adds 150ms to 200ms", d)
