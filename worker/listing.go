@@ -16,12 +16,12 @@ import (
 // DELETE is shared by the whole fleet, not only by one process: one replica,
 // the lister (the live replica with the lowest id, as in failover.go),
 // lists the account at most once per listingMaxAge for every replica, and
-// the others ask it on revoker.fleet.listing.<consumer> for the one key they
-// need, and confirmation rounds ask it which of their keys are still
-// listed. During a mass revocation that is one GET /api_keys every 2 s for
-// the fleet instead of one per replica, plus one per replica per round. A replica that gets no answer in time
-// (the lister died, or NATS is slow) lists for itself: sharing only saves
-// budget, it decides nothing.
+// the others ask it, on revoker.fleet.listing.<consumer>.<its id>, which of
+// the keys they need are listed; confirmation rounds ask it too. During a
+// mass revocation that is one GET /api_keys every 2 s for the fleet instead
+// of one per replica. A replica that gets no answer in time (the lister
+// died, is cut off from Kalshi, or NATS is slow) lists for itself: sharing
+// only saves budget, it decides nothing.
 
 // listingMaxAge is how old an account listing may be to say whether a key
 // is listed before its first DELETE.
@@ -134,7 +134,7 @@ func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID str
 // lists for itself for listingAskPause, so that a lister cut off from Kalshi
 // or dead costs the others one wait, not one per request.
 const (
-	listingAskTimeout = 2 * time.Second
+	listingAskTimeout = time.Second
 	listingAskPause   = 5 * time.Second
 )
 
@@ -159,20 +159,45 @@ const (
 	maxListingAsk = 512
 )
 
-func (w *Worker) listingSubject() string { return FleetSubject + ".listing." + w.cfg.Consumer }
+// listingSubject is where replica id answers questions about the listing:
+// each replica listens on its own, so that a question to a lister that died
+// gets "no responders" at once instead of waiting out a timeout.
+func (w *Worker) listingSubject(id string) string {
+	return FleetSubject + ".listing." + w.cfg.Consumer + "." + id
+}
 
-// isLister reports whether this replica lists for the fleet: no live replica
-// it hears has a lower id.
-func (w *Worker) isLister() bool {
+// lister returns the id of the replica that lists for the fleet: the live
+// replica with the lowest id this one hears, itself included.
+func (w *Worker) lister() string {
 	f := w.holdings
 	if f == nil || w.js == nil {
-		return true // a worker outside a fleet (unit tests)
+		return "" // a worker outside a fleet (unit tests)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := time.Now()
+	now, lowest := time.Now(), f.id
 	for id, p := range f.peers {
-		if id < f.id && now.Sub(p.seen) <= heldStrike {
+		if id < lowest && now.Sub(p.seen) <= heldStrike && validReplicaID(id) {
+			lowest = id
+		}
+	}
+	return lowest
+}
+
+// isLister reports whether this replica lists for the fleet.
+func (w *Worker) isLister() bool {
+	id := w.lister()
+	return id == "" || id == w.holdings.id
+}
+
+// validReplicaID: what newHoldings makes (hex), nothing that could change
+// a subject.
+func validReplicaID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
 			return false
 		}
 	}
@@ -207,7 +232,7 @@ func (w *Worker) askListerOnce(ctx context.Context, q listingAsk) (map[string]ka
 	b, _ := json.Marshal(q)
 	actx, cancel := context.WithTimeout(ctx, listingAskTimeout)
 	defer cancel()
-	m, err := w.js.Conn().RequestWithContext(actx, w.listingSubject(), b)
+	m, err := w.js.Conn().RequestWithContext(actx, w.listingSubject(w.lister()), b)
 	var a listingAnswer
 	if err != nil || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &a) != nil || a.Error != "" {
 		return nil, false
@@ -231,7 +256,7 @@ func (w *Worker) askListerOnce(ctx context.Context, q listingAsk) (map[string]ka
 // the lister, until ctx ends.
 func (w *Worker) serveListing(ctx context.Context) (stop func(), err error) {
 	var inflight sync.WaitGroup
-	sub, err := w.js.Conn().Subscribe(w.listingSubject(), func(m *nats.Msg) {
+	sub, err := w.js.Conn().Subscribe(w.listingSubject(w.holdings.id), func(m *nats.Msg) {
 		var q listingAsk
 		if m.Reply == "" || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &q) != nil ||
 			len(q.Keys) > maxListingAsk || q.MaxAge < 0 || !w.isLister() {
