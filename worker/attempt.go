@@ -103,8 +103,10 @@ func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed
 			}
 			next.Others = slices.Clone(cur.Others)
 			// Decided with an attempt that may have landed, or gone quiet:
-			// its attempts may be what deleted the key.
-			if decided == nil || decided.MayHaveDeleted {
+			// its attempts may be what deleted the key, if the account
+			// listed it before them (key ids are never reused: one not
+			// listed then was gone already; chaos seed 772897).
+			if (decided == nil || decided.MayHaveDeleted) && cur.Listed {
 				next.Others = append(next.Others, otherAttempt{RequestID: cur.RequestID, At: cur.At, Listed: cur.Listed, Key: cur.Key})
 				if n := len(next.Others); n > maxOthers {
 					next.Others = next.Others[n-maxOthers:]

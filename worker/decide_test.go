@@ -254,7 +254,20 @@ func TestEncodeFallsBackToAMinimalResult(t *testing.T) {
 // listed and its new DELETE gets a 404: it must still count its first
 // attempt (listed before it, unanswered) and end revoked, or the key's one
 // delete is named by no revoked result.
+//
+// And again (the seed, once that was mended): r2's own decision said its
+// attempts may have deleted the key (an earlier delivery of r2 had held it
+// too), but the account did not list the key before r2's first attempt:
+// r2 cannot have deleted it, and r1 is still the one that did.
 func TestRequestTakingItsKeyBackKeepsItsFirstAttempt(t *testing.T) {
+	for _, r2MayHaveDeleted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("r2 may have deleted=%v", r2MayHaveDeleted), func(t *testing.T) {
+			takeKeyBack(t, r2MayHaveDeleted)
+		})
+	}
+}
+
+func takeKeyBack(t *testing.T, r2MayHaveDeleted bool) {
 	srv := natstest.Start(t)
 	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
 	if err != nil {
@@ -269,7 +282,7 @@ func TestRequestTakingItsKeyBackKeepsItsFirstAttempt(t *testing.T) {
 	const key = "k-back"
 	first := time.Now().Add(-time.Minute)
 	// r2 decided already_revoked, its own attempt answered (404).
-	if _, _, err := led.claim(ctx, "r2", requestEntry{Key: key, Seq: 2, ClaimedAt: first, Attempted: true, Result: json.RawMessage(`{}`)}); err != nil {
+	if _, _, err := led.claim(ctx, "r2", requestEntry{Key: key, Seq: 2, ClaimedAt: first, Attempted: true, Result: json.RawMessage(`{}`), MayHaveDeleted: r2MayHaveDeleted}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := led.claim(ctx, "r1", requestEntry{Key: key, Seq: 1, ClaimedAt: first, Attempted: true}); err != nil {

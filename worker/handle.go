@@ -441,12 +441,27 @@ func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.
 	next.Result, next.MayHaveDeleted = doc, mayHaveDeleted
 	var keyRev uint64
 	var decisionErr, keyErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { _, decisionErr = w.ledger.update(ctx, req.ID, c, next) })
-	if res.Outcome == events.Revoked {
-		wg.Go(func() { keyRev, keyErr = w.ledger.recordRevoked(ctx, res.APIKeyID, keyRecordOf(res)) })
+	// What Kalshi answered a DELETE is known only here: a NAK would leave
+	// the next delivery a 404 to judge. So the writes are retried while the
+	// message is kept alive, through a NATS node's election (a few seconds).
+	decisionDone, keyDone := false, res.Outcome != events.Revoked
+	for wait := decisionRetry; ; wait *= 2 {
+		var wg sync.WaitGroup
+		if !decisionDone {
+			wg.Go(func() { _, decisionErr = w.ledger.update(ctx, req.ID, c, next); decisionDone = decisionErr == nil })
+		}
+		if !keyDone {
+			wg.Go(func() {
+				keyRev, keyErr = w.ledger.recordRevoked(ctx, res.APIKeyID, keyRecordOf(res))
+				keyDone = keyErr == nil
+			})
+		}
+		wg.Wait()
+		if errors.Join(decisionErr, keyErr) == nil || errors.Is(decisionErr, errLedgerConflict) || !mayHaveDeleted || wait > decisionRetryMax || ctx.Err() != nil {
+			break
+		}
+		sleep(ctx, wait)
 	}
-	wg.Wait()
 	if err := errors.Join(decisionErr, keyErr); err != nil {
 		if errors.Is(decisionErr, errLedgerConflict) {
 			return verdict{}, errLedgerConflict
@@ -455,6 +470,13 @@ func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.
 	}
 	return verdict{res: res, doc: doc, msgID: req.ID, keyRev: keyRev}, nil
 }
+
+// How a decision after a DELETE is retried when the ledger does not answer:
+// 250 ms, then twice as long each time, about 8 s in all.
+const (
+	decisionRetry    = 250 * time.Millisecond
+	decisionRetryMax = 4 * time.Second
+)
 
 // refuse ends res with the error code and message, before any DELETE.
 func refuse(res *events.Result, code events.Code, message string) {

@@ -39,8 +39,11 @@ const ciSeed = 1
 //     answered a restarting replica's account-limits read, and then (1 run
 //     in 4) its endpoint-costs read, which heeded no 429;
 //   - 772897: a key deleted once and named by no revoked: the request whose
-//     lost-answer DELETE deleted it came back after another request's 404
-//     and did not count its first attempt;
+//     DELETE deleted it (its answer lost, or its decision not recorded while
+//     a NATS node was down) came back after another request's 404 and did
+//     not count its first attempt; then the other request's own attempts,
+//     made after the key was gone, were counted as ones that may have
+//     deleted it;
 //   - 391272: the judge's own error: a DELETE signed in the last
 //     millisecond of a Retry-After (signing times are whole milliseconds).
 var chaosRegressions = []uint64{161892, 727081, 201799, 108172, 772897, 391272}
