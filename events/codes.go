@@ -1,8 +1,10 @@
 package events
 
 // The error codes, in one table (codes): each code's outcome, whether it is
-// where an attack shows, and what it means. Code.Outcome, the metrics, the
-// alerts' and the contract's tests read it; add a code here first.
+// where an attack shows, and what it means. Code.Outcome reads it, and so do
+// the tests of the contract's Outcomes table, the alerts and the dashboard
+// (deploy/monitoring_test.go): add a code here first, and they say what else
+// must name it.
 
 import "slices"
 
