@@ -55,22 +55,19 @@ func promDuration(s string) (time.Duration, bool) {
 }
 
 // attackCodes are the rejections where an attack shows (issue 12): a request
-// revoker must refuse, from someone who may publish requests.
-var attackCodes = []events.Code{
-	events.CodeUnauthorizedRequest,
-	events.CodeProtectedKey,
-	events.CodeSelfRevocationRefused,
-	events.CodeConflictingRequestID,
-}
-
-// allCodes is every error code a result can carry, and "" (none).
-var allCodes = []events.Code{
-	"",
-	events.CodeInvalidRequest, events.CodeUnauthorizedRequest, events.CodeSelfRevocationRefused,
-	events.CodeProtectedKey, events.CodeConflictingRequestID, events.CodeLeakedKeyNotFound,
-	events.CodeKalshiBadRequest, events.CodeKalshiUnauthorized, events.CodeRetriesExhausted,
-	events.CodeMaxDeliveries, events.CodeCancelOrdersNotAllowed,
-}
+// revoker must refuse, from someone who may publish requests. allCodes is
+// every error code a result can carry, and "" (none). Both come from the
+// code table, events.Codes.
+var attackCodes, allCodes = func() (attack, all []events.Code) {
+	all = []events.Code{""}
+	for _, ci := range events.Codes() {
+		all = append(all, ci.Code)
+		if ci.Attack {
+			attack = append(attack, ci.Code)
+		}
+	}
+	return attack, all
+}()
 
 var (
 	resultsSelectorRE = regexp.MustCompile(`revoker_results_total\s*\{([^}]*)\}`)
@@ -216,7 +213,7 @@ func TestAlerts(t *testing.T) {
 		}
 	}
 	if attack == nil {
-		t.Fatal("no RevokerRequestRefused alert on refused requests (unauthorized_request, protected_key, self_revocation_refused, conflicting_request_id)")
+		t.Fatalf("no RevokerRequestRefused alert on refused requests (%q)", attackCodes)
 	}
 	if err := selectsAttackCodes(attack.Expr); err != nil {
 		t.Errorf("RevokerRequestRefused: %v", err)
@@ -235,6 +232,26 @@ func TestAlerts(t *testing.T) {
 	for _, c := range attackCodes {
 		if !strings.Contains(attack.Annotations["description"], string(c)) {
 			t.Errorf("RevokerRequestRefused: the description does not say what %s means", c)
+		}
+	}
+}
+
+// The alert on failed outcomes tells the operator what each failure code
+// means: a code added to events.Codes with outcome failed must be named in
+// its description.
+func TestFailedAlertNamesEveryFailedCode(t *testing.T) {
+	var failed []alertRule
+	for _, r := range alertRules(t) {
+		if strings.Contains(r.Expr, `revoker_results_total{outcome="failed"}`) {
+			failed = append(failed, r)
+		}
+	}
+	if len(failed) != 1 {
+		t.Fatalf("%d alerts on failed outcomes, want 1", len(failed))
+	}
+	for _, ci := range events.Codes() {
+		if ci.Outcome == events.Failed && !strings.Contains(failed[0].Annotations["description"], string(ci.Code)) {
+			t.Errorf("%s: the description does not say what %s means (%s)", failed[0].Alert, ci.Code, ci.Meaning)
 		}
 	}
 }
@@ -335,6 +352,6 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 	if !attackPanel {
-		t.Error("no panel shows the rejections unauthorized_request, protected_key, self_revocation_refused and conflicting_request_id")
+		t.Errorf("no panel shows the rejections %q", attackCodes)
 	}
 }

@@ -184,3 +184,26 @@ func EscapeJSON(doc []byte) []byte {
 	}
 	return out
 }
+
+// Quote quotes s for a message, cut to 64 bytes (and marked "...") so that
+// no field, however long, makes a long message. Every character that is not
+// Printable is escaped.
+func Quote(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return quoteAll(s)
+	}
+	return quoteAll(cut(s, max)) + "..."
+}
+
+// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}

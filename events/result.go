@@ -36,40 +36,6 @@ func (o Outcome) Valid() bool {
 	return false
 }
 
-// Code says why a request was rejected or failed.
-type Code string
-
-// The error codes. The first seven come with Rejected, the others with Failed.
-const (
-	CodeInvalidRequest        Code = "invalid_request"         // the request does not follow the contract
-	CodeUnauthorizedRequest   Code = "unauthorized_request"    // it fails the request-authentication policy
-	CodeSelfRevocationRefused Code = "self_revocation_refused" // it names the worker's own key
-	CodeProtectedKey          Code = "protected_key"           // it names a protected key
-	CodeConflictingRequestID  Code = "conflicting_request_id"  // its id already names a request for another key
-	CodeLeakedKeyNotFound     Code = "leaked_key_not_found"    // no key of the account matches a leaked private key
-	CodeKalshiBadRequest      Code = "kalshi_bad_request"      // Kalshi answered 400
-	CodeKalshiUnauthorized    Code = "kalshi_unauthorized"     // Kalshi answered 401 or 403
-	CodeRetriesExhausted      Code = "retries_exhausted"       // transient errors until the retry budget ran out
-	CodeMaxDeliveries         Code = "max_deliveries"          // the request was delivered too often
-
-	// CodeCancelOrdersNotAllowed is a containment error, never an outcome's:
-	// the deployment's REVOKER_CANCEL_ORDERS forbids the cancel a request asked for.
-	CodeCancelOrdersNotAllowed Code = "cancel_orders_not_allowed"
-)
-
-// Outcome returns the outcome a result with this code has: Rejected or Failed, or ""
-// for an unknown code and a containment-only one (CodeCancelOrdersNotAllowed).
-func (c Code) Outcome() Outcome {
-	switch c {
-	case CodeInvalidRequest, CodeUnauthorizedRequest, CodeSelfRevocationRefused, CodeProtectedKey,
-		CodeConflictingRequestID, CodeLeakedKeyNotFound, CodeKalshiBadRequest:
-		return Rejected
-	case CodeKalshiUnauthorized, CodeRetriesExhausted, CodeMaxDeliveries:
-		return Failed
-	}
-	return ""
-}
-
 // Error is the "error" of a Rejected or Failed result. It is also an error.
 type Error struct {
 	Code    Code   `json:"code"`

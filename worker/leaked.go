@@ -152,18 +152,14 @@ func (w *Worker) identifyFailure(what string, err error) *events.Error {
 	if what != "" {
 		what += ": "
 	}
-	var be *budgetError
-	switch {
-	case errors.Is(err, errStopped):
+	if errors.Is(err, errStopped) {
 		return nil
-	case errors.As(err, &be):
-		return &events.Error{Code: events.CodeRetriesExhausted, Message: what + be.why}
-	case unauthorized(err):
-		w.credentialRefused(err)
-		return &events.Error{Code: events.CodeKalshiUnauthorized, Message: what + err.Error()}
-	default:
-		return &events.Error{Code: events.CodeKalshiBadRequest, Message: what + err.Error()}
 	}
+	code := failureCode(err)
+	if code == events.CodeKalshiUnauthorized {
+		w.credentialRefused(err)
+	}
+	return &events.Error{Code: code, Message: what + err.Error()}
 }
 
 func stoppedOrNil(err error) error {

@@ -245,9 +245,6 @@ func (w *Worker) retryPolicy(storedAt time.Time) backoff.BackOff {
 // for Rejected and Failed, or "" when the failure is transient. Any 2xx
 // means the key was deleted.
 func classify(err error, status int) (events.Outcome, *events.Error) {
-	fail := func(o events.Outcome, code events.Code) (events.Outcome, *events.Error) {
-		return o, &events.Error{Code: code, Message: err.Error()}
-	}
 	switch {
 	case err == nil || status >= 200 && status <= 299:
 		return events.Revoked, nil
@@ -255,12 +252,28 @@ func classify(err error, status int) (events.Outcome, *events.Error) {
 		return events.AlreadyRevoked, nil
 	case kalshi.IsTransient(err):
 		return "", nil
+	}
+	code := failureCode(err)
+	return code.Outcome(), &events.Error{Code: code, Message: err.Error()}
+}
+
+// failureCode is the one reading of a Kalshi call that failed for good
+// (what call returned, neither a success, a 404 nor errStopped): the retry
+// budget ran out, Kalshi refused the worker's credential (401, 403), the key
+// ID is one Kalshi cannot take, or Kalshi refused the call otherwise (400,
+// or another 4xx it does not document for the call). The code's outcome is
+// the events table's (Code.Outcome).
+func failureCode(err error) events.Code {
+	var be *budgetError
+	switch {
+	case errors.As(err, &be):
+		return events.CodeRetriesExhausted
 	case unauthorized(err):
-		return fail(events.Failed, events.CodeKalshiUnauthorized)
+		return events.CodeKalshiUnauthorized
 	case errors.Is(err, kalshi.ErrInvalidKeyID):
-		return fail(events.Rejected, events.CodeInvalidRequest)
-	default: // 400, or another 4xx Kalshi does not document for this call
-		return fail(events.Rejected, events.CodeKalshiBadRequest)
+		return events.CodeInvalidRequest
+	default:
+		return events.CodeKalshiBadRequest
 	}
 }
 

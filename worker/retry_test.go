@@ -1,0 +1,60 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/kalshi"
+)
+
+// TestFailureCodeIsOneRule: a delete (classify) and a leaked key's search
+// (identifyFailure) read a failed Kalshi call alike, and the outcome is the
+// events table's for the code.
+func TestFailureCodeIsOneRule(t *testing.T) {
+	w := &Worker{cfg: Config{}, cred: newCredentialGate()}
+	w.cfg.setDefaults()
+	for _, tc := range []struct {
+		name string
+		err  error
+		code events.Code
+	}{
+		{"401", apiErr(401, 0), events.CodeKalshiUnauthorized},
+		{"403", apiErr(403, 0), events.CodeKalshiUnauthorized},
+		{"400", apiErr(400, 0), events.CodeKalshiBadRequest},
+		{"409", apiErr(409, 0), events.CodeKalshiBadRequest},
+		{"invalid key ID", fmt.Errorf("kalshi: %w", kalshi.ErrInvalidKeyID), events.CodeInvalidRequest},
+		{"budget", &budgetError{"the retry budget ran out"}, events.CodeRetriesExhausted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := failureCode(tc.err); got != tc.code {
+				t.Errorf("failureCode = %q, want %q", got, tc.code)
+			}
+			if e := w.identifyFailure("listing", tc.err); e == nil || e.Code != tc.code {
+				t.Errorf("identifyFailure = %v, want code %q", e, tc.code)
+			}
+			select { // a refused credential is checked again
+			case <-w.cred.recheck:
+				if tc.code != events.CodeKalshiUnauthorized {
+					t.Errorf("a %s asked to check the credential again", tc.name)
+				}
+			default:
+				if tc.code == events.CodeKalshiUnauthorized {
+					t.Errorf("a %s did not ask to check the credential again", tc.name)
+				}
+			}
+			var be *budgetError
+			if errors.As(tc.err, &be) {
+				return // a delete meets the budget before classify (exhausted)
+			}
+			o, e := classify(tc.err, httpStatus(tc.err))
+			if e == nil || e.Code != tc.code || o != tc.code.Outcome() {
+				t.Errorf("classify = %q/%v, want %q/%q", o, e, tc.code.Outcome(), tc.code)
+			}
+		})
+	}
+	if e := w.identifyFailure("listing", errStopped); e != nil {
+		t.Errorf("identifyFailure(errStopped) = %v, want nil", e)
+	}
+}
