@@ -191,15 +191,12 @@ func (w *Worker) callWrite(ctx, stop context.Context, storedAt time.Time, op fun
 
 // cancelFailure is the containment error of a cancel that failed with err.
 func cancelFailure(err error) *events.Error {
+	e := &events.Error{Code: failureCode(err), Message: err.Error()}
 	var be *budgetError
-	switch {
-	case errors.As(err, &be):
-		return &events.Error{Code: events.CodeRetriesExhausted, Message: "cancelling orders: " + be.why}
-	case unauthorized(err):
-		return &events.Error{Code: events.CodeKalshiUnauthorized, Message: err.Error()}
-	default:
-		return &events.Error{Code: events.CodeKalshiBadRequest, Message: err.Error()}
+	if errors.As(err, &be) {
+		e.Message = "cancelling orders: " + be.why
 	}
+	return e
 }
 
 func subaccountAttr(sub *int) any {
