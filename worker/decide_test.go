@@ -138,20 +138,25 @@ func (s *scripted) CancelOrders(context.Context, *int) (int, error) {
 	return 0, errors.New("scripted: no orders")
 }
 
-// decide against a real ledger: what an earlier delivery left there and
-// what Kalshi answers now make the verdict.
-func TestDecide(t *testing.T) {
+// newTestLedger is a ledger bucket on a NATS server of the test's own.
+func newTestLedger(t *testing.T) *ledger {
 	srv := natstest.Start(t)
 	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, LedgerConfig(Config{}))
+	kv, err := js.CreateKeyValue(context.Background(), LedgerConfig(Config{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	led := &ledger{kv: kv}
+	return &ledger{kv: kv}
+}
+
+// decide against a real ledger: what an earlier delivery left there and
+// what Kalshi answers now make the verdict.
+func TestDecide(t *testing.T) {
+	led := newTestLedger(t)
+	ctx := context.Background()
 	for _, tc := range []struct {
 		name      string
 		before    *requestEntry // the ledger entry of id "r" left by an earlier delivery
@@ -268,17 +273,8 @@ func TestRequestTakingItsKeyBackKeepsItsFirstAttempt(t *testing.T) {
 }
 
 func takeKeyBack(t *testing.T, r2MayHaveDeleted bool) {
-	srv := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	led := newTestLedger(t)
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, LedgerConfig(Config{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	led := &ledger{kv: kv}
 	const key = "k-back"
 	first := time.Now().Add(-time.Minute)
 	// r2 decided already_revoked, its own attempt answered (404).
