@@ -96,6 +96,8 @@ func (w *Worker) heldSubject() string { return FleetSubject + ".held." + w.cfg.C
 func (w *Worker) failoverLoop(ctx context.Context) {
 	nc := w.js.Conn()
 	f := w.holdings
+	var naks sync.WaitGroup
+	defer naks.Wait()
 	sub, err := nc.Subscribe(w.heldSubject(), func(m *nats.Msg) {
 		var b heldBeatMsg
 		if json.Unmarshal(m.Data, &b) != nil || b.ID == "" || b.ID == f.id || len(b.Held) > maxHeldAnnounced {
@@ -147,7 +149,7 @@ func (w *Worker) failoverLoop(ctx context.Context) {
 		for _, p := range struck {
 			if len(p.held) > 0 {
 				w.cfg.Logger.Warn("a replica fell silent; its requests are delivered again now", "requests", len(p.held))
-				go w.nakForDead(ctx, nc, p.held)
+				naks.Go(func() { w.nakForDead(ctx, nc, p.held) })
 			}
 		}
 	}
