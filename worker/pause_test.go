@@ -18,7 +18,7 @@ import (
 )
 
 // fleetOf joins a limiter to group's pauses on its own connection to url.
-func fleetOf(t *testing.T, url, group string, l *worker.Limiter) *nats.Conn {
+func fleetOf(t testing.TB, url, group string, l *worker.Limiter) *nats.Conn {
 	t.Helper()
 	nc := natstest.Connect(t, url)
 	f, err := worker.JoinFleet(nc, worker.FleetConfig{Group: group, Limiter: l})
@@ -47,10 +47,32 @@ func waitChanged[T comparable](within time.Duration, was T, get func() T) (T, ti
 	}
 }
 
-// TestFleetPause: a Retry-After honoured by one replica pauses another
-// within 250 ms, for as long as it asked; a 429 halves the other's rate;
-// another group hears nothing. It logs the propagation time (the README's
-// figure). Before the fleet, Pause held only its own limiter.
+// pauseRound pauses a for 2s (later each round: lengthens the pause) and
+// waits for b to follow. b's pause must end 2s after it heard: between 2s
+// after the Retry-After and 2s after b was seen paused, however slow the
+// machine. It returns how long b took to follow.
+func pauseRound(tb testing.TB, a, b *worker.Limiter, round int) time.Duration {
+	tb.Helper()
+	was := b.PausedUntil()
+	sent := time.Now()
+	a.Pause(2 * time.Second)
+	until, d, ok := waitChanged(10*time.Second, was, b.PausedUntil)
+	seen := time.Now()
+	if !ok {
+		tb.Fatalf("round %d: the other replica was not paused", round)
+	}
+	if until.Before(sent.Add(2*time.Second)) || until.After(seen.Add(2*time.Second)) {
+		tb.Errorf("round %d: the other replica paused until %v after the Retry-After, want 2s after it heard (seen paused %v after)",
+			round, until.Sub(sent), seen.Sub(sent))
+	}
+	return d
+}
+
+// TestFleetPause: a Retry-After honoured by one replica pauses another for
+// as long as it asked; a 429 halves the other's rate; another group hears
+// nothing. Before the fleet, Pause held only its own limiter. How soon the
+// other follows (the README's "within 250 ms") is BenchmarkFleetPause's
+// figure: a test asserts no wall-clock time.
 func TestFleetPause(t *testing.T) {
 	srv := natstest.Start(t)
 	a, b, other := worker.NewLimiter(0, 0), worker.NewLimiter(0, 0), worker.NewLimiter(0, 0)
@@ -58,24 +80,9 @@ func TestFleetPause(t *testing.T) {
 	fleetOf(t, srv.URL(), "revoker", b)
 	fleetOf(t, srv.URL(), "elsewhere", other)
 
-	const rounds = 40
-	var took []time.Duration
-	for i := range rounds {
-		was := b.PausedUntil()
-		sent := time.Now()
-		a.Pause(2 * time.Second) // later each round: lengthens the pause
-		until, d, ok := waitChanged(250*time.Millisecond, was, b.PausedUntil)
-		if !ok {
-			t.Fatalf("round %d: the other replica was not paused within 250ms", i)
-		}
-		took = append(took, d)
-		if got := until.Sub(sent); got < 2*time.Second || got > 2*time.Second+250*time.Millisecond {
-			t.Errorf("round %d: the other replica paused until %v after the Retry-After, want 2s", i, got)
-		}
+	for i := range 3 {
+		pauseRound(t, a, b, i)
 	}
-	slices.Sort(took)
-	t.Logf("FIGURE pause propagation over %d rounds (real nats-server, loopback): median %v, p90 %v, max %v",
-		rounds, took[rounds/2], took[rounds*9/10], took[rounds-1])
 	if !other.PausedUntil().IsZero() {
 		t.Errorf("a replica of another group was paused: %v", other.PausedUntil())
 	}
@@ -84,9 +91,31 @@ func TestFleetPause(t *testing.T) {
 	a.SetRate(10, 10)
 	b.SetRate(10, 10)
 	a.Throttle()
-	if r, _, ok := waitChanged(250*time.Millisecond, 10.0, b.Rate); !ok || r != 5 {
+	if r, _, ok := waitChanged(10*time.Second, 10.0, b.Rate); !ok || r != 5 {
 		t.Errorf("the other replica's rate after a 429 is %v, want 5", r)
 	}
+}
+
+// BenchmarkFleetPause measures how soon a Retry-After honoured by one
+// replica pauses another (real nats-server, loopback), one round an op, and
+// reports the median, p90 and max (the README's figure; the contract says
+// within 250 ms).
+//
+//	go test -run '^$' -bench BenchmarkFleetPause -benchtime 40x ./worker
+func BenchmarkFleetPause(b *testing.B) {
+	srv := natstest.Start(b)
+	first, second := worker.NewLimiter(0, 0), worker.NewLimiter(0, 0)
+	fleetOf(b, srv.URL(), "revoker", first)
+	fleetOf(b, srv.URL(), "revoker", second)
+	var took []time.Duration
+	for b.Loop() {
+		took = append(took, pauseRound(b, first, second, len(took)))
+	}
+	slices.Sort(took)
+	n := len(took)
+	b.ReportMetric(float64(took[n/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(float64(took[n*9/10].Microseconds())/1000, "p90-ms")
+	b.ReportMetric(float64(took[n-1].Microseconds())/1000, "max-ms")
 }
 
 // TestFleetPauseJoiner: a replica started during a pause asks the others
@@ -104,14 +133,17 @@ func TestFleetPauseJoiner(t *testing.T) {
 
 	a.Pause(5 * time.Second)
 	want := a.PausedUntil()
+	joined := time.Now()
 	joiner := worker.NewLimiter(0, 0)
 	fleetOf(t, srv.URL(), "revoker", joiner)
-	until, d, ok := waitChanged(250*time.Millisecond, time.Time{}, joiner.PausedUntil)
+	until, d, ok := waitChanged(10*time.Second, time.Time{}, joiner.PausedUntil)
 	if !ok {
-		t.Fatal("a replica that joined during a pause was not paused within 250ms")
+		t.Fatal("a replica that joined during a pause was not paused")
 	}
-	if diff := until.Sub(want); diff < 0 || diff > 250*time.Millisecond {
-		t.Errorf("the joiner's pause ends %v after the others', want 0-250ms", diff)
+	// It keeps what is left of the pause from when it heard: at most the
+	// time from joining until it was seen paused later than the others.
+	if diff, most := until.Sub(want), time.Since(joined); diff < 0 || diff > most {
+		t.Errorf("the joiner's pause ends %v after the others', want 0-%v", diff, most)
 	}
 	t.Logf("the joiner learned the pause %v after joining", d)
 }
@@ -145,28 +177,29 @@ func TestFleetPauseHostile(t *testing.T) {
 	send(msg(now, now.Add(-time.Second), false))                                                   // ends before it began
 	// The sender's clock is an hour behind: it still means two seconds.
 	send(msg(now.Add(-time.Hour), now.Add(-time.Hour+2*time.Second), false))
-	until, _, ok := waitChanged(2*time.Second, time.Time{}, l.PausedUntil)
+	until, _, ok := waitChanged(10*time.Second, time.Time{}, l.PausedUntil)
 	if !ok {
 		t.Fatal("a valid pause after garbage was not applied: the subscription died")
 	}
-	if d := until.Sub(now); d < 2*time.Second || d > 3*time.Second {
-		t.Errorf("a 2s pause from a skewed clock paused for %v", d)
+	// 2s from when it heard: between sending and seeing it paused.
+	if d, most := until.Sub(now), time.Since(now)+2*time.Second; d < 2*time.Second || d > most {
+		t.Errorf("a 2s pause from a skewed clock paused for %v, want 2s to %v", d, most)
 	}
 
 	now = time.Now()
 	send(msg(now, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), false))
-	until, _, ok = waitChanged(2*time.Second, until, l.PausedUntil)
+	until, _, ok = waitChanged(10*time.Second, until, l.PausedUntil)
 	if !ok {
 		t.Fatal("a far-future pause was not applied at all")
 	}
-	if d := until.Sub(now); d > worker.MaxPause+time.Second {
+	if d := until.Sub(now); d > worker.MaxPause+time.Since(now) {
 		t.Errorf("a pause until the year 9999 holds for %v, want at most MaxPause (%v)", d, worker.MaxPause)
 	}
 
 	// Shorter: ignored. The throttle after it shows it was read.
 	send(msg(time.Now(), time.Now().Add(time.Second), false))
 	send(msg(time.Now(), time.Time{}, true))
-	if _, _, ok := waitChanged(2*time.Second, 10.0, l.Rate); !ok {
+	if _, _, ok := waitChanged(10*time.Second, 10.0, l.Rate); !ok {
 		t.Fatal("the throttle was not applied")
 	}
 	if got := l.PausedUntil(); !got.Equal(until) {
@@ -324,15 +357,18 @@ func TestLongRetryAfterPausesEveryone(t *testing.T) {
 	fleetOf(t, r.srv.URL(), "revoker", other)
 	r.start(cfg)
 	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: time.Hour})
+	sent := time.Now()
 	r.publish("slow", keys[0])
 	res := r.waitResults(1, 10*time.Second)["slow"]
 	if res.Error == nil || res.Error.Code != events.CodeRetriesExhausted {
 		t.Errorf("got %+v, want failed/retries_exhausted", res)
 	}
+	// MaxPause from when each heard of the 429: after the publish, and
+	// before now, however slow the machine.
 	for name, l := range map[string]*worker.Limiter{"this replica": cfg.Limiter, "another replica": other} {
-		natstest.WaitFor(t, time.Second, name+" paused", func() bool {
-			d := time.Until(l.PausedUntil())
-			return d > worker.MaxPause-10*time.Second && d <= worker.MaxPause
+		natstest.WaitFor(t, 10*time.Second, name+" paused for MaxPause", func() bool {
+			until := l.PausedUntil()
+			return !until.Before(sent.Add(worker.MaxPause)) && !until.After(time.Now().Add(worker.MaxPause))
 		})
 	}
 }

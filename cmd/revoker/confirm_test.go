@@ -185,16 +185,13 @@ func TestRevokeWaitsForConfirmation(t *testing.T) {
 		t.Errorf("status --json: %s", out)
 	}
 
-	// --json: the result documents only, at once.
-	began := time.Now()
-	wait = f.cli(nil, "", "revoke", "--json", "--timeout", "30s", "k-4")
+	// --json: the result documents only, at once: no confirmation comes,
+	// and a wait for one would outlast wait's deadline.
+	wait = f.cli(nil, "", "revoke", "--json", "--timeout", "1h", "k-4")
 	f.result(4, events.Result{APIKeyID: "k-4", Outcome: events.Revoked})
 	out, _, code = wait()
 	if docs := docLines(out); code != 0 || len(docs) != 1 || !strings.Contains(docs[0], `"outcome":"revoked"`) {
 		t.Errorf("revoke --json: exit %d %q", code, out)
-	}
-	if d := time.Since(began); d > 20*time.Second {
-		t.Errorf("revoke --json took %v: it waited for a confirmation", d)
 	}
 }
 
@@ -233,16 +230,13 @@ accounts: {
 		t.Fatal(err)
 	}
 	f := &fakeWorker{t: t, srv: srv, nc: nc, requests: requests}
+	// No confirmation comes: a wait for one would outlast wait's deadline.
 	wait := f.cli(map[string]string{"NATS_URL": strings.Replace(srv.URL(), "nats://", "nats://requester:rq@", 1), "REVOKER_LOG_FORMAT": "json"},
-		"", "revoke", "--timeout", "30s", "k-1")
+		"", "revoke", "--timeout", "1h", "k-1")
 	f.result(1, events.Result{APIKeyID: "k-1", Outcome: events.Revoked})
-	began := time.Now()
 	out, stderr, code := wait()
 	want := "k-1 revoked\nk-1 unconfirmed: this NATS user may not read the ledger REVOKER_LEDGER, where the worker records confirmations; the account may still list the key: check \"revoker status k-1\"\n"
 	if code != 0 || out != want || stderr != "" {
 		t.Errorf("revoke as a user without the ledger: exit %d\n%s\nwant\n%s\nstderr %q", code, out, want, stderr)
-	}
-	if d := time.Since(began); d > 15*time.Second {
-		t.Errorf("the refusal took %v to end the wait", d)
 	}
 }

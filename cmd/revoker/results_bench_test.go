@@ -70,8 +70,9 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// 10,000 stored results are read in under 2 s on loopback, by direct gets
-// (the results stream as provisioned) and by single gets.
+// 10,000 stored results are all read, in order, by direct gets (the results
+// stream as provisioned) and by single gets. How fast is BenchmarkResults's
+// figure: a test asserts no wall-clock time, which a loaded machine breaks.
 func TestResultsReadsTenThousand(t *testing.T) {
 	for _, direct := range []bool{false, true} {
 		env := storeResults(t, 10_000, direct)
@@ -94,9 +95,6 @@ func TestResultsReadsTenThousand(t *testing.T) {
 			}
 		}
 		t.Logf("direct gets %v: 10,000 results in %v", direct, elapsed)
-		if elapsed > 2*time.Second && !raceEnabled {
-			t.Errorf("direct gets %v: 10,000 results took %v, want under 2s", direct, elapsed)
-		}
 	}
 }
 

@@ -179,13 +179,11 @@ func TestRevokeSeesItsUntrustedRejection(t *testing.T) {
 	}
 	w.env["REVOKER_TRUSTED_SIGNERS"] = pub
 	w.startRun()
-	start := time.Now()
+	// Its timeout would end it with a different line: the rejection
+	// printed is the proof that it did not wait.
 	out, _, code := w.run2("", "revoke", "--timeout", "8s", keys[0])
 	if code != exitFailed || !strings.HasPrefix(out, keys[0]+" rejected unauthorized_request: ") {
 		t.Errorf("revoke of an unsigned request: exit %d, %q; want its rejection", code, out)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("revoke took %v: it waited for its timeout", took)
 	}
 	if !w.emu.HasKey(keys[0]) {
 		t.Error("an unsigned request deleted the key")

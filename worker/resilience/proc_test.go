@@ -41,15 +41,15 @@ func TestMain(m *testing.M) {
 }
 
 // revokerBinary is cmd/revoker, the binary under test.
-func revokerBinary(t *testing.T) string { return buildBinary(t, "./cmd/revoker", "revoker") }
+func revokerBinary(t testing.TB) string { return buildBinary(t, "./cmd/revoker", "revoker") }
 
 // natsServerBinary is nats-server itself, from the module's dependency,
 // for a NATS that runs outside the test process.
-func natsServerBinary(t *testing.T) string {
+func natsServerBinary(t testing.TB) string {
 	return buildBinary(t, "github.com/nats-io/nats-server/v2", "nats-server")
 }
 
-func buildBinary(t *testing.T, pkg, name string) string {
+func buildBinary(t testing.TB, pkg, name string) string {
 	t.Helper()
 	binaries.mu.Lock()
 	defer binaries.mu.Unlock()
@@ -81,7 +81,7 @@ func buildBinary(t *testing.T, pkg, name string) string {
 
 // startNATSProcess runs nats-server with JetStream as a subprocess on a free
 // loopback port until the test ends, and returns its URL.
-func startNATSProcess(t *testing.T) string {
+func startNATSProcess(t testing.TB) string {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(natstest.FreeAddr(t))
 	cmd := exec.Command(natsServerBinary(t), "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", port, "-n", "resilience")
@@ -122,7 +122,7 @@ func startNATSProcess(t *testing.T) string {
 
 // proc is a "revoker run" subprocess.
 type proc struct {
-	t       *testing.T
+	t       testing.TB
 	name    string
 	cmd     *exec.Cmd
 	httpURL string
@@ -308,7 +308,7 @@ type natsNode struct {
 // startNATSCluster runs an n-node JetStream cluster of nats-server
 // processes on loopback until the test ends, and waits until JetStream
 // answers through every node.
-func startNATSCluster(t *testing.T, n int) []*natsNode {
+func startNATSCluster(t testing.TB, n int) []*natsNode {
 	t.Helper()
 	bin := natsServerBinary(t)
 	routes := make([]string, n)
@@ -363,7 +363,7 @@ func jetStreamAnswers(url string) bool {
 }
 
 // kill sends SIGKILL to the node: no leadership hand-off, no goodbye.
-func (n *natsNode) kill(t *testing.T) {
+func (n *natsNode) kill(t testing.TB) {
 	t.Helper()
 	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s: %v", n.name, err)

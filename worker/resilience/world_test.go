@@ -47,7 +47,7 @@ func skipShort(t *testing.T) {
 // test), a Kalshi emulator that knows the worker's key, keys that must
 // survive, and the test's own NATS connection to publish and inspect.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	start    time.Time
 	natsURL  string
 	nc       *nats.Conn
@@ -75,7 +75,7 @@ type rigOptions struct {
 	wrap func(http.Handler) http.Handler
 }
 
-func newRig(t *testing.T, natsURL string, o rigOptions) *rig {
+func newRig(t testing.TB, natsURL string, o rigOptions) *rig {
 	t.Helper()
 	r := &rig{t: t, start: time.Now(), natsURL: natsURL, logs: newLogSink(t)}
 	r.nc = natstest.Connect(t, natsURL)
@@ -111,7 +111,7 @@ func newRig(t *testing.T, natsURL string, o rigOptions) *rig {
 }
 
 // serveHTTP serves h on a free loopback port until the test ends.
-func serveHTTP(t *testing.T, h http.Handler) string {
+func serveHTTP(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -682,7 +682,7 @@ type logSink struct {
 	last   []string
 }
 
-func newLogSink(t *testing.T) *logSink {
+func newLogSink(t testing.TB) *logSink {
 	s := &logSink{counts: make(map[string]int)}
 	t.Cleanup(func() {
 		if t.Failed() {
