@@ -79,21 +79,19 @@ func TestSoak(t *testing.T) {
 	//     mark by 3 MiB: a leak of 512 bytes per request (2.5 MiB more over
 	//     the second half) goes over it.
 	//   - Peak heap in use follows the live heap times the GC's growth
-	//     factor (GOGC=100: up to twice): 6 MiB.
+	//     factor (GOGC=100: up to twice), and when the GC runs: it is only
+	//     logged (without -race it grew 6-11 MiB with a flat live heap).
 	//   - RSS moves in coarse steps (the runtime returns pages late, and
 	//     under -race the detector's shadow memory grows with every new heap
 	//     page: measured, RSS grew 12 MiB for 1.5 MiB of peak heap): 32 MiB.
 	//     It is the backstop for what the heap does not show, such as
 	//     goroutine stacks; goroutines are also counted.
 	// Checked by injecting leaks into the Deleter: 512 bytes kept per
-	// request fails the live and peak bounds, 1 KiB all three.
-	const liveSlack, heapSlack, rssSlack = 3 << 20, 6 << 20, 32 << 20
+	// request fails the live bound, 1 KiB the RSS bound too.
+	const liveSlack, rssSlack = 3 << 20, 32 << 20
 	t.Logf("live heap after GC: %s at half way, %s at the end", mib(liveHalf), mib(liveEnd))
 	if liveEnd > liveHalf+liveSlack {
 		t.Errorf("live heap grew from %s half way to %s at the end", mib(liveHalf), mib(liveEnd))
-	}
-	if second.heap > first.heap+heapSlack {
-		t.Errorf("heap in use peaked at %s in the second half, %s in the first: it grows", mib(second.heap), mib(first.heap))
 	}
 	if second.rss > first.rss+rssSlack {
 		t.Errorf("RSS peaked at %s in the second half, %s in the first: it grows", mib(second.rss), mib(first.rss))
