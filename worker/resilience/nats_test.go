@@ -138,25 +138,11 @@ func TestNATSNodeCrash(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	nodes := startNATSCluster(t, 3)
-	urls := make([]string, len(nodes))
-	for i, n := range nodes {
-		urls[i] = n.url
-	}
-	r := newRig(t, strings.Join(urls, ","), rigOptions{})
+	r := newRig(t, clusterURLs(nodes), rigOptions{})
 	r.emu.SetFaults(emulator.Faults{Latency: 30 * time.Millisecond})
 	cfg := r.workerConfig()
-	cfg.Replicas = 3
 	cfg.Concurrency = 4
-	// The cluster may still be placing its first R3 assets.
-	var err error
-	if !natstest.Poll(30*time.Second, func() bool {
-		ctx, cancel := contextTimeout(10 * time.Second)
-		defer cancel()
-		err = worker.Provision(ctx, r.js, cfg)
-		return err == nil
-	}) {
-		t.Fatalf("provisioning R3 streams: %v", err)
-	}
+	cfg = r.provisionR3(cfg)
 	leader := r.streamLeader(nodes)
 	ordered := []string{leader.url}
 	for _, n := range nodes {
@@ -187,6 +173,33 @@ func TestNATSNodeCrash(t *testing.T) {
 		t.Error(err)
 	}
 	r.checkInvariants(a, "SIGKILL of the stream leader (and the worker's server) mid-batch, R3, publishing through the election")
+}
+
+// clusterURLs is the client URL list of a cluster's nodes.
+func clusterURLs(nodes []*natsNode) string {
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.url
+	}
+	return strings.Join(urls, ",")
+}
+
+// provisionR3 provisions cfg's streams with three replicas, once the
+// cluster can place them (it may still be placing its first R3 assets),
+// and returns cfg as provisioned.
+func (r *rig) provisionR3(cfg worker.Config) worker.Config {
+	r.t.Helper()
+	cfg.Replicas = 3
+	var err error
+	if !natstest.Poll(30*time.Second, func() bool {
+		ctx, cancel := contextTimeout(10 * time.Second)
+		defer cancel()
+		err = worker.Provision(ctx, r.js, cfg)
+		return err == nil
+	}) {
+		r.t.Fatalf("provisioning R3 streams: %v", err)
+	}
+	return cfg
 }
 
 // streamLeader is the node leading the requests stream.
