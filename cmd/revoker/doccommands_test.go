@@ -51,6 +51,10 @@ var notAgainstSandbox = []struct {
 		"go test -run '^$' -fuzz FuzzDecodeRequest -fuzztime 3m ./events/",
 		"go test -run '^$' -fuzz FuzzResultSize -fuzztime 3m ./events/",
 		"go test -run '^$' -fuzz FuzzCheckResponse -fuzztime 3m ./kalshi/",
+		"go test -run '^$' -bench BenchmarkResults -benchtime 10x ./cmd/revoker",
+		"go test -run '^$' -bench BenchmarkFleetPause -benchtime 40x ./worker",
+		"go test -run '^$' -bench BenchmarkFailover -benchtime 3x ./worker/resilience",
+		"for i in 1 2; do timeout 1800 sh -c 'while :; do :; done' & done",
 	}},
 	{"the admin's set-up of a production NATS cluster that runs revoker with --no-provision (the sandbox provisions itself); deploy's TestProvisioningDocsCreateEverything, TestLedgerCommandMatchesProvisioning and TestReplicasCommandMatchesProvisioning hold them to what run provisions, and TestUpgradeFromThePreviousMain runs them", []string{
 		"export NATS_INBOX_PREFIX=_INBOX.admin",
