@@ -299,3 +299,44 @@ func takeKeyBack(t *testing.T, r2MayHaveDeleted bool) {
 		t.Fatalf("verdict %+v, want revoked by r1's first attempt, with the key as listed then", v.res)
 	}
 }
+
+// A request that waits for another request's decision on its key sends its
+// message back again and again: those deliveries are not failures, and must
+// not end it failed/max_deliveries while the other retries (issue 20: one
+// key, one attempt at a time, fleet-wide).
+func TestWaitingForAnotherRequestsKeyDoesNotCountDeliveries(t *testing.T) {
+	led := newTestLedger(t)
+	ctx := context.Background()
+	const key = "k-wait"
+	now := time.Now()
+	owner, _, err := led.claim(ctx, "owner", requestEntry{Key: key, Seq: 1, ClaimedAt: now, Attempted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := attemptEntry{RequestID: "owner", Seq: 1, At: now, Until: now.Add(time.Hour), Listed: true, Key: &kalshi.APIKey{ID: key, Scopes: []string{"read"}}}
+	if _, err := led.putEntry(ctx, attemptKey(key), held, 0); err != nil {
+		t.Fatal(err)
+	}
+	k := &scripted{answers: []error{apiErr(404, 0)}, listed: []string{key}}
+	w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
+	w.cfg.setDefaults()
+	req := request{Request: events.Request{ID: "waiter", APIKeyID: key}}
+	deliver := func(n uint64) verdict {
+		meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: 2}, NumDelivered: n, Timestamp: now}
+		return w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
+	}
+	for n := uint64(1); n <= uint64(w.cfg.MaxDeliveries)+2; n++ {
+		if v := deliver(n); !v.waiting {
+			t.Fatalf("delivery %d while the owner holds the key: %+v, want waiting", n, v.res)
+		}
+	}
+	decided := owner.requestEntry
+	decided.Result, decided.MayHaveDeleted = json.RawMessage(`{}`), true
+	if _, err := led.update(ctx, "owner", owner, decided); err != nil {
+		t.Fatal(err)
+	}
+	v := deliver(uint64(w.cfg.MaxDeliveries) + 3)
+	if v.res == nil || v.res.Outcome != events.AlreadyRevoked || v.res.RevokedBy != "owner" {
+		t.Fatalf("after the owner's decision: %+v, want already_revoked naming it", v.res)
+	}
+}

@@ -239,14 +239,16 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 		}
 		// This message carries the request out: a redelivery of the one that
 		// claimed it, or a copy taking over from one that is gone. A copy's
-		// deliveries were spent waiting for the other, not failing.
-		if c.Seq != seq && res.Error != nil && res.Error.Code == events.CodeMaxDeliveries {
+		// deliveries were spent waiting for the other, not failing; so were
+		// the ones this message spent waiting for another request's key.
+		if res.Error != nil && res.Error.Code == events.CodeMaxDeliveries &&
+			(c.Seq != seq || int(meta.NumDelivered-min(c.Waits, meta.NumDelivered)) < w.cfg.MaxDeliveries) {
 			*res = *newResult(req, meta, res.ReceivedAt)
 			proposal.Result, proposal.Attempted = nil, req.leaked == nil
 		}
 		next := c.requestEntry
 		if c.Seq != seq {
-			next.Seq, next.ClaimedAt = seq, proposal.ClaimedAt
+			next.Seq, next.ClaimedAt, next.Waits = seq, proposal.ClaimedAt, 0
 		}
 		next.Result, next.Refused, next.Message = proposal.Result, proposal.Refused, proposal.Message
 		next.Attempted = c.Attempted || proposal.Attempted
@@ -305,6 +307,11 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 	var be *budgetError
 	switch {
 	case errors.Is(err, errWaitForKey):
+		// This delivery waits for another request's decision: it does not
+		// count toward max deliveries. A lost count costs one delivery.
+		next := c.requestEntry
+		next.Waits++
+		_, _ = w.ledger.update(ctx, req.ID, c, next)
 		return verdict{waiting: true}, nil
 	case errors.Is(err, errStopped):
 		return verdict{}, nil

@@ -62,6 +62,10 @@ type requestEntry struct {
 	// message alone, with a short TTL: cheap requests cannot fill the ledger.
 	Refused events.Code `json:"refused,omitempty"`
 	Message string      `json:"message,omitempty"`
+	// Waits counts the deliveries of message Seq that waited for another
+	// request's decision on the key: they do not count toward max
+	// deliveries.
+	Waits uint64 `json:"waits,omitempty"`
 	// Cancel is the request's cancel of resting orders (cancel_orders),
 	// recorded before it is sent (contain.go).
 	Cancel *cancelRecord `json:"cancel,omitempty"`
