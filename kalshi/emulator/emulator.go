@@ -124,17 +124,14 @@ type Emulator struct {
 
 	// mu guards the keys, the bucket and the record. Signatures are
 	// verified outside it.
-	mu       sync.Mutex
-	keys     map[string]*apiKey // existing keys of every account
-	gone     map[string]*apiKey // deleted keys
-	seq      uint64
-	refill   float64
-	capacity float64
-	tokens   float64
-	last     time.Time
-	rec      record
-	sigs     []string
-	calls    []Call
+	mu    sync.Mutex
+	keys  map[string]*apiKey // existing keys of every account
+	gone  map[string]*apiKey // deleted keys
+	seq   uint64
+	readB tokenBucket // the read bucket, which the api_keys endpoints spend
+	rec   record
+	sigs  []string
+	calls []Call
 	// orders are the resting orders of each account; writeB the write
 	// bucket that cancels spend, cancelCost tokens each.
 	orders     map[string][]order
@@ -206,10 +203,7 @@ func New(opts Options) *Emulator {
 		done:     make(chan struct{}),
 		keys:     make(map[string]*apiKey),
 		gone:     make(map[string]*apiKey),
-		refill:   opts.Refill,
-		capacity: opts.Capacity,
-		tokens:   opts.Capacity,
-		last:     opts.Now(),
+		readB:    tokenBucket{refill: opts.Refill, capacity: opts.Capacity, tokens: opts.Capacity, last: opts.Now()},
 		rec:      newRecord(),
 		orders:   make(map[string][]order),
 		writeB: tokenBucket{refill: opts.WriteRefill, capacity: max(opts.WriteRefill, 0),
@@ -277,24 +271,7 @@ func (e *Emulator) SetLimits(refill, capacity float64) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.refill, e.capacity, e.tokens, e.last = refill, capacity, capacity, e.now()
-}
-
-// takeLocked spends cost tokens from the bucket if it holds enough.
-// Call with e.mu held.
-func (e *Emulator) takeLocked(now time.Time, cost float64) bool {
-	if e.refill < 0 {
-		return true
-	}
-	if el := now.Sub(e.last); el > 0 {
-		e.tokens = min(e.capacity, e.tokens+el.Seconds()*e.refill)
-		e.last = now
-	}
-	if e.tokens < cost {
-		return false
-	}
-	e.tokens -= cost
-	return true
+	e.readB = tokenBucket{refill: refill, capacity: capacity, tokens: capacity, last: e.now()}
 }
 
 // pause waits d, returning false if the client gave up or the emulator

@@ -219,7 +219,7 @@ func (e *Emulator) admitLocked(k *apiKey, now time.Time, cost float64) int {
 		e.rec.unauthorized[causeNotFound]++
 		return http.StatusUnauthorized
 	}
-	if !e.takeLocked(now, cost) {
+	if !e.readB.take(now, cost) {
 		return http.StatusTooManyRequests
 	}
 	return 0
@@ -330,7 +330,7 @@ func (e *Emulator) limits(w http.ResponseWriter, k *apiKey, sig sent, now time.T
 	e.mu.Lock()
 	status := e.admitLocked(k, now, defaultCost)
 	e.bookLocked(statusOr(status, http.StatusOK), sig, "")
-	read := wireBucket{e.refill, e.capacity}
+	read := wireBucket{e.readB.refill, e.readB.capacity}
 	write := wireBucket{e.writeB.refill, e.writeB.capacity}
 	e.mu.Unlock()
 	if status != 0 {

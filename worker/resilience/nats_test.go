@@ -1,12 +1,14 @@
 package resilience_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
@@ -204,21 +206,32 @@ func (r *rig) provisionR3(cfg worker.Config) worker.Config {
 
 // streamLeader is the node leading the requests stream.
 func (r *rig) streamLeader(nodes []*natsNode) *natsNode {
+	return r.leaderOf(nodes, requestsStream, func(ctx context.Context) (*jetstream.ClusterInfo, error) {
+		st, err := r.js.Stream(ctx, requestsStream)
+		if err != nil {
+			return nil, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return info.Cluster, nil
+	})
+}
+
+// leaderOf waits for what to have a leader among nodes, as cluster says.
+func (r *rig) leaderOf(nodes []*natsNode, what string, cluster func(context.Context) (*jetstream.ClusterInfo, error)) *natsNode {
 	r.t.Helper()
 	var leader *natsNode
-	natstest.WaitFor(r.t, 30*time.Second, "a leader of "+requestsStream, func() bool {
+	natstest.WaitFor(r.t, 30*time.Second, "a leader of "+what, func() bool {
 		ctx, cancel := contextTimeout(5 * time.Second)
 		defer cancel()
-		s, err := r.js.Stream(ctx, requestsStream)
-		if err != nil {
-			return false
-		}
-		info, err := s.Info(ctx)
-		if err != nil || info.Cluster == nil {
+		ci, err := cluster(ctx)
+		if err != nil || ci == nil {
 			return false
 		}
 		for _, n := range nodes {
-			if n.name == info.Cluster.Leader {
+			if n.name == ci.Leader {
 				leader = n
 				return true
 			}

@@ -1,6 +1,7 @@
 package resilience_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -281,26 +282,15 @@ func failover(tb testing.TB, nodeLoss bool) time.Duration {
 
 // consumerLeader is the node leading the durable consumer.
 func (r *rig) consumerLeader(nodes []*natsNode) *natsNode {
-	r.t.Helper()
-	var leader *natsNode
-	natstest.WaitFor(r.t, 30*time.Second, "a leader of the consumer", func() bool {
-		ctx, cancel := contextTimeout(5 * time.Second)
-		defer cancel()
+	return r.leaderOf(nodes, "the consumer", func(ctx context.Context) (*jetstream.ClusterInfo, error) {
 		c, err := r.js.Consumer(ctx, requestsStream, "revoker") // the default consumer of "revoker run"
 		if err != nil {
-			return false
+			return nil, err
 		}
 		info, err := c.Info(ctx)
-		if err != nil || info.Cluster == nil {
-			return false
+		if err != nil {
+			return nil, err
 		}
-		for _, n := range nodes {
-			if n.name == info.Cluster.Leader {
-				leader = n
-				return true
-			}
-		}
-		return false
+		return info.Cluster, nil
 	})
-	return leader
 }
