@@ -452,22 +452,26 @@ func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.
 	// the next delivery a 404 to judge. So the writes are retried while the
 	// message is kept alive, through a NATS node's election (a few seconds).
 	decisionDone, keyDone := false, res.Outcome != events.Revoked
+	wctx, cancel := context.WithTimeout(ctx, decisionRetryFor)
+	defer cancel()
 	for wait := decisionRetry; ; wait *= 2 {
 		var wg sync.WaitGroup
 		if !decisionDone {
-			wg.Go(func() { _, decisionErr = w.ledger.update(ctx, req.ID, c, next); decisionDone = decisionErr == nil })
+			wg.Go(func() { _, decisionErr = w.ledger.update(wctx, req.ID, c, next); decisionDone = decisionErr == nil })
 		}
 		if !keyDone {
 			wg.Go(func() {
-				keyRev, keyErr = w.ledger.recordRevoked(ctx, res.APIKeyID, keyRecordOf(res))
+				keyRev, keyErr = w.ledger.recordRevoked(wctx, res.APIKeyID, keyRecordOf(res))
 				keyDone = keyErr == nil
 			})
 		}
 		wg.Wait()
-		if errors.Join(decisionErr, keyErr) == nil || errors.Is(decisionErr, errLedgerConflict) || !mayHaveDeleted || wait > decisionRetryMax || ctx.Err() != nil {
+		if errors.Join(decisionErr, keyErr) == nil || errors.Is(decisionErr, errLedgerConflict) || !mayHaveDeleted {
 			break
 		}
-		sleep(ctx, wait)
+		if sleep(wctx, wait); wctx.Err() != nil {
+			break
+		}
 	}
 	if err := errors.Join(decisionErr, keyErr); err != nil {
 		if errors.Is(decisionErr, errLedgerConflict) {
@@ -479,10 +483,11 @@ func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.
 }
 
 // How a decision after a DELETE is retried when the ledger does not answer:
-// 250 ms, then twice as long each time, about 8 s in all.
+// after 250 ms, then twice as long each time, for 8 s in all (the writes
+// included: one may wait seconds for an answer that never comes).
 const (
 	decisionRetry    = 250 * time.Millisecond
-	decisionRetryMax = 4 * time.Second
+	decisionRetryFor = 8 * time.Second
 )
 
 // refuse ends res with the error code and message, before any DELETE.
