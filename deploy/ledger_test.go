@@ -14,6 +14,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // kvCommand is the one `nats kv add BUCKET` command of deploy/README.md, split
@@ -202,7 +203,7 @@ func TestLedgerCommandMatchesProvisioning(t *testing.T) {
 // TestReplicasCommandMatchesProvisioning holds the documented nats kv add command of
 // the replica plan (REVOKER_RATE_SHARE=auto) to what revoker run provisions.
 func TestReplicasCommandMatchesProvisioning(t *testing.T) {
-	got, want := kvConfig(t, worker.ReplicasBucket), worker.ReplicasConfig(worker.Config{Replicas: 3})
+	got, want := kvConfig(t, budget.ReplicasBucket), worker.ReplicasConfig(worker.Config{Replicas: 3})
 	if !reflect.DeepEqual(got, want) {
 		g, _ := json.Marshal(got)
 		w, _ := json.Marshal(want)
@@ -244,7 +245,7 @@ func TestProvisioningDocsCreateEverything(t *testing.T) {
 			}
 		}
 	}
-	for _, bucket := range []string{worker.LedgerBucket, worker.ReplicasBucket} {
+	for _, bucket := range []string{worker.LedgerBucket, budget.ReplicasBucket} {
 		kvCommand(t, bucket) // fails the test when there is none
 	}
 }

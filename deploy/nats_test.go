@@ -23,6 +23,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -183,7 +184,7 @@ func (c *natsCluster) provision(t *testing.T) {
 		_, err := js.CreateConsumer(ctx, requestsStream, cfg)
 		return err
 	})
-	for _, kv := range []jetstream.KeyValueConfig{ledgerConfig(t), kvConfig(t, worker.ReplicasBucket)} {
+	for _, kv := range []jetstream.KeyValueConfig{ledgerConfig(t), kvConfig(t, budget.ReplicasBucket)} {
 		retry(t, ctx, "create bucket "+kv.Bucket, func(ctx context.Context) error {
 			_, err := js.CreateKeyValue(ctx, kv)
 			return err

@@ -22,7 +22,7 @@ const deletePath = apiPrefix + "/api_keys/{api_key}"
 // DELETE /api_keys/{api_key} (else the default cost), and the budget is
 // BudgetFraction of the bucket's refill rate and capacity. burst is at
 // least 1. The budget is the whole account's: replicas that share it
-// split it in the worker's limiter (Limiter.SetShare).
+// split it in the worker's limiter (budget.Limiter.SetShare).
 //
 // Limits without a positive refill rate and capacity (not read, or not
 // understood) give FallbackDeleteBudget. A delete that costs nothing gives

@@ -55,6 +55,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -141,7 +142,7 @@ func BenchmarkLimiterWait(b *testing.B) {
 		perSecond float64
 	}{{"unlimited", 0}, {"limited", 1e12}} {
 		b.Run(bc.name, func(b *testing.B) {
-			l := worker.NewLimiter(bc.perSecond, 1<<20)
+			l := budget.NewLimiter(bc.perSecond, 1<<20)
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
@@ -257,7 +258,7 @@ func BenchmarkRateLimitedMassRevocation(b *testing.B) {
 	keys := r.seed(n)
 	obs := r.observe(n)
 	cfg := r.workerConfig(0)
-	cfg.Limiter = worker.NewLimiter(perSecond, burst)
+	cfg.Limiter = budget.NewLimiter(perSecond, burst)
 	r.startWorker(cfg)
 
 	b.ResetTimer()

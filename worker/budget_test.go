@@ -3,49 +3,16 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"math"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/natstest"
 )
-
-// TestDeleteBudgetTimesShare: a replica's part of the account's budget
-// (kalshi.DeleteBudget) is what the limiter makes of it at its share.
-func TestDeleteBudgetTimesShare(t *testing.T) {
-	basic := kalshi.Limits{UsageTier: "basic", Read: kalshi.Bucket{RefillRate: 200, BucketCapacity: 200}}
-	dflt := kalshi.Costs{DefaultCost: 10}
-	for _, tt := range []struct {
-		name      string
-		limits    kalshi.Limits
-		share     float64
-		perSecond float64
-		burst     int
-	}{
-		{"whole account", basic, 1, 18, 18},
-		{"half the account", basic, 0.5, 9, 9},
-		{"share above 1 is 1", basic, 3, 18, 18},
-		{"tiny share keeps a burst of 1", basic, 0.01, 0.18, 1},
-		{"fallback times share", kalshi.Limits{}, 0.25, 4.5, 4},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				l := worker.NewLimiter(kalshi.DeleteBudget(tt.limits, dflt))
-				l.SetShare(tt.share)
-				if r := l.Rate(); math.Abs(r-tt.perSecond) > 1e-9 {
-					t.Errorf("Rate = %v, want %v", r, tt.perSecond)
-				}
-				got := limiterGrants(t, l, tt.burst+1)
-				if got[tt.burst-1] != 0 || got[tt.burst] == 0 {
-					t.Errorf("grants at %v, want a burst of %d", got, tt.burst)
-				}
-			})
-		})
-	}
-}
 
 // TestBudgetKeepsKalshiBelowItsLimit revokes more keys at once than the
 // account's bucket holds: with the budget DeleteBudget reads from Kalshi,
@@ -73,7 +40,7 @@ func TestBudgetKeepsKalshiBelowItsLimit(t *testing.T) {
 	keys := r.addKeys(n)
 	cfg := r.config()
 	cfg.Concurrency = 16
-	cfg.Limiter = worker.NewLimiter(perSecond, burst)
+	cfg.Limiter = budget.NewLimiter(perSecond, burst)
 	// Queued before the worker starts, so they all want to go at once.
 	if err := worker.Provision(ctx, r.js, cfg); err != nil {
 		t.Fatal(err)
@@ -96,5 +63,50 @@ func TestBudgetKeepsKalshiBelowItsLimit(t *testing.T) {
 	// 18 at once, then 18 a second: the last of 45 leaves after 1.5 s.
 	if floor := time.Duration(float64(n-burst) / perSecond * 0.95 * float64(time.Second)); elapsed < floor {
 		t.Errorf("%d deletes in %v: faster than the budget allows (%v)", n, elapsed, floor)
+	}
+}
+
+// joinFleet joins l to the default group's pauses on its own connection to
+// url, as another replica would.
+func joinFleet(t testing.TB, url string, l *budget.Limiter) {
+	t.Helper()
+	nc := natstest.Connect(t, url)
+	f, err := budget.JoinFleet(nc, budget.FleetConfig{Group: "revoker", Limiter: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Leave)
+	if err := nc.Flush(); err != nil { // the subscription is in place
+		t.Fatal(err)
+	}
+}
+
+// TestLongRetryAfterPausesEveryone: a Retry-After longer than the request's
+// budget ends that request retries_exhausted, and still holds every other
+// call (up to MaxPause), on this replica and, through the fleet, the
+// others. Before, only the request ended and the next call went at once.
+func TestLongRetryAfterPausesEveryone(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	cfg := r.config()
+	cfg.Limiter = budget.NewLimiter(0, 0)
+	other := budget.NewLimiter(0, 0)
+	joinFleet(t, r.srv.URL(), cfg.Limiter)
+	joinFleet(t, r.srv.URL(), other)
+	r.start(cfg)
+	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: time.Hour})
+	sent := time.Now()
+	r.publish("slow", keys[0])
+	res := r.waitResults(1, 10*time.Second)["slow"]
+	if res.Error == nil || res.Error.Code != events.CodeRetriesExhausted {
+		t.Errorf("got %+v, want failed/retries_exhausted", res)
+	}
+	// MaxPause from when each heard of the 429: after the publish, and
+	// before now, however slow the machine.
+	for name, l := range map[string]*budget.Limiter{"this replica": cfg.Limiter, "another replica": other} {
+		natstest.WaitFor(t, 10*time.Second, name+" paused for MaxPause", func() bool {
+			until := l.PausedUntil()
+			return !until.Before(sent.Add(budget.MaxPause)) && !until.After(time.Now().Add(budget.MaxPause))
+		})
 	}
 }

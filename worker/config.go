@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // Defaults of Config, which cmd/revoker shows as the defaults of its flags.
@@ -76,10 +77,10 @@ type Config struct {
 	// (REVOKER_CANCEL_ORDERS); default CancelOff.
 	CancelOrders CancelScope
 
-	Limiter *Limiter     // shared delete budget; default unlimited
-	Cancels *Limiter     // budget of order cancels (the write bucket), in calls; default unlimited
-	Metrics *Metrics     // default: metrics nobody reads
-	Logger  *slog.Logger // default: discard
+	Limiter *budget.Limiter // shared delete budget; default unlimited
+	Cancels *budget.Limiter // budget of order cancels (the write bucket), in calls; default unlimited
+	Metrics *Metrics        // default: metrics nobody reads
+	Logger  *slog.Logger    // default: discard
 }
 
 // Policy decides whether a decoded request may act, judged at storedAt,
@@ -142,10 +143,10 @@ func (c *Config) setDefaults() {
 		c.MaxDeliveries = 10
 	}
 	if c.Limiter == nil {
-		c.Limiter = NewLimiter(0, 0)
+		c.Limiter = budget.NewLimiter(0, 0)
 	}
 	if c.Cancels == nil {
-		c.Cancels = NewLimiter(0, 0)
+		c.Cancels = budget.NewLimiter(0, 0)
 	}
 	if c.CancelOrders == "" {
 		c.CancelOrders = DefaultCancelScope

@@ -15,6 +15,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // maxUnconfirmed bounds the keys waiting for confirmation in one process.
@@ -365,7 +366,7 @@ func (w *Worker) listForConfirmationHere(ctx context.Context) (map[string]kalshi
 	started := time.Now()
 	keys, err := w.del.ListAPIKeys(lctx)
 	if err != nil {
-		if HeedAnswer(w.cfg.Limiter, err) {
+		if budget.HeedAnswer(w.cfg.Limiter, err) {
 			w.reportRate()
 		}
 		if unauthorized(err) {
@@ -391,7 +392,7 @@ func (w *Worker) leakedKeyRefused(ctx context.Context, id string, leaked crypto.
 	lctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 	defer cancel()
 	_, err = as.ListAPIKeys(lctx)
-	if HeedAnswer(w.cfg.Limiter, err) {
+	if budget.HeedAnswer(w.cfg.Limiter, err) {
 		w.reportRate()
 	}
 	return kalshi.IsUnknownSigningKey(err), err == nil, err

@@ -16,6 +16,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -342,7 +343,7 @@ func TestCancelSpendsTheCancelBudget(t *testing.T) {
 	cfg := r.config()
 	cfg.CancelOrders = worker.CancelSubaccount
 	cfg.MaxRetry = 3 * time.Second
-	cfg.Cancels = worker.NewLimiter(0.0001, 1) // one cancel, then one every few hours
+	cfg.Cancels = budget.NewLimiter(0.0001, 1) // one cancel, then one every few hours
 	r.start(cfg)
 	r.publishCancel("a", a, yes)
 	r.waitResults(1, 20*time.Second)

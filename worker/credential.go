@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // credentialGate holds whether Kalshi accepts the worker's credential at
@@ -73,7 +74,7 @@ func (w *Worker) watchCredential(ctx context.Context) {
 		keys, err := w.del.ListAPIKeys(cctx)
 		cancel()
 		end(httpStatus(err) != 0)
-		if HeedAnswer(w.cfg.Limiter, err) {
+		if budget.HeedAnswer(w.cfg.Limiter, err) {
 			w.reportRate()
 		}
 		switch {
@@ -130,4 +131,12 @@ func errorText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// CredentialState is what the operator console (package worker/console)
+// reads of it: nil while Kalshi accepts the worker's credential, otherwise
+// why requests are not taken.
+func (w *Worker) CredentialState() error {
+	_, err := w.cred.state()
+	return err
 }

@@ -22,4 +22,7 @@
 // [Provision] creates the three streams, the consumer and the buckets when they
 // are missing; with provisioning off the worker only binds to what an
 // operator created. [CheckSettings] refuses settings that break a guarantee.
+//
+// Every Kalshi call waits for the account's rate budget, which the replicas
+// share: package worker/budget.
 package worker

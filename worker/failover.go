@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // Fast failover. JetStream redelivers a dead replica's messages only when
@@ -29,10 +31,6 @@ const (
 	// make a survivor NAK.
 	maxHeldAnnounced = 1024
 )
-
-// FleetSubject is the subject prefix of the replicas' broadcasts to each
-// other: what they hold (here) and the credential's pauses (pause.go).
-const FleetSubject = "revoker.fleet"
 
 type heldBeatMsg struct {
 	ID   string   `json:"id"`
@@ -89,7 +87,7 @@ func (w *Worker) took(reply string) {
 }
 
 // heldSubject is where the replicas of one consumer announce what they hold.
-func (w *Worker) heldSubject() string { return FleetSubject + ".held." + w.cfg.Consumer }
+func (w *Worker) heldSubject() string { return budget.FleetSubject + ".held." + w.cfg.Consumer }
 
 // failoverLoop announces what this replica holds and NAKs what a silent one
 // held, until ctx ends.

@@ -20,6 +20,7 @@ import (
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -410,7 +411,7 @@ func TestRetryAfterOnAnyCallPauses(t *testing.T) {
 	r := newRig(t)
 	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: 3 * time.Second})
 	cfg := r.config()
-	cfg.Limiter = worker.NewLimiter(50, 5)
+	cfg.Limiter = budget.NewLimiter(50, 5)
 	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +435,7 @@ func TestFleetSharesOneListing(t *testing.T) {
 	cfg.ConfirmDelay = time.Hour // confirmation rounds list too: not here
 	beats := make(map[string]int)
 	var mu sync.Mutex
-	sub, err := r.nc.Subscribe(worker.FleetSubject+".held.revoker", func(m *nats.Msg) {
+	sub, err := r.nc.Subscribe(budget.FleetSubject+".held.revoker", func(m *nats.Msg) {
 		var b struct {
 			ID   string `json:"id"`
 			Took bool   `json:"took"`

@@ -18,6 +18,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -515,14 +516,14 @@ func TestCopiesOfARequestWaitForTheClaim(t *testing.T) {
 // longer than MaxPause.
 func TestPauseHasACeiling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(0, 0)
+		l := budget.NewLimiter(0, 0)
 		l.Pause(360000000 * time.Second)
 		start := time.Now()
 		if err := l.Wait(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if waited := time.Since(start); waited != worker.MaxPause {
-			t.Errorf("waited %v, want the ceiling %v", waited, worker.MaxPause)
+		if waited := time.Since(start); waited != budget.MaxPause {
+			t.Errorf("waited %v, want the ceiling %v", waited, budget.MaxPause)
 		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -164,7 +165,7 @@ func TestLeakedKeyRespectsLimiterUnder429(t *testing.T) {
 	ids, pems := r.leakedKeys(10)
 	cfg := r.config()
 	const rate = 50
-	cfg.Limiter = worker.NewLimiter(rate, 1)
+	cfg.Limiter = budget.NewLimiter(rate, 1)
 	r.start(noConfirm(cfg))
 	r.emu.SetFaults(emulator.Faults{Seed: 7, TooMany: 0.5}) // draws are shared with other calls: none must be unlikely
 	before, from := r.emu.Stats(), len(r.emu.Calls())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // The account listing that says whether a key is listed before its first
@@ -163,7 +164,7 @@ const (
 // each replica listens on its own, so that a question to a lister that died
 // gets "no responders" at once instead of waiting out a timeout.
 func (w *Worker) listingSubject(id string) string {
-	return FleetSubject + ".listing." + w.cfg.Consumer + "." + id
+	return budget.FleetSubject + ".listing." + w.cfg.Consumer + "." + id
 }
 
 // lister returns the id of the replica that lists for the fleet: the live

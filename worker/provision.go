@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/internal/jskv"
 )
 
 // How long the streams keep what they hold. Requests are work, not history:
@@ -99,21 +102,11 @@ func LedgerConfig(c Config) jetstream.KeyValueConfig {
 	}
 }
 
-// ReplicasConfig is the replica plan bucket as Provision creates it: one
-// small document per deployment, rewritten by every replica every
-// ShareBeat (see Share). A plan nobody wrote for replicasTTL is dropped.
+// ReplicasConfig is the replica plan bucket as Provision creates it (see
+// budget.BucketConfig).
 func ReplicasConfig(c Config) jetstream.KeyValueConfig {
 	c.setDefaults()
-	return jetstream.KeyValueConfig{
-		Bucket:       ReplicasBucket,
-		Description:  "revoker: replicas sharing the account's delete budget",
-		History:      1,
-		TTL:          replicasTTL,
-		MaxBytes:     8 << 20,
-		MaxValueSize: 64 << 10,
-		Storage:      jetstream.FileStorage,
-		Replicas:     c.Replicas,
-	}
+	return budget.BucketConfig(c.Replicas)
 }
 
 // ConsumerConfig is the shared durable consumer as Provision creates it.
@@ -158,7 +151,7 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) err
 		}
 	}
 	for _, kc := range []jetstream.KeyValueConfig{LedgerConfig(c), ReplicasConfig(c)} {
-		if _, err := ensureBucket(ctx, js, kc); err != nil {
+		if _, err := jskv.Ensure(ctx, js, kc); err != nil {
 			return fmt.Errorf("the bucket %s: %w", kc.Bucket, err)
 		}
 	}
@@ -190,19 +183,6 @@ func UpgradeLedger(ctx context.Context, js jetstream.JetStream) error {
 		return fmt.Errorf("turning on per-entry TTLs in the ledger bucket %s: the NATS server does not support them (nats-server 2.11 or later does)", LedgerBucket)
 	}
 	return nil
-}
-
-// ensureBucket binds to the bucket kc names, creating it as kc says when
-// it is missing; another process may be creating it at the same time.
-func ensureBucket(ctx context.Context, js jetstream.JetStream, kc jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, kc.Bucket)
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return kv, err
-	}
-	if kv, err = js.CreateKeyValue(ctx, kc); errors.Is(err, jetstream.ErrBucketExists) {
-		return js.KeyValue(ctx, kc.Bucket)
-	}
-	return kv, err
 }
 
 // bindConsumer returns the durable consumer, creating it when missing and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // deleter deletes API keys: the worker's client, or a leaked key's own.
@@ -64,34 +64,6 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 	}
 	return unanswered, false
 }
-
-// HeedAnswer applies what one Kalshi answer says of the account's budget to
-// l, whichever call got it (a delete, a listing, a probe, a credential or
-// confirmation check, the console's): a 429 halves the budget (recovering
-// over ThrottleRecovery) and a Retry-After pauses every call, on every
-// replica; a 429 without one, with no budget to halve, holds every call
-// briefly. It reports whether the rate changed.
-func HeedAnswer(l *Limiter, err error) (throttled bool) {
-	if httpStatus(err) != http.StatusTooManyRequests && kalshi.RetryAfter(err) <= 0 {
-		return false
-	}
-	if httpStatus(err) == http.StatusTooManyRequests {
-		// Kalshi's bucket is empty although we kept to the budget.
-		l.Throttle()
-		throttled = true
-	}
-	switch ra := kalshi.RetryAfter(err); {
-	case ra > 0:
-		l.Pause(ra)
-	case math.IsInf(l.Rate(), 1):
-		l.Pause(noBudgetPause)
-	}
-	return throttled
-}
-
-// noBudgetPause is how long a 429 without Retry-After holds every call when
-// there is no budget to halve.
-const noBudgetPause = time.Second
 
 // errStopped is call's answer when shutdown stopped it before an answer.
 var errStopped = errors.New("stopped by shutdown")
@@ -155,7 +127,7 @@ func (w *Worker) callVia(ctx, stop context.Context, storedAt time.Time, begin fu
 			return err
 		}
 		next := b.NextBackOff()
-		if HeedAnswer(w.cfg.Limiter, err) {
+		if budget.HeedAnswer(w.cfg.Limiter, err) {
 			w.reportRate()
 		}
 		if ra := kalshi.RetryAfter(err); ra > 0 {

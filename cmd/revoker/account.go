@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/revoker/revoker/kalshi"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // How often "run" reads the account's limits again, and how soon after a
@@ -22,8 +22,8 @@ const (
 type account struct {
 	client  *kalshi.Client
 	cfg     Config
-	limiter *worker.Limiter
-	cancels *worker.Limiter // the budget of order cancels, from the write bucket
+	limiter *budget.Limiter
+	cancels *budget.Limiter // the budget of order cancels, from the write bucket
 	logger  *slog.Logger
 }
 
@@ -75,7 +75,7 @@ func (a *account) refresh(ctx context.Context) error {
 	defer cancel()
 	limits, err := a.client.AccountLimits(rctx)
 	if err != nil {
-		worker.HeedAnswer(a.limiter, err)
+		budget.HeedAnswer(a.limiter, err)
 		if ctx.Err() == nil {
 			a.logger.Warn("cannot read the account limits", "err", err, "retry_in", limitsRetry)
 		}
@@ -83,7 +83,7 @@ func (a *account) refresh(ctx context.Context) error {
 	}
 	costs, err := a.client.EndpointCosts(rctx)
 	if err != nil {
-		worker.HeedAnswer(a.limiter, err) // chaos seed 108172: a 429 here paused no one
+		budget.HeedAnswer(a.limiter, err) // chaos seed 108172: a 429 here paused no one
 		a.logger.Warn("cannot read the endpoint costs; assuming the default cost", "err", err)
 	}
 	perSecond, burst := kalshi.DeleteBudget(limits, costs)

@@ -17,6 +17,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
 )
 
@@ -226,7 +227,7 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	// with REVOKER_NO_PROVISION it only binds, and every one must be there.
 	for _, bucket := range []struct{ name, role string }{
 		{worker.LedgerBucket, "ledger"},
-		{worker.ReplicasBucket, "replica plan"},
+		{budget.ReplicasBucket, "replica plan"},
 	} {
 		what := bucket.role + " " + bucket.name
 		kv, err := js.KeyValue(ctx, bucket.name)

@@ -11,6 +11,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // REVOKER_CANCEL_ORDERS / --cancel-orders-scope: off by default, the flag
@@ -105,7 +106,7 @@ func TestCancelBudgetFromTheAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &account{client: client, cfg: cfg, limiter: worker.NewLimiter(0, 0), cancels: worker.NewLimiter(0, 0), logger: slog.New(slog.DiscardHandler)}
+	a := &account{client: client, cfg: cfg, limiter: budget.NewLimiter(0, 0), cancels: budget.NewLimiter(0, 0), logger: slog.New(slog.DiscardHandler)}
 	if err := a.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
 )
 
@@ -61,7 +62,7 @@ func newKalshiClientWith(cfg Config, key crypto.Signer) (*kalshi.Client, error) 
 }
 
 // workerConfig maps the binary's settings onto the worker's.
-func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limiter *worker.Limiter) worker.Config {
+func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limiter *budget.Limiter) worker.Config {
 	return worker.Config{
 		RequestsSubject: cfg.RequestsSubject,
 		ResultsSubject:  cfg.ResultsSubject,
@@ -98,7 +99,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoMetric())
 	metrics := worker.NewMetrics(reg)
-	limiter, cancels := worker.NewLimiter(0, 0), worker.NewLimiter(0, 0)
+	limiter, cancels := budget.NewLimiter(0, 0), budget.NewLimiter(0, 0)
 	wcfg := workerConfig(cfg, logger, metrics, limiter)
 	wcfg.Cancels = cancels
 	w, err := worker.New(js, client, wcfg)
@@ -107,7 +108,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	}
 	// A 429 or Retry-After seen here pauses the other replicas too, and
 	// theirs pause this one (revoker.fleet.pause.<consumer>).
-	fleet, err := worker.JoinFleet(nc, worker.FleetConfig{Group: cfg.Consumer, Limiter: limiter, Logger: logger})
+	fleet, err := budget.JoinFleet(nc, budget.FleetConfig{Group: cfg.Consumer, Limiter: limiter, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -131,18 +132,18 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	replica := "" // this replica's name in the plan, when it has one
 	if cfg.Rate.Auto {
 		if cfg.RateShare == 0 && cfg.NoProvision {
-			if _, err := js.KeyValue(ctx, worker.ReplicasBucket); err != nil {
-				return fmt.Errorf("REVOKER_RATE_SHARE=auto needs the KV bucket %s (create it as deploy/README.md shows, or set a fixed share): %w", worker.ReplicasBucket, err)
+			if _, err := js.KeyValue(ctx, budget.ReplicasBucket); err != nil {
+				return fmt.Errorf("REVOKER_RATE_SHARE=auto needs the KV bucket %s (create it as deploy/README.md shows, or set a fixed share): %w", budget.ReplicasBucket, err)
 			}
 		}
-		scfg := worker.ShareConfig{Group: cfg.Consumer, Fixed: cfg.RateShare, Limiter: limiter, Logger: logger}
+		scfg := budget.ShareConfig{Group: cfg.Consumer, Fixed: cfg.RateShare, Limiter: limiter, Logger: logger}
 		if !cfg.NoProvision {
 			// On a new server the share creates its bucket as the worker
 			// would: the first plan need not wait for the worker's provisioning.
 			bucket := worker.ReplicasConfig(workerConfig(cfg, logger, metrics, limiter))
 			scfg.Bucket = &bucket
 		}
-		share := worker.NewShare(js, scfg)
+		share := budget.NewShare(js, scfg)
 		replica = share.ID()
 		var sctx context.Context
 		sctx, stopShare = context.WithCancel(context.WithoutCancel(ctx))
@@ -193,7 +194,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 }
 
 // consoleConfig wires the console to the worker it runs beside.
-func consoleConfig(cfg Config, logger *slog.Logger, client *kalshi.Client, js jetstream.JetStream, limiter *worker.Limiter, w *worker.Worker, replica string) console.Config {
+func consoleConfig(cfg Config, logger *slog.Logger, client *kalshi.Client, js jetstream.JetStream, limiter *budget.Limiter, w *worker.Worker, replica string) console.Config {
 	return console.Config{
 		Kalshi:        client,
 		Limiter:       limiter,

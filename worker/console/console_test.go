@@ -19,6 +19,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
 	"github.com/revoker/revoker/worker/natstest"
 )
@@ -32,7 +33,7 @@ type fixture struct {
 	js      jetstream.JetStream
 	selfID  string
 	keys    []string // seeded, named key-0, key-1, ...
-	limiter *worker.Limiter
+	limiter *budget.Limiter
 	svc     *console.Service
 	client  *console.Client
 }
@@ -57,7 +58,7 @@ func newFixture(t *testing.T, seed int, edit func(*fixture, *console.Config)) *f
 	if err := worker.Provision(t.Context(), f.js, worker.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	f.limiter = worker.NewLimiter(0, 0)
+	f.limiter = budget.NewLimiter(0, 0)
 	cfg := console.Config{
 		Kalshi:          client,
 		Limiter:         f.limiter,
@@ -192,7 +193,7 @@ func TestHealthEndpoint(t *testing.T) {
 		c.Replica = "replica-a"
 	})
 	bucket := worker.ReplicasConfig(worker.Config{})
-	share := worker.NewShare(f.js, worker.ShareConfig{Limiter: f.limiter, ID: "replica-a", Bucket: &bucket})
+	share := budget.NewShare(f.js, budget.ShareConfig{Limiter: f.limiter, ID: "replica-a", Bucket: &bucket})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); share.Run(ctx) }()
@@ -313,7 +314,7 @@ func TestListingsShared(t *testing.T) {
 // nothing.
 func TestListingWaitsForTheBudget(t *testing.T) {
 	f := newFixture(t, 1, func(_ *fixture, c *console.Config) { c.CallTimeout = 300 * time.Millisecond })
-	f.limiter.Pause(worker.MaxPause)
+	f.limiter.Pause(budget.MaxPause)
 	_, err := f.client.Keys(t.Context())
 	var refused *console.Error
 	if !errors.As(err, &refused) || refused.Code != console.CodeUnavailable || !strings.Contains(refused.Message, "budget") {

@@ -12,7 +12,7 @@
 //   - revoker.console.health: the answering replica's readiness, whether
 //     Kalshi accepts the credential, and the replica plan's members.
 //
-// Every Kalshi call waits for the worker's budget (worker.Limiter). An
+// Every Kalshi call waits for the worker's budget (budget.Limiter). An
 // answer comes from an account listing that began after its request
 // arrived, never an older one; requests waiting together share a listing,
 // and listings begin at most one per ListingInterval on average (bursts of

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // The service and its endpoints' subjects.
@@ -88,7 +89,7 @@ type Health struct {
 	CredentialErr string                 `json:"credential_error,omitempty"`
 	KalshiBaseURL string                 `json:"kalshi_base_url"`
 	SelfKeyID     string                 `json:"self_key_id"`
-	Replicas      []worker.ReplicaMember `json:"replicas"`
+	Replicas      []budget.ReplicaMember `json:"replicas"`
 	ReplicasErr   string                 `json:"replicas_error,omitempty"` // why the plan could not be read
 }
 

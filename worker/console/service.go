@@ -22,6 +22,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // Lister lists the account's API keys: the worker's own Kalshi client.
@@ -32,7 +33,7 @@ type Lister interface {
 // Config wires the console to the worker it runs beside.
 type Config struct {
 	Kalshi  Lister          // the worker's client, signed with its credential
-	Limiter *worker.Limiter // the worker's budget; every Kalshi call waits for it. Nil: unlimited
+	Limiter *budget.Limiter // the worker's budget; every Kalshi call waits for it. Nil: unlimited
 	Guards  Guards          // the worker's guards
 
 	// JS reads the ledger and the replica plan of Group (the consumer
@@ -323,7 +324,7 @@ func (s *Service) list(start time.Time, done chan struct{}) {
 	keys, err := s.cfg.Kalshi.ListAPIKeys(ctx)
 	if err != nil {
 		if s.cfg.Limiter != nil {
-			worker.HeedAnswer(s.cfg.Limiter, err)
+			budget.HeedAnswer(s.cfg.Limiter, err)
 		}
 		r.err = unavailable("the worker could not list the account's keys: %v", err)
 		return
@@ -470,7 +471,7 @@ func (s *Service) healthEndpoint(ctx context.Context, _ time.Time, data []byte) 
 		Credential:    true,
 		KalshiBaseURL: s.cfg.KalshiBaseURL,
 		SelfKeyID:     s.cfg.Guards.SelfKeyID,
-		Replicas:      []worker.ReplicaMember{},
+		Replicas:      []budget.ReplicaMember{},
 	}
 	if h.Replica == "" {
 		h.Replica = s.svc.Info().ID
@@ -491,10 +492,10 @@ func (s *Service) healthEndpoint(ctx context.Context, _ time.Time, data []byte) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	members, err := worker.ReadReplicaPlan(ctx, s.cfg.JS, s.cfg.Group)
+	members, err := budget.ReadReplicaPlan(ctx, s.cfg.JS, s.cfg.Group)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
-		h.ReplicasErr = "no replica plan (" + worker.ReplicasBucket + " does not exist: a fixed REVOKER_RATE or REVOKER_RATE_SHARE needs none)"
+		h.ReplicasErr = "no replica plan (" + budget.ReplicasBucket + " does not exist: a fixed REVOKER_RATE or REVOKER_RATE_SHARE needs none)"
 	case err != nil:
 		h.ReplicasErr = err.Error()
 	case members != nil:

@@ -1,4 +1,4 @@
-package worker_test
+package budget_test
 
 import (
 	"bytes"
@@ -11,17 +11,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/kalshi/emulator"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
 // fleetOf joins a limiter to group's pauses on its own connection to url.
-func fleetOf(t testing.TB, url, group string, l *worker.Limiter) *nats.Conn {
+func fleetOf(t testing.TB, url, group string, l *budget.Limiter) *nats.Conn {
 	t.Helper()
 	nc := natstest.Connect(t, url)
-	f, err := worker.JoinFleet(nc, worker.FleetConfig{Group: group, Limiter: l})
+	f, err := budget.JoinFleet(nc, budget.FleetConfig{Group: group, Limiter: l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +49,7 @@ func waitChanged[T comparable](within time.Duration, was T, get func() T) (T, ti
 // waits for b to follow. b's pause must end 2s after it heard: between 2s
 // after the Retry-After and 2s after b was seen paused, however slow the
 // machine. It returns how long b took to follow.
-func pauseRound(tb testing.TB, a, b *worker.Limiter, round int) time.Duration {
+func pauseRound(tb testing.TB, a, b *budget.Limiter, round int) time.Duration {
 	tb.Helper()
 	was := b.PausedUntil()
 	sent := time.Now()
@@ -75,7 +73,7 @@ func pauseRound(tb testing.TB, a, b *worker.Limiter, round int) time.Duration {
 // figure: a test asserts no wall-clock time.
 func TestFleetPause(t *testing.T) {
 	srv := natstest.Start(t)
-	a, b, other := worker.NewLimiter(0, 0), worker.NewLimiter(0, 0), worker.NewLimiter(0, 0)
+	a, b, other := budget.NewLimiter(0, 0), budget.NewLimiter(0, 0), budget.NewLimiter(0, 0)
 	fleetOf(t, srv.URL(), "revoker", a)
 	fleetOf(t, srv.URL(), "revoker", b)
 	fleetOf(t, srv.URL(), "elsewhere", other)
@@ -104,7 +102,7 @@ func TestFleetPause(t *testing.T) {
 //	go test -run '^$' -bench BenchmarkFleetPause -benchtime 40x ./worker
 func BenchmarkFleetPause(b *testing.B) {
 	srv := natstest.Start(b)
-	first, second := worker.NewLimiter(0, 0), worker.NewLimiter(0, 0)
+	first, second := budget.NewLimiter(0, 0), budget.NewLimiter(0, 0)
 	fleetOf(b, srv.URL(), "revoker", first)
 	fleetOf(b, srv.URL(), "revoker", second)
 	var took []time.Duration
@@ -122,9 +120,9 @@ func BenchmarkFleetPause(b *testing.B) {
 // and keeps it; one started when none is in force is not paused.
 func TestFleetPauseJoiner(t *testing.T) {
 	srv := natstest.Start(t)
-	a := worker.NewLimiter(0, 0)
+	a := budget.NewLimiter(0, 0)
 	fleetOf(t, srv.URL(), "revoker", a)
-	calm := worker.NewLimiter(0, 0)
+	calm := budget.NewLimiter(0, 0)
 	fleetOf(t, srv.URL(), "revoker", calm)
 	time.Sleep(100 * time.Millisecond) // would any answer come? none may
 	if !calm.PausedUntil().IsZero() {
@@ -134,7 +132,7 @@ func TestFleetPauseJoiner(t *testing.T) {
 	a.Pause(5 * time.Second)
 	want := a.PausedUntil()
 	joined := time.Now()
-	joiner := worker.NewLimiter(0, 0)
+	joiner := budget.NewLimiter(0, 0)
 	fleetOf(t, srv.URL(), "revoker", joiner)
 	until, d, ok := waitChanged(10*time.Second, time.Time{}, joiner.PausedUntil)
 	if !ok {
@@ -155,10 +153,10 @@ func TestFleetPauseJoiner(t *testing.T) {
 // still pauses the receiver for the length it asked.
 func TestFleetPauseHostile(t *testing.T) {
 	srv := natstest.Start(t)
-	l := worker.NewLimiter(10, 10)
+	l := budget.NewLimiter(10, 10)
 	fleetOf(t, srv.URL(), "revoker", l)
 	pub := natstest.Connect(t, srv.URL())
-	subject := worker.PauseSubject("revoker")
+	subject := budget.PauseSubject("revoker")
 	send := func(data []byte) {
 		t.Helper()
 		if err := pub.Publish(subject, data); err != nil {
@@ -192,8 +190,8 @@ func TestFleetPauseHostile(t *testing.T) {
 	if !ok {
 		t.Fatal("a far-future pause was not applied at all")
 	}
-	if d := until.Sub(now); d > worker.MaxPause+time.Since(now) {
-		t.Errorf("a pause until the year 9999 holds for %v, want at most MaxPause (%v)", d, worker.MaxPause)
+	if d := until.Sub(now); d > budget.MaxPause+time.Since(now) {
+		t.Errorf("a pause until the year 9999 holds for %v, want at most MaxPause (%v)", d, budget.MaxPause)
 	}
 
 	// Shorter: ignored. The throttle after it shows it was read.
@@ -213,7 +211,7 @@ func TestFleetPauseHostile(t *testing.T) {
 // at once. Before, 2 s of silence refilled the whole burst.
 func TestLimiterInFlightHoldsBurst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(10, 5)
+		l := budget.NewLimiter(10, 5)
 		var ends []func(bool)
 		for range 5 {
 			end, err := l.Begin(context.Background())
@@ -260,7 +258,7 @@ func TestLimiterInFlightHoldsBurst(t *testing.T) {
 // lengthened while it waits, and spends no token.
 func TestLimiterAfterPause(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(1, 1)
+		l := budget.NewLimiter(1, 1)
 		start := time.Now()
 		if err := l.AfterPause(context.Background()); err != nil || time.Since(start) != 0 {
 			t.Fatalf("AfterPause without a pause: %v after %v", err, time.Since(start))
@@ -295,7 +293,7 @@ func TestLimiterAfterPause(t *testing.T) {
 // taken for lost.
 func TestLimiterStaleHoldsBurst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(10, 5)
+		l := budget.NewLimiter(10, 5)
 		begin := func() func(bool) {
 			t.Helper()
 			end, err := l.Begin(context.Background())
@@ -336,39 +334,9 @@ func TestLimiterStaleHoldsBurst(t *testing.T) {
 		}
 
 		begin()(false)
-		time.Sleep(worker.StaleHold)
+		time.Sleep(budget.StaleHold)
 		if _, stale := l.Held(); stale != 0 {
 			t.Errorf("%d attempts still held StaleHold after they were given up", stale)
 		}
 	})
-}
-
-// TestLongRetryAfterPausesEveryone: a Retry-After longer than the request's
-// budget ends that request retries_exhausted, and still holds every other
-// call (up to MaxPause), on this replica and, through the fleet, the
-// others. Before, only the request ended and the next call went at once.
-func TestLongRetryAfterPausesEveryone(t *testing.T) {
-	r := newRig(t)
-	keys := r.addKeys(1)
-	cfg := r.config()
-	cfg.Limiter = worker.NewLimiter(0, 0)
-	other := worker.NewLimiter(0, 0)
-	fleetOf(t, r.srv.URL(), "revoker", cfg.Limiter)
-	fleetOf(t, r.srv.URL(), "revoker", other)
-	r.start(cfg)
-	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: time.Hour})
-	sent := time.Now()
-	r.publish("slow", keys[0])
-	res := r.waitResults(1, 10*time.Second)["slow"]
-	if res.Error == nil || res.Error.Code != events.CodeRetriesExhausted {
-		t.Errorf("got %+v, want failed/retries_exhausted", res)
-	}
-	// MaxPause from when each heard of the 429: after the publish, and
-	// before now, however slow the machine.
-	for name, l := range map[string]*worker.Limiter{"this replica": cfg.Limiter, "another replica": other} {
-		natstest.WaitFor(t, 10*time.Second, name+" paused for MaxPause", func() bool {
-			until := l.PausedUntil()
-			return !until.Before(sent.Add(worker.MaxPause)) && !until.After(time.Now().Add(worker.MaxPause))
-		})
-	}
 }

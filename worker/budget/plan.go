@@ -1,4 +1,4 @@
-package worker
+package budget
 
 import (
 	"context"
@@ -12,15 +12,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// What the operator console (package worker/console) reads of a running
-// worker and of the fleet, without reaching into their state.
+// What the operator console (package worker/console) reads of the replica
+// plan, without reaching into a Share's state.
 
-// CredentialState returns nil while Kalshi accepts the worker's credential,
-// otherwise why requests are not taken.
-func (w *Worker) CredentialState() error {
-	_, err := w.cred.state()
-	return err
-}
+// defaultGroup is the group of a plan or a fleet when none is set: the
+// default consumer name (worker.DefaultConsumer).
+const defaultGroup = "revoker"
 
 // ID names this replica in the replica plan.
 func (s *Share) ID() string { return s.cfg.ID }
@@ -43,7 +40,7 @@ func replicaPlanKey(group string) string {
 // the consumer name), sorted by ID: none when the plan is empty or gone.
 func ReadReplicaPlan(ctx context.Context, js jetstream.JetStream, group string) ([]ReplicaMember, error) {
 	if group == "" {
-		group = DefaultConsumer
+		group = defaultGroup
 	}
 	kv, err := js.KeyValue(ctx, ReplicasBucket)
 	if err != nil {

@@ -1,4 +1,4 @@
-package worker_test
+package budget_test
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/budget"
 )
 
 // The tests run in synctest bubbles: time only moves when every goroutine
@@ -17,7 +18,7 @@ import (
 
 // limiterGrants runs n Waits one after another and returns how long after
 // start each one returned.
-func limiterGrants(t *testing.T, l *worker.Limiter, n int) []time.Duration {
+func limiterGrants(t *testing.T, l *budget.Limiter, n int) []time.Duration {
 	t.Helper()
 	start := time.Now()
 	out := make([]time.Duration, n)
@@ -37,7 +38,7 @@ func justAfter(got, want time.Duration) bool {
 
 func TestLimiterBurstThenRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(10, 3)
+		l := budget.NewLimiter(10, 3)
 		got := limiterGrants(t, l, 6)
 		want := []time.Duration{0, 0, 0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}
 		for i := range want {
@@ -54,7 +55,7 @@ func TestLimiterBurstThenRate(t *testing.T) {
 func TestLimiterUnlimited(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		for _, rate := range []float64{0, -1, math.Inf(1), math.NaN()} {
-			l := worker.NewLimiter(rate, 0)
+			l := budget.NewLimiter(rate, 0)
 			got := limiterGrants(t, l, 1000)
 			if got[len(got)-1] != 0 {
 				t.Errorf("rate %v: 1000 deletes took %v, want no wait", rate, got[len(got)-1])
@@ -72,7 +73,7 @@ func TestLimiterUnlimited(t *testing.T) {
 
 func TestLimiterBurstAtLeastOne(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(2, 0)
+		l := budget.NewLimiter(2, 0)
 		if r, b := l.Configured(); r != 2 || b != 1 {
 			t.Errorf("Configured = %v, %d, want 2, 1", r, b)
 		}
@@ -93,7 +94,7 @@ type limiterWaiters struct {
 	start time.Time
 }
 
-func startLimiterWaiters(ctx context.Context, l *worker.Limiter, n int) *limiterWaiters {
+func startLimiterWaiters(ctx context.Context, l *budget.Limiter, n int) *limiterWaiters {
 	w := &limiterWaiters{start: time.Now()}
 	for range n {
 		w.wg.Go(func() {
@@ -117,7 +118,7 @@ func (w *limiterWaiters) done() (at []time.Duration, errs []error) {
 
 func TestLimiterSetRateFreesWaitersAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(1, 1)
+		l := budget.NewLimiter(1, 1)
 		w := startLimiterWaiters(context.Background(), l, 5)
 		synctest.Wait() // one went through, four hold reservations up to 4s ahead
 		time.Sleep(100 * time.Millisecond)
@@ -139,7 +140,7 @@ func TestLimiterSetRateFreesWaitersAtOnce(t *testing.T) {
 
 func TestLimiterSetRateHoldsWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(100, 1)
+		l := budget.NewLimiter(100, 1)
 		w := startLimiterWaiters(context.Background(), l, 4)
 		synctest.Wait()
 		l.SetRate(1, 1) // before any reservation (10ms apart) came due
@@ -159,7 +160,7 @@ func TestLimiterSetRateHoldsWaiters(t *testing.T) {
 
 func TestLimiterSetRateSameBudgetKeepsState(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(10, 5)
+		l := budget.NewLimiter(10, 5)
 		l.Throttle()
 		l.SetRate(10, 5) // a periodic refresh that found nothing new
 		if r := l.Rate(); r != 5 {
@@ -173,13 +174,13 @@ func TestLimiterSetRateSameBudgetKeepsState(t *testing.T) {
 
 func TestLimiterThrottleHalvesAndRecovers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(36, 36)
+		l := budget.NewLimiter(36, 36)
 		l.Throttle()
 		if r := l.Rate(); r != 18 {
 			t.Fatalf("Rate after a 429 = %v, want 18", r)
 		}
 		// Within the hold: the 429s of deletes already in flight.
-		time.Sleep(worker.ThrottleHold / 2)
+		time.Sleep(budget.ThrottleHold / 2)
 		l.Throttle()
 		l.Throttle()
 		if r := l.Rate(); r != 18 {
@@ -188,8 +189,8 @@ func TestLimiterThrottleHalvesAndRecovers(t *testing.T) {
 		// Recovery in ten steps from 18 back to 36 over ThrottleRecovery.
 		start := time.Now()
 		prev := l.Rate()
-		for time.Since(start) < worker.ThrottleRecovery {
-			time.Sleep(worker.ThrottleRecovery / 40)
+		for time.Since(start) < budget.ThrottleRecovery {
+			time.Sleep(budget.ThrottleRecovery / 40)
 			r := l.Rate()
 			if r < prev {
 				t.Fatalf("rate fell from %v to %v while recovering", prev, r)
@@ -201,7 +202,7 @@ func TestLimiterThrottleHalvesAndRecovers(t *testing.T) {
 		}
 		// A 429 after the hold halves again, from the rate in force.
 		l.Throttle()
-		time.Sleep(worker.ThrottleHold)
+		time.Sleep(budget.ThrottleHold)
 		l.Throttle()
 		if r := l.Rate(); r != 9 {
 			t.Fatalf("Rate after two spaced 429s = %v, want 9", r)
@@ -211,9 +212,9 @@ func TestLimiterThrottleHalvesAndRecovers(t *testing.T) {
 
 func TestLimiterThrottleMidRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(40, 4)
+		l := budget.NewLimiter(40, 4)
 		l.Throttle() // 20
-		time.Sleep(worker.ThrottleRecovery / 2)
+		time.Sleep(budget.ThrottleRecovery / 2)
 		if r := l.Rate(); r != 30 {
 			t.Fatalf("Rate halfway through recovery = %v, want 30", r)
 		}
@@ -226,15 +227,15 @@ func TestLimiterThrottleMidRecovery(t *testing.T) {
 
 func TestLimiterThrottleFloor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(10, 1)
+		l := budget.NewLimiter(10, 1)
 		for range 10 {
 			l.Throttle()
-			time.Sleep(worker.ThrottleHold)
+			time.Sleep(budget.ThrottleHold)
 		}
-		if r := l.Rate(); r < worker.ThrottleFloor || r > worker.ThrottleFloor*1.2 {
-			t.Fatalf("Rate after many 429s = %v, want about the floor %v", r, worker.ThrottleFloor)
+		if r := l.Rate(); r < budget.ThrottleFloor || r > budget.ThrottleFloor*1.2 {
+			t.Fatalf("Rate after many 429s = %v, want about the floor %v", r, budget.ThrottleFloor)
 		}
-		slow := worker.NewLimiter(0.5, 1) // below the floor: never raised
+		slow := budget.NewLimiter(0.5, 1) // below the floor: never raised
 		slow.Throttle()
 		if r := slow.Rate(); r != 0.5 {
 			t.Fatalf("Rate of a 0.5/s budget after a 429 = %v, want 0.5", r)
@@ -244,7 +245,7 @@ func TestLimiterThrottleFloor(t *testing.T) {
 
 func TestLimiterThrottleReplansWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(10, 1)
+		l := budget.NewLimiter(10, 1)
 		w := startLimiterWaiters(context.Background(), l, 4) // 0, 100ms, 200ms, 300ms at 10/s
 		synctest.Wait()
 		l.Throttle() // now 5/s, bucket empty: 200, 400, 600ms
@@ -263,7 +264,7 @@ func TestLimiterThrottleReplansWaiters(t *testing.T) {
 
 func TestLimiterPauseHoldsEveryone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(0, 0)
+		l := budget.NewLimiter(0, 0)
 		l.Pause(2 * time.Second)
 		l.Pause(time.Second) // shorter: does not cut the pause
 		l.Pause(0)
@@ -274,7 +275,7 @@ func TestLimiterPauseHoldsEveryone(t *testing.T) {
 			}
 		}
 
-		limited := worker.NewLimiter(10, 2)
+		limited := budget.NewLimiter(10, 2)
 		w := startLimiterWaiters(context.Background(), limited, 4) // 0, 0, 100ms, 200ms
 		synctest.Wait()
 		limited.Pause(time.Second) // the two waiting ones are held
@@ -290,7 +291,7 @@ func TestLimiterPauseHoldsEveryone(t *testing.T) {
 
 func TestLimiterWaitCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(1, 1)
+		l := budget.NewLimiter(1, 1)
 		if err := l.Wait(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +310,7 @@ func TestLimiterWaitCancelled(t *testing.T) {
 		}
 		done, stop := context.WithCancel(context.Background())
 		stop()
-		if err := worker.NewLimiter(0, 0).Wait(done); !errors.Is(err, context.Canceled) {
+		if err := budget.NewLimiter(0, 0).Wait(done); !errors.Is(err, context.Canceled) {
 			t.Errorf("Wait with a cancelled context = %v, want context.Canceled", err)
 		}
 		l.Pause(time.Hour)
@@ -325,7 +326,7 @@ func TestLimiterWaitCancelled(t *testing.T) {
 // deletes wait while others change the rate, throttle and pause, and all of
 // them get through. It checks the total rate too.
 func TestLimiterConcurrentChanges(t *testing.T) {
-	l := worker.NewLimiter(2000, 20)
+	l := budget.NewLimiter(2000, 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	const n = 400
@@ -379,7 +380,7 @@ func TestLimiterConcurrentChanges(t *testing.T) {
 
 func TestLimiterShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := worker.NewLimiter(10, 6)
+		l := budget.NewLimiter(10, 6)
 		l.SetShare(0) // a joiner: nothing until the others made room
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -425,11 +426,45 @@ func TestLimiterShare(t *testing.T) {
 			t.Errorf("after lowering to 1/4 of 10/s burst 6: grants at %v, want 0 and 400ms", got)
 		}
 		l.SetShare(1)
-		if r := worker.NewLimiter(0, 0); true {
+		if r := budget.NewLimiter(0, 0); true {
 			r.SetShare(0) // unlimited ignores the share
 			if got := limiterGrants(t, r, 3); got[2] != 0 {
 				t.Errorf("unlimited at share 0 waited %v", got[2])
 			}
 		}
 	})
+}
+
+// TestDeleteBudgetTimesShare: a replica's part of the account's budget
+// (kalshi.DeleteBudget) is what the limiter makes of it at its share.
+func TestDeleteBudgetTimesShare(t *testing.T) {
+	basic := kalshi.Limits{UsageTier: "basic", Read: kalshi.Bucket{RefillRate: 200, BucketCapacity: 200}}
+	dflt := kalshi.Costs{DefaultCost: 10}
+	for _, tt := range []struct {
+		name      string
+		limits    kalshi.Limits
+		share     float64
+		perSecond float64
+		burst     int
+	}{
+		{"whole account", basic, 1, 18, 18},
+		{"half the account", basic, 0.5, 9, 9},
+		{"share above 1 is 1", basic, 3, 18, 18},
+		{"tiny share keeps a burst of 1", basic, 0.01, 0.18, 1},
+		{"fallback times share", kalshi.Limits{}, 0.25, 4.5, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l := budget.NewLimiter(kalshi.DeleteBudget(tt.limits, dflt))
+				l.SetShare(tt.share)
+				if r := l.Rate(); math.Abs(r-tt.perSecond) > 1e-9 {
+					t.Errorf("Rate = %v, want %v", r, tt.perSecond)
+				}
+				got := limiterGrants(t, l, tt.burst+1)
+				if got[tt.burst-1] != 0 || got[tt.burst] == 0 {
+					t.Errorf("grants at %v, want a burst of %d", got, tt.burst)
+				}
+			})
+		})
+	}
 }

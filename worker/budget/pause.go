@@ -1,4 +1,4 @@
-package worker
+package budget
 
 import (
 	"encoding/json"
@@ -35,6 +35,11 @@ import (
 // again). A pause is not published while the connection is down: buffered
 // until a reconnect, it would be stale.
 
+// FleetSubject is the subject prefix of the replicas' broadcasts to each
+// other: the credential's pauses (here), and what they hold and the
+// listings they share (package worker).
+const FleetSubject = "revoker.fleet"
+
 // PauseSubjectPrefix is followed by the group (the consumer name).
 const PauseSubjectPrefix = FleetSubject + ".pause."
 
@@ -51,7 +56,7 @@ const maxPauseMsg = 1024
 // PauseSubject is the subject on which the replicas of group share pauses.
 func PauseSubject(group string) string {
 	if group == "" {
-		group = "revoker"
+		group = defaultGroup
 	}
 	return PauseSubjectPrefix + group
 }

@@ -1,4 +1,4 @@
-package worker
+package budget
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/revoker/revoker/worker/internal/jskv"
 )
 
 // The shared budget. Replicas of one deployment (one durable consumer)
@@ -87,7 +88,7 @@ type ShareConfig struct {
 	// ID names this replica in the plan; default host-pid-random.
 	ID string
 	// Bucket, if set, creates ReplicasBucket with this configuration when it
-	// is missing (provisioning, as ReplicasConfig gives it), so that the
+	// is missing (provisioning, as BucketConfig gives it), so that the
 	// first replica on a new server need not wait for the worker to create
 	// it. Nil: the bucket must exist.
 	Bucket *jetstream.KeyValueConfig
@@ -152,7 +153,7 @@ var errShareConflict = errors.New("the replica plan changed meanwhile")
 // a fixed one to cfg.Fixed.
 func NewShare(js jetstream.JetStream, cfg ShareConfig) *Share {
 	if cfg.Group == "" {
-		cfg.Group = "revoker"
+		cfg.Group = defaultGroup
 	}
 	return newShare(&kvShareStore{js: js, key: replicaPlanKey(cfg.Group), create: cfg.Bucket},
 		cfg, cfg.Limiter.SetShare)
@@ -472,7 +473,7 @@ func (k *kvShareStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	var err error
 	if k.create != nil {
-		kv, err = ensureBucket(ctx, k.js, *k.create)
+		kv, err = jskv.Ensure(ctx, k.js, *k.create)
 	} else {
 		kv, err = k.js.KeyValue(ctx, ReplicasBucket)
 	}
@@ -525,4 +526,21 @@ func (k *kvShareStore) remove(ctx context.Context, rev uint64) error {
 		return errShareConflict
 	}
 	return err
+}
+
+// BucketConfig is the replica plan bucket as provisioning creates it, with
+// replicas copies of its data: one small document per deployment, rewritten
+// by every replica every ShareBeat. A plan nobody wrote for replicasTTL is
+// dropped.
+func BucketConfig(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:       ReplicasBucket,
+		Description:  "revoker: replicas sharing the account's delete budget",
+		History:      1,
+		TTL:          replicasTTL,
+		MaxBytes:     8 << 20,
+		MaxValueSize: 64 << 10,
+		Storage:      jetstream.FileStorage,
+		Replicas:     replicas,
+	}
 }
