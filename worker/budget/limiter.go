@@ -83,6 +83,61 @@ type Limiter struct {
 	// the pause and every Throttle that halved the rate, so the other
 	// replicas can follow.
 	notify func(pauseNote)
+	// awake is when this process last ran, as the Fleet's ticker and every
+	// wait see it; zero outside a fleet. woke, if set, asks the others for
+	// the pause in force after a freeze.
+	awake time.Time
+	woke  func()
+}
+
+// After a gap of freezeGap in awake the process was frozen (SIGSTOP, a
+// paused VM, a starved machine): pauses the other replicas broadcast
+// meanwhile may be unread in its socket, and whichever goroutine runs first
+// on waking may be a delete. So every call then waits wakeHold, while the
+// fleet is asked again for the pause in force (chaos seed 391272).
+const (
+	freezeGap = time.Second
+	wakeHold  = askWindow
+)
+
+// wakeLocked notes that the process runs at now; after a freeze it holds
+// every call for wakeHold and reports true. Call with l.mu held.
+func (l *Limiter) wakeLocked(now time.Time) bool {
+	if l.awake.IsZero() {
+		return false
+	}
+	frozen := now.Sub(l.awake) > freezeGap
+	l.awake = now
+	if frozen && now.Add(wakeHold).After(l.pausedUntil) {
+		l.pausedUntil = now.Add(wakeHold)
+		l.advanceLocked(now)
+		l.replanLocked(now)
+	}
+	return frozen
+}
+
+// keepAwake is the Fleet's tick: it starts the freeze watch (awake) and
+// asks the others after a freeze.
+func (l *Limiter) keepAwake(now time.Time) {
+	l.mu.Lock()
+	if l.awake.IsZero() {
+		l.awake = now
+	}
+	frozen, woke := l.wakeLocked(now), l.woke
+	l.mu.Unlock()
+	if frozen && woke != nil {
+		woke()
+	}
+}
+
+// setWoke sets who asks the fleet again after a freeze; nil stops the watch.
+func (l *Limiter) setWoke(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.woke = f
+	if f == nil {
+		l.awake = time.Time{}
+	}
 }
 
 // pauseNote is a local pause or throttle, as the fleet hears of it: until
@@ -431,6 +486,9 @@ func (l *Limiter) wait(ctx context.Context, hold bool) error {
 	}
 	l.mu.Lock()
 	now := time.Now()
+	if l.wakeLocked(now) && l.woke != nil {
+		go l.woke()
+	}
 	l.advanceLocked(now)
 	if len(l.stale) > 0 && now.Sub(l.stale[0]) >= StaleHold {
 		l.pruneLocked(now)

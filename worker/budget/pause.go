@@ -87,6 +87,7 @@ type Fleet struct {
 	ask     *nats.Subscription
 	// reconnected hears the connection come back, to ask again.
 	reconnected chan nats.Status
+	stopTicks   chan struct{}
 
 	mu        sync.Mutex
 	warned    time.Time // when a bad message was last logged
@@ -133,14 +134,45 @@ func JoinFleet(nc *nats.Conn, cfg FleetConfig) (*Fleet, error) {
 	go func() {
 		for range f.reconnected {
 			f.askOthers()
+			f.tellAgain()
 		}
 	}()
+	// A replica frozen for a while (SIGSTOP) asks again on waking too.
+	cfg.Limiter.setWoke(f.askOthers)
+	f.stopTicks = make(chan struct{})
+	go f.tick()
 	return f, nil
+}
+
+// awakeTick is how often a replica notes that it runs (Limiter.keepAwake).
+const awakeTick = 100 * time.Millisecond
+
+func (f *Fleet) tick() {
+	t := time.NewTicker(awakeTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stopTicks:
+			return
+		case <-t.C:
+			f.lim.keepAwake(time.Now()) // not the tick's time: one from before a freeze may wait in t.C
+		}
+	}
+}
+
+// tellAgain publishes this replica's pause in force once connected again:
+// one published while the connection was down reached no one.
+func (f *Fleet) tellAgain() {
+	if until := f.lim.PausedUntil(); time.Now().Before(until) {
+		f.publish(pauseNote{until: until})
+	}
 }
 
 // Leave stops publishing this replica's pauses and applying the others'.
 func (f *Fleet) Leave() {
 	f.nc.RemoveStatusListener(f.reconnected)
+	close(f.stopTicks)
+	f.lim.setWoke(nil)
 	f.lim.setNotify(nil)
 	_ = f.sub.Unsubscribe()
 	_ = f.ask.Unsubscribe()
