@@ -338,10 +338,7 @@ func (w *Worker) listForConfirmation(ctx context.Context, due map[string]unconfi
 			notBefore = later(notBefore, u.since)
 		}
 	}
-	keys, ok := w.listing.fresh(notBefore)
-	if !ok && !w.isLister() && len(ids) <= maxListingAsk {
-		keys, ok = w.askLister(ctx, listingAsk{Keys: ids, MaxAge: time.Since(notBefore), StoredAt: time.Now()})
-	}
+	keys, ok := w.sharedKeys(ctx, time.Now(), notBefore, ids)
 	if !ok {
 		var err error
 		if keys, err = w.listForConfirmationHere(ctx); err != nil {

@@ -209,12 +209,22 @@ func validReplicaID(id string) bool {
 // a listing asked for at notBefore or later: asked of the lister when this
 // replica is not it, listed here when it is or does not answer.
 func (w *Worker) fleetKeys(ctx, stop context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, error) {
-	if _, ok := w.listing.fresh(notBefore); !ok && !w.isLister() && len(keys) <= maxListingAsk {
-		if got, ok := w.askLister(ctx, listingAsk{Keys: keys, MaxAge: time.Since(notBefore), StoredAt: storedAt}); ok {
-			return got, nil
-		}
+	if got, ok := w.sharedKeys(ctx, storedAt, notBefore, keys); ok {
+		return got, nil
 	}
 	return w.accountKeys(ctx, stop, storedAt, notBefore)
+}
+
+// sharedKeys is a listing asked for at notBefore or later without a call of
+// this replica's: the one it keeps, or the lister's answer for keys.
+func (w *Worker) sharedKeys(ctx context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, bool) {
+	if got, ok := w.listing.fresh(notBefore); ok {
+		return got, true
+	}
+	if w.isLister() || len(keys) > maxListingAsk {
+		return nil, false
+	}
+	return w.askLister(ctx, listingAsk{Keys: keys, MaxAge: time.Since(notBefore), StoredAt: storedAt})
 }
 
 // askLister asks the fleet's lister; ok is false without a good answer.

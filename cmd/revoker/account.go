@@ -65,25 +65,31 @@ func (a *account) applyFixedRate() {
 	}
 }
 
-func (a *account) refresh(ctx context.Context) error {
-	// Signed with the worker's credential: a pause holds it, and a 429 it
-	// gets pauses the fleet like any other call's.
+// signed makes one call signed with the worker's credential: a pause holds
+// it, and a 429 it gets pauses the fleet like any other call's (chaos seed
+// 108172: the endpoint-costs read once heeded none).
+func (a *account) signed(ctx context.Context, call func(context.Context) error) error {
 	if err := a.limiter.AfterPause(ctx); err != nil {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 2*a.cfg.AttemptTimeout)
 	defer cancel()
-	limits, err := a.client.AccountLimits(rctx)
+	err := call(rctx)
+	budget.HeedAnswer(a.limiter, err)
+	return err
+}
+
+func (a *account) refresh(ctx context.Context) error {
+	var limits kalshi.Limits
+	err := a.signed(ctx, func(ctx context.Context) (err error) { limits, err = a.client.AccountLimits(ctx); return err })
 	if err != nil {
-		budget.HeedAnswer(a.limiter, err)
 		if ctx.Err() == nil {
 			a.logger.Warn("cannot read the account limits", "err", err, "retry_in", limitsRetry)
 		}
 		return err
 	}
-	costs, err := a.client.EndpointCosts(rctx)
-	if err != nil {
-		budget.HeedAnswer(a.limiter, err) // chaos seed 108172: a 429 here paused no one
+	var costs kalshi.Costs
+	if err := a.signed(ctx, func(ctx context.Context) (err error) { costs, err = a.client.EndpointCosts(ctx); return err }); err != nil {
 		a.logger.Warn("cannot read the endpoint costs; assuming the default cost", "err", err)
 	}
 	perSecond, burst := kalshi.DeleteBudget(limits, costs)
