@@ -268,6 +268,9 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 		close(allDone)
 	}
 	for _, o := range outcomes {
+		if ctx.Err() != nil {
+			break // interrupted or out of time: the rest stay unsent
+		}
 		msg, err := newRequestMsg(cfg, o.revocation, signer)
 		if err != nil {
 			return nil, err
@@ -326,11 +329,20 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 	return snapshot, nil
 }
 
+// ackGrace is how long a publish already sent may wait for its
+// acknowledgement after the command was interrupted or timed out: the
+// answer then says whether the request was stored, not a guess.
+const ackGrace = 2 * time.Second
+
 // publishRequest stores msg in the requests stream and returns its
 // sequence there. A duplicate is an error: no other message should hold the
 // unpredictable id of msg, and the stream dropped msg for it.
 func publishRequest(ctx context.Context, js jetstream.JetStream, cfg Config, msg *nats.Msg) (uint64, error) {
-	ack, err := js.PublishMsg(ctx, msg)
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(ackGrace, cancel) })
+	defer stop()
+	ack, err := js.PublishMsg(pctx, msg)
 	switch {
 	case err != nil:
 		return 0, err
