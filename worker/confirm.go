@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -184,7 +185,11 @@ func (w *Worker) confirmRound(ctx context.Context, due map[string]unconfirmed) {
 	listErr := errNotListed
 	for _, u := range due {
 		if !u.foreign {
-			listed, listErr = w.listForConfirmation(ctx, due)
+			var asOf time.Time
+			listed, asOf, listErr = w.listForConfirmation(ctx, due)
+			if listErr == nil {
+				maps.DeleteFunc(due, func(_ string, u unconfirmed) bool { return !u.foreign && u.since.After(asOf) })
+			}
 			break
 		}
 	}
@@ -326,53 +331,52 @@ func (l *ledger) recordUnconfirmed(ctx context.Context, apiKeyID string, rec Key
 var errNotListed = errors.New("not listed")
 
 // listForConfirmation says which of the keys due the account lists, from
-// a listing asked for after each was revoked and within the last round's
-// interval: one this process has, or the fleet's lister's, or its own call
-// within the delete budget.
-func (w *Worker) listForConfirmation(ctx context.Context, due map[string]unconfirmed) (map[string]bool, error) {
+// a listing asked for after the earliest of them was revoked and within the
+// last round's interval: one this process has, or the fleet's lister's, or
+// its own call within the delete budget. asOf is when the listing was asked
+// for: it says nothing of a key revoked later, which waits for the next
+// round (so that a round during a mass revocation takes the fleet's listing
+// of the last two seconds instead of one of its own).
+func (w *Worker) listForConfirmation(ctx context.Context, due map[string]unconfirmed) (listed map[string]bool, asOf time.Time, err error) {
 	var ids []string
-	notBefore := time.Now().Add(-w.cfg.ConfirmInterval)
+	var earliest time.Time
 	for id, u := range due {
 		if !u.foreign {
 			ids = append(ids, id)
-			notBefore = later(notBefore, u.since)
+			if earliest.IsZero() || u.since.Before(earliest) {
+				earliest = u.since
+			}
 		}
 	}
-	keys, ok := w.sharedKeys(ctx, time.Now(), notBefore, ids)
+	notBefore := later(time.Now().Add(-w.cfg.ConfirmInterval), earliest)
+	keys, asOf, ok := w.sharedKeys(ctx, time.Now(), notBefore, ids)
 	if !ok {
-		var err error
-		if keys, err = w.listForConfirmationHere(ctx); err != nil {
-			return nil, err
+		if keys, asOf, err = w.listForConfirmationHere(ctx, notBefore); err != nil {
+			return nil, time.Time{}, err
 		}
 	}
-	listed := make(map[string]bool, len(keys))
+	listed = make(map[string]bool, len(keys))
 	for id := range keys {
 		listed[id] = true
 	}
-	return listed, nil
+	return listed, asOf, nil
 }
 
-// listForConfirmationHere lists the account's keys, within the delete
-// budget, and keeps the listing for the requests in flight too.
-func (w *Worker) listForConfirmationHere(ctx context.Context) (map[string]kalshi.APIKey, error) {
-	if err := w.cfg.Limiter.Wait(ctx); err != nil {
-		return nil, err
-	}
-	lctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
+// listForConfirmationHere lists the account's keys within the delete
+// budget, sharing the call with the requests in flight. It waits for at
+// most one attempt's time: a round is no request, and the next one tries
+// again.
+func (w *Worker) listForConfirmationHere(ctx context.Context, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error) {
+	stop, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 	defer cancel()
-	started := time.Now()
-	keys, err := w.del.ListAPIKeys(lctx)
+	keys, started, err := w.accountKeys(ctx, stop, time.Now(), notBefore)
 	if err != nil {
-		if budget.HeedAnswer(w.cfg.Limiter, err) {
-			w.reportRate()
-		}
 		if unauthorized(err) {
 			w.credentialRefused(err)
 		}
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "cannot list the account's keys to confirm revocations", slog.Any("err", err))
-		return nil, err
 	}
-	return w.listing.store(started, keys), nil
+	return keys, started, err
 }
 
 // leakedKeyRefused makes one call signed as id with the leaked key: dead

@@ -52,12 +52,26 @@ type holdings struct {
 type peer struct {
 	seen time.Time
 	held []string
+	// gone: a question to it got "no responders" (its NATS connection is
+	// gone). It is not asked again until it beats again; the failover
+	// still waits for heldStrike.
+	gone bool
 }
 
 func newHoldings() *holdings {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return &holdings{id: hex.EncodeToString(b), held: make(map[string]struct{}), peers: make(map[string]peer)}
+}
+
+// forget marks peer id gone.
+func (f *holdings) forget(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p, ok := f.peers[id]; ok {
+		p.gone = true
+		f.peers[id] = p
+	}
 }
 
 // hold notes a delivery in hand until the returned release is called.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -503,4 +504,152 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// A confirmation round takes the fleet's listing when it was asked for
+// after the earliest of its keys was revoked, and leaves the keys revoked
+// later to the next round, instead of listing afresh for the newest: while
+// the fleet revokes, it lists about once per two seconds, rounds included,
+// and every key is still confirmed.
+func TestConfirmationRoundsShareTheFleetsListing(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(100)
+	cfg := r.config()
+	// The fleet's budget: 100 keys in about 10 s, and a short queue before
+	// it (a question to the lister waits for the lister's turn).
+	cfg.Concurrency = 1
+	cfg.Limiter = budget.NewLimiter(10, 1)
+	// Rounds further apart than a listing may be old: one taken for the
+	// requests is at hand for each round.
+	cfg.ConfirmDelay, cfg.ConfirmInterval = 300*time.Millisecond, 2500*time.Millisecond
+	r.startReplicas(3, cfg)
+
+	t0 := time.Now()
+	for i, k := range keys {
+		r.publish(fmt.Sprintf("round-%d", i), k)
+	}
+	r.waitResults(len(keys), 60*time.Second)
+	ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 30*time.Second, "every revocation confirmed", func() bool {
+		for _, k := range keys {
+			rec, err := ledger.Lookup(context.Background(), k)
+			if err != nil || rec == nil || rec.ConfirmedAt.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	var first, last time.Time
+	listings := 0
+	for _, c := range r.emu.Calls() {
+		switch {
+		case c.Arrived.Before(t0):
+		case c.Endpoint == emulator.EndpointListKeys:
+			listings++
+			if first.IsZero() {
+				first = c.Arrived
+			}
+		case c.Endpoint == emulator.EndpointDeleteKey:
+			last = later(last, c.Arrived)
+		}
+	}
+	// One listing per listingMaxAge (2 s) of the batch, the first and last
+	// rounds', and one more; a listing of its own for each round is 10-12.
+	if allowed := 1 + int(last.Sub(first)/(2*time.Second)) + 2; listings > allowed {
+		t.Errorf("%d account listings for a batch of %v and its confirmations: want at most %d", listings, last.Sub(first).Round(time.Millisecond), allowed)
+	}
+	t.Logf("%d account listings for %d requests and their confirmations on 3 replicas, batch of %v", listings, len(keys), last.Sub(first).Round(time.Millisecond))
+}
+
+// A lister whose NATS connection is gone answers "no responders": the
+// others turn to the next lister at once instead of each listing for itself
+// for a while, so the fleet still lists once per listingMaxAge.
+func TestFleetTurnsToTheNextListerAtOnce(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(40)
+	cfg := r.config()
+	cfg.Concurrency = 1
+	cfg.Limiter = budget.NewLimiter(10, 1) // 40 keys in about 4 s
+	cfg.ConfirmDelay = time.Hour           // rounds list too: not here
+	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	ids := make(map[string]bool)
+	sub, err := r.nc.Subscribe(budget.FleetSubject+".held.revoker", func(m *nats.Msg) {
+		var b struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(m.Data, &b) == nil {
+			mu.Lock()
+			ids[b.ID] = true
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// Each replica's id, from its first beat.
+	conns := make(map[string]*nats.Conn)
+	for range 3 {
+		nc := natstest.Connect(t, r.srv.URL())
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := r.launch(js, r.client, cfg)
+		natstest.WaitFor(t, 20*time.Second, "a replica ready and beating", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return w.Ready() == nil && len(ids) == len(conns)+1
+		})
+		mu.Lock()
+		for id := range ids {
+			if conns[id] == nil {
+				conns[id] = nc
+			}
+		}
+		mu.Unlock()
+	}
+	lister := slices.Min(slices.Collect(maps.Keys(conns)))
+	conns[lister].Close() // as if its process died
+	natstest.WaitFor(t, 10*time.Second, "the server to drop the lister's subscriptions", func() bool {
+		_, err := r.nc.Request(budget.FleetSubject+".listing.revoker."+lister, []byte(`{}`), time.Second)
+		return errors.Is(err, nats.ErrNoResponders)
+	})
+
+	t0 := time.Now()
+	for i, k := range keys {
+		r.publish(fmt.Sprintf("next-%d", i), k)
+	}
+	got := r.waitResults(len(keys), 60*time.Second)
+	for id, res := range got {
+		if res.Outcome != events.Revoked {
+			t.Errorf("%s: %s", id, res.Outcome)
+		}
+	}
+	var first, last time.Time
+	listings := 0
+	for _, c := range r.emu.Calls() {
+		switch {
+		case c.Arrived.Before(t0):
+		case c.Endpoint == emulator.EndpointListKeys:
+			listings++
+			if first.IsZero() {
+				first = c.Arrived
+			}
+		case c.Endpoint == emulator.EndpointDeleteKey:
+			last = later(last, c.Arrived)
+		}
+	}
+	// One listing per listingMaxAge (2 s) of the batch, and one more; each
+	// survivor listing for itself is twice that.
+	if allowed := 1 + int(last.Sub(first)/(2*time.Second)) + 1; listings > allowed {
+		t.Errorf("%d account listings in a batch of %v after the lister died: want at most %d", listings, last.Sub(first).Round(time.Millisecond), allowed)
+	}
+	t.Logf("%d account listings for %d requests on the 2 survivors in %v", listings, len(keys), last.Sub(first).Round(time.Millisecond))
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -38,14 +39,15 @@ type listing struct {
 	err     error         // of the last listing
 }
 
-// fresh returns the keys of a listing asked for at notBefore or later.
-func (li *listing) fresh(notBefore time.Time) (map[string]kalshi.APIKey, bool) {
+// fresh returns the keys of a listing asked for at notBefore or later, and
+// when it was asked for.
+func (li *listing) fresh(notBefore time.Time) (map[string]kalshi.APIKey, time.Time, bool) {
 	li.mu.Lock()
 	defer li.mu.Unlock()
 	if li.keys != nil && !li.started.Before(notBefore) {
-		return li.keys, true
+		return li.keys, li.started, true
 	}
-	return nil, false
+	return nil, time.Time{}, false
 }
 
 // store keeps a listing asked for at started, unless a later one is kept.
@@ -63,14 +65,14 @@ func (li *listing) store(started time.Time, got []kalshi.APIKey) map[string]kals
 }
 
 // accountKeys returns the account's keys from a listing asked for at
-// notBefore or later, sharing one call among every caller meanwhile. The
-// call goes through call, within the budget of the request stored at
-// storedAt.
-func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, error) {
+// notBefore or later, and when it was asked for, sharing one call among
+// every caller meanwhile. The call goes through call, within the budget of
+// the request stored at storedAt.
+func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error) {
 	li := &w.listing
 	for {
-		if keys, ok := li.fresh(notBefore); ok {
-			return keys, nil
+		if keys, started, ok := li.fresh(notBefore); ok {
+			return keys, started, nil
 		}
 		li.mu.Lock()
 		if p := li.pending; p != nil {
@@ -78,13 +80,13 @@ func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time
 			select {
 			case <-p:
 			case <-stop.Done():
-				return nil, errStopped
+				return nil, time.Time{}, errStopped
 			}
 			li.mu.Lock()
 			err := li.err
 			li.mu.Unlock()
-			if _, ok := li.fresh(notBefore); err != nil && !ok {
-				return nil, err
+			if _, _, ok := li.fresh(notBefore); err != nil && !ok {
+				return nil, time.Time{}, err
 			}
 			continue
 		}
@@ -108,10 +110,10 @@ func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time
 		li.mu.Unlock()
 		close(p)
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		if !started.Before(notBefore) {
-			return keys, nil
+			return keys, started, nil
 		}
 	}
 }
@@ -150,7 +152,11 @@ type listingAsk struct {
 
 type listingAnswer struct {
 	Listed []kalshi.APIKey `json:"listed,omitempty"` // the keys asked for that are listed
-	Error  string          `json:"error,omitempty"`
+	// Age: how long before answering the listing was asked for (a
+	// duration: the two clocks may differ). Absent from a lister of an
+	// earlier version: the asker then knows only MaxAge.
+	Age   time.Duration `json:"age,omitempty"`
+	Error string        `json:"error,omitempty"`
 }
 
 // maxListingMsg bounds what a replica parses; maxListingAsk the keys one
@@ -178,7 +184,7 @@ func (w *Worker) lister() string {
 	defer f.mu.Unlock()
 	now, lowest := time.Now(), f.id
 	for id, p := range f.peers {
-		if id < lowest && now.Sub(p.seen) <= heldStrike && validReplicaID(id) {
+		if id < lowest && now.Sub(p.seen) <= heldStrike && !p.gone && validReplicaID(id) {
 			lowest = id
 		}
 	}
@@ -209,44 +215,66 @@ func validReplicaID(id string) bool {
 // a listing asked for at notBefore or later: asked of the lister when this
 // replica is not it, listed here when it is or does not answer.
 func (w *Worker) fleetKeys(ctx, stop context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, error) {
-	if got, ok := w.sharedKeys(ctx, storedAt, notBefore, keys); ok {
+	if got, _, ok := w.sharedKeys(ctx, storedAt, notBefore, keys); ok {
 		return got, nil
 	}
-	return w.accountKeys(ctx, stop, storedAt, notBefore)
+	got, _, err := w.accountKeys(ctx, stop, storedAt, notBefore)
+	return got, err
 }
 
 // sharedKeys is a listing asked for at notBefore or later without a call of
-// this replica's: the one it keeps, or the lister's answer for keys.
-func (w *Worker) sharedKeys(ctx context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, bool) {
-	if got, ok := w.listing.fresh(notBefore); ok {
-		return got, true
+// this replica's: the one it keeps, or the lister's answer for keys; and
+// when, at the earliest, it was asked for (on this replica's clock).
+func (w *Worker) sharedKeys(ctx context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, time.Time, bool) {
+	if got, started, ok := w.listing.fresh(notBefore); ok {
+		return got, started, true
 	}
 	if w.isLister() || len(keys) > maxListingAsk {
-		return nil, false
+		return nil, time.Time{}, false
 	}
-	return w.askLister(ctx, listingAsk{Keys: keys, MaxAge: time.Since(notBefore), StoredAt: storedAt})
+	asked := time.Now()
+	got, age, ok := w.askLister(ctx, listingAsk{Keys: keys, MaxAge: asked.Sub(notBefore), StoredAt: storedAt})
+	// The lister asked for its listing age before it answered, and it
+	// answered after this replica asked: asked-age is no later than that.
+	return got, later(notBefore, asked.Add(-age)), ok
 }
 
 // askLister asks the fleet's lister; ok is false without a good answer.
-func (w *Worker) askLister(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
+// age is how long before answering the lister asked for its listing (0:
+// a lister that does not say).
+func (w *Worker) askLister(ctx context.Context, q listingAsk) (keys map[string]kalshi.APIKey, age time.Duration, ok bool) {
 	if time.Since(time.Unix(0, w.listerFailed.Load())) < listingAskPause {
-		return nil, false
+		return nil, 0, false
 	}
-	got, ok := w.askListerOnce(ctx, q)
-	if !ok && ctx.Err() == nil {
-		w.listerFailed.Store(time.Now().UnixNano())
+	// A lister whose connection is gone answers "no responders" at once:
+	// the next one is asked (or this replica lists), without a pause.
+	for lister := w.lister(); lister != w.holdings.id; lister = w.lister() {
+		got, age, err := w.askListerOnce(ctx, lister, q)
+		if errors.Is(err, nats.ErrNoResponders) {
+			w.holdings.forget(lister)
+			continue
+		}
+		if err != nil && ctx.Err() == nil {
+			w.listerFailed.Store(time.Now().UnixNano())
+		}
+		return got, age, err == nil
 	}
-	return got, ok
+	return nil, 0, false
 }
 
-func (w *Worker) askListerOnce(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
+var errBadAnswer = errors.New("the lister's answer is not one")
+
+func (w *Worker) askListerOnce(ctx context.Context, lister string, q listingAsk) (map[string]kalshi.APIKey, time.Duration, error) {
 	b, _ := json.Marshal(q)
 	actx, cancel := context.WithTimeout(ctx, listingAskTimeout)
 	defer cancel()
-	m, err := w.js.Conn().RequestWithContext(actx, w.listingSubject(w.lister()), b)
+	m, err := w.js.Conn().RequestWithContext(actx, w.listingSubject(lister), b)
+	if err != nil {
+		return nil, 0, err
+	}
 	var a listingAnswer
-	if err != nil || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &a) != nil || a.Error != "" {
-		return nil, false
+	if len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &a) != nil || a.Error != "" || a.Age < 0 {
+		return nil, 0, errBadAnswer
 	}
 	asked := make(map[string]bool, len(q.Keys))
 	for _, k := range q.Keys {
@@ -256,11 +284,11 @@ func (w *Worker) askListerOnce(ctx context.Context, q listingAsk) (map[string]ka
 	for _, k := range a.Listed {
 		id := events.CanonicalAPIKeyID(k.ID)
 		if !asked[id] {
-			return nil, false
+			return nil, 0, errBadAnswer
 		}
 		got[id] = k
 	}
-	return got, true
+	return got, a.Age, nil
 }
 
 // serveListing answers the other replicas' questions while this replica is
@@ -276,12 +304,14 @@ func (w *Worker) serveListing(ctx context.Context) (stop func(), err error) {
 		notBefore := time.Now().Add(-q.MaxAge)
 		inflight.Go(func() {
 			var a listingAnswer
-			keys, err := map[string]kalshi.APIKey(nil), errReleased
+			keys, started, err := map[string]kalshi.APIKey(nil), time.Time{}, errReleased
 			if !w.egress.down.Load() { // cut off from Kalshi: the asker lists sooner itself
-				keys, err = w.accountKeys(ctx, ctx, q.StoredAt, notBefore)
+				keys, started, err = w.accountKeys(ctx, ctx, q.StoredAt, notBefore)
 			}
 			if err != nil {
 				a.Error = "cannot list the account" // the asker lists for itself, and sees why
+			} else {
+				a.Age = max(time.Since(started), time.Nanosecond)
 			}
 			for _, id := range q.Keys {
 				if k, ok := keys[events.CanonicalAPIKeyID(id)]; ok {

@@ -61,7 +61,7 @@ const (
 	// ReplicasBucket is the JetStream KV bucket of the replica plan.
 	ReplicasBucket = "REVOKER_REPLICAS"
 	// ShareBeat is how often a replica records its beat and re-plans.
-	ShareBeat  = time.Second
+	ShareBeat  = 200 * time.Millisecond
 	shareLease = 2 * ShareBeat
 	shareDead  = 3 * ShareBeat
 	// sharePoll is how often a replica waiting for the others reads the
