@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // Kalshi is what the worker needs of Kalshi's API. *kalshi.Client is one.
@@ -103,7 +104,7 @@ func (w *Worker) Ready() error {
 // it stops pulling, hands back what arrives afterwards, lets in-flight
 // requests finish (within Config.DrainTimeout) and returns nil. It returns
 // an error at once if the streams, consumer or ledger it binds to are set
-// up in a way that breaks a guarantee (see CheckSettings).
+// up in a way that breaks a guarantee (see provision.Check).
 func (w *Worker) Run(ctx context.Context) error {
 	log := w.cfg.Logger
 	// Handlers outlive ctx by the drain timeout so they can publish and ack.
@@ -176,7 +177,7 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 				continue
 			}
 			if w.ledger == nil {
-				if err := CheckSettings(ctx, w.js, w.cfg); err != nil {
+				if err := provision.Check(ctx, w.js, w.cfg.Provisioning()); err != nil {
 					return err
 				}
 				kv, err := w.js.KeyValue(ctx, LedgerBucket)
@@ -279,12 +280,7 @@ func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if w.cfg.Provision {
-		if err := provisionStreams(ctx, w.js, w.cfg); err != nil {
-			return nil, err
-		}
-	}
-	return bindConsumer(ctx, w.js, w.cfg, w.cfg.Provision)
+	return provision.Bind(ctx, w.js, w.cfg.Provisioning())
 }
 
 // pullFailed logs a failed pull, waits a little, and reports whether the
