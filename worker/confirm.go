@@ -372,7 +372,7 @@ func (w *Worker) listForConfirmationHere(ctx context.Context) (map[string]kalshi
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "cannot list the account's keys to confirm revocations", slog.Any("err", err))
 		return nil, err
 	}
-	return w.listing.store(started, keys), nil
+	return w.replica().Keep(started, keys), nil
 }
 
 // leakedKeyRefused makes one call signed as id with the leaked key: dead

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/fleet"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -38,18 +39,15 @@ type Worker struct {
 	del Kalshi
 	cfg Config
 
-	keys    keyLocks
-	listing listing
-	// listerFailed: when a question to the fleet's lister last went
-	// without a good answer (unix nanoseconds).
-	listerFailed atomic.Int64
-	ledger       *ledger // set by the first bind, before any handler starts
-	confirms     *confirmations
-	cred         *credentialGate
-	egress       egress
-	holdings     *holdings
-	ackWait      atomic.Int64 // the bound consumer's ack wait, in nanoseconds
-	sched        schedState   // the requests stream's max age, for not_before (schedule.go)
+	keys      keyLocks
+	ledger    *ledger // set by the first bind, before any handler starts
+	confirms  *confirmations
+	cred      *credentialGate
+	egress    egress
+	fleet     *fleet.Replica // see replica
+	fleetOnce sync.Once
+	ackWait   atomic.Int64 // the bound consumer's ack wait, in nanoseconds
+	sched     schedState   // the requests stream's max age, for not_before (schedule.go)
 
 	bound          atomic.Bool   // consumer bound and pulling
 	credentialGone chan struct{} // closed once the worker deleted its own key
@@ -69,7 +67,6 @@ func New(js jetstream.JetStream, del Kalshi, cfg Config) (*Worker, error) {
 		cfg:            cfg,
 		cred:           newCredentialGate(),
 		confirms:       newConfirmations(cfg.ConfirmDelay),
-		holdings:       newHoldings(),
 		credentialGone: make(chan struct{}),
 	}
 	w.ackWait.Store(int64(cfg.AckWait))
@@ -113,20 +110,12 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	w.reportRate()
 	// The others hear what this replica holds until its drain ends.
-	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
-	var fleetDone sync.WaitGroup
-	fleetDone.Go(func() { w.failoverLoop(fleetCtx) })
-	stopListing, err := w.serveListing(fleetCtx)
-	if err != nil {
-		log.Warn("cannot list the account for the other replicas; each lists for itself", "err", err)
-		stopListing = func() {}
-	}
-	defer func() { stopFleet(); stopListing(); fleetDone.Wait() }()
+	defer w.replica().Start(context.WithoutCancel(ctx))()
 	credCtx, stopCred := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	background.Go(func() { w.watchCredential(credCtx) })
 	background.Go(func() { w.confirmLoop(credCtx) })
-	err = w.pullLoop(ctx, work)
+	err := w.pullLoop(ctx, work)
 	stopCred()
 	background.Wait()
 	w.bound.Store(false)
@@ -251,8 +240,7 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 				continue
 			}
 			w.handlers.Add(1)
-			unhold := w.holdings.hold(msg.Reply())
-			w.took(msg.Reply())
+			unhold := w.replica().Hold(msg.Reply())
 			go func() {
 				defer w.handlers.Done()
 				defer release(slots, 1)

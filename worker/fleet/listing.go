@@ -1,4 +1,4 @@
-package worker
+package fleet
 
 import (
 	"context"
@@ -64,10 +64,10 @@ func (li *listing) store(started time.Time, got []kalshi.APIKey) map[string]kals
 
 // accountKeys returns the account's keys from a listing asked for at
 // notBefore or later, sharing one call among every caller meanwhile. The
-// call goes through call, within the budget of the request stored at
+// call is the worker's List, within the budget of the request stored at
 // storedAt.
-func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, error) {
-	li := &w.listing
+func (r *Replica) accountKeys(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, error) {
+	li := &r.listing
 	for {
 		if keys, ok := li.fresh(notBefore); ok {
 			return keys, nil
@@ -78,7 +78,7 @@ func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time
 			select {
 			case <-p:
 			case <-stop.Done():
-				return nil, errStopped
+				return nil, r.cfg.Stopped
 			}
 			li.mu.Lock()
 			err := li.err
@@ -93,12 +93,7 @@ func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time
 		li.mu.Unlock()
 
 		started := time.Now()
-		var got []kalshi.APIKey
-		err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {
-			var err error
-			got, err = w.del.ListAPIKeys(ctx)
-			return err
-		}, func(error) {})
+		got, err := r.cfg.List(ctx, stop, storedAt)
 		var keys map[string]kalshi.APIKey
 		if err == nil {
 			keys = li.store(started, got)
@@ -116,11 +111,18 @@ func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time
 	}
 }
 
-// listed returns keyID as the account listed it in a listing asked for no
-// longer than listingMaxAge ago, nil when it is not listed: the fleet's
-// listing, from the lister when this replica is not it.
-func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID string) (*kalshi.APIKey, error) {
-	keys, err := w.fleetKeys(ctx, stop, storedAt, time.Now().Add(-listingMaxAge), []string{keyID})
+// Keep keeps a listing of the account asked for at started (one the
+// worker made itself) for every caller, unless a later one is kept, and
+// returns it by canonical key ID.
+func (r *Replica) Keep(started time.Time, got []kalshi.APIKey) map[string]kalshi.APIKey {
+	return r.listing.store(started, got)
+}
+
+// Listed returns keyID (canonical) as the account listed it in a listing
+// asked for no longer than listingMaxAge ago, nil when it is not listed: the
+// fleet's listing, from the lister when this replica is not it.
+func (r *Replica) Listed(ctx, stop context.Context, storedAt time.Time, keyID string) (*kalshi.APIKey, error) {
+	keys, err := r.fleetKeys(ctx, stop, storedAt, time.Now().Add(-listingMaxAge), []string{keyID})
 	if err != nil {
 		return nil, err
 	}
@@ -163,21 +165,20 @@ const (
 // listingSubject is where replica id answers questions about the listing:
 // each replica listens on its own, so that a question to a lister that died
 // gets "no responders" at once instead of waiting out a timeout.
-func (w *Worker) listingSubject(id string) string {
-	return budget.FleetSubject + ".listing." + w.cfg.Consumer + "." + id
+func (r *Replica) listingSubject(id string) string {
+	return budget.FleetSubject + ".listing." + r.cfg.Consumer + "." + id
 }
 
 // lister returns the id of the replica that lists for the fleet: the live
 // replica with the lowest id this one hears, itself included.
-func (w *Worker) lister() string {
-	f := w.holdings
-	if f == nil || w.js == nil {
-		return "" // a worker outside a fleet (unit tests)
+func (r *Replica) lister() string {
+	if r.cfg.Conn == nil {
+		return "" // a replica alone (unit tests)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now, lowest := time.Now(), f.id
-	for id, p := range f.peers {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now, lowest := time.Now(), r.id
+	for id, p := range r.peers {
 		if id < lowest && now.Sub(p.seen) <= heldStrike && validReplicaID(id) {
 			lowest = id
 		}
@@ -186,12 +187,12 @@ func (w *Worker) lister() string {
 }
 
 // isLister reports whether this replica lists for the fleet.
-func (w *Worker) isLister() bool {
-	id := w.lister()
-	return id == "" || id == w.holdings.id
+func (r *Replica) isLister() bool {
+	id := r.lister()
+	return id == "" || id == r.id
 }
 
-// validReplicaID: what newHoldings makes (hex), nothing that could change
+// validReplicaID: what New makes (hex), nothing that could change
 // a subject.
 func validReplicaID(id string) bool {
 	if id == "" || len(id) > 64 {
@@ -208,42 +209,43 @@ func validReplicaID(id string) bool {
 // fleetKeys returns those of keys (canonical ids) that the account listed in
 // a listing asked for at notBefore or later: asked of the lister when this
 // replica is not it, listed here when it is or does not answer.
-func (w *Worker) fleetKeys(ctx, stop context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, error) {
-	if got, ok := w.sharedKeys(ctx, storedAt, notBefore, keys); ok {
+func (r *Replica) fleetKeys(ctx, stop context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, error) {
+	if got, ok := r.SharedKeys(ctx, storedAt, notBefore, keys); ok {
 		return got, nil
 	}
-	return w.accountKeys(ctx, stop, storedAt, notBefore)
+	return r.accountKeys(ctx, stop, storedAt, notBefore)
 }
 
-// sharedKeys is a listing asked for at notBefore or later without a call of
-// this replica's: the one it keeps, or the lister's answer for keys.
-func (w *Worker) sharedKeys(ctx context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, bool) {
-	if got, ok := w.listing.fresh(notBefore); ok {
+// SharedKeys is a listing asked for at notBefore or later without a call of
+// this replica's: the one it keeps, or the lister's answer for keys
+// (canonical ids); ok is false without either.
+func (r *Replica) SharedKeys(ctx context.Context, storedAt, notBefore time.Time, keys []string) (got map[string]kalshi.APIKey, ok bool) {
+	if got, ok := r.listing.fresh(notBefore); ok {
 		return got, true
 	}
-	if w.isLister() || len(keys) > maxListingAsk {
+	if r.isLister() || len(keys) > maxListingAsk {
 		return nil, false
 	}
-	return w.askLister(ctx, listingAsk{Keys: keys, MaxAge: time.Since(notBefore), StoredAt: storedAt})
+	return r.askLister(ctx, listingAsk{Keys: keys, MaxAge: time.Since(notBefore), StoredAt: storedAt})
 }
 
 // askLister asks the fleet's lister; ok is false without a good answer.
-func (w *Worker) askLister(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
-	if time.Since(time.Unix(0, w.listerFailed.Load())) < listingAskPause {
+func (r *Replica) askLister(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
+	if time.Since(time.Unix(0, r.listerFailed.Load())) < listingAskPause {
 		return nil, false
 	}
-	got, ok := w.askListerOnce(ctx, q)
+	got, ok := r.askListerOnce(ctx, q)
 	if !ok && ctx.Err() == nil {
-		w.listerFailed.Store(time.Now().UnixNano())
+		r.listerFailed.Store(time.Now().UnixNano())
 	}
 	return got, ok
 }
 
-func (w *Worker) askListerOnce(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
+func (r *Replica) askListerOnce(ctx context.Context, q listingAsk) (map[string]kalshi.APIKey, bool) {
 	b, _ := json.Marshal(q)
 	actx, cancel := context.WithTimeout(ctx, listingAskTimeout)
 	defer cancel()
-	m, err := w.js.Conn().RequestWithContext(actx, w.listingSubject(w.lister()), b)
+	m, err := r.cfg.Conn.RequestWithContext(actx, r.listingSubject(r.lister()), b)
 	var a listingAnswer
 	if err != nil || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &a) != nil || a.Error != "" {
 		return nil, false
@@ -265,22 +267,23 @@ func (w *Worker) askListerOnce(ctx context.Context, q listingAsk) (map[string]ka
 
 // serveListing answers the other replicas' questions while this replica is
 // the lister, until ctx ends.
-func (w *Worker) serveListing(ctx context.Context) (stop func(), err error) {
+func (r *Replica) serveListing(ctx context.Context) (stop func(), err error) {
 	var inflight sync.WaitGroup
-	sub, err := w.js.Conn().Subscribe(w.listingSubject(w.holdings.id), func(m *nats.Msg) {
+	sub, err := r.cfg.Conn.Subscribe(r.listingSubject(r.id), func(m *nats.Msg) {
 		var q listingAsk
 		if m.Reply == "" || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &q) != nil ||
-			len(q.Keys) > maxListingAsk || q.MaxAge < 0 || !w.isLister() {
+			len(q.Keys) > maxListingAsk || q.MaxAge < 0 || !r.isLister() {
 			return
 		}
 		notBefore := time.Now().Add(-q.MaxAge)
 		inflight.Go(func() {
 			var a listingAnswer
-			keys, err := map[string]kalshi.APIKey(nil), errReleased
-			if !w.egress.down.Load() { // cut off from Kalshi: the asker lists sooner itself
-				keys, err = w.accountKeys(ctx, ctx, q.StoredAt, notBefore)
+			var keys map[string]kalshi.APIKey
+			cutOff, err := r.cfg.CutOff(), error(nil)
+			if !cutOff { // cut off from Kalshi: the asker lists sooner itself
+				keys, err = r.accountKeys(ctx, ctx, q.StoredAt, notBefore)
 			}
-			if err != nil {
+			if cutOff || err != nil {
 				a.Error = "cannot list the account" // the asker lists for itself, and sees why
 			}
 			for _, id := range q.Keys {
