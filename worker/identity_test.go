@@ -409,14 +409,6 @@ func (d *dyingKalshi) DeleteAPIKey(ctx context.Context, id string) error {
 	return ctx.Err()
 }
 
-// Item 10: the provisioned ack wait lets another replica take over in
-// time; the figure with two processes is in worker/resilience.
-func TestProvisionedAckWait(t *testing.T) {
-	if got := provision.ConsumerConfig(worker.Config{}.Provisioning()).AckWait; got != 10*time.Second {
-		t.Errorf("ack wait %v, want 10s", got)
-	}
-}
-
 // The settings a guarantee needs are checked against what exists.
 func TestSettingsThatBreakAGuaranteeAreRefused(t *testing.T) {
 	r := newRig(t)

@@ -2,8 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -82,64 +80,5 @@ func TestUntrustedFloodKeepsTrustedResults(t *testing.T) {
 	}
 	if !r.emu.HasKey(keys[2]) || r.emu.HasKey(keys[0]) || r.emu.HasKey(keys[1]) {
 		t.Error("a junk request touched a key, or a trusted one did not")
-	}
-}
-
-// The untrusted stream is provisioned as UntrustedStreamConfig says, and
-// every setting of it that breaks a guarantee is refused by name.
-func TestUntrustedStreamSettings(t *testing.T) {
-	r := newRig(t)
-	cfg := r.config()
-	ctx := context.Background()
-	if err := provision.Ensure(ctx, r.js, cfg.Provisioning()); err != nil {
-		t.Fatal(err)
-	}
-	s, err := r.js.Stream(ctx, provision.UntrustedStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := provision.UntrustedStreamConfig(cfg.Provisioning())
-	got := s.CachedInfo().Config
-	if got.Name != want.Name || !reflect.DeepEqual(got.Subjects, []string{"keys.revoke.untrusted.>"}) ||
-		got.Retention != jetstream.LimitsPolicy || got.MaxAge != 7*24*time.Hour || got.MaxBytes != 256<<20 ||
-		got.Discard != jetstream.DiscardOld || !got.AllowDirect {
-		t.Errorf("provisioned %+v, want %+v", got, want)
-	}
-	if err := provision.Check(ctx, r.js, cfg.Provisioning()); err != nil {
-		t.Fatalf("as provisioned: %v", err)
-	}
-
-	bad := want
-	bad.Discard = jetstream.DiscardNew
-	bad.Duplicates = time.Minute
-	bad.MaxMsgSize = 1 << 10
-	if _, err := r.js.UpdateStream(ctx, bad); err != nil {
-		t.Fatal(err)
-	}
-	err = provision.Check(ctx, r.js, cfg.Provisioning())
-	for _, w := range []string{"discards new messages", "duplicates window of 1m0s", "refuses messages over 1024 bytes"} {
-		if err == nil || !strings.Contains(err.Error(), w) {
-			t.Errorf("provision.Check: %v; want it to name %q", err, w)
-		}
-	}
-
-	if err := r.js.DeleteStream(ctx, provision.UntrustedStream); err != nil {
-		t.Fatal(err)
-	}
-	narrow := want
-	narrow.Subjects = []string{"keys.revoke.untrusted.invalid_request"}
-	if _, err := r.js.CreateStream(ctx, narrow); err != nil {
-		t.Fatal(err)
-	}
-	if err := provision.Check(ctx, r.js, cfg.Provisioning()); err == nil || !strings.Contains(err.Error(), "it must take keys.revoke.untrusted.>") {
-		t.Errorf("provision.Check with one code's subject: %v", err)
-	}
-
-	if err := r.js.DeleteStream(ctx, provision.UntrustedStream); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Provision = false
-	if err := provision.Check(ctx, r.js, cfg.Provisioning()); err == nil || !strings.Contains(err.Error(), "stream "+provision.UntrustedStream) {
-		t.Errorf("provision.Check without the stream: %v", err)
 	}
 }
