@@ -15,9 +15,10 @@
 // [Kalshi] with exponential backoff while keeping the message alive, stores
 // the result with Nats-Msg-Id set to the request id, and only then
 // acknowledges. Replicas tell each other what they hold (a silent one's
-// deliveries are NAKed at once) and a 429's pause. Everything that can go wrong in between leaves the request in
-// the stream to be delivered again, later: a crash, a shutdown, a result that
-// could not be stored.
+// deliveries are NAKed at once) and share one account listing (package
+// worker/fleet), and a 429's pause (package worker/budget). Everything that
+// can go wrong in between leaves the request in the stream to be delivered
+// again, later: a crash, a shutdown, a result that could not be stored.
 //
 // With [Config.Provision] the worker creates the three streams, the consumer
 // and the buckets when they are missing; with provisioning off it only binds
