@@ -24,6 +24,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // unconfirmedAlert is the rule on revoked keys still alive (issue 14).
@@ -219,7 +220,7 @@ func startConfirmRig(t *testing.T) *confirmRig {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := worker.Provision(ctx, js, cfg); err != nil {
+	if err := provision.Ensure(ctx, js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	w, err := worker.New(js, client, cfg)

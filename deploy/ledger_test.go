@@ -15,6 +15,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // kvCommand is the one `nats kv add BUCKET` command of deploy/README.md, split
@@ -167,18 +168,18 @@ func kvConfig(t *testing.T, bucket string) jetstream.KeyValueConfig {
 }
 
 // TestLedgerCommandMatchesProvisioning holds the documented nats kv add command to
-// exactly the bucket revoker run provisions (worker.LedgerConfig, default settings)
+// exactly the bucket revoker run provisions (provision.LedgerConfig, default settings)
 // at three replicas, and to what the ledger must hold.
 func TestLedgerCommandMatchesProvisioning(t *testing.T) {
 	got := ledgerConfig(t)
-	want := worker.LedgerConfig(worker.Config{Replicas: 3})
+	want := provision.LedgerConfig(worker.Config{Replicas: 3}.Provisioning())
 	if !reflect.DeepEqual(got, want) {
 		g, _ := json.Marshal(got)
 		w, _ := json.Marshal(want)
 		t.Errorf("README.md's nats kv add differs from what revoker run provisions:\n got %s\nwant %s", g, w)
 	}
 
-	results := worker.ResultsStreamConfig(worker.Config{Replicas: 3})
+	results := provision.ResultsStreamConfig(worker.Config{Replicas: 3}.Provisioning())
 	// A request entry carries a decided result document (JSON in JSON).
 	encodedResult := int32(events.MaxResultSize)
 	checks := []struct {
@@ -203,7 +204,7 @@ func TestLedgerCommandMatchesProvisioning(t *testing.T) {
 // TestReplicasCommandMatchesProvisioning holds the documented nats kv add command of
 // the replica plan (REVOKER_RATE_SHARE=auto) to what revoker run provisions.
 func TestReplicasCommandMatchesProvisioning(t *testing.T) {
-	got, want := kvConfig(t, budget.ReplicasBucket), worker.ReplicasConfig(worker.Config{Replicas: 3})
+	got, want := kvConfig(t, budget.ReplicasBucket), provision.ReplicasConfig(worker.Config{Replicas: 3}.Provisioning())
 	if !reflect.DeepEqual(got, want) {
 		g, _ := json.Marshal(got)
 		w, _ := json.Marshal(want)

@@ -25,6 +25,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // The users of deploy/nats/accounts.conf, by the variable users.conf sets for each.
@@ -391,7 +392,7 @@ func directGetBatch(t *testing.T, nc *nats.Conn, stream, subject string) [][]byt
 }
 
 // TestStreamFilesMatchProvisioning holds the JSON definitions to exactly what
-// revoker run provisions (worker.RequestsStreamConfig and friends, with default
+// revoker run provisions (provision.RequestsStreamConfig and friends, with default
 // settings) at three replicas, and to the delivery contract of design.md.
 func TestStreamFilesMatchProvisioning(t *testing.T) {
 	cfg := worker.Config{Replicas: 3}
@@ -399,9 +400,9 @@ func TestStreamFilesMatchProvisioning(t *testing.T) {
 		file      string
 		got, want any
 	}{
-		{"nats/streams/" + requestsStream + ".json", streamConfig(t, "nats/streams/"+requestsStream+".json"), worker.RequestsStreamConfig(cfg)},
-		{"nats/streams/" + resultsStream + ".json", streamConfig(t, "nats/streams/"+resultsStream+".json"), worker.ResultsStreamConfig(cfg)},
-		{"nats/consumers/revoker.json", consumerConfig(t, "nats/consumers/revoker.json"), worker.ConsumerConfig(cfg)},
+		{"nats/streams/" + requestsStream + ".json", streamConfig(t, "nats/streams/"+requestsStream+".json"), provision.RequestsStreamConfig(cfg.Provisioning())},
+		{"nats/streams/" + resultsStream + ".json", streamConfig(t, "nats/streams/"+resultsStream+".json"), provision.ResultsStreamConfig(cfg.Provisioning())},
+		{"nats/consumers/revoker.json", consumerConfig(t, "nats/consumers/revoker.json"), provision.ConsumerConfig(cfg.Provisioning())},
 	}
 	for _, f := range files {
 		if !reflect.DeepEqual(f.got, f.want) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 const (
@@ -23,11 +24,11 @@ const (
 
 // TestUntrustedStreamFileMatchesProvisioning holds the shipped definition of the
 // untrusted rejections' stream to exactly what revoker run provisions
-// (worker.UntrustedStreamConfig) at three replicas, and to the contract of
+// (provision.UntrustedStreamConfig) at three replicas, and to the contract of
 // design.md: its own stream, limits retention, 7 days, 256 MiB, oldest first out.
 func TestUntrustedStreamFileMatchesProvisioning(t *testing.T) {
 	got := streamConfig(t, untrustedStreamFile)
-	want := worker.UntrustedStreamConfig(worker.Config{Replicas: 3})
+	want := provision.UntrustedStreamConfig(worker.Config{Replicas: 3}.Provisioning())
 	if !reflect.DeepEqual(got, want) {
 		g, _ := json.Marshal(got)
 		w, _ := json.Marshal(want)
@@ -38,8 +39,8 @@ func TestUntrustedStreamFileMatchesProvisioning(t *testing.T) {
 		what string
 		ok   bool
 	}{
-		{"the stream is " + untrustedStream + " on " + untrustedSubject + ".>", got.Name == untrustedStream && worker.UntrustedStream == untrustedStream &&
-			strings.Join(got.Subjects, ",") == untrustedSubject+".>" && worker.UntrustedSubject == untrustedSubject},
+		{"the stream is " + untrustedStream + " on " + untrustedSubject + ".>", got.Name == untrustedStream && provision.UntrustedStream == untrustedStream &&
+			strings.Join(got.Subjects, ",") == untrustedSubject+".>" && provision.UntrustedSubject == untrustedSubject},
 		{"limits retention, 7 days, 256 MiB", got.Retention == jetstream.LimitsPolicy && got.MaxAge == 7*24*time.Hour && got.MaxBytes == 256<<20},
 		{"the oldest rejections are dropped first", got.Discard == jetstream.DiscardOld},
 		{"it takes a rejection of up to events.MaxResultSize with its headers", got.MaxMsgSize >= events.MaxResultSize+1<<10},
@@ -78,7 +79,7 @@ func TestAccountHoldsTheUntrustedStream(t *testing.T) {
 		t.Errorf("max_streams %d: revoker needs 5 streams", n)
 	}
 	cfg := worker.Config{Replicas: 3}
-	reserved := 3 * (worker.ResultsStreamConfig(cfg).MaxBytes + worker.UntrustedStreamConfig(cfg).MaxBytes + worker.LedgerConfig(cfg).MaxBytes)
+	reserved := 3 * (provision.ResultsStreamConfig(cfg.Provisioning()).MaxBytes + provision.UntrustedStreamConfig(cfg.Provisioning()).MaxBytes + provision.LedgerConfig(cfg.Provisioning()).MaxBytes)
 	if maxFile := num(`max_file:\s*(\d+)GB`) * 1e9; maxFile <= reserved {
 		t.Errorf("max_file %d bytes does not hold the %d the bounded streams reserve", maxFile, reserved)
 	}

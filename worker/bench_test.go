@@ -57,6 +57,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // benchMaxN bounds the requests of one BenchmarkThroughput run.
@@ -490,7 +491,7 @@ func newBenchRig(b *testing.B, key crypto.Signer, opts emulator.Options) *benchR
 	r.selfID = r.emu.AddKey("revoker", key.Public(), "read", "write")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := worker.Provision(ctx, r.js, r.workerConfig(0)); err != nil {
+	if err := provision.Ensure(ctx, r.js, r.workerConfig(0).Provisioning()); err != nil {
 		b.Fatal(err)
 	}
 	return r

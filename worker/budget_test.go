@@ -9,9 +9,9 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/kalshi/emulator"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // TestBudgetKeepsKalshiBelowItsLimit revokes more keys at once than the
@@ -42,7 +42,7 @@ func TestBudgetKeepsKalshiBelowItsLimit(t *testing.T) {
 	cfg.Concurrency = 16
 	cfg.Limiter = budget.NewLimiter(perSecond, burst)
 	// Queued before the worker starts, so they all want to go at once.
-	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+	if err := provision.Ensure(ctx, r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	for i, k := range keys {

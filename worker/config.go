@@ -8,6 +8,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // Defaults of Config, which cmd/revoker shows as the defaults of its flags.
@@ -49,7 +50,7 @@ type Config struct {
 	MaxRetry       time.Duration // retry budget from when the request was stored; default 15m
 	AttemptTimeout time.Duration // per HTTP attempt; default 10s
 	MaxDeliveries  int           // the delivery that gives up with failed/max_deliveries; default 10
-	AckWait        time.Duration // ack wait of a consumer Provision creates; default 10s
+	AckWait        time.Duration // ack wait of a consumer provisioning creates; default 10s
 	RetryInitial   time.Duration // first backoff interval; default 250ms
 	RetryMaxDelay  time.Duration // longest backoff interval; default 30s
 	RequeueDelay   time.Duration // first redelivery delay when a result cannot be stored; default 1s
@@ -156,6 +157,29 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// LedgerBucket is the JetStream KV bucket of the ledger.
+const LedgerBucket = provision.LedgerBucket
+
+// Provisioning is what package provision needs of c, defaults applied: the
+// names and sizes of the streams, consumer and buckets, and whether the
+// worker creates what is missing.
+func (c Config) Provisioning() provision.Config {
+	c.setDefaults()
+	return provision.Config{
+		RequestsSubject: c.RequestsSubject,
+		ResultsSubject:  c.ResultsSubject,
+		RequestsStream:  c.RequestsStream,
+		ResultsStream:   c.ResultsStream,
+		Consumer:        c.Consumer,
+		Replicas:        c.Replicas,
+		MaxSchedule:     c.MaxSchedule,
+		MaxRetry:        c.MaxRetry,
+		AckWait:         c.AckWait,
+		MaxDeliveries:   c.MaxDeliveries,
+		Provision:       c.Provision,
 	}
 }
 

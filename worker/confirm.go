@@ -349,7 +349,7 @@ func (w *Worker) listForConfirmation(ctx context.Context, due map[string]unconfi
 		}
 	}
 	notBefore := later(time.Now().Add(-w.cfg.ConfirmInterval), earliest)
-	keys, asOf, ok := w.sharedKeys(ctx, time.Now(), notBefore, ids)
+	keys, asOf, ok := w.replica().SharedKeys(ctx, time.Now(), notBefore, ids)
 	if !ok {
 		if keys, asOf, err = w.listForConfirmationHere(ctx, notBefore); err != nil {
 			return nil, time.Time{}, err
@@ -369,7 +369,7 @@ func (w *Worker) listForConfirmation(ctx context.Context, due map[string]unconfi
 func (w *Worker) listForConfirmationHere(ctx context.Context, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error) {
 	stop, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
 	defer cancel()
-	keys, started, err := w.accountKeys(ctx, stop, time.Now(), notBefore)
+	keys, started, err := w.replica().Keys(ctx, stop, time.Now(), notBefore)
 	if err != nil {
 		if unauthorized(err) {
 			w.credentialRefused(err)

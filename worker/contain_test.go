@@ -18,6 +18,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // publishCancel sends a request for keyID with cancel_orders set as given
@@ -208,7 +209,7 @@ func TestCancelOrdersAfterAKill(t *testing.T) {
 	cfg := r.config()
 	cfg.AckWait = 3 * time.Second
 	cfg.CancelOrders = worker.CancelSubaccount
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	// The first worker deletes the key and dies as it is about to cancel.
@@ -304,7 +305,7 @@ func TestCancelRecordedInTheLedger(t *testing.T) {
 			r.emu.AddOrders(3, 2)
 			cfg := r.config()
 			cfg.CancelOrders = worker.CancelSubaccount
-			if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+			if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 				t.Fatal(err)
 			}
 			// An earlier message (sequence 99) of the request, long gone,

@@ -18,6 +18,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // fakeMsg is a delivery that records how it was settled.
@@ -145,7 +146,7 @@ func newTestLedger(t *testing.T) *ledger {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.CreateKeyValue(context.Background(), LedgerConfig(Config{}))
+	kv, err := js.CreateKeyValue(context.Background(), provision.LedgerConfig(Config{}.Provisioning()))
 	if err != nil {
 		t.Fatal(err)
 	}

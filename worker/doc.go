@@ -6,7 +6,7 @@
 // only while Kalshi accepts its credential. For each request it decodes and
 // validates the message (package events) and applies the request policy; a
 // request whose id cannot be trusted is rejected under a message id of its
-// own, in [UntrustedStream]. A trusted request is decided once for every
+// own, in [provision.UntrustedStream]. A trusted request is decided once for every
 // replica in the ledger, a JetStream KV bucket ([LedgerBucket]): its id names
 // one key, one request at a time may attempt a key (its attempt entry, taken
 // before the first DELETE, with whether a fresh account listing showed the
@@ -15,13 +15,15 @@
 // [Kalshi] with exponential backoff while keeping the message alive, stores
 // the result with Nats-Msg-Id set to the request id, and only then
 // acknowledges. Replicas tell each other what they hold (a silent one's
-// deliveries are NAKed at once) and a 429's pause. Everything that can go wrong in between leaves the request in
-// the stream to be delivered again, later: a crash, a shutdown, a result that
-// could not be stored.
+// deliveries are NAKed at once) and share one account listing (package
+// worker/fleet), and a 429's pause (package worker/budget). Everything that
+// can go wrong in between leaves the request in the stream to be delivered
+// again, later: a crash, a shutdown, a result that could not be stored.
 //
-// [Provision] creates the three streams, the consumer and the buckets when they
-// are missing; with provisioning off the worker only binds to what an
-// operator created. [CheckSettings] refuses settings that break a guarantee.
+// With [Config.Provision] the worker creates the three streams, the consumer
+// and the buckets when they are missing; with provisioning off it only binds
+// to what an operator created. Either way it refuses settings that break a
+// guarantee: package worker/provision.
 //
 // Every Kalshi call waits for the account's rate budget, which the replicas
 // share: package worker/budget.

@@ -23,13 +23,14 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // startReplicas runs n workers, each on a NATS connection of its own, as
 // replicas of one deployment sharing the consumer and the ledger.
 func (r *rig) startReplicas(n int, cfg worker.Config) {
 	r.t.Helper()
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		r.t.Fatal(err)
 	}
 	for range n {
@@ -117,7 +118,7 @@ func TestDecisionIsRecordedBeforeTheResult(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(1)
 	cfg := r.config()
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -132,7 +133,7 @@ func TestDecisionIsRecordedBeforeTheResult(t *testing.T) {
 			return
 		}
 		c := info.Config
-		c.MaxBytes = worker.LedgerConfig(cfg).MaxBytes
+		c.MaxBytes = provision.LedgerConfig(cfg.Provisioning()).MaxBytes
 		if full {
 			c.MaxBytes = int64(info.State.Bytes)
 		}
@@ -176,7 +177,7 @@ func TestSecondRequestWaitsForTheFirstsDecision(t *testing.T) {
 	keys := r.addKeys(1)
 	cfg := r.config()
 	slow := &slowKalshi{Kalshi: r.client, pause: 1500 * time.Millisecond}
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	for _, del := range []worker.Kalshi{slow, r.client} {
@@ -251,7 +252,7 @@ func TestReplicaCutFromKalshiReleasesItsRequests(t *testing.T) {
 	cfg.AttemptTimeout = 200 * time.Millisecond
 	cfg.MaxRetry = 30 * time.Second
 	cfg.Concurrency = 4
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	cut := &cutKalshi{Kalshi: r.client}
@@ -298,7 +299,7 @@ func TestDeadReplicasRequestsAreDeliveredAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	r.launch(js, survivorLink, cfg)
@@ -339,7 +340,7 @@ func TestLeakedSearchResumesAfterAFailover(t *testing.T) {
 	target := slices.Index(ids, slices.Max(ids)) // the last key in the search's order
 	cfg := r.config()
 	cfg.AckWait = 3 * time.Second
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	stall := &stallsAfter{Kalshi: r.client, n: 5, stalled: make(chan struct{}), release: make(chan struct{})}
@@ -413,7 +414,7 @@ func TestRetryAfterOnAnyCallPauses(t *testing.T) {
 	r.emu.SetFaults(emulator.Faults{Seed: 1, TooMany: 1, RetryAfter: 3 * time.Second})
 	cfg := r.config()
 	cfg.Limiter = budget.NewLimiter(50, 5)
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	r.launch(r.js, r.client, cfg)
@@ -574,7 +575,7 @@ func TestFleetTurnsToTheNextListerAtOnce(t *testing.T) {
 	cfg.Concurrency = 1
 	cfg.Limiter = budget.NewLimiter(10, 1) // 40 keys in about 4 s
 	cfg.ConfirmDelay = time.Hour           // rounds list too: not here
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex

@@ -12,6 +12,7 @@ import (
 
 	"github.com/revoker/revoker/events/auth"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // streamUse is what a stream holds: messages and bytes (as JetStream counts
@@ -79,7 +80,7 @@ func TestStorageFootprint(t *testing.T) {
 	}
 	for _, s := range steps {
 		resM, resB := r.streamUse("KEY_REVOKE_RESULTS")
-		untM, untB := r.streamUse(worker.UntrustedStream)
+		untM, untB := r.streamUse(provision.UntrustedStream)
 		ledM, ledB := r.streamUse("KV_" + worker.LedgerBucket)
 		began := time.Now()
 		for i := range n {
@@ -88,7 +89,7 @@ func TestStorageFootprint(t *testing.T) {
 		r.waitQueueEmpty()
 		took := time.Since(began)
 		resM2, resB2 := r.streamUse("KEY_REVOKE_RESULTS")
-		untM2, untB2 := r.streamUse(worker.UntrustedStream)
+		untM2, untB2 := r.streamUse(provision.UntrustedStream)
 		ledM2, ledB2 := r.streamUse("KV_" + worker.LedgerBucket)
 		t.Logf("%-52s results %5d B/request (%d msgs)  untrusted %5d B/request (%d msgs)  ledger %5d B/request (%d entries)  %4.0f requests/s",
 			s.name, (resB2-resB)/n, resM2-resM, (untB2-untB)/n, untM2-untM, (ledB2-ledB)/n, ledM2-ledM, n/took.Seconds())

@@ -21,6 +21,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // rig is one embedded NATS server, one Kalshi emulator and a client of it.
@@ -82,7 +83,7 @@ func (r *rig) start(cfg worker.Config) (w *worker.Worker, stop func() error) {
 func (r *rig) startWith(del worker.Kalshi, cfg worker.Config) (w *worker.Worker, stop func() error) {
 	r.t.Helper()
 	if cfg.Provision {
-		if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+		if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 			r.t.Fatal(err)
 		}
 	}
@@ -165,7 +166,7 @@ func (r *rig) stored() []storedResult {
 	out := r.storedIn("KEY_REVOKE_RESULTS", func(res events.Result) string {
 		return events.ResultSubject("keys.revoke.results", res.Outcome)
 	})
-	untrusted := r.storedIn(worker.UntrustedStream, func(res events.Result) string {
+	untrusted := r.storedIn(provision.UntrustedStream, func(res events.Result) string {
 		if res.Error == nil {
 			return "a rejection with an error"
 		}
@@ -173,12 +174,12 @@ func (r *rig) stored() []storedResult {
 	})
 	for _, s := range out {
 		if strings.HasPrefix(s.MsgID, events.UntrustedIDPrefix) {
-			r.t.Errorf("%s in the results stream under %s: an untrusted rejection belongs in %s", s.RequestID, s.MsgID, worker.UntrustedStream)
+			r.t.Errorf("%s in the results stream under %s: an untrusted rejection belongs in %s", s.RequestID, s.MsgID, provision.UntrustedStream)
 		}
 	}
 	for _, s := range untrusted {
 		if !strings.HasPrefix(s.MsgID, events.UntrustedIDPrefix) {
-			r.t.Errorf("%s in %s under %s, not an untrusted- id", s.RequestID, worker.UntrustedStream, s.MsgID)
+			r.t.Errorf("%s in %s under %s, not an untrusted- id", s.RequestID, provision.UntrustedStream, s.MsgID)
 		}
 	}
 	return append(out, untrusted...)

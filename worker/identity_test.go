@@ -20,6 +20,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // Regression tests for the ways issue 11 found to break "one request, one
@@ -55,7 +56,7 @@ func untrustedRejections(got map[string]events.Result) []events.Result {
 // that.
 func (r *rig) resultsOutage(cfg worker.Config, on bool) {
 	r.t.Helper()
-	for _, sc := range []jetstream.StreamConfig{worker.ResultsStreamConfig(cfg), worker.UntrustedStreamConfig(cfg)} {
+	for _, sc := range []jetstream.StreamConfig{provision.ResultsStreamConfig(cfg.Provisioning()), provision.UntrustedStreamConfig(cfg.Provisioning())} {
 		if on {
 			sc.Subjects = []string{"offline." + sc.Name + ".>"}
 		}
@@ -313,10 +314,10 @@ func TestKeepAliveFollowsTheBoundConsumer(t *testing.T) {
 	keys := r.addKeys(1)
 	cfg := r.config()
 	ctx := context.Background()
-	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+	if err := provision.Ensure(ctx, r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
-	cc := worker.ConsumerConfig(cfg)
+	cc := provision.ConsumerConfig(cfg.Provisioning())
 	cc.AckWait = 3 * time.Second // an operator's consumer, shorter than the default
 	if _, err := r.js.UpdateConsumer(ctx, "KEY_REVOKE_REQUESTS", cc); err != nil {
 		t.Fatal(err)
@@ -371,7 +372,7 @@ func TestOwnDeleteIsNeverAlreadyRevoked(t *testing.T) {
 // delete, then kills the worker with the request in hand.
 func (r *rig) launchDying(cfg worker.Config) (die func()) {
 	r.t.Helper()
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		r.t.Fatal(err)
 	}
 	nc := natstest.Connect(r.t, r.srv.URL())
@@ -408,28 +409,20 @@ func (d *dyingKalshi) DeleteAPIKey(ctx context.Context, id string) error {
 	return ctx.Err()
 }
 
-// Item 10: the provisioned ack wait lets another replica take over in
-// time; the figure with two processes is in worker/resilience.
-func TestProvisionedAckWait(t *testing.T) {
-	if got := worker.ConsumerConfig(worker.Config{}).AckWait; got != 10*time.Second {
-		t.Errorf("ack wait %v, want 10s", got)
-	}
-}
-
 // The settings a guarantee needs are checked against what exists.
 func TestSettingsThatBreakAGuaranteeAreRefused(t *testing.T) {
 	r := newRig(t)
 	cfg := r.config()
 	ctx := context.Background()
-	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+	if err := provision.Ensure(ctx, r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
-	if err := worker.CheckSettings(ctx, r.js, cfg); err != nil {
+	if err := provision.Check(ctx, r.js, cfg.Provisioning()); err != nil {
 		t.Fatalf("as provisioned: %v", err)
 	}
-	rs := worker.ResultsStreamConfig(cfg)
+	rs := provision.ResultsStreamConfig(cfg.Provisioning())
 	rs.Duplicates = time.Minute
-	cc := worker.ConsumerConfig(cfg)
+	cc := provision.ConsumerConfig(cfg.Provisioning())
 	cc.AckWait = time.Minute
 	if _, err := r.js.UpdateStream(ctx, rs); err != nil {
 		t.Fatal(err)
@@ -437,10 +430,10 @@ func TestSettingsThatBreakAGuaranteeAreRefused(t *testing.T) {
 	if _, err := r.js.UpdateConsumer(ctx, "KEY_REVOKE_REQUESTS", cc); err != nil {
 		t.Fatal(err)
 	}
-	err := worker.CheckSettings(ctx, r.js, cfg)
+	err := provision.Check(ctx, r.js, cfg.Provisioning())
 	for _, want := range []string{"duplicates window of 1m0s", "ack wait of 1m0s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("CheckSettings: %v; want it to name %q", err, want)
+			t.Errorf("provision.Check: %v; want it to name %q", err, want)
 		}
 	}
 	w, err := worker.New(r.js, r.client, cfg)
@@ -478,7 +471,7 @@ func TestCopiesOfARequestWaitForTheClaim(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(2)
 	cfg := r.config()
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	r.putClaim("held", keys[0], 999, time.Now(), nil)

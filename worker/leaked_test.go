@@ -20,6 +20,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // leakedKeys registers ten keys of ten key pairs, in every PEM form, and
@@ -440,7 +441,7 @@ func TestLeakedKeyLedgerEntryStillGuarded(t *testing.T) {
 	ids, pems := r.leakedKeys(2)
 	cfg := r.config()
 	cfg.ProtectedKeys = []string{ids[1]}
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)

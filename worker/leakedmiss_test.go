@@ -16,6 +16,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // calls counts the requests Kalshi received since before.
@@ -136,7 +137,7 @@ func TestLeakedKeyMissPerMessageTTL(t *testing.T) {
 	_, foreign := emulatortest.NewKeyPEM(t, emulatortest.PKCS1RSA)
 	cfg := r.config()
 	cfg.LeakedMissTTL = time.Second
-	kc := worker.LedgerConfig(cfg)
+	kc := provision.LedgerConfig(cfg.Provisioning())
 	kc.LimitMarkerTTL = time.Second
 	ctx := context.Background()
 	kv, err := r.js.CreateKeyValue(ctx, kc)

@@ -9,9 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ledgerStream is the stream behind the ledger bucket.
-const ledgerStream = "KV_" + LedgerBucket
-
 // minEntryTTL is the shortest TTL JetStream accepts for one message.
 const minEntryTTL = time.Second
 

@@ -5,6 +5,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // resultMsg is the message that stores v's result: on its outcome's results
@@ -13,7 +14,7 @@ import (
 func (w *Worker) resultMsg(v verdict) *nats.Msg {
 	subject := events.ResultSubject(w.cfg.ResultsSubject, v.res.Outcome)
 	if v.untrusted {
-		subject = UntrustedResultSubject(v.res.Error.Code)
+		subject = provision.UntrustedResultSubject(v.res.Error.Code)
 	}
 	h, body, err := events.ResultMessage(v.doc, w.cfg.ResultsMode)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // A request with a not_before later than when it was stored is scheduled:
@@ -32,7 +33,7 @@ import (
 
 // scheduleKeep is how long after its not_before a schedule stays in the
 // ledger's list: as long as the stream keeps a request by default.
-const scheduleKeep = requestsMaxAge
+const scheduleKeep = provision.RequestsMaxAge
 
 // maxSchedulesPerName bounds the list of one key (or leaked key): a
 // request beyond it is rejected rather than waiting unrecorded.

@@ -14,6 +14,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // scheduledFor reads what the ledger lists as scheduled for the key.
@@ -55,7 +56,7 @@ func TestScheduledRequestWaitsInTheStream(t *testing.T) {
 	cfg.MaxDeliveries = 3
 
 	// Replica A, with a connection of its own, sees the request first.
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	ncA := natstest.Connect(t, r.srv.URL())
@@ -190,7 +191,7 @@ func TestScheduledRequestRejections(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	sc := worker.RequestsStreamConfig(cfg)
+	sc := provision.RequestsStreamConfig(cfg.Provisioning())
 	sc.MaxAge = 7 * 24 * time.Hour
 	if _, err := r.js.UpdateStream(context.Background(), sc); err != nil {
 		t.Fatal(err)
@@ -218,7 +219,7 @@ func TestRequestsStreamKeepsScheduledRequests(t *testing.T) {
 		if max == 0 {
 			want = 37 * 24 * time.Hour
 		}
-		if got := worker.RequestsStreamConfig(cfg).MaxAge; got != want {
+		if got := provision.RequestsStreamConfig(cfg.Provisioning()).MaxAge; got != want {
 			t.Errorf("MaxSchedule %v: the requests stream keeps a request %v, want %v", max, got, want)
 		}
 	}
@@ -247,10 +248,10 @@ func TestScheduledRequestsLeaveRoomForTheUrgent(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(5)
 	cfg := r.config()
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
-	cc := worker.ConsumerConfig(cfg)
+	cc := provision.ConsumerConfig(cfg.Provisioning())
 	cc.MaxAckPending = 4
 	if _, err := r.js.UpdateConsumer(context.Background(), "KEY_REVOKE_REQUESTS", cc); err != nil {
 		t.Fatal(err)

@@ -2,15 +2,13 @@ package worker_test
 
 import (
 	"context"
-	"reflect"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // Issue 21 item 5: junk cannot evict the audit log. With both streams
@@ -23,10 +21,10 @@ func TestUntrustedFloodKeepsTrustedResults(t *testing.T) {
 	keys := r.addKeys(3)
 	cfg, kp := r.signedConfig()
 	ctx := context.Background()
-	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+	if err := provision.Ensure(ctx, r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
-	for _, sc := range []jetstream.StreamConfig{worker.ResultsStreamConfig(cfg), worker.UntrustedStreamConfig(cfg)} {
+	for _, sc := range []jetstream.StreamConfig{provision.ResultsStreamConfig(cfg.Provisioning()), provision.UntrustedStreamConfig(cfg.Provisioning())} {
 		sc.MaxBytes = 32 << 10 // about 40 results
 		if _, err := r.js.UpdateStream(ctx, sc); err != nil {
 			t.Fatal(err)
@@ -66,10 +64,10 @@ func TestUntrustedFloodKeepsTrustedResults(t *testing.T) {
 	}
 	for _, c := range []events.Code{events.CodeInvalidRequest, events.CodeUnauthorizedRequest, events.CodeConflictingRequestID} {
 		if codes[c] == 0 {
-			t.Errorf("no %s rejection kept in %s: %v", c, worker.UntrustedStream, codes)
+			t.Errorf("no %s rejection kept in %s: %v", c, provision.UntrustedStream, codes)
 		}
 	}
-	s, err := r.js.Stream(ctx, worker.UntrustedStream)
+	s, err := r.js.Stream(ctx, provision.UntrustedStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,68 +76,9 @@ func TestUntrustedFloodKeepsTrustedResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.State.LastSeq != junk || info.State.FirstSeq == 1 {
-		t.Errorf("%s: sequences %d..%d, want %d rejections stored and the oldest dropped", worker.UntrustedStream, info.State.FirstSeq, info.State.LastSeq, junk)
+		t.Errorf("%s: sequences %d..%d, want %d rejections stored and the oldest dropped", provision.UntrustedStream, info.State.FirstSeq, info.State.LastSeq, junk)
 	}
 	if !r.emu.HasKey(keys[2]) || r.emu.HasKey(keys[0]) || r.emu.HasKey(keys[1]) {
 		t.Error("a junk request touched a key, or a trusted one did not")
-	}
-}
-
-// The untrusted stream is provisioned as UntrustedStreamConfig says, and
-// every setting of it that breaks a guarantee is refused by name.
-func TestUntrustedStreamSettings(t *testing.T) {
-	r := newRig(t)
-	cfg := r.config()
-	ctx := context.Background()
-	if err := worker.Provision(ctx, r.js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	s, err := r.js.Stream(ctx, worker.UntrustedStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := worker.UntrustedStreamConfig(cfg)
-	got := s.CachedInfo().Config
-	if got.Name != want.Name || !reflect.DeepEqual(got.Subjects, []string{"keys.revoke.untrusted.>"}) ||
-		got.Retention != jetstream.LimitsPolicy || got.MaxAge != 7*24*time.Hour || got.MaxBytes != 256<<20 ||
-		got.Discard != jetstream.DiscardOld || !got.AllowDirect {
-		t.Errorf("provisioned %+v, want %+v", got, want)
-	}
-	if err := worker.CheckSettings(ctx, r.js, cfg); err != nil {
-		t.Fatalf("as provisioned: %v", err)
-	}
-
-	bad := want
-	bad.Discard = jetstream.DiscardNew
-	bad.Duplicates = time.Minute
-	bad.MaxMsgSize = 1 << 10
-	if _, err := r.js.UpdateStream(ctx, bad); err != nil {
-		t.Fatal(err)
-	}
-	err = worker.CheckSettings(ctx, r.js, cfg)
-	for _, w := range []string{"discards new messages", "duplicates window of 1m0s", "refuses messages over 1024 bytes"} {
-		if err == nil || !strings.Contains(err.Error(), w) {
-			t.Errorf("CheckSettings: %v; want it to name %q", err, w)
-		}
-	}
-
-	if err := r.js.DeleteStream(ctx, worker.UntrustedStream); err != nil {
-		t.Fatal(err)
-	}
-	narrow := want
-	narrow.Subjects = []string{"keys.revoke.untrusted.invalid_request"}
-	if _, err := r.js.CreateStream(ctx, narrow); err != nil {
-		t.Fatal(err)
-	}
-	if err := worker.CheckSettings(ctx, r.js, cfg); err == nil || !strings.Contains(err.Error(), "it must take keys.revoke.untrusted.>") {
-		t.Errorf("CheckSettings with one code's subject: %v", err)
-	}
-
-	if err := r.js.DeleteStream(ctx, worker.UntrustedStream); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Provision = false
-	if err := worker.CheckSettings(ctx, r.js, cfg); err == nil || !strings.Contains(err.Error(), "stream "+worker.UntrustedStream) {
-		t.Errorf("CheckSettings without the stream: %v", err)
 	}
 }

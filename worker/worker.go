@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/fleet"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // Kalshi is what the worker needs of Kalshi's API. *kalshi.Client is one.
@@ -37,18 +39,15 @@ type Worker struct {
 	del Kalshi
 	cfg Config
 
-	keys    keyLocks
-	listing listing
-	// listerFailed: when a question to the fleet's lister last went
-	// without a good answer (unix nanoseconds).
-	listerFailed atomic.Int64
-	ledger       *ledger // set by the first bind, before any handler starts
-	confirms     *confirmations
-	cred         *credentialGate
-	egress       egress
-	holdings     *holdings
-	ackWait      atomic.Int64 // the bound consumer's ack wait, in nanoseconds
-	sched        schedState   // the requests stream's max age, for not_before (schedule.go)
+	keys      keyLocks
+	ledger    *ledger // set by the first bind, before any handler starts
+	confirms  *confirmations
+	cred      *credentialGate
+	egress    egress
+	fleet     *fleet.Replica // see replica
+	fleetOnce sync.Once
+	ackWait   atomic.Int64 // the bound consumer's ack wait, in nanoseconds
+	sched     schedState   // the requests stream's max age, for not_before (schedule.go)
 
 	bound          atomic.Bool   // consumer bound and pulling
 	credentialGone chan struct{} // closed once the worker deleted its own key
@@ -68,7 +67,6 @@ func New(js jetstream.JetStream, del Kalshi, cfg Config) (*Worker, error) {
 		cfg:            cfg,
 		cred:           newCredentialGate(),
 		confirms:       newConfirmations(cfg.ConfirmDelay),
-		holdings:       newHoldings(),
 		credentialGone: make(chan struct{}),
 	}
 	w.ackWait.Store(int64(cfg.AckWait))
@@ -103,7 +101,7 @@ func (w *Worker) Ready() error {
 // it stops pulling, hands back what arrives afterwards, lets in-flight
 // requests finish (within Config.DrainTimeout) and returns nil. It returns
 // an error at once if the streams, consumer or ledger it binds to are set
-// up in a way that breaks a guarantee (see CheckSettings).
+// up in a way that breaks a guarantee (see provision.Check).
 func (w *Worker) Run(ctx context.Context) error {
 	log := w.cfg.Logger
 	// Handlers outlive ctx by the drain timeout so they can publish and ack.
@@ -112,20 +110,12 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	w.reportRate()
 	// The others hear what this replica holds until its drain ends.
-	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
-	var fleetDone sync.WaitGroup
-	fleetDone.Go(func() { w.failoverLoop(fleetCtx) })
-	stopListing, err := w.serveListing(fleetCtx)
-	if err != nil {
-		log.Warn("cannot list the account for the other replicas; each lists for itself", "err", err)
-		stopListing = func() {}
-	}
-	defer func() { stopFleet(); stopListing(); fleetDone.Wait() }()
+	defer w.replica().Start(context.WithoutCancel(ctx))()
 	credCtx, stopCred := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	background.Go(func() { w.watchCredential(credCtx) })
 	background.Go(func() { w.confirmLoop(credCtx) })
-	err = w.pullLoop(ctx, work)
+	err := w.pullLoop(ctx, work)
 	stopCred()
 	background.Wait()
 	w.bound.Store(false)
@@ -176,7 +166,7 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 				continue
 			}
 			if w.ledger == nil {
-				if err := CheckSettings(ctx, w.js, w.cfg); err != nil {
+				if err := provision.Check(ctx, w.js, w.cfg.Provisioning()); err != nil {
 					return err
 				}
 				kv, err := w.js.KeyValue(ctx, LedgerBucket)
@@ -250,8 +240,7 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 				continue
 			}
 			w.handlers.Add(1)
-			unhold := w.holdings.hold(msg.Reply())
-			w.took(msg.Reply())
+			unhold := w.replica().Hold(msg.Reply())
 			go func() {
 				defer w.handlers.Done()
 				defer release(slots, 1)
@@ -279,12 +268,7 @@ func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if w.cfg.Provision {
-		if err := provisionStreams(ctx, w.js, w.cfg); err != nil {
-			return nil, err
-		}
-	}
-	return bindConsumer(ctx, w.js, w.cfg, w.cfg.Provision)
+	return provision.Bind(ctx, w.js, w.cfg.Provisioning())
 }
 
 // pullFailed logs a failed pull, waits a little, and reports whether the

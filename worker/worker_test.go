@@ -15,6 +15,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // denySource is a request policy for tests: it refuses one source.
@@ -206,7 +207,7 @@ func TestMaxDeliveries(t *testing.T) {
 	cfg := r.config()
 	cfg.MaxDeliveries = 2
 	ctx := context.Background()
-	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+	if err := provision.Ensure(ctx, r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	r.publish("poison", keys[0])
@@ -253,7 +254,7 @@ func TestRedeliveryAfterStoredResultAddsNoResult(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(1)
 	cfg := r.config()
-	if err := worker.Provision(context.Background(), r.js, cfg); err != nil {
+	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	// A worker stored this request's result, then died before its ack.
@@ -304,7 +305,7 @@ func TestResultsStreamUnavailable(t *testing.T) {
 		t.Fatalf("%d requests left in the queue while results cannot be stored, want 5", n)
 	}
 	// The stream comes back.
-	if _, err := r.js.CreateStream(ctx, worker.ResultsStreamConfig(cfg)); err != nil {
+	if _, err := r.js.CreateStream(ctx, provision.ResultsStreamConfig(cfg.Provisioning())); err != nil {
 		t.Fatal(err)
 	}
 	got := r.waitResults(5, 30*time.Second)

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // How the audit log is read.
@@ -94,12 +94,12 @@ func openAuditLog(ctx context.Context, nc *nats.Conn, cfg Config, subject string
 // none, and keeps its rejections in the results stream. The auditor may
 // read it but not subscribe to it: --follow polls it.
 func openUntrustedLog(ctx context.Context, nc *nats.Conn) (*auditLog, error) {
-	l, err := openLog(ctx, nc, worker.UntrustedStream, worker.UntrustedSubject+".>")
+	l, err := openLog(ctx, nc, provision.UntrustedStream, provision.UntrustedSubject+".>")
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", worker.UntrustedStream, err)
+		return nil, fmt.Errorf("stream %s: %w", provision.UntrustedStream, err)
 	}
 	return l, nil
 }

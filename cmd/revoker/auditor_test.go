@@ -18,6 +18,7 @@ import (
 
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // deployedNATS is a server loaded from deploy/nats/nats-1.conf, with the
@@ -93,15 +94,15 @@ func (d *deployedNATS) provision(t *testing.T) {
 	}
 	ctx := t.Context()
 	cfg := worker.Config{Replicas: 1}
-	for _, sc := range []jetstream.StreamConfig{worker.RequestsStreamConfig(cfg), worker.ResultsStreamConfig(cfg), worker.UntrustedStreamConfig(cfg)} {
+	for _, sc := range []jetstream.StreamConfig{provision.RequestsStreamConfig(cfg.Provisioning()), provision.ResultsStreamConfig(cfg.Provisioning()), provision.UntrustedStreamConfig(cfg.Provisioning())} {
 		if _, err := js.CreateStream(ctx, sc); err != nil {
 			t.Fatalf("admin: create stream %s: %v", sc.Name, err)
 		}
 	}
-	if _, err := js.CreateConsumer(ctx, "KEY_REVOKE_REQUESTS", worker.ConsumerConfig(cfg)); err != nil {
+	if _, err := js.CreateConsumer(ctx, "KEY_REVOKE_REQUESTS", provision.ConsumerConfig(cfg.Provisioning())); err != nil {
 		t.Fatalf("admin: create consumer: %v", err)
 	}
-	for _, kv := range []jetstream.KeyValueConfig{worker.LedgerConfig(cfg), worker.ReplicasConfig(cfg)} {
+	for _, kv := range []jetstream.KeyValueConfig{provision.LedgerConfig(cfg.Provisioning()), provision.ReplicasConfig(cfg.Provisioning())} {
 		if _, err := js.CreateKeyValue(ctx, kv); err != nil {
 			t.Fatalf("admin: create bucket %s: %v", kv.Bucket, err)
 		}

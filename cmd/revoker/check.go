@@ -19,6 +19,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // checker prints one line per verification, or with --json one
@@ -191,7 +192,7 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	} else {
 		c.ok("jetstream", fmt.Sprintf("enabled, %s in the account", plural(info.Streams, "stream")))
 	}
-	for _, name := range []string{cfg.RequestsStream, cfg.ResultsStream, worker.UntrustedStream} {
+	for _, name := range []string{cfg.RequestsStream, cfg.ResultsStream, provision.UntrustedStream} {
 		what := "stream " + name
 		s, err := js.Stream(ctx, name)
 		if off := explainJetStream(nc, err); isJetStreamOff(off) {
@@ -249,7 +250,7 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	if c.failed > 0 || c.missing > 0 {
 		return
 	}
-	if err := worker.CheckSettings(ctx, js, workerConfig(cfg, nil, nil, nil)); err != nil {
+	if err := provision.Check(ctx, js, workerConfig(cfg, nil, nil, nil).Provisioning()); err != nil {
 		c.fail("settings the guarantees need", err)
 	} else {
 		c.ok("settings the guarantees need", "work queue, duplicates windows, ack wait and ledger TTL as required")

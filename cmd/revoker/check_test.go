@@ -10,6 +10,7 @@ import (
 
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // check judges the provisioning mode run will use: with REVOKER_NO_PROVISION
@@ -24,12 +25,12 @@ func TestCheckNoProvisionNeedsEveryBucket(t *testing.T) {
 	}
 	ctx := context.Background()
 	wc := worker.Config{}
-	for _, sc := range []jetstream.StreamConfig{worker.RequestsStreamConfig(wc), worker.ResultsStreamConfig(wc), worker.UntrustedStreamConfig(wc)} {
+	for _, sc := range []jetstream.StreamConfig{provision.RequestsStreamConfig(wc.Provisioning()), provision.ResultsStreamConfig(wc.Provisioning()), provision.UntrustedStreamConfig(wc.Provisioning())} {
 		if _, err := js.CreateStream(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := js.CreateConsumer(ctx, worker.DefaultRequestsStream, worker.ConsumerConfig(wc)); err != nil {
+	if _, err := js.CreateConsumer(ctx, worker.DefaultRequestsStream, provision.ConsumerConfig(wc.Provisioning())); err != nil {
 		t.Fatal(err)
 	}
 
@@ -49,7 +50,7 @@ func TestCheckNoProvisionNeedsEveryBucket(t *testing.T) {
 	// Neither bucket: both are named, not only the first.
 	failsNaming("no buckets", []string{"ledger REVOKER_LEDGER", "replica plan REVOKER_REPLICAS"}, "--no-provision")
 
-	if _, err := js.CreateKeyValue(ctx, worker.LedgerConfig(wc)); err != nil {
+	if _, err := js.CreateKeyValue(ctx, provision.LedgerConfig(wc.Provisioning())); err != nil {
 		t.Fatal(err)
 	}
 	// The replica plan is missing: with a fixed share too, and with the mode
@@ -66,7 +67,7 @@ func TestCheckNoProvisionNeedsEveryBucket(t *testing.T) {
 		t.Errorf("check without --no-provision: %v\n%s", err, out)
 	}
 
-	if _, err := js.CreateKeyValue(ctx, worker.ReplicasConfig(wc)); err != nil {
+	if _, err := js.CreateKeyValue(ctx, provision.ReplicasConfig(wc.Provisioning())); err != nil {
 		t.Fatal(err)
 	}
 	w.env["REVOKER_NO_PROVISION"] = "true"

@@ -16,6 +16,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // splitConfirmations separates what revoke printed: the outcome lines, in
@@ -58,7 +59,7 @@ func newFakeWorker(t *testing.T) *fakeWorker {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if err := worker.Provision(ctx, js, worker.Config{}); err != nil {
+	if err := provision.Ensure(ctx, js, worker.Config{}.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	requests, err := js.Stream(ctx, worker.DefaultRequestsStream)
@@ -222,7 +223,7 @@ accounts: {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := worker.Provision(t.Context(), js, worker.Config{}); err != nil {
+	if err := provision.Ensure(t.Context(), js, worker.Config{}.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	requests, err := js.Stream(t.Context(), worker.DefaultRequestsStream)

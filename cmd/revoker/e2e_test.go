@@ -20,6 +20,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // world is a NATS server and a Kalshi emulator that knows the worker's key,
@@ -265,10 +266,10 @@ func TestBrokenSettingsAreRefused(t *testing.T) {
 	}
 	ctx := context.Background()
 	wc := worker.Config{}
-	if err := worker.Provision(ctx, js, wc); err != nil {
+	if err := provision.Ensure(ctx, js, wc.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
-	cc := worker.ConsumerConfig(wc)
+	cc := provision.ConsumerConfig(wc.Provisioning())
 	cc.AckWait = time.Minute
 	if _, err := js.UpdateConsumer(ctx, "KEY_REVOKE_REQUESTS", cc); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // storeResults stores n results in the results stream of a fresh server, as
@@ -26,7 +27,7 @@ func storeResults(tb testing.TB, n int, direct bool) map[string]string {
 		tb.Fatal(err)
 	}
 	ctx := context.Background()
-	sc := worker.ResultsStreamConfig(worker.Config{})
+	sc := provision.ResultsStreamConfig(worker.Config{}.Provisioning())
 	sc.AllowDirect = direct
 	if _, err := js.CreateStream(ctx, sc); err != nil {
 		tb.Fatal(err)

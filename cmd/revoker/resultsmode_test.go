@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // With REVOKER_RESULTS_MODE=binary the worker stores every result, trusted
@@ -53,7 +53,7 @@ func TestBinaryResultsAreReadEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"KEY_REVOKE_RESULTS", worker.UntrustedStream} {
+	for _, name := range []string{"KEY_REVOKE_RESULTS", provision.UntrustedStream} {
 		s, err := js.Stream(t.Context(), name)
 		if err != nil {
 			t.Fatal(err)

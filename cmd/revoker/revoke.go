@@ -18,6 +18,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // revoke is "revoker revoke KEY_ID... [-f FILE]", its --dry-run, --all
@@ -253,7 +254,7 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 	// A request's outcome is stored on the results subjects, or, when the
 	// worker could not trust its id (it failed a check, or the id already
 	// names a request for another key), on the untrusted rejections'.
-	for _, subject := range []string{cfg.ResultsSubject + ".>", worker.UntrustedSubject + ".>"} {
+	for _, subject := range []string{cfg.ResultsSubject + ".>", provision.UntrustedSubject + ".>"} {
 		sub, err := nc.Subscribe(subject, onResult)
 		if err != nil {
 			return nil, fmt.Errorf("subscribing to %s: %w", subject, err)

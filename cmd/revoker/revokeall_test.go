@@ -16,6 +16,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/console"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // hasLine reports whether a line of out holds every one of parts, in order.
@@ -45,7 +46,7 @@ func (w *world) provisioned() jetstream.Stream {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	if err := worker.Provision(w.t.Context(), js, worker.Config{}); err != nil {
+	if err := provision.Ensure(w.t.Context(), js, worker.Config{}.Provisioning()); err != nil {
 		w.t.Fatal(err)
 	}
 	s, err := js.Stream(w.t.Context(), worker.DefaultRequestsStream)

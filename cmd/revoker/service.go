@@ -21,6 +21,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // shutdownHTTPBudget is how long the HTTP server may take to stop.
@@ -140,7 +141,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 		if !cfg.NoProvision {
 			// On a new server the share creates its bucket as the worker
 			// would: the first plan need not wait for the worker's provisioning.
-			bucket := worker.ReplicasConfig(workerConfig(cfg, logger, metrics, limiter))
+			bucket := provision.ReplicasConfig(workerConfig(cfg, logger, metrics, limiter).Provisioning())
 			scfg.Bucket = &bucket
 		}
 		share := budget.NewShare(js, scfg)

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // storedUntrusted reads the untrusted rejections' stream.
@@ -23,7 +23,7 @@ func storedUntrusted(t *testing.T, url string) []events.Result {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	s, err := js.Stream(ctx, worker.UntrustedStream)
+	s, err := js.Stream(ctx, provision.UntrustedStream)
 	if err != nil {
 		return nil
 	}
@@ -109,7 +109,7 @@ func TestResultsReadsUntrustedRejections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"KEY_REVOKE_RESULTS", worker.UntrustedStream} {
+	for _, name := range []string{"KEY_REVOKE_RESULTS", provision.UntrustedStream} {
 		s, err := js.Stream(t.Context(), name)
 		if err != nil {
 			t.Fatal(err)

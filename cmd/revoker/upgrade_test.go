@@ -15,6 +15,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // The previous main's provisioning, copied as it was (deploy/nats/streams,
@@ -211,10 +212,10 @@ func TestUpgradeFromThePreviousMain(t *testing.T) {
 
 	// Before the upgrade, check says what run will do, or, with
 	// --no-provision, what the operator must.
-	if out, _, code := w.run2("", "check", "--no-provision"); code == 0 || !strings.Contains(out, worker.UntrustedStream) {
+	if out, _, code := w.run2("", "check", "--no-provision"); code == 0 || !strings.Contains(out, provision.UntrustedStream) {
 		t.Errorf("check --no-provision of the previous main's deployment: exit %d\n%s", code, out)
 	}
-	if out, _, code := w.run2("", "check"); code != 0 || !strings.Contains(out, worker.UntrustedStream) {
+	if out, _, code := w.run2("", "check"); code != 0 || !strings.Contains(out, provision.UntrustedStream) {
 		t.Errorf("check of the previous main's deployment: exit %d\n%s", code, out)
 	}
 
@@ -230,11 +231,11 @@ func TestUpgradeFromThePreviousMain(t *testing.T) {
 	})
 
 	// The shapes were upgraded in place.
-	us, err := d.js.Stream(ctx, worker.UntrustedStream)
+	us, err := d.js.Stream(ctx, provision.UntrustedStream)
 	if err != nil {
 		t.Fatalf("the untrusted stream: %v", err)
 	}
-	if got, want := us.CachedInfo().Config, worker.UntrustedStreamConfig(worker.Config{}); got.MaxBytes != want.MaxBytes || got.MaxAge != want.MaxAge || !slices.Equal(got.Subjects, want.Subjects) {
+	if got, want := us.CachedInfo().Config, provision.UntrustedStreamConfig(worker.Config{}.Provisioning()); got.MaxBytes != want.MaxBytes || got.MaxAge != want.MaxAge || !slices.Equal(got.Subjects, want.Subjects) {
 		t.Errorf("the untrusted stream as created: %+v", got)
 	}
 	ls, err := d.js.Stream(ctx, "KV_"+worker.LedgerBucket)

@@ -22,6 +22,7 @@ import (
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // fixture is a console served beside no worker: a real NATS server, the
@@ -55,7 +56,7 @@ func newFixture(t *testing.T, seed int, edit func(*fixture, *console.Config)) *f
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := worker.Provision(t.Context(), f.js, worker.Config{}); err != nil {
+	if err := provision.Ensure(t.Context(), f.js, worker.Config{}.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
 	f.limiter = budget.NewLimiter(0, 0)
@@ -192,7 +193,7 @@ func TestHealthEndpoint(t *testing.T) {
 		c.Credential = func() error { mu.Lock(); defer mu.Unlock(); return cred }
 		c.Replica = "replica-a"
 	})
-	bucket := worker.ReplicasConfig(worker.Config{})
+	bucket := provision.ReplicasConfig(worker.Config{}.Provisioning())
 	share := budget.NewShare(f.js, budget.ShareConfig{Limiter: f.limiter, ID: "replica-a", Bucket: &bucket})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})

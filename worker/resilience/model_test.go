@@ -20,6 +20,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 var (
@@ -255,7 +256,7 @@ func (r *rig) resultsOutage(cfg worker.Config, on bool) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, sc := range []jetstream.StreamConfig{worker.ResultsStreamConfig(cfg), worker.UntrustedStreamConfig(cfg)} {
+	for _, sc := range []jetstream.StreamConfig{provision.ResultsStreamConfig(cfg.Provisioning()), provision.UntrustedStreamConfig(cfg.Provisioning())} {
 		if on {
 			sc.Subjects = []string{"offline." + sc.Name + ".>"}
 		}

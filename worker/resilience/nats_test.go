@@ -13,6 +13,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 // TestNATSRestart stops the single NATS server and starts it again (same
@@ -196,7 +197,7 @@ func (r *rig) provisionR3(cfg worker.Config) worker.Config {
 	if !natstest.Poll(30*time.Second, func() bool {
 		ctx, cancel := contextTimeout(10 * time.Second)
 		defer cancel()
-		err = worker.Provision(ctx, r.js, cfg)
+		err = provision.Ensure(ctx, r.js, cfg.Provisioning())
 		return err == nil
 	}) {
 		r.t.Fatalf("provisioning R3 streams: %v", err)

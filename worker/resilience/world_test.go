@@ -26,6 +26,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/natstest"
+	"github.com/revoker/revoker/worker/provision"
 )
 
 const (
@@ -162,7 +163,7 @@ func (r *rig) provision(cfg worker.Config) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := worker.Provision(ctx, r.js, cfg); err != nil {
+	if err := provision.Ensure(ctx, r.js, cfg.Provisioning()); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -348,7 +349,7 @@ func (r *rig) streamMsgs(stream string) int {
 // resultCount is how many results are stored: in the results stream and,
 // for untrusted rejections, in their own.
 func (r *rig) resultCount() int {
-	return r.streamMsgs(resultsStream) + max(r.streamMsgs(worker.UntrustedStream), 0)
+	return r.streamMsgs(resultsStream) + max(r.streamMsgs(provision.UntrustedStream), 0)
 }
 
 // waitResults waits until at least n results are stored. It does not stop
@@ -391,7 +392,7 @@ type storedResult struct {
 // every untrusted rejection in theirs, with ordered consumers.
 func (r *rig) readResults() []storedResult {
 	r.t.Helper()
-	return append(r.readStream(resultsStream, true), r.readStream(worker.UntrustedStream, false)...)
+	return append(r.readStream(resultsStream, true), r.readStream(provision.UntrustedStream, false)...)
 }
 
 // readStream reads every message stored in stream; a missing stream is
@@ -492,7 +493,7 @@ func (r *rig) checkInvariants(p plan, faults string) figure {
 		untrusted := strings.HasPrefix(s.msgID, events.UntrustedIDPrefix)
 		want := events.ResultSubject(resultsPrefix, s.res.Outcome)
 		if untrusted && s.res.Error != nil {
-			want = worker.UntrustedResultSubject(s.res.Error.Code)
+			want = provision.UntrustedResultSubject(s.res.Error.Code)
 		}
 		if s.subject != want {
 			t.Errorf("result %s (seq %d) stored on %s, want %s", id, s.seq, s.subject, want)

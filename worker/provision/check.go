@@ -1,4 +1,4 @@
-package worker
+package provision
 
 import (
 	"context"
@@ -10,13 +10,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// CheckSettings compares the streams, consumer and ledger bucket that exist
-// with what the worker's guarantees need, and reports every setting that
-// breaks one, at once, in plain words. What is missing is reported too.
-// With c.Provision, a ledger without per-entry TTLs passes: Provision
-// upgrades it before the worker binds.
-func CheckSettings(ctx context.Context, js jetstream.JetStream, c Config) error {
-	c.setDefaults()
+// Check compares the streams, consumer and ledger bucket that exist with
+// what the worker's guarantees need, and reports every setting that breaks
+// one, at once, in plain words. What is missing is reported too. With
+// c.Provision, a ledger without per-entry TTLs passes: Bind upgrades it
+// before the worker binds.
+func Check(ctx context.Context, js jetstream.JetStream, c Config) error {
 	var errs []error
 	problem := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	resultsDup := c.MaxRetry + time.Hour

@@ -1,9 +1,7 @@
-package worker
+package fleet
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -40,15 +38,6 @@ type heldBeatMsg struct {
 	Took bool `json:"took,omitempty"`
 }
 
-// holdings is what this replica holds, and what it knows the others hold.
-type holdings struct {
-	id string
-
-	mu    sync.Mutex
-	held  map[string]struct{} // ack subjects of the deliveries in hand
-	peers map[string]peer     // by id
-}
-
 type peer struct {
 	seen time.Time
 	held []string
@@ -58,76 +47,65 @@ type peer struct {
 	gone bool
 }
 
-func newHoldings() *holdings {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return &holdings{id: hex.EncodeToString(b), held: make(map[string]struct{}), peers: make(map[string]peer)}
-}
-
 // forget marks peer id gone.
-func (f *holdings) forget(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if p, ok := f.peers[id]; ok {
+func (r *Replica) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.peers[id]; ok {
 		p.gone = true
-		f.peers[id] = p
+		r.peers[id] = p
 	}
 }
 
-// hold notes a delivery in hand until the returned release is called.
-func (f *holdings) hold(reply string) (release func()) {
+// Hold notes a delivery in hand (reply is its ack subject) until the
+// returned release is called, and tells the others at once, so that a
+// replica killed right after a pull is known to hold it. What it no longer
+// holds they learn from its next beat.
+func (r *Replica) Hold(reply string) (release func()) {
 	if reply == "" {
 		return func() {}
 	}
-	f.mu.Lock()
-	f.held[reply] = struct{}{}
-	f.mu.Unlock()
+	r.mu.Lock()
+	r.held[reply] = struct{}{}
+	r.mu.Unlock()
+	if r.cfg.Conn != nil {
+		b, _ := json.Marshal(heldBeatMsg{ID: r.id, Held: []string{reply}, Took: true})
+		_ = r.cfg.Conn.Publish(r.heldSubject(), b)
+	}
 	return func() {
-		f.mu.Lock()
-		delete(f.held, reply)
-		f.mu.Unlock()
+		r.mu.Lock()
+		delete(r.held, reply)
+		r.mu.Unlock()
 	}
-}
-
-// took tells the others at once that this replica holds a delivery just
-// taken, so that one killed right after a pull is known to hold it. What it
-// no longer holds they learn from its next beat.
-func (w *Worker) took(reply string) {
-	if reply == "" {
-		return
-	}
-	b, _ := json.Marshal(heldBeatMsg{ID: w.holdings.id, Held: []string{reply}, Took: true})
-	_ = w.js.Conn().Publish(w.heldSubject(), b)
 }
 
 // heldSubject is where the replicas of one consumer announce what they hold.
-func (w *Worker) heldSubject() string { return budget.FleetSubject + ".held." + w.cfg.Consumer }
+func (r *Replica) heldSubject() string { return budget.FleetSubject + ".held." + r.cfg.Consumer }
 
 // failoverLoop announces what this replica holds and NAKs what a silent one
 // held, until ctx ends.
-func (w *Worker) failoverLoop(ctx context.Context) {
-	nc := w.js.Conn()
-	f := w.holdings
+func (r *Replica) failoverLoop(ctx context.Context) {
+	nc := r.cfg.Conn
 	var naks sync.WaitGroup
 	defer naks.Wait()
-	sub, err := nc.Subscribe(w.heldSubject(), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(r.heldSubject(), func(m *nats.Msg) {
 		var b heldBeatMsg
-		if json.Unmarshal(m.Data, &b) != nil || b.ID == "" || b.ID == f.id || len(b.Held) > maxHeldAnnounced {
+		if json.Unmarshal(m.Data, &b) != nil || b.ID == "" || b.ID == r.id || len(b.Held) > maxHeldAnnounced {
 			return
 		}
-		b.Held = slices.DeleteFunc(b.Held, func(s string) bool { return !w.isOurAck(s) })
-		f.mu.Lock()
+		b.Held = slices.DeleteFunc(b.Held, func(s string) bool { return !r.isOurAck(s) })
+		r.mu.Lock()
 		if b.Took {
-			p := f.peers[b.ID]
+			p := r.peers[b.ID]
 			if len(p.held) < maxHeldAnnounced {
 				b.Held = append(p.held, b.Held...)
 			}
 		}
-		f.peers[b.ID] = peer{seen: time.Now(), held: b.Held}
-		f.mu.Unlock()
+		r.peers[b.ID] = peer{seen: time.Now(), held: b.Held}
+		r.mu.Unlock()
 	})
 	if err != nil {
-		w.cfg.Logger.Warn("cannot hear the other replicas; a dead one's requests wait for their ack wait", "err", err)
+		r.cfg.Logger.Warn("cannot hear the other replicas; a dead one's requests wait for their ack wait", "err", err)
 		return
 	}
 	defer func() { _ = sub.Unsubscribe() }()
@@ -141,27 +119,27 @@ func (w *Worker) failoverLoop(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		f.mu.Lock()
-		beat, _ := json.Marshal(heldBeatMsg{ID: f.id, Held: slices.Collect(maps.Keys(f.held))})
+		r.mu.Lock()
+		beat, _ := json.Marshal(heldBeatMsg{ID: r.id, Held: slices.Collect(maps.Keys(r.held))})
 		var struck []peer
 		now := time.Now()
-		for id, p := range f.peers {
+		for id, p := range r.peers {
 			if now.Sub(p.seen) > heldStrike {
-				delete(f.peers, id)
+				delete(r.peers, id)
 				struck = append(struck, p)
 			}
 		}
 		// The live replica with the lowest id speaks for the dead.
-		speaker := !slices.ContainsFunc(slices.Collect(maps.Keys(f.peers)), func(id string) bool { return id < f.id })
-		f.mu.Unlock()
-		_ = nc.Publish(w.heldSubject(), beat)
+		speaker := !slices.ContainsFunc(slices.Collect(maps.Keys(r.peers)), func(id string) bool { return id < r.id })
+		r.mu.Unlock()
+		_ = nc.Publish(r.heldSubject(), beat)
 		if !speaker {
 			continue
 		}
 		for _, p := range struck {
 			if len(p.held) > 0 {
-				w.cfg.Logger.Warn("a replica fell silent; its requests are delivered again now", "requests", len(p.held))
-				naks.Go(func() { w.nakForDead(ctx, nc, p.held) })
+				r.cfg.Logger.Warn("a replica fell silent; its requests are delivered again now", "requests", len(p.held))
+				naks.Go(func() { r.nakForDead(ctx, nc, p.held) })
 			}
 		}
 	}
@@ -176,8 +154,8 @@ const nakRetry = 250 * time.Millisecond
 // sent while the leader is being elected after a NATS node loss would
 // otherwise be lost, and the request would wait out its ack wait. After
 // one ack wait JetStream redelivers them anyway.
-func (w *Worker) nakForDead(ctx context.Context, nc *nats.Conn, held []string) {
-	ctx, cancel := context.WithTimeout(ctx, w.leaseLength())
+func (r *Replica) nakForDead(ctx context.Context, nc *nats.Conn, held []string) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.AckWait())
 	defer cancel()
 	for len(held) > 0 {
 		held = slices.DeleteFunc(held, func(reply string) bool {
@@ -199,10 +177,10 @@ func (w *Worker) nakForDead(ctx context.Context, nc *nats.Conn, held []string) {
 
 // isOurAck reports whether s is an ack subject of this worker's consumer:
 // a survivor publishes nothing else on a dead replica's behalf.
-func (w *Worker) isOurAck(s string) bool {
+func (r *Replica) isOurAck(s string) bool {
 	if strings.ContainsAny(s, " \t\r\n*>") {
 		return false
 	}
-	return strings.HasPrefix(s, "$JS.ACK."+w.cfg.RequestsStream+"."+w.cfg.Consumer+".") ||
-		strings.HasPrefix(s, "$JS.ACK.") && strings.Contains(s, "."+w.cfg.RequestsStream+"."+w.cfg.Consumer+".")
+	return strings.HasPrefix(s, "$JS.ACK."+r.cfg.RequestsStream+"."+r.cfg.Consumer+".") ||
+		strings.HasPrefix(s, "$JS.ACK.") && strings.Contains(s, "."+r.cfg.RequestsStream+"."+r.cfg.Consumer+".")
 }

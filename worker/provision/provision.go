@@ -1,4 +1,4 @@
-package worker
+package provision
 
 import (
 	"context"
@@ -12,16 +12,18 @@ import (
 	"github.com/revoker/revoker/worker/internal/jskv"
 )
 
-// How long the streams keep what they hold. Requests are work, not history:
-// a week is ample for an outage of every worker, counted from when a
-// request is due (RequestsStreamConfig adds how far ahead one may be
-// scheduled). Results are the audit log.
+// RequestsMaxAge is how long the requests stream keeps a request past the
+// latest not_before it accepts. Requests are work, not history: a week is
+// ample for an outage of every worker, counted from when a request is due
+// (RequestsStreamConfig adds how far ahead one may be scheduled).
+const RequestsMaxAge = 7 * 24 * time.Hour
+
+// How long the other streams keep what they hold. Results are the audit log.
 // A result is at most events.MaxResultSize; its message adds a subject and
 // the Nats-Msg-Id header. The results stream is bounded in bytes too, so no
 // flood of requests can fill the account's storage: the oldest results go
 // first (Discard old), and requests keep flowing.
 const (
-	requestsMaxAge   = 7 * 24 * time.Hour
 	resultsMaxAge    = 90 * 24 * time.Hour
 	requestsDupWin   = time.Hour
 	maxAckPending    = 1000
@@ -40,13 +42,15 @@ const (
 	// a create over one succeeds, and a compare-and-set on the expired
 	// revision fails as it should. Short, so they cost next to nothing.
 	ledgerMarkerTTL = time.Minute
+	// ledgerStream is the stream behind the ledger bucket.
+	ledgerStream = "KV_" + LedgerBucket
 )
 
-// RequestsStreamConfig is the requests stream as Provision creates it. It
+// RequestsStreamConfig is the requests stream as Ensure creates it. It
 // keeps a request a week past the latest not_before it accepts, so a
-// scheduled request is still there when due (see scheduleLimit).
+// scheduled request is still there when due (see the worker's
+// scheduleLimit).
 func RequestsStreamConfig(c Config) jetstream.StreamConfig {
-	c.setDefaults()
 	return jetstream.StreamConfig{
 		Name:        c.RequestsStream,
 		Description: "revoker: revoke-key requests (work queue)",
@@ -54,18 +58,17 @@ func RequestsStreamConfig(c Config) jetstream.StreamConfig {
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
-		MaxAge:      requestsMaxAge + c.MaxSchedule,
+		MaxAge:      RequestsMaxAge + c.MaxSchedule,
 		MaxMsgSize:  requestMaxMsgLen,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  requestsDupWin,
 	}
 }
 
-// ResultsStreamConfig is the results stream as Provision creates it. Its
+// ResultsStreamConfig is the results stream as Ensure creates it. Its
 // duplicates window outlasts the longest a request can be retried, so a
 // repeated outcome is always dropped.
 func ResultsStreamConfig(c Config) jetstream.StreamConfig {
-	c.setDefaults()
 	return jetstream.StreamConfig{
 		Name:        c.ResultsStream,
 		Description: "revoker: one outcome per request (audit log)",
@@ -82,13 +85,12 @@ func ResultsStreamConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
-// LedgerConfig is the ledger bucket as Provision creates it: per request id
+// LedgerConfig is the ledger bucket as Ensure creates it: per request id
 // the key it names and its decision, per key the request that revoked it.
 // One revision per entry suffices: every change is a compare-and-set on it.
 // Entries live ledgerTTL unless created with a shorter TTL of their own
 // (createTTL), which needs nats-server 2.11 or later.
 func LedgerConfig(c Config) jetstream.KeyValueConfig {
-	c.setDefaults()
 	return jetstream.KeyValueConfig{
 		Bucket:         LedgerBucket,
 		Description:    "revoker: request decisions and revoked keys (ledger)",
@@ -102,18 +104,16 @@ func LedgerConfig(c Config) jetstream.KeyValueConfig {
 	}
 }
 
-// ReplicasConfig is the replica plan bucket as Provision creates it (see
+// ReplicasConfig is the replica plan bucket as Ensure creates it (see
 // budget.BucketConfig).
 func ReplicasConfig(c Config) jetstream.KeyValueConfig {
-	c.setDefaults()
 	return budget.BucketConfig(c.Replicas)
 }
 
-// ConsumerConfig is the shared durable consumer as Provision creates it.
+// ConsumerConfig is the shared durable consumer as Ensure creates it.
 // MaxDeliver is unlimited at the server: the worker itself gives up on the
 // MaxDeliveries-th delivery with a result, so nothing is ever left stuck.
 func ConsumerConfig(c Config) jetstream.ConsumerConfig {
-	c.setDefaults()
 	return jetstream.ConsumerConfig{
 		Durable:       c.Consumer,
 		Description:   "revoker workers (shared by all replicas)",
@@ -126,20 +126,31 @@ func ConsumerConfig(c Config) jetstream.ConsumerConfig {
 	}
 }
 
-// Provision creates the streams, the consumer and the buckets that are
-// missing. What exists is left as it is (operators may have tuned it),
-// except a ledger without per-entry TTLs, which is upgraded in place (see
-// UpgradeLedger).
-func Provision(ctx context.Context, js jetstream.JetStream, c Config) error {
-	c.setDefaults()
-	if err := provisionStreams(ctx, js, c); err != nil {
+// Ensure creates the streams, the consumer and the buckets that are
+// missing, whatever c.Provision says. What exists is left as it is
+// (operators may have tuned it), except a ledger without per-entry TTLs,
+// which is upgraded in place (see UpgradeLedger).
+func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
+	if err := ensureStreams(ctx, js, c); err != nil {
 		return err
 	}
 	_, err := bindConsumer(ctx, js, c, true)
 	return err
 }
 
-func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) error {
+// Bind returns the durable consumer the worker pulls from. With
+// c.Provision it first creates what is missing, as Ensure does; without,
+// it only binds to what an operator created.
+func Bind(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.Consumer, error) {
+	if c.Provision {
+		if err := ensureStreams(ctx, js, c); err != nil {
+			return nil, err
+		}
+	}
+	return bindConsumer(ctx, js, c, c.Provision)
+}
+
+func ensureStreams(ctx context.Context, js jetstream.JetStream, c Config) error {
 	for _, sc := range []jetstream.StreamConfig{RequestsStreamConfig(c), ResultsStreamConfig(c), UntrustedStreamConfig(c)} {
 		if _, err := js.Stream(ctx, sc.Name); err == nil {
 			continue

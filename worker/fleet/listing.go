@@ -1,4 +1,4 @@
-package worker
+package fleet
 
 import (
 	"context"
@@ -64,12 +64,12 @@ func (li *listing) store(started time.Time, got []kalshi.APIKey) map[string]kals
 	return keys
 }
 
-// accountKeys returns the account's keys from a listing asked for at
-// notBefore or later, and when it was asked for, sharing one call among
-// every caller meanwhile. The call goes through call, within the budget of
-// the request stored at storedAt.
-func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error) {
-	li := &w.listing
+// Keys returns the account's keys from a listing asked for at notBefore or
+// later, and when it was asked for, sharing one call among every caller
+// meanwhile. The call is the worker's List, within the budget of the
+// request stored at storedAt.
+func (r *Replica) Keys(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error) {
+	li := &r.listing
 	for {
 		if keys, started, ok := li.fresh(notBefore); ok {
 			return keys, started, nil
@@ -80,7 +80,7 @@ func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time
 			select {
 			case <-p:
 			case <-stop.Done():
-				return nil, time.Time{}, errStopped
+				return nil, time.Time{}, r.cfg.Stopped
 			}
 			li.mu.Lock()
 			err := li.err
@@ -95,12 +95,7 @@ func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time
 		li.mu.Unlock()
 
 		started := time.Now()
-		var got []kalshi.APIKey
-		err := w.call(ctx, stop, storedAt, func(ctx context.Context) error {
-			var err error
-			got, err = w.del.ListAPIKeys(ctx)
-			return err
-		}, func(error) {})
+		got, err := r.cfg.List(ctx, stop, storedAt)
 		var keys map[string]kalshi.APIKey
 		if err == nil {
 			keys = li.store(started, got)
@@ -118,11 +113,11 @@ func (w *Worker) accountKeys(ctx, stop context.Context, storedAt, notBefore time
 	}
 }
 
-// listed returns keyID as the account listed it in a listing asked for no
-// longer than listingMaxAge ago, nil when it is not listed: the fleet's
-// listing, from the lister when this replica is not it.
-func (w *Worker) listed(ctx, stop context.Context, storedAt time.Time, keyID string) (*kalshi.APIKey, error) {
-	keys, err := w.fleetKeys(ctx, stop, storedAt, time.Now().Add(-listingMaxAge), []string{keyID})
+// Listed returns keyID (canonical) as the account listed it in a listing
+// asked for no longer than listingMaxAge ago, nil when it is not listed: the
+// fleet's listing, from the lister when this replica is not it.
+func (r *Replica) Listed(ctx, stop context.Context, storedAt time.Time, keyID string) (*kalshi.APIKey, error) {
+	keys, err := r.fleetKeys(ctx, stop, storedAt, time.Now().Add(-listingMaxAge), []string{keyID})
 	if err != nil {
 		return nil, err
 	}
@@ -169,21 +164,20 @@ const (
 // listingSubject is where replica id answers questions about the listing:
 // each replica listens on its own, so that a question to a lister that died
 // gets "no responders" at once instead of waiting out a timeout.
-func (w *Worker) listingSubject(id string) string {
-	return budget.FleetSubject + ".listing." + w.cfg.Consumer + "." + id
+func (r *Replica) listingSubject(id string) string {
+	return budget.FleetSubject + ".listing." + r.cfg.Consumer + "." + id
 }
 
 // lister returns the id of the replica that lists for the fleet: the live
 // replica with the lowest id this one hears, itself included.
-func (w *Worker) lister() string {
-	f := w.holdings
-	if f == nil || w.js == nil {
-		return "" // a worker outside a fleet (unit tests)
+func (r *Replica) lister() string {
+	if r.cfg.Conn == nil {
+		return "" // a replica alone (unit tests)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now, lowest := time.Now(), f.id
-	for id, p := range f.peers {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now, lowest := time.Now(), r.id
+	for id, p := range r.peers {
 		if id < lowest && now.Sub(p.seen) <= heldStrike && !p.gone && validReplicaID(id) {
 			lowest = id
 		}
@@ -192,12 +186,12 @@ func (w *Worker) lister() string {
 }
 
 // isLister reports whether this replica lists for the fleet.
-func (w *Worker) isLister() bool {
-	id := w.lister()
-	return id == "" || id == w.holdings.id
+func (r *Replica) isLister() bool {
+	id := r.lister()
+	return id == "" || id == r.id
 }
 
-// validReplicaID: what newHoldings makes (hex), nothing that could change
+// validReplicaID: what New makes (hex), nothing that could change
 // a subject.
 func validReplicaID(id string) bool {
 	if id == "" || len(id) > 64 {
@@ -214,48 +208,52 @@ func validReplicaID(id string) bool {
 // fleetKeys returns those of keys (canonical ids) that the account listed in
 // a listing asked for at notBefore or later: asked of the lister when this
 // replica is not it, listed here when it is or does not answer.
-func (w *Worker) fleetKeys(ctx, stop context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, error) {
-	if got, _, ok := w.sharedKeys(ctx, storedAt, notBefore, keys); ok {
+func (r *Replica) fleetKeys(ctx, stop context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, error) {
+	if got, _, ok := r.SharedKeys(ctx, storedAt, notBefore, keys); ok {
 		return got, nil
 	}
-	got, _, err := w.accountKeys(ctx, stop, storedAt, notBefore)
+	got, _, err := r.Keys(ctx, stop, storedAt, notBefore)
 	return got, err
 }
 
-// sharedKeys is a listing asked for at notBefore or later without a call of
-// this replica's: the one it keeps, or the lister's answer for keys; and
-// when, at the earliest, it was asked for (on this replica's clock).
-func (w *Worker) sharedKeys(ctx context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, time.Time, bool) {
-	if got, started, ok := w.listing.fresh(notBefore); ok {
+// SharedKeys is a listing asked for at notBefore or later without a call of
+// this replica's: the one it keeps, or the lister's answer for keys
+// (canonical ids); ok is false without either. asOf is when, at the
+// earliest, the listing was asked for, on this replica's clock.
+func (r *Replica) SharedKeys(ctx context.Context, storedAt, notBefore time.Time, keys []string) (got map[string]kalshi.APIKey, asOf time.Time, ok bool) {
+	if got, started, ok := r.listing.fresh(notBefore); ok {
 		return got, started, true
 	}
-	if w.isLister() || len(keys) > maxListingAsk {
+	if r.isLister() || len(keys) > maxListingAsk {
 		return nil, time.Time{}, false
 	}
 	asked := time.Now()
-	got, age, ok := w.askLister(ctx, listingAsk{Keys: keys, MaxAge: asked.Sub(notBefore), StoredAt: storedAt})
+	got, age, ok := r.askLister(ctx, listingAsk{Keys: keys, MaxAge: asked.Sub(notBefore), StoredAt: storedAt})
 	// The lister asked for its listing age before it answered, and it
 	// answered after this replica asked: asked-age is no later than that.
-	return got, later(notBefore, asked.Add(-age)), ok
+	if asOf = asked.Add(-age); asOf.Before(notBefore) {
+		asOf = notBefore
+	}
+	return got, asOf, ok
 }
 
 // askLister asks the fleet's lister; ok is false without a good answer.
 // age is how long before answering the lister asked for its listing (0:
 // a lister that does not say).
-func (w *Worker) askLister(ctx context.Context, q listingAsk) (keys map[string]kalshi.APIKey, age time.Duration, ok bool) {
-	if time.Since(time.Unix(0, w.listerFailed.Load())) < listingAskPause {
+func (r *Replica) askLister(ctx context.Context, q listingAsk) (keys map[string]kalshi.APIKey, age time.Duration, ok bool) {
+	if time.Since(time.Unix(0, r.listerFailed.Load())) < listingAskPause {
 		return nil, 0, false
 	}
 	// A lister whose connection is gone answers "no responders" at once:
 	// the next one is asked (or this replica lists), without a pause.
-	for lister := w.lister(); lister != w.holdings.id; lister = w.lister() {
-		got, age, err := w.askListerOnce(ctx, lister, q)
+	for lister := r.lister(); lister != r.id; lister = r.lister() {
+		got, age, err := r.askListerOnce(ctx, lister, q)
 		if errors.Is(err, nats.ErrNoResponders) {
-			w.holdings.forget(lister)
+			r.forget(lister)
 			continue
 		}
 		if err != nil && ctx.Err() == nil {
-			w.listerFailed.Store(time.Now().UnixNano())
+			r.listerFailed.Store(time.Now().UnixNano())
 		}
 		return got, age, err == nil
 	}
@@ -264,11 +262,11 @@ func (w *Worker) askLister(ctx context.Context, q listingAsk) (keys map[string]k
 
 var errBadAnswer = errors.New("the lister's answer is not one")
 
-func (w *Worker) askListerOnce(ctx context.Context, lister string, q listingAsk) (map[string]kalshi.APIKey, time.Duration, error) {
+func (r *Replica) askListerOnce(ctx context.Context, lister string, q listingAsk) (map[string]kalshi.APIKey, time.Duration, error) {
 	b, _ := json.Marshal(q)
 	actx, cancel := context.WithTimeout(ctx, listingAskTimeout)
 	defer cancel()
-	m, err := w.js.Conn().RequestWithContext(actx, w.listingSubject(lister), b)
+	m, err := r.cfg.Conn.RequestWithContext(actx, r.listingSubject(lister), b)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -293,22 +291,24 @@ func (w *Worker) askListerOnce(ctx context.Context, lister string, q listingAsk)
 
 // serveListing answers the other replicas' questions while this replica is
 // the lister, until ctx ends.
-func (w *Worker) serveListing(ctx context.Context) (stop func(), err error) {
+func (r *Replica) serveListing(ctx context.Context) (stop func(), err error) {
 	var inflight sync.WaitGroup
-	sub, err := w.js.Conn().Subscribe(w.listingSubject(w.holdings.id), func(m *nats.Msg) {
+	sub, err := r.cfg.Conn.Subscribe(r.listingSubject(r.id), func(m *nats.Msg) {
 		var q listingAsk
 		if m.Reply == "" || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &q) != nil ||
-			len(q.Keys) > maxListingAsk || q.MaxAge < 0 || !w.isLister() {
+			len(q.Keys) > maxListingAsk || q.MaxAge < 0 || !r.isLister() {
 			return
 		}
 		notBefore := time.Now().Add(-q.MaxAge)
 		inflight.Go(func() {
 			var a listingAnswer
-			keys, started, err := map[string]kalshi.APIKey(nil), time.Time{}, errReleased
-			if !w.egress.down.Load() { // cut off from Kalshi: the asker lists sooner itself
-				keys, started, err = w.accountKeys(ctx, ctx, q.StoredAt, notBefore)
+			var keys map[string]kalshi.APIKey
+			var started time.Time
+			cutOff, err := r.cfg.CutOff(), error(nil)
+			if !cutOff { // cut off from Kalshi: the asker lists sooner itself
+				keys, started, err = r.Keys(ctx, ctx, q.StoredAt, notBefore)
 			}
-			if err != nil {
+			if cutOff || err != nil {
 				a.Error = "cannot list the account" // the asker lists for itself, and sees why
 			} else {
 				a.Age = max(time.Since(started), time.Nanosecond)

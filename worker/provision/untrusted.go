@@ -1,4 +1,4 @@
-package worker
+package provision
 
 import (
 	"strings"
@@ -31,10 +31,10 @@ const (
 	untrustedDupWin = requestsDupWin
 )
 
-// UntrustedStreamConfig is the stream of untrusted rejections as Provision
-// creates it. It does not depend on c: its name and subjects are fixed.
+// UntrustedStreamConfig is the stream of untrusted rejections as Ensure
+// creates it. Only its replicas depend on c: its name and subjects are
+// fixed.
 func UntrustedStreamConfig(c Config) jetstream.StreamConfig {
-	c.setDefaults()
 	return jetstream.StreamConfig{
 		Name:        UntrustedStream,
 		Description: "revoker: rejections of untrusted requests",
