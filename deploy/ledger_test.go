@@ -15,6 +15,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // kvCommand is the one `nats kv add BUCKET` command of deploy/README.md, split
@@ -185,7 +186,7 @@ func TestLedgerCommandMatchesProvisioning(t *testing.T) {
 		what string
 		ok   bool
 	}{
-		{"the bucket is " + ledgerBucket, got.Bucket == ledgerBucket && worker.LedgerBucket == ledgerBucket},
+		{"the bucket is " + ledgerBucket, got.Bucket == ledgerBucket && ledger.Bucket == ledgerBucket},
 		{"one revision per key (every change is a compare-and-set on it)", got.History == 1},
 		{"entries outlast the results they record (TTL at least the results' max age)", got.TTL >= results.MaxAge},
 		{"entries outlast the results duplicates window", got.TTL > results.Duplicates},
@@ -245,7 +246,7 @@ func TestProvisioningDocsCreateEverything(t *testing.T) {
 			}
 		}
 	}
-	for _, bucket := range []string{worker.LedgerBucket, budget.ReplicasBucket} {
+	for _, bucket := range []string{ledger.Bucket, budget.ReplicasBucket} {
 		kvCommand(t, bucket) // fails the test when there is none
 	}
 }

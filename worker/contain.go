@@ -9,6 +9,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // Containment: after a key is deleted (never before: a live key could place
@@ -61,14 +62,6 @@ func CanCancel(scopes []string) bool {
 // kalshi.MaxCancelOrders, and one that cancels fewer found none left.
 const maxCancelCalls = 10
 
-// cancelRecord is the ledger's record of a request's cancel.
-type cancelRecord struct {
-	StartedAt time.Time     `json:"started_at"`          // recorded before the first call was sent
-	Done      bool          `json:"done,omitempty"`      // answered for good: Cancelled or Error holds the answer
-	Cancelled int           `json:"cancelled,omitempty"` // orders cancelled
-	Error     *events.Error `json:"error,omitempty"`     // why not, when Done
-}
-
 // blastRadius copies what the account listed of key into res. A key known
 // only by its ID (no listed scopes) has none.
 func blastRadius(res *events.Result, key *kalshi.APIKey) {
@@ -90,7 +83,7 @@ func blastRadius(res *events.Result, key *kalshi.APIKey) {
 // returns the claim as now in the ledger, or errStopped when shutdown
 // stopped the cancel (the record makes the redelivery send it again), or a
 // ledger error.
-func (w *Worker) contain(ctx, stop context.Context, storedAt time.Time, req request, res *events.Result, c claim, key *kalshi.APIKey, own bool) (claim, error) {
+func (w *Worker) contain(ctx, stop context.Context, storedAt time.Time, req request, res *events.Result, c ledger.Claim, key *kalshi.APIKey, own bool) (ledger.Claim, error) {
 	if !req.CancelOrders {
 		return c, nil
 	}
@@ -103,9 +96,9 @@ func (w *Worker) contain(ctx, stop context.Context, storedAt time.Time, req requ
 		res.Containment = &events.Containment{Error: refusal}
 		return c, nil
 	}
-	next := c.requestEntry
-	next.Cancel = &cancelRecord{StartedAt: time.Now()}
-	c, err := w.ledger.update(ctx, req.ID, c, next)
+	next := c.Request
+	next.Cancel = &ledger.Cancel{StartedAt: time.Now()}
+	c, err := w.ledger.Update(ctx, req.ID, c, next)
 	if err != nil {
 		return c, err
 	}
@@ -113,13 +106,13 @@ func (w *Worker) contain(ctx, stop context.Context, storedAt time.Time, req requ
 	if errors.Is(fail, errStopped) {
 		return c, errStopped
 	}
-	rec := &cancelRecord{StartedAt: next.Cancel.StartedAt, Done: true, Cancelled: n}
+	rec := &ledger.Cancel{StartedAt: next.Cancel.StartedAt, Done: true, Cancelled: n}
 	if fail != nil {
 		rec.Error = cancelFailure(fail)
 	}
-	next = c.requestEntry
+	next = c.Request
 	next.Cancel = rec
-	if c, err = w.ledger.update(ctx, req.ID, c, next); err != nil {
+	if c, err = w.ledger.Update(ctx, req.ID, c, next); err != nil {
 		return c, err
 	}
 	res.Containment = &events.Containment{OrdersCancelled: rec.Cancelled, Error: rec.Error}

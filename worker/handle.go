@@ -14,6 +14,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // handle carries one delivery from the stream to a stored result and the
@@ -178,7 +179,7 @@ func (w *Worker) decide(ctx, stop context.Context, meta *jetstream.MsgMetadata, 
 		if err == nil {
 			return v
 		}
-		if !errors.Is(err, errLedgerConflict) {
+		if !errors.Is(err, ledger.ErrConflict) {
 			if ctx.Err() == nil {
 				w.cfg.Logger.Warn("ledger unavailable; the request will be delivered again",
 					"request_id", req.ID, "stream_seq", meta.Sequence.Stream, "err", err)
@@ -192,7 +193,7 @@ func (w *Worker) decide(ctx, stop context.Context, meta *jetstream.MsgMetadata, 
 
 func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result) (verdict, error) {
 	seq := meta.Sequence.Stream
-	proposal := requestEntry{Key: req.names(), Seq: seq, ClaimedAt: time.Now()}
+	proposal := ledger.Request{Key: req.names(), Seq: seq, ClaimedAt: time.Now()}
 	// The key's guards come first: a copy taking over below drops a
 	// max_deliveries refusal, never a guard's.
 	var code events.Code
@@ -216,7 +217,7 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 		proposal.Attempted = req.leaked == nil
 	}
 
-	c, fresh, err := w.ledger.claim(ctx, req.ID, proposal)
+	c, fresh, err := w.ledger.Claim(ctx, req.ID, proposal)
 	if err != nil {
 		return verdict{}, err
 	}
@@ -226,7 +227,7 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 			return untrusted(res, meta, events.CodeConflictingRequestID, fmt.Sprintf(
 				"request id %s already names request %d for %s; nothing was deleted",
 				events.Quote(req.ID), c.Seq, describeNamed(c.Key))), nil
-		case c.decided():
+		case c.Decided():
 			return w.republish(ctx, meta, req, res, c)
 		case c.Seq != seq:
 			alive, err := w.ownerAlive(ctx, req, c)
@@ -246,17 +247,17 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 			*res = *newResult(req, meta, res.ReceivedAt)
 			proposal.Result, proposal.Attempted = nil, req.leaked == nil
 		}
-		next := c.requestEntry
+		next := c.Request
 		if c.Seq != seq {
 			next.Seq, next.ClaimedAt, next.Waits = seq, proposal.ClaimedAt, 0
 		}
 		next.Result, next.Refused, next.Message = proposal.Result, proposal.Refused, proposal.Message
 		next.Attempted = c.Attempted || proposal.Attempted
-		if c, err = w.ledger.update(ctx, req.ID, c, next); err != nil {
+		if c, err = w.ledger.Update(ctx, req.ID, c, next); err != nil {
 			return verdict{}, err
 		}
 	}
-	if c.decided() {
+	if c.Decided() {
 		return verdict{res: res, doc: c.Result, msgID: req.ID}, nil
 	}
 	if req.leaked != nil {
@@ -271,7 +272,7 @@ func (w *Worker) decideOnce(ctx, stop context.Context, meta *jetstream.MsgMetada
 // carrying it out: it claimed it less than a lease ago, or it holds the
 // key's attempt lease. A copy waits only that long for an owner that is
 // gone; taking over is safe either way, every write being a compare-and-set.
-func (w *Worker) ownerAlive(ctx context.Context, req request, c claim) (bool, error) {
+func (w *Worker) ownerAlive(ctx context.Context, req request, c ledger.Claim) (bool, error) {
 	if time.Since(c.ClaimedAt) < w.leaseLength() {
 		return true, nil
 	}
@@ -282,8 +283,7 @@ func (w *Worker) ownerAlive(ctx context.Context, req request, c claim) (bool, er
 	if key == "" {
 		return false, nil
 	}
-	var e attemptEntry
-	_, found, err := w.ledger.getEntry(ctx, attemptKey(key), &e)
+	e, _, found, err := w.ledger.AttemptOn(ctx, key)
 	return found && e.RequestID == req.ID && e.Seq == c.Seq && time.Now().Before(e.Until), err
 }
 
@@ -302,16 +302,16 @@ func (w *Worker) listedForAttempt(ctx, stop context.Context, storedAt time.Time,
 // attempt deletes res.APIKeyID for the request claimed as c, holding the
 // key's attempt lease, judges the answer and records the decision. del signs
 // the DELETE; own says it signs with the worker's credential.
-func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim, del deleter, own bool, listed func() (*kalshi.APIKey, error)) (verdict, error) {
+func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c ledger.Claim, del deleter, own bool, listed func() (*kalshi.APIKey, error)) (verdict, error) {
 	le, err := w.acquire(ctx, res.APIKeyID, req.ID, meta.Sequence.Stream, listed)
 	var be *budgetError
 	switch {
 	case errors.Is(err, errWaitForKey):
 		// This delivery waits for another request's decision: it does not
 		// count toward max deliveries. A lost count costs one delivery.
-		next := c.requestEntry
+		next := c.Request
 		next.Waits++
-		_, _ = w.ledger.update(ctx, req.ID, c, next)
+		_, _ = w.ledger.Update(ctx, req.ID, c, next)
 		return verdict{waiting: true}, nil
 	case errors.Is(err, errStopped):
 		return verdict{}, nil
@@ -343,15 +343,15 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 // the key (or reads it from the claim, when an earlier delivery found it),
 // guards it, records it with the claim before the first DELETE, and deletes
 // it during the key's turn.
-func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim) (verdict, error) {
+func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c ledger.Claim) (verdict, error) {
 	f := found{keyID: c.Target, foreign: c.Foreign}
 	if f.keyID == "" {
 		// Each listed key that refused the leaked key is recorded with the
 		// claim, so that a redelivery resumes the search after it.
 		s := search{from: c.ProbedThrough, refused: func(id string) {
-			next := c.requestEntry
+			next := c.Request
 			next.ProbedThrough = id
-			if nc, err := w.ledger.update(ctx, req.ID, c, next); err == nil {
+			if nc, err := w.ledger.Update(ctx, req.ID, c, next); err == nil {
 				c = nc
 			}
 		}}
@@ -373,9 +373,9 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 		return w.decided(ctx, req, c, res, false)
 	}
 	unlock := w.keys.lock(f.keyID)
-	next := c.requestEntry
+	next := c.Request
 	next.Target, next.Foreign, next.Attempted = f.keyID, f.foreign, true
-	c, err := w.ledger.update(ctx, req.ID, c, next)
+	c, err := w.ledger.Update(ctx, req.ID, c, next)
 	if err != nil {
 		unlock()
 		return verdict{}, err
@@ -411,7 +411,7 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 // back (errStopped on shutdown).
 func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, s search) (found, *events.Error, error) {
 	known := func() (found, error) {
-		e, err := w.ledger.leakedKeyOf(ctx, req.leaked.fingerprint)
+		e, err := w.ledger.LeakedKeyOf(ctx, req.leaked.fingerprint)
 		if err != nil || e == nil {
 			return found{}, err
 		}
@@ -431,7 +431,7 @@ func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetada
 		}
 		return found{}, fail, err
 	}
-	return f, nil, w.ledger.recordLeaked(ctx, req.leaked.fingerprint, leakedEntry{Key: f.keyID, Foreign: f.foreign})
+	return f, nil, w.ledger.RecordLeaked(ctx, req.leaked.fingerprint, ledger.Leaked{Key: f.keyID, Foreign: f.foreign})
 }
 
 // decided finishes res, the outcome of the request claimed as c, records
@@ -440,11 +440,11 @@ func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetada
 // never disagree: a failed write sends the delivery back undecided.
 // mayHaveDeleted says whether an attempt of the request got a 2xx or went
 // unanswered.
-func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.Result, mayHaveDeleted bool) (verdict, error) {
+func (w *Worker) decided(ctx context.Context, req request, c ledger.Claim, res *events.Result, mayHaveDeleted bool) (verdict, error) {
 	uncontained(req, res)
 	finish(res)
 	doc := w.encode(res)
-	next := c.requestEntry
+	next := c.Request
 	next.Result, next.MayHaveDeleted = doc, mayHaveDeleted
 	var keyRev uint64
 	var decisionErr, keyErr error
@@ -457,16 +457,16 @@ func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.
 	for wait := decisionRetry; ; wait *= 2 {
 		var wg sync.WaitGroup
 		if !decisionDone {
-			wg.Go(func() { _, decisionErr = w.ledger.update(wctx, req.ID, c, next); decisionDone = decisionErr == nil })
+			wg.Go(func() { _, decisionErr = w.ledger.Update(wctx, req.ID, c, next); decisionDone = decisionErr == nil })
 		}
 		if !keyDone {
 			wg.Go(func() {
-				keyRev, keyErr = w.ledger.recordRevoked(wctx, res.APIKeyID, keyRecordOf(res))
+				keyRev, keyErr = w.ledger.RecordRevoked(wctx, res.APIKeyID, keyRecordOf(res))
 				keyDone = keyErr == nil
 			})
 		}
 		wg.Wait()
-		if errors.Join(decisionErr, keyErr) == nil || errors.Is(decisionErr, errLedgerConflict) || !mayHaveDeleted {
+		if errors.Join(decisionErr, keyErr) == nil || errors.Is(decisionErr, ledger.ErrConflict) || !mayHaveDeleted {
 			break
 		}
 		if sleep(wctx, wait); wctx.Err() != nil {
@@ -474,8 +474,8 @@ func (w *Worker) decided(ctx context.Context, req request, c claim, res *events.
 		}
 	}
 	if err := errors.Join(decisionErr, keyErr); err != nil {
-		if errors.Is(decisionErr, errLedgerConflict) {
-			return verdict{}, errLedgerConflict
+		if errors.Is(decisionErr, ledger.ErrConflict) {
+			return verdict{}, ledger.ErrConflict
 		}
 		return verdict{}, err
 	}
@@ -544,7 +544,7 @@ func (w *Worker) guardDeliveries(meta *jetstream.MsgMetadata) (events.Code, stri
 // unless the first store was lost. A refusal recorded by its code alone is
 // made again from this delivery; a revoked key's record is written first,
 // in case the delivery that decided died before it.
-func (w *Worker) republish(ctx context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c claim) (verdict, error) {
+func (w *Worker) republish(ctx context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c ledger.Claim) (verdict, error) {
 	if c.Refused != "" {
 		refuse(res, c.Refused, c.Message)
 		return verdict{res: res, msgID: req.ID}, nil
@@ -556,7 +556,7 @@ func (w *Worker) republish(ctx context.Context, meta *jetstream.MsgMetadata, req
 	stored.Deliveries = int(meta.NumDelivered)
 	v := verdict{res: &stored, msgID: stored.RequestID, foreign: c.Foreign}
 	if stored.Outcome == events.Revoked {
-		if v.keyRev, err = w.ledger.recordRevoked(ctx, stored.APIKeyID, keyRecordOf(&stored)); err != nil {
+		if v.keyRev, err = w.ledger.RecordRevoked(ctx, stored.APIKeyID, keyRecordOf(&stored)); err != nil {
 			return verdict{}, err
 		}
 	}
@@ -564,8 +564,8 @@ func (w *Worker) republish(ctx context.Context, meta *jetstream.MsgMetadata, req
 }
 
 // keyRecordOf is the ledger's record of the key res revoked.
-func keyRecordOf(res *events.Result) KeyRecord {
-	return KeyRecord{
+func keyRecordOf(res *events.Result) ledger.KeyRecord {
+	return ledger.KeyRecord{
 		RequestID: res.RequestID, RequestSeq: res.RequestSeq, RevokedAt: res.CompletedAt,
 		RequestedBy: res.RequestedBy, Reason: res.Reason, Fingerprint: res.LeakedKeyFingerprint,
 		KeyName: res.KeyName, KeyScopes: res.KeyScopes, KeySubaccount: res.KeySubaccount, Containment: res.Containment,

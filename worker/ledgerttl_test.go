@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -38,59 +40,6 @@ func startJS(t *testing.T) jetstream.JetStream {
 	return js
 }
 
-// An entry created with a TTL is there until it expires, then gone, and
-// can be created again; a second create while it lives loses with
-// ErrKeyExists. Entries without a TTL stay. On a ledger without per-entry
-// TTLs (the old main's) createTTL fails.
-func TestLedgerEntryExpires(t *testing.T) {
-	js := startJS(t)
-	ctx := context.Background()
-	if err := Provision(ctx, js, Config{}); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, LedgerBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &ledger{kv: kv}
-	if _, err := l.createJSON(ctx, "key.kept", KeyRecord{RequestID: "r"}); err != nil {
-		t.Fatal(err)
-	}
-	created := time.Now()
-	rev, err := l.createTTL(ctx, "miss.ab", []byte(`{}`), time.Second)
-	if err != nil || rev == 0 {
-		t.Fatalf("createTTL: revision %d, %v", rev, err)
-	}
-	if _, err := l.createTTL(ctx, "miss.ab", []byte(`{"again":1}`), time.Second); !errors.Is(err, jetstream.ErrKeyExists) {
-		t.Errorf("second createTTL while the entry lives: %v, want ErrKeyExists", err)
-	}
-	if _, err := l.createTTL(ctx, "miss.cd", nil, 500*time.Millisecond); err == nil {
-		t.Error("createTTL with a TTL under a second: no error")
-	}
-	natstest.WaitFor(t, 10*time.Second, "the entry to expire", func() bool {
-		_, err := kv.Get(ctx, "miss.ab")
-		return errors.Is(err, jetstream.ErrKeyNotFound)
-	})
-	if lived := time.Since(created); lived < time.Second {
-		t.Errorf("the entry expired after %v, before its TTL", lived)
-	}
-	if again, err := l.createTTL(ctx, "miss.ab", []byte(`{}`), time.Hour); err != nil || again <= rev {
-		t.Errorf("createTTL over the expired entry: revision %d, %v", again, err)
-	}
-	if _, err := kv.Get(ctx, "key.kept"); err != nil {
-		t.Errorf("an entry without a TTL: %v", err)
-	}
-
-	old := startJS(t)
-	okv, err := old.CreateKeyValue(ctx, previousLedgerConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := (&ledger{kv: okv}).createTTL(ctx, "miss.ab", []byte(`{}`), time.Hour); err == nil {
-		t.Error("createTTL on a ledger without per-entry TTLs: no error")
-	}
-}
-
 // A ledger the previous main made is upgraded in place by Provision: its
 // entries and revisions stay, every setting but the two TTL ones stays
 // (an operator's larger size included), and per-entry TTLs work. Until
@@ -105,16 +54,11 @@ func TestLedgerUpgradeInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &ledger{kv: kv}
 	revs := map[string]uint64{}
 	for _, k := range []string{"req.aW5jLTE", "key.k1", "leaked.00ff"} {
-		rev, err := l.createJSON(ctx, k, map[string]string{"k": k})
-		if err != nil {
-			t.Fatal(err)
-		}
-		revs[k] = rev
+		revs[k] = createJSON(t, kv, k, map[string]string{"k": k})
 	}
-	before := streamConfig(t, js, ledgerStream)
+	before := streamConfig(t, js, ledger.Stream)
 
 	noProvision := Config{Provision: false}
 	err = CheckSettings(ctx, js, noProvision)
@@ -130,7 +74,7 @@ func TestLedgerUpgradeInPlace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	after := streamConfig(t, js, ledgerStream)
+	after := streamConfig(t, js, ledger.Stream)
 	if !after.AllowMsgTTL || after.SubjectDeleteMarkerTTL != time.Minute {
 		t.Errorf("after the upgrade: allow_msg_ttl %v, marker TTL %v", after.AllowMsgTTL, after.SubjectDeleteMarkerTTL)
 	}
@@ -145,8 +89,8 @@ func TestLedgerUpgradeInPlace(t *testing.T) {
 			t.Errorf("%s after the upgrade: %v (revision %d, was %d)", k, err, revisionOf(e), rev)
 		}
 	}
-	if _, err := l.createTTL(ctx, "miss.ab", []byte(`{}`), time.Hour); err != nil {
-		t.Errorf("createTTL after the upgrade: %v", err)
+	if _, err := kv.Create(ctx, "miss.ab", []byte(`{}`), jetstream.KeyTTL(time.Hour)); err != nil {
+		t.Errorf("an entry with a TTL after the upgrade: %v", err)
 	}
 	if err := CheckSettings(ctx, js, noProvision); err != nil && strings.Contains(err.Error(), LedgerBucket) {
 		t.Errorf("CheckSettings of the upgraded ledger: %v", err)
@@ -158,6 +102,20 @@ func TestLedgerUpgradeInPlace(t *testing.T) {
 	if got := st.(*jetstream.KeyValueBucketStatus).LimitMarkerTTL(); got != LedgerConfig(Config{}).LimitMarkerTTL {
 		t.Errorf("the upgraded bucket's marker TTL %v, want what LedgerConfig creates, %v", got, LedgerConfig(Config{}).LimitMarkerTTL)
 	}
+}
+
+// createJSON writes v under key as the ledger does, and returns its revision.
+func createJSON(t *testing.T, kv jetstream.KeyValue, key string, v any) uint64 {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Create(context.Background(), key, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }
 
 func streamConfig(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamConfig {
@@ -191,21 +149,17 @@ func TestLedgerUpgradeInPlaceR3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &ledger{kv: kv}
-	rev, err := l.createJSON(ctx, "key.k1", KeyRecord{RequestID: "r"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rev := createJSON(t, kv, "key.k1", ledger.KeyRecord{RequestID: "r"})
 	if err := UpgradeLedger(ctx, js); err != nil {
 		t.Fatal(err)
 	}
-	if cfg := streamConfig(t, js, ledgerStream); !cfg.AllowMsgTTL || cfg.Replicas != 3 {
+	if cfg := streamConfig(t, js, ledger.Stream); !cfg.AllowMsgTTL || cfg.Replicas != 3 {
 		t.Errorf("after the upgrade: allow_msg_ttl %v, replicas %d", cfg.AllowMsgTTL, cfg.Replicas)
 	}
 	if e, err := kv.Get(ctx, "key.k1"); err != nil || e.Revision() != rev {
 		t.Errorf("key.k1 after the upgrade: %v", err)
 	}
-	if _, err := l.createTTL(ctx, "miss.ab", []byte(`{}`), time.Second); err != nil {
+	if _, err := kv.Create(ctx, "miss.ab", []byte(`{}`), jetstream.KeyTTL(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	natstest.WaitFor(t, 10*time.Second, "the entry to expire", func() bool {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/internal/jskv"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // How long the streams keep what they hold. Requests are work, not history:
@@ -29,7 +30,7 @@ const (
 	resultMaxMsgLen  = 10 << 10
 	resultsMaxBytes  = 2 << 30
 	// LedgerBucket is the JetStream KV bucket of the ledger.
-	LedgerBucket = "REVOKER_LEDGER"
+	LedgerBucket = ledger.Bucket
 	// ledgerTTL keeps a decision as long as the audit log keeps its result,
 	// far longer than the results duplicates window it must outlast.
 	ledgerTTL      = resultsMaxAge
@@ -163,7 +164,7 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, c Config) err
 // every other setting. JetStream allows it on a live stream, once: it
 // cannot be turned off again. It does nothing to a bucket that has them.
 func UpgradeLedger(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, ledgerStream)
+	s, err := js.Stream(ctx, ledger.Stream)
 	if err != nil {
 		return fmt.Errorf("the ledger bucket %s: %w", LedgerBucket, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // Kalshi is what the worker needs of Kalshi's API. *kalshi.Client is one.
@@ -42,7 +43,7 @@ type Worker struct {
 	// listerFailed: when a question to the fleet's lister last went
 	// without a good answer (unix nanoseconds).
 	listerFailed atomic.Int64
-	ledger       *ledger // set by the first bind, before any handler starts
+	ledger       *ledger.Ledger // set by the first bind, before any handler starts
 	confirms     *confirmations
 	cred         *credentialGate
 	egress       egress
@@ -185,7 +186,7 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 					sleep(ctx, retry.NextBackOff())
 					continue
 				}
-				w.ledger = &ledger{kv: kv, timing: w.cfg.Metrics.Ledger}
+				w.ledger = ledger.New(kv, w.cfg.Metrics.Ledger)
 			}
 			if info := c.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 				w.ackWait.Store(int64(info.Config.AckWait))
@@ -313,7 +314,7 @@ func (w *Worker) refreshInfo(ctx context.Context, cons jetstream.Consumer) bool 
 	switch {
 	case err == nil:
 		w.cfg.Metrics.Pending.Set(float64(info.NumPending))
-		if f, err := w.ledger.fill(ictx); err == nil {
+		if f, err := w.ledger.Fill(ictx); err == nil {
 			w.cfg.Metrics.LedgerFill.Set(f)
 		}
 		w.reportRate() // follows budget refreshes and throttle recovery
