@@ -331,9 +331,7 @@ func TestWaitingForAnotherRequestsKeyDoesNotCountDeliveries(t *testing.T) {
 			t.Fatalf("delivery %d while the owner holds the key: %+v, want waiting", n, v.res)
 		}
 	}
-	decided := owner.Request
-	decided.Result, decided.MayHaveDeleted = json.RawMessage(`{}`), true
-	if _, err := led.Update(ctx, "owner", owner, decided); err != nil {
+	if err := owner.Decide(ctx, json.RawMessage(`{}`), true); err != nil {
 		t.Fatal(err)
 	}
 	v := deliver(uint64(w.cfg.MaxDeliveries) + 3)

@@ -56,9 +56,14 @@ type Cancel struct {
 	Error     *events.Error `json:"error,omitempty"`     // why not, when Done
 }
 
-// Claim is a request entry as read, with the revision a change must match.
+// Claim is a request's entry as this message last read or wrote it. Each
+// step of the request records itself with a compare-and-set on that
+// revision: ErrConflict says another message changed the entry meanwhile,
+// and the step then leaves the claim as it was.
 type Claim struct {
 	Request
+	l   *Ledger
+	id  string
 	rev uint64
 }
 
@@ -70,12 +75,12 @@ const refusalTTL = 24 * time.Hour
 // Claim records e under id unless id is already recorded, and returns the
 // entry that is there now: e itself (fresh) or the earlier one. A refusal
 // decided before any Kalshi call expires after a day.
-func (l *Ledger) Claim(ctx context.Context, id string, e Request) (c Claim, fresh bool, err error) {
+func (l *Ledger) Claim(ctx context.Context, id string, e Request) (c *Claim, fresh bool, err error) {
 	ctx, done := l.call(ctx)
 	defer done()
 	v, err := json.Marshal(e)
 	if err != nil {
-		return Claim{}, false, err
+		return nil, false, err
 	}
 	var opts []jetstream.KVCreateOpt
 	if e.Refused != "" {
@@ -83,31 +88,85 @@ func (l *Ledger) Claim(ctx context.Context, id string, e Request) (c Claim, fres
 	}
 	rev, err := l.kv.Create(ctx, requestKey(id), v, opts...)
 	if err == nil {
-		return Claim{e, rev}, true, nil
+		return &Claim{e, l, id, rev}, true, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return Claim{}, false, fmt.Errorf("ledger: claiming request %.64q: %w", id, err)
+		return nil, false, fmt.Errorf("ledger: claiming request %.64q: %w", id, err)
 	}
 	entry, err := l.kv.Get(ctx, requestKey(id))
 	if err != nil {
 		// Deleted or expired between the two calls: the caller tries again.
-		return Claim{}, false, fmt.Errorf("ledger: reading request %.64q: %w", id, errors.Join(ErrConflict, err))
+		return nil, false, fmt.Errorf("ledger: reading request %.64q: %w", id, errors.Join(ErrConflict, err))
 	}
 	var got Request
 	if err := json.Unmarshal(entry.Value(), &got); err != nil {
-		return Claim{}, false, fmt.Errorf("ledger: request %.64q: %w", id, err)
+		return nil, false, fmt.Errorf("ledger: request %.64q: %w", id, err)
 	}
-	return Claim{got, entry.Revision()}, false, nil
+	return &Claim{got, l, id, entry.Revision()}, false, nil
 }
 
-// Update replaces the entry read as c with e, if nobody changed it since
-// (ErrConflict otherwise).
-func (l *Ledger) Update(ctx context.Context, id string, c Claim, e Request) (Claim, error) {
-	rev, err := l.putEntry(ctx, requestKey(id), e, c.rev)
-	if err != nil {
-		return Claim{}, err
+// write replaces the entry read as c with next, if nobody changed it since
+// (ErrConflict otherwise), and then holds next.
+func (c *Claim) write(ctx context.Context, next Request) error {
+	rev, err := c.l.putEntry(ctx, requestKey(c.id), next, c.rev)
+	if err == nil {
+		c.Request, c.rev = next, rev
 	}
-	return Claim{e, rev}, nil
+	return err
+}
+
+// CarryOut records that message p.Seq carries the request out from here:
+// a redelivery of the message that claimed it, or a copy taking over from
+// one that is gone (its deliveries so far were spent waiting). p is what
+// this message proposed to claim: its guards' refusal, if any, replaces the
+// entry's.
+func (c *Claim) CarryOut(ctx context.Context, p Request) error {
+	next := c.Request
+	if c.Seq != p.Seq {
+		next.Seq, next.ClaimedAt, next.Waits = p.Seq, p.ClaimedAt, 0
+	}
+	next.Result, next.Refused, next.Message = p.Result, p.Refused, p.Message
+	next.Attempted = c.Attempted || p.Attempted
+	return c.write(ctx, next)
+}
+
+// Waited counts a delivery that waited for another request's decision on
+// the key.
+func (c *Claim) Waited(ctx context.Context) error {
+	next := c.Request
+	next.Waits++
+	return c.write(ctx, next)
+}
+
+// Probed records that every listed key up to keyID refused the leaked key.
+func (c *Claim) Probed(ctx context.Context, keyID string) error {
+	next := c.Request
+	next.ProbedThrough = keyID
+	return c.write(ctx, next)
+}
+
+// Found records the key the leaked key was found to be, before its first
+// DELETE.
+func (c *Claim) Found(ctx context.Context, keyID string, foreign bool) error {
+	next := c.Request
+	next.Target, next.Foreign, next.Attempted = keyID, foreign, true
+	return c.write(ctx, next)
+}
+
+// RecordCancel records the request's cancel of resting orders: before it
+// is sent, and once answered.
+func (c *Claim) RecordCancel(ctx context.Context, rec Cancel) error {
+	next := c.Request
+	next.Cancel = &rec
+	return c.write(ctx, next)
+}
+
+// Decide records the request's result document, and whether an attempt of
+// it got a 2xx or went unanswered.
+func (c *Claim) Decide(ctx context.Context, result []byte, mayHaveDeleted bool) error {
+	next := c.Request
+	next.Result, next.MayHaveDeleted = result, mayHaveDeleted
+	return c.write(ctx, next)
 }
 
 // DecisionOf returns the decided entry of request id, or nil while it is
