@@ -23,18 +23,19 @@ func (w *Worker) claim(ctx context.Context, meta *jetstream.MsgMetadata, req req
 		return c, verdict{}, err
 	}
 	seq := meta.Sequence.Stream
+	var v verdict
 	switch {
 	case c.Key != proposal.Key:
-		return nil, untrusted(res, meta, events.CodeConflictingRequestID, fmt.Sprintf(
+		v = untrusted(res, meta, events.CodeConflictingRequestID, fmt.Sprintf(
 			"request id %s already names request %d for %s; nothing was deleted",
-			events.Quote(req.ID), c.Seq, describeNamed(c.Key))), nil
+			events.Quote(req.ID), c.Seq, describeNamed(c.Key)))
 	case c.Decided():
-		v, err := w.republish(ctx, meta, req, res, c)
-		return nil, v, err
+		v, err = w.republish(ctx, meta, req, res, c)
 	case c.Seq != seq:
-		if alive, err := w.ownerAlive(ctx, req, c); err != nil || alive {
-			return nil, verdict{waiting: alive}, err
-		}
+		v.waiting, err = w.ownerAlive(ctx, req, c)
+	}
+	if v.res != nil || v.waiting || err != nil {
+		return nil, v, err
 	}
 	// This message carries the request out: a redelivery of the one that
 	// claimed it, or a copy taking over from one that is gone. A copy's

@@ -76,17 +76,14 @@ func blastRadius(res *events.Result, key *kalshi.APIKey) {
 	}
 }
 
-// contain carries out req's cancel_orders once res's outcome is decided,
-// for the request claimed as c, and sets res.Containment. key is how the
+// contain carries out the cancel_orders of the request claimed as c once
+// res's outcome is decided, and sets res.Containment. key is how the
 // account listed the key before the DELETE; own says the worker's
 // credential deleted it (not the leaked key itself, of another account).
 // It records the cancel with the claim before sending it and once
 // answered; it returns errStopped when shutdown stopped the cancel (the
 // record makes the redelivery send it again), or a ledger error.
 func (w *Worker) contain(ctx, stop context.Context, storedAt time.Time, req request, res *events.Result, c *ledger.Claim, key *kalshi.APIKey, own bool) error {
-	if !req.CancelOrders {
-		return nil
-	}
 	if rec := c.Cancel; rec != nil && rec.Done {
 		res.Containment = &events.Containment{OrdersCancelled: rec.Cancelled, Error: rec.Error}
 		return nil

@@ -43,8 +43,10 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 		w.judge404(ctx, le, res, mayHaveDeleted)
 	}
 	blastRadius(res, le.e.Key)
-	if err := w.contain(ctx, stop, meta.Timestamp, req, res, c, le.e.Key, own); err != nil {
-		return verdict{}, ignoreStopped(err)
+	if req.CancelOrders {
+		if err := w.contain(ctx, stop, meta.Timestamp, req, res, c, le.e.Key, own); err != nil {
+			return verdict{}, ignoreStopped(err)
+		}
 	}
 	return w.decided(ctx, req, c, res, mayHaveDeleted || res.Outcome == events.Revoked)
 }
@@ -55,27 +57,26 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 // it during the key's turn, which lasts until the result is stored.
 func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c *ledger.Claim) (v verdict, err error) {
 	f := found{keyID: c.Target, foreign: c.Foreign}
+	var fail *events.Error
 	if f.keyID == "" {
 		// Each listed key that refused the leaked key is recorded with the
 		// claim, so that a redelivery resumes the search after it.
 		s := search{from: c.ProbedThrough, refused: func(id string) { _ = c.Probed(ctx, id) }}
-		var fail *events.Error
-		switch f, fail, err = w.findLeaked(ctx, stop, meta, req, s); {
-		case err != nil:
+		if f, fail, err = w.findLeaked(ctx, stop, meta, req, s); err != nil {
 			return verdict{}, ignoreStopped(err)
-		case fail != nil:
-			refuse(res, fail.Code, fail.Message)
-			return w.decided(ctx, req, c, res, false)
 		}
 	}
-	res.APIKeyID = f.keyID
-	if code, message := w.guardKey(f.keyID); code != "" {
-		refuse(res, code, message)
+	if fail == nil {
+		res.APIKeyID = f.keyID
+		fail = w.guardKey(f.keyID)
+	}
+	if fail != nil {
+		refuse(res, fail.Code, fail.Message)
 		return w.decided(ctx, req, c, res, false)
 	}
 	unlock := w.keys.lock(f.keyID)
 	defer func() {
-		if v.res == nil { // else the turn ends once the result is stored
+		if v.res == nil || err != nil { // else the turn ends once the result is stored
 			unlock()
 		}
 	}()
@@ -94,7 +95,7 @@ func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMeta
 	v, err = w.attempt(ctx, stop, meta, req, res, c, del, !f.foreign, func() (*kalshi.APIKey, error) {
 		return w.listedLeaked(ctx, stop, meta.Timestamp, f), nil
 	})
-	if v.res != nil {
+	if v.res != nil && err == nil {
 		v.unlock, v.foreign = unlock, f.foreign
 	}
 	return v, err
@@ -118,27 +119,23 @@ func (w *Worker) listedForAttempt(ctx, stop context.Context, storedAt time.Time,
 // or by identify, whose find it records before any DELETE. It returns the
 // key, or the refusal that ends the request, or the error that sends it
 // back (errStopped on shutdown).
-func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, s search) (found, *events.Error, error) {
+func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, s search) (f found, fail *events.Error, err error) {
 	known := func() (found, error) {
 		e, err := w.ledger.LeakedKeyOf(ctx, req.leaked.fingerprint)
-		if err != nil || e == nil {
-			return found{}, err
-		}
-		return found{keyID: e.Key, foreign: e.Foreign}, nil
+		return found{keyID: e.Key, foreign: e.Foreign}, err
 	}
-	if f, err := known(); err != nil || f.keyID != "" {
+	if f, err = known(); err != nil || f.keyID != "" {
 		return f, nil, err
 	}
-	f, fail, err := w.identifyOnce(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID, s)
-	if err != nil || fail != nil {
-		if fail != nil && fail.Code == events.CodeLeakedKeyNotFound {
-			// Another request with this PEM may have recorded the key and
-			// deleted it while this one listed the account's keys.
-			if f, err := known(); err != nil || f.keyID != "" {
-				return f, nil, err
-			}
+	switch f, fail, err = w.identifyOnce(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID, s); {
+	case fail != nil && fail.Code == events.CodeLeakedKeyNotFound:
+		// Another request with this PEM may have recorded the key and
+		// deleted it while this one listed the account's keys.
+		if k, kerr := known(); kerr != nil || k.keyID != "" {
+			f, fail, err = k, nil, kerr
 		}
-		return found{}, fail, err
+	case err == nil && fail == nil:
+		err = w.ledger.RecordLeaked(ctx, req.leaked.fingerprint, ledger.Leaked{Key: f.keyID, Foreign: f.foreign})
 	}
-	return f, nil, w.ledger.RecordLeaked(ctx, req.leaked.fingerprint, ledger.Leaked{Key: f.keyID, Foreign: f.foreign})
+	return f, fail, err
 }

@@ -17,18 +17,18 @@ import (
 // copy taking over drops a max_deliveries refusal, never a guard's.
 func (w *Worker) guard(meta *jetstream.MsgMetadata, req request, res *events.Result) ledger.Request {
 	proposal := ledger.Request{Key: req.names(), Seq: meta.Sequence.Stream, ClaimedAt: time.Now()}
-	var code events.Code
-	var message string
+	var refusal *events.Error
 	if req.leaked == nil {
-		code, message = w.guardKey(req.APIKeyID)
-		// Refused before any Kalshi call: a few hundred bytes that expire.
-		proposal.Refused, proposal.Message = code, message
+		if refusal = w.guardKey(req.APIKeyID); refusal != nil {
+			// Refused before any Kalshi call: a few hundred bytes that expire.
+			proposal.Refused, proposal.Message = refusal.Code, refusal.Message
+		}
 	}
-	if code == "" {
-		code, message = w.guardDeliveries(meta)
+	if refusal == nil {
+		refusal = w.guardDeliveries(meta)
 	}
-	if code != "" {
-		refuse(res, code, message)
+	if refusal != nil {
+		refuse(res, refusal.Code, refusal.Message)
 		if proposal.Refused == "" { // max_deliveries: the whole result is kept
 			proposal.Result = w.encode(res)
 		}
@@ -54,22 +54,28 @@ func KeyGuard(keyID, selfID string, allowSelf bool, protected []string) events.C
 	return ""
 }
 
-// guardKey is KeyGuard with the worker's settings, and its message.
-func (w *Worker) guardKey(keyID string) (events.Code, string) {
-	switch code := KeyGuard(keyID, w.cfg.SelfKeyID, w.cfg.AllowSelfRevoke, w.cfg.ProtectedKeys); code {
+// guardKey is KeyGuard with the worker's settings, and its message; nil
+// when the key may be deleted.
+func (w *Worker) guardKey(keyID string) *events.Error {
+	code := KeyGuard(keyID, w.cfg.SelfKeyID, w.cfg.AllowSelfRevoke, w.cfg.ProtectedKeys)
+	var message string
+	switch code {
+	case "":
+		return nil
 	case events.CodeSelfRevocationRefused:
-		return code, fmt.Sprintf("%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", keyID)
+		message = fmt.Sprintf("%s is the key this worker signs with; set REVOKER_ALLOW_SELF_REVOKE=true to allow it", keyID)
 	case events.CodeProtectedKey:
-		return code, fmt.Sprintf("%s is listed in REVOKER_PROTECTED_KEYS", keyID)
+		message = fmt.Sprintf("%s is listed in REVOKER_PROTECTED_KEYS", keyID)
 	}
-	return "", ""
+	return &events.Error{Code: code, Message: message}
 }
 
-// guardDeliveries refuses a request delivered too often.
-func (w *Worker) guardDeliveries(meta *jetstream.MsgMetadata) (events.Code, string) {
-	if int(meta.NumDelivered) >= w.cfg.MaxDeliveries {
-		return events.CodeMaxDeliveries, fmt.Sprintf(
-			"delivered %d times without a stored result; not attempted again", meta.NumDelivered)
+// guardDeliveries refuses a request delivered too often; nil when it may
+// go on.
+func (w *Worker) guardDeliveries(meta *jetstream.MsgMetadata) *events.Error {
+	if int(meta.NumDelivered) < w.cfg.MaxDeliveries {
+		return nil
 	}
-	return "", ""
+	return &events.Error{Code: events.CodeMaxDeliveries, Message: fmt.Sprintf(
+		"delivered %d times without a stored result; not attempted again", meta.NumDelivered)}
 }

@@ -81,11 +81,9 @@ func (w *Worker) republish(ctx context.Context, meta *jetstream.MsgMetadata, req
 	stored.Deliveries = int(meta.NumDelivered)
 	v := verdict{res: &stored, msgID: stored.RequestID, foreign: c.Foreign}
 	if stored.Outcome == events.Revoked {
-		if v.keyRev, err = w.ledger.RecordRevoked(ctx, stored.APIKeyID, keyRecordOf(&stored)); err != nil {
-			return verdict{}, err
-		}
+		v.keyRev, err = w.ledger.RecordRevoked(ctx, stored.APIKeyID, keyRecordOf(&stored))
 	}
-	return v, nil
+	return v, err // with an error, decide sends the delivery back
 }
 
 // keyRecordOf is the ledger's record of the key res revoked.

@@ -14,12 +14,12 @@ import (
 // already: a redelivery stores the same) and reports whether JetStream
 // acknowledged it. A stored revocation joins the confirmations.
 func (w *Worker) store(ctx context.Context, req request, meta *jetstream.MsgMetadata, v verdict) bool {
-	if v.res == nil || !w.publish(ctx, v) {
-		return false
+	stored := v.res != nil && w.publish(ctx, v)
+	if stored {
+		w.cfg.Metrics.observeResult(v.res)
+		w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
 	}
-	w.cfg.Metrics.observeResult(v.res)
-	w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
-	if v.res.Outcome == events.Revoked {
+	if stored && v.res.Outcome == events.Revoked {
 		if !w.confirms.add(v.res, req.leaked, v.foreign, v.keyRev) {
 			w.cfg.Logger.Warn("too many revocations wait for confirmation; this one is not checked", "api_key_id", v.res.APIKeyID)
 		}
@@ -27,7 +27,7 @@ func (w *Worker) store(ctx context.Context, req request, meta *jetstream.MsgMeta
 			w.selfRevoked()
 		}
 	}
-	return true
+	return stored
 }
 
 // publish stores v's result on the results subject under v.msgID; the stream

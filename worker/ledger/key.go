@@ -50,7 +50,7 @@ func (l *Ledger) RecordRevoked(ctx context.Context, apiKeyID string, r KeyRecord
 // RevokedBy returns what the ledger knows of the key, or nil.
 func (l *Ledger) RevokedBy(ctx context.Context, apiKeyID string) (*KeyRecord, error) {
 	var r KeyRecord
-	if found, err := l.getJSON(ctx, keyKey(apiKeyID), &r); !found {
+	if _, found, err := l.getEntry(ctx, keyKey(apiKeyID), &r); !found {
 		return nil, err
 	}
 	return &r, nil

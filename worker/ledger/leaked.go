@@ -24,14 +24,12 @@ func (l *Ledger) RecordLeaked(ctx context.Context, fingerprint string, e Leaked)
 	return err
 }
 
-// LeakedKeyOf returns the key a leaked private key was found to be, or nil
-// when the ledger does not know it.
-func (l *Ledger) LeakedKeyOf(ctx context.Context, fingerprint string) (*Leaked, error) {
+// LeakedKeyOf returns the key a leaked private key was found to be; its
+// Key is "" when the ledger does not know it.
+func (l *Ledger) LeakedKeyOf(ctx context.Context, fingerprint string) (Leaked, error) {
 	var e Leaked
-	if found, err := l.getJSON(ctx, leakedKeyKey(fingerprint), &e); !found {
-		return nil, err
-	}
-	return &e, nil
+	_, _, err := l.getEntry(ctx, leakedKeyKey(fingerprint), &e)
+	return e, err
 }
 
 // A leaked PEM that matched no key is remembered by its fingerprint for
@@ -66,7 +64,7 @@ func (l *Ledger) RecordMiss(ctx context.Context, fingerprint string, e Miss, ttl
 // before now, or nil.
 func (l *Ledger) MissOf(ctx context.Context, fingerprint string, now time.Time, ttl time.Duration) (*Miss, error) {
 	var e Miss
-	if found, err := l.getJSON(ctx, missKey(fingerprint), &e); !found {
+	if _, found, err := l.getEntry(ctx, missKey(fingerprint), &e); !found {
 		return nil, err
 	}
 	if !fresh(e.At, now, ttl) {

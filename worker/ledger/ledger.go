@@ -103,13 +103,6 @@ func (l *Ledger) createJSON(ctx context.Context, key string, v any) (uint64, err
 	return rev, nil
 }
 
-// getJSON reads the entry under key into v; found is false when there is
-// none.
-func (l *Ledger) getJSON(ctx context.Context, key string, v any) (found bool, err error) {
-	_, found, err = l.getEntry(ctx, key, v)
-	return found, err
-}
-
 // getEntry reads the entry under key into v and returns its revision;
 // found is false when there is none.
 func (l *Ledger) getEntry(ctx context.Context, key string, v any) (rev uint64, found bool, err error) {
