@@ -80,10 +80,7 @@ func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed
 			// listed it before them (key ids are never reused: one not
 			// listed then was gone already; chaos seed 772897).
 			if (decided == nil || decided.MayHaveDeleted) && cur.Listed {
-				next.Others = append(next.Others, ledger.OtherAttempt{RequestID: cur.RequestID, At: cur.At, Listed: cur.Listed, Key: cur.Key})
-				if n := len(next.Others); n > ledger.MaxOthers {
-					next.Others = next.Others[n-ledger.MaxOthers:]
-				}
+				next.Remember(ledger.OtherAttempt{RequestID: cur.RequestID, At: cur.At, Listed: cur.Listed, Key: cur.Key})
 			}
 			// This request held the key before (chaos seed 772897): its
 			// earlier attempt may be what deleted it, and the listing

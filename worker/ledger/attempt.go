@@ -21,7 +21,7 @@ type Attempt struct {
 	Listed bool           `json:"listed"`
 	Key    *kalshi.APIKey `json:"key,omitempty"`
 	// Others are earlier requests whose attempts may have deleted the key,
-	// the latest last (at most MaxOthers).
+	// the latest last (at most maxOthers).
 	Others []OtherAttempt `json:"others,omitempty"`
 }
 
@@ -36,8 +36,17 @@ type OtherAttempt struct {
 	Key    *kalshi.APIKey `json:"key,omitempty"`
 }
 
-// MaxOthers bounds Attempt.Others.
-const MaxOthers = 4
+// maxOthers bounds Attempt.Others.
+const maxOthers = 4
+
+// Remember adds o to the earlier requests whose attempts may have deleted
+// the key, forgetting the oldest beyond maxOthers.
+func (e *Attempt) Remember(o OtherAttempt) {
+	e.Others = append(e.Others, o)
+	if n := len(e.Others); n > maxOthers {
+		e.Others = e.Others[n-maxOthers:]
+	}
+}
 
 // AttemptOn reads the attempt entry of the key and its revision; found is
 // false when there is none.
