@@ -11,22 +11,13 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/ledger"
 )
 
-// newLedger is the ledger bucket as run provisions it, on a server of the
-// test's own, and the bucket itself.
+// newLedger is the ledger on a server of the test's own, and its bucket.
 func newLedger(t *testing.T) (*ledger.Ledger, jetstream.KeyValue) {
 	t.Helper()
-	js := startJS(t)
-	if err := worker.Provision(t.Context(), js, worker.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(t.Context(), ledger.Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := createBucket(t, startJS(t))
 	return ledger.New(kv, nil), kv
 }
 

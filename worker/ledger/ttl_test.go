@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 )
@@ -22,20 +21,25 @@ func startJS(t *testing.T) jetstream.JetStream {
 	return js
 }
 
+// createBucket makes the ledger bucket with what the ledger relies on: one
+// revision per key and per-entry TTLs. Provisioning's configuration (sizes,
+// replicas, TTLs) is held by the provisioning tests.
+func createBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: ledger.Bucket, History: 1, LimitMarkerTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
 // An entry created with a TTL is there until it expires, then gone, and
 // can be created again; a second create while it lives loses with
 // ErrKeyExists. Entries without a TTL stay. On a ledger without per-entry
 // TTLs (the old main's) createTTL fails.
 func TestLedgerEntryExpires(t *testing.T) {
-	js := startJS(t)
 	ctx := context.Background()
-	if err := worker.Provision(ctx, js, worker.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, ledger.Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := createBucket(t, startJS(t))
 	l := ledger.New(kv, nil)
 	if _, err := ledger.CreateJSON(l, ctx, "key.kept", ledger.KeyRecord{RequestID: "r"}); err != nil {
 		t.Fatal(err)
