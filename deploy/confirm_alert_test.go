@@ -23,6 +23,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -329,7 +330,7 @@ func (r *confirmRig) confirmedAt(key string) time.Time {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	l, err := worker.OpenKeyLedger(ctx, r.js)
+	l, err := ledger.Open(ctx, r.js)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -186,7 +187,7 @@ func TestLedgerCommandMatchesProvisioning(t *testing.T) {
 		what string
 		ok   bool
 	}{
-		{"the bucket is " + ledgerBucket, got.Bucket == ledgerBucket && worker.LedgerBucket == ledgerBucket},
+		{"the bucket is " + ledgerBucket, got.Bucket == ledgerBucket && ledger.Bucket == ledgerBucket},
 		{"one revision per key (every change is a compare-and-set on it)", got.History == 1},
 		{"entries outlast the results they record (TTL at least the results' max age)", got.TTL >= results.MaxAge},
 		{"entries outlast the results duplicates window", got.TTL > results.Duplicates},
@@ -246,7 +247,7 @@ func TestProvisioningDocsCreateEverything(t *testing.T) {
 			}
 		}
 	}
-	for _, bucket := range []string{worker.LedgerBucket, budget.ReplicasBucket} {
+	for _, bucket := range []string{ledger.Bucket, budget.ReplicasBucket} {
 		kvCommand(t, bucket) // fails the test when there is none
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // One key, one attempt at a time, fleet-wide. Before its first DELETE a
@@ -22,42 +23,14 @@ import (
 // attempt: only then can a 404 after an unanswered attempt mean that the
 // attempt deleted it.
 
-// attemptEntry is what the ledger knows of the attempts on one key.
-type attemptEntry struct {
-	RequestID string    `json:"request_id"`
-	Seq       uint64    `json:"seq"`
-	At        time.Time `json:"at"`    // when RequestID took the key
-	Until     time.Time `json:"until"` // the lease: another request may take over after it
-	// Listed: the account listed the key before RequestID's first attempt;
-	// Key is how it listed it (name, scopes, subaccount): after the DELETE
-	// nothing else can tell.
-	Listed bool           `json:"listed"`
-	Key    *kalshi.APIKey `json:"key,omitempty"`
-	// Others are earlier requests whose attempts may have deleted the key,
-	// the latest last (at most maxOthers).
-	Others []otherAttempt `json:"others,omitempty"`
-}
-
-type otherAttempt struct {
-	RequestID string    `json:"request_id"`
-	At        time.Time `json:"at"`
-	// Listed and Key are the attempt entry's when that request held it:
-	// if it takes the key again, its first attempt is still the one that
-	// counts.
-	Listed bool           `json:"listed,omitempty"`
-	Key    *kalshi.APIKey `json:"key,omitempty"`
-}
-
-const maxOthers = 4
-
 // lease is a request's hold on its key's attempt entry.
 type lease struct {
-	l      *ledger
+	l      *ledger.Ledger
 	key    string
 	length time.Duration
 
 	mu   sync.Mutex
-	e    attemptEntry
+	e    ledger.Attempt
 	rev  uint64
 	lost bool // another request took the key over: this one's 404 proves nothing
 	// ours: the entry named this request before this delivery took it; an
@@ -77,24 +50,24 @@ func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed
 	for try := range 4 {
 		// The first try takes the key as new, one write and no read: the
 		// common case. A conflict reads what is there.
-		var cur attemptEntry
+		var cur ledger.Attempt
 		var rev uint64
 		var found bool
 		var err error
 		if try > 0 {
-			if rev, found, err = w.ledger.getEntry(ctx, attemptKey(key), &cur); err != nil {
+			if cur, rev, found, err = w.ledger.AttemptOn(ctx, key); err != nil {
 				return nil, err
 			}
 		}
 		now := time.Now()
-		next := attemptEntry{RequestID: id, Seq: seq, At: now, Until: now.Add(length)}
+		next := ledger.Attempt{RequestID: id, Seq: seq, At: now, Until: now.Add(length)}
 		ours := found && cur.RequestID == id
 		switch {
 		case ours:
 			next = cur
 			next.Seq, next.Until = seq, now.Add(length)
 		case found:
-			decided, err := w.decidedElsewhere(ctx, cur.RequestID)
+			decided, err := w.ledger.DecisionOf(ctx, cur.RequestID)
 			if err != nil {
 				return nil, err
 			}
@@ -107,15 +80,12 @@ func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed
 			// listed it before them (key ids are never reused: one not
 			// listed then was gone already; chaos seed 772897).
 			if (decided == nil || decided.MayHaveDeleted) && cur.Listed {
-				next.Others = append(next.Others, otherAttempt{RequestID: cur.RequestID, At: cur.At, Listed: cur.Listed, Key: cur.Key})
-				if n := len(next.Others); n > maxOthers {
-					next.Others = next.Others[n-maxOthers:]
-				}
+				next.Remember(ledger.OtherAttempt{RequestID: cur.RequestID, At: cur.At, Listed: cur.Listed, Key: cur.Key})
 			}
 			// This request held the key before (chaos seed 772897): its
 			// earlier attempt may be what deleted it, and the listing
 			// before that first attempt is the one that counts.
-			if i := slices.IndexFunc(next.Others, func(o otherAttempt) bool { return o.RequestID == id }); i >= 0 {
+			if i := slices.IndexFunc(next.Others, func(o ledger.OtherAttempt) bool { return o.RequestID == id }); i >= 0 {
 				earlier := next.Others[i]
 				next.Others = slices.Delete(next.Others, i, i+1)
 				next.At, next.Listed, next.Key = earlier.At, earlier.Listed, earlier.Key
@@ -128,8 +98,8 @@ func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed
 			}
 			next.Listed = next.Key != nil
 		}
-		rev, err = w.ledger.putEntry(ctx, attemptKey(key), next, rev)
-		if errors.Is(err, errLedgerConflict) {
+		rev, err = w.ledger.PutAttempt(ctx, key, next, rev)
+		if errors.Is(err, ledger.ErrConflict) {
 			continue
 		}
 		if err != nil {
@@ -137,18 +107,7 @@ func (w *Worker) acquire(ctx context.Context, key, id string, seq uint64, listed
 		}
 		return &lease{l: w.ledger, key: key, length: length, e: next, rev: rev, ours: ours}, nil
 	}
-	return nil, errLedgerConflict
-}
-
-// decidedElsewhere returns the decided ledger entry of request id, or nil
-// while it is undecided.
-func (w *Worker) decidedElsewhere(ctx context.Context, id string) (*requestEntry, error) {
-	var e requestEntry
-	_, found, err := w.ledger.getEntry(ctx, requestKey(id), &e)
-	if err != nil || !found || !e.decided() {
-		return nil, err
-	}
-	return &e, nil
+	return nil, ledger.ErrConflict
 }
 
 // leaseLength is how long a lease holds without renewal: the ack wait of the
@@ -183,11 +142,11 @@ func (le *lease) renewEvery(ctx context.Context) (stop func()) {
 			}
 			next := le.e
 			next.Until = time.Now().Add(le.length)
-			rev, err := le.l.putEntry(ctx, attemptKey(le.key), next, le.rev)
+			rev, err := le.l.PutAttempt(ctx, le.key, next, le.rev)
 			switch {
 			case err == nil:
 				le.e, le.rev = next, rev
-			case errors.Is(err, errLedgerConflict):
+			case errors.Is(err, ledger.ErrConflict):
 				le.lost = true
 			}
 			le.mu.Unlock()
@@ -212,13 +171,12 @@ func (w *Worker) judge404(ctx context.Context, le *lease, res *events.Result, ma
 		return
 	}
 	res.Outcome = events.AlreadyRevoked
-	if rec, err := w.ledger.revokedBy(ctx, res.APIKeyID); err == nil && rec != nil && rec.RequestID != res.RequestID {
+	if rec, err := w.ledger.RevokedBy(ctx, res.APIKeyID); err == nil && rec != nil && rec.RequestID != res.RequestID {
 		res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
 		return
 	}
 	if lost { // whoever took the key over attempted it
-		var cur attemptEntry
-		if _, found, err := w.ledger.getEntry(ctx, attemptKey(le.key), &cur); err == nil && found && cur.RequestID != res.RequestID {
+		if cur, _, found, err := w.ledger.AttemptOn(ctx, le.key); err == nil && found && cur.RequestID != res.RequestID {
 			res.RevokedBy, res.RevokedAt = cur.RequestID, cur.At
 			return
 		}

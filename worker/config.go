@@ -160,9 +160,6 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// LedgerBucket is the JetStream KV bucket of the ledger.
-const LedgerBucket = provision.LedgerBucket
-
 // Provisioning is what package provision needs of c, defaults applied: the
 // names and sizes of the streams, consumer and buckets, and whether the
 // worker creates what is missing.

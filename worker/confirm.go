@@ -3,20 +3,17 @@ package worker
 import (
 	"context"
 	"crypto"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // maxUnconfirmed bounds the keys waiting for confirmation in one process.
@@ -42,11 +39,11 @@ type confirmations struct {
 
 // unconfirmed is one key waiting to be seen dead.
 type unconfirmed struct {
-	record  KeyRecord     // the ledger's record, in case the revocation's own write was lost
-	rev     uint64        // the record's revision as written, 0 when unknown
-	leaked  crypto.Signer // the request's leaked key: its own call must be refused too
-	foreign bool          // another account's key: only its own call can tell
-	alive   int           // checks that found it alive
+	record  ledger.KeyRecord // the ledger's record, in case the revocation's own write was lost
+	rev     uint64           // the record's revision as written, 0 when unknown
+	leaked  crypto.Signer    // the request's leaked key: its own call must be refused too
+	foreign bool             // another account's key: only its own call can tell
+	alive   int              // checks that found it alive
 	due     time.Time
 	since   time.Time // when it was revoked, in this process's clock
 	why     string    // what the last check found, for the record if it gives up
@@ -239,7 +236,7 @@ func (w *Worker) confirmOne(ctx context.Context, id string, u unconfirmed, liste
 		dead = true
 	}
 	if dead {
-		if err := w.ledger.confirmRevoked(ctx, id, u.record, u.rev, time.Now()); err != nil {
+		if err := w.ledger.ConfirmRevoked(ctx, id, u.record, u.rev, time.Now()); err != nil {
 			w.cfg.Logger.Warn("cannot record a confirmed revocation in the ledger; trying again", "api_key_id", id, "err", err)
 			dead = false
 		} else {
@@ -266,7 +263,7 @@ func (w *Worker) giveUp(ctx context.Context, id string, u unconfirmed, why strin
 		why = "no check gave an answer"
 	}
 	why = fmt.Sprintf("not confirmed within %v of the revocation: %s", w.cfg.ConfirmGiveUp, why)
-	if err := w.ledger.recordUnconfirmed(ctx, id, u.record, u.rev, time.Now(), why); err != nil {
+	if err := w.ledger.RecordUnconfirmed(ctx, id, u.record, u.rev, time.Now(), why); err != nil {
 		w.cfg.Logger.Warn("cannot record an unconfirmed revocation in the ledger; trying again", "api_key_id", id, "err", err)
 		w.confirms.settle(id, false, false, w.cfg.ConfirmInterval, why)
 		return
@@ -274,57 +271,6 @@ func (w *Worker) giveUp(ctx context.Context, id string, u unconfirmed, why strin
 	w.cfg.Logger.Error("giving up confirming a revocation: the key may still be alive", "api_key_id", id,
 		"request_id", u.record.RequestID, "reason", why)
 	w.confirms.settle(id, true, false, 0, why)
-}
-
-// maxUnconfirmedReason bounds the reason a key record keeps.
-const maxUnconfirmedReason = 512
-
-// recordUnconfirmed records in the key's record that its revocation could
-// not be confirmed, at when and why. rec and rev are as for confirmRevoked.
-// A record already confirmed is left alone.
-func (l *ledger) recordUnconfirmed(ctx context.Context, apiKeyID string, rec KeyRecord, rev uint64, at time.Time, why string) error {
-	ctx, done := l.call(ctx)
-	defer done()
-	if len(why) > maxUnconfirmedReason {
-		why = strings.ToValidUTF8(why[:maxUnconfirmedReason], "")
-	}
-	mark := func(r KeyRecord) ([]byte, error) {
-		r.UnconfirmedAt, r.UnconfirmedReason = at.UTC(), why
-		return json.Marshal(r)
-	}
-	if rev > 0 {
-		v, err := mark(rec)
-		if err != nil {
-			return err
-		}
-		if _, err := l.kv.Update(ctx, keyKey(apiKeyID), v, rev); err == nil {
-			return nil
-		}
-	}
-	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		v, err := mark(rec)
-		if err != nil {
-			return err
-		}
-		_, err = l.kv.Create(ctx, keyKey(apiKeyID), v)
-		return err
-	} else if err != nil {
-		return err
-	}
-	var stored KeyRecord
-	if err := json.Unmarshal(entry.Value(), &stored); err != nil {
-		return fmt.Errorf("ledger: key %s: %w", apiKeyID, err)
-	}
-	if !stored.ConfirmedAt.IsZero() {
-		return nil
-	}
-	v, err := mark(stored)
-	if err != nil {
-		return err
-	}
-	_, err = l.kv.Update(ctx, keyKey(apiKeyID), v, entry.Revision())
-	return err
 }
 
 // errNotListed: no key due needed the account's list.

@@ -11,6 +11,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -42,12 +43,12 @@ func TestConfirmation(t *testing.T) {
 		}
 	}
 
-	ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+	led, err := ledger.Open(context.Background(), r.js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	confirmed := func(id string) bool {
-		rec, err := ledger.Lookup(context.Background(), id)
+		rec, err := led.Lookup(context.Background(), id)
 		return err == nil && rec != nil && !rec.ConfirmedAt.IsZero()
 	}
 	natstest.WaitFor(t, 10*time.Second, "the revocations confirmed", func() bool {
@@ -91,7 +92,7 @@ func TestConfirmation(t *testing.T) {
 		t.Error("a key the account still lists was confirmed dead")
 	}
 	for _, k := range keys[:5] {
-		rec, _ := ledger.Lookup(context.Background(), k)
+		rec, _ := led.Lookup(context.Background(), k)
 		if rec.ConfirmedAt.Before(rec.RevokedAt) {
 			t.Errorf("%s confirmed at %v, before its revocation at %v", k, rec.ConfirmedAt, rec.RevokedAt)
 		}
@@ -113,12 +114,12 @@ func TestConfirmationNeedsProof(t *testing.T) {
 	res := r.waitResults(2, 20*time.Second)
 	before := r.emu.Stats()
 	r.emu.SetFaults(emulator.Faults{Seed: 1, ServerError: 1}) // every answer a 5xx
-	ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+	led, err := ledger.Open(context.Background(), r.js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	confirmed := func(id string) bool {
-		rec, err := ledger.Lookup(context.Background(), id)
+		rec, err := led.Lookup(context.Background(), id)
 		return err == nil && rec != nil && !rec.ConfirmedAt.IsZero()
 	}
 	natstest.WaitFor(t, 10*time.Second, "three failed rounds", func() bool {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -39,18 +40,18 @@ func TestConfirmationGivesUp(t *testing.T) {
 	})
 	r.emu.SetFaults(emulator.Faults{Seed: 1, ServerError: 1}) // every answer a 5xx
 
-	ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+	led, err := ledger.Open(context.Background(), r.js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	given := func(id string) *worker.KeyRecord {
-		rec, err := ledger.Lookup(context.Background(), id)
+	given := func(id string) *ledger.KeyRecord {
+		rec, err := led.Lookup(context.Background(), id)
 		if err != nil || rec == nil || rec.UnconfirmedAt.IsZero() {
 			return nil
 		}
 		return rec
 	}
-	var recs []*worker.KeyRecord
+	var recs []*ledger.KeyRecord
 	natstest.WaitFor(t, 20*time.Second, "the worker to give up on both keys", func() bool {
 		recs = recs[:0]
 		for _, id := range []string{stale, leakedID} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // Containment: after a key is deleted (never before: a live key could place
@@ -61,14 +62,6 @@ func CanCancel(scopes []string) bool {
 // kalshi.MaxCancelOrders, and one that cancels fewer found none left.
 const maxCancelCalls = 10
 
-// cancelRecord is the ledger's record of a request's cancel.
-type cancelRecord struct {
-	StartedAt time.Time     `json:"started_at"`          // recorded before the first call was sent
-	Done      bool          `json:"done,omitempty"`      // answered for good: Cancelled or Error holds the answer
-	Cancelled int           `json:"cancelled,omitempty"` // orders cancelled
-	Error     *events.Error `json:"error,omitempty"`     // why not, when Done
-}
-
 // blastRadius copies what the account listed of key into res. A key known
 // only by its ID (no listed scopes) has none.
 func blastRadius(res *events.Result, key *kalshi.APIKey) {
@@ -83,49 +76,42 @@ func blastRadius(res *events.Result, key *kalshi.APIKey) {
 	}
 }
 
-// contain carries out req's cancel_orders once res's outcome is decided,
-// for the request claimed as c, and sets res.Containment. key is how the
+// contain carries out the cancel_orders of the request claimed as c once
+// res's outcome is decided, and sets res.Containment. key is how the
 // account listed the key before the DELETE; own says the worker's
-// credential deleted it (not the leaked key itself, of another account). It
-// returns the claim as now in the ledger, or errStopped when shutdown
-// stopped the cancel (the record makes the redelivery send it again), or a
-// ledger error.
-func (w *Worker) contain(ctx, stop context.Context, storedAt time.Time, req request, res *events.Result, c claim, key *kalshi.APIKey, own bool) (claim, error) {
-	if !req.CancelOrders {
-		return c, nil
-	}
+// credential deleted it (not the leaked key itself, of another account).
+// It records the cancel with the claim before sending it and once
+// answered; it returns errStopped when shutdown stopped the cancel (the
+// record makes the redelivery send it again), or a ledger error.
+func (w *Worker) contain(ctx, stop context.Context, storedAt time.Time, req request, res *events.Result, c *ledger.Claim, key *kalshi.APIKey, own bool) error {
 	if rec := c.Cancel; rec != nil && rec.Done {
 		res.Containment = &events.Containment{OrdersCancelled: rec.Cancelled, Error: rec.Error}
-		return c, nil
+		return nil
 	}
 	sub, refusal := w.cancelReach(res, key, own)
 	if refusal != nil {
 		res.Containment = &events.Containment{Error: refusal}
-		return c, nil
+		return nil
 	}
-	next := c.requestEntry
-	next.Cancel = &cancelRecord{StartedAt: time.Now()}
-	c, err := w.ledger.update(ctx, req.ID, c, next)
-	if err != nil {
-		return c, err
+	rec := ledger.Cancel{StartedAt: time.Now()}
+	if err := c.RecordCancel(ctx, rec); err != nil {
+		return err
 	}
 	n, fail := w.cancelOrders(ctx, stop, storedAt, sub)
 	if errors.Is(fail, errStopped) {
-		return c, errStopped
+		return errStopped
 	}
-	rec := &cancelRecord{StartedAt: next.Cancel.StartedAt, Done: true, Cancelled: n}
+	rec.Done, rec.Cancelled = true, n
 	if fail != nil {
 		rec.Error = cancelFailure(fail)
 	}
-	next = c.requestEntry
-	next.Cancel = rec
-	if c, err = w.ledger.update(ctx, req.ID, c, next); err != nil {
-		return c, err
+	if err := c.RecordCancel(ctx, rec); err != nil {
+		return err
 	}
 	res.Containment = &events.Containment{OrdersCancelled: rec.Cancelled, Error: rec.Error}
 	w.cfg.Logger.Info("cancelled resting orders of a revoked key", "request_id", req.ID, "api_key_id", res.APIKeyID,
 		"subaccount", subaccountAttr(sub), "orders_cancelled", n, "err", fail)
-	return c, nil
+	return nil
 }
 
 // cancelReach says which orders the key's cancel may cancel: those of

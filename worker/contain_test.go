@@ -17,6 +17,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -310,7 +311,7 @@ func TestCancelRecordedInTheLedger(t *testing.T) {
 			}
 			// An earlier message (sequence 99) of the request, long gone,
 			// left its claim with the cancel record.
-			kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+			kv, err := r.js.KeyValue(context.Background(), ledger.Bucket)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -140,7 +141,7 @@ func (s *scripted) CancelOrders(context.Context, *int) (int, error) {
 }
 
 // newTestLedger is a ledger bucket on a NATS server of the test's own.
-func newTestLedger(t *testing.T) *ledger {
+func newTestLedger(t *testing.T) *ledger.Ledger {
 	srv := natstest.Start(t)
 	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
 	if err != nil {
@@ -150,7 +151,7 @@ func newTestLedger(t *testing.T) *ledger {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &ledger{kv: kv}
+	return ledger.New(kv, nil)
 }
 
 // decide against a real ledger: what an earlier delivery left there and
@@ -160,8 +161,8 @@ func TestDecide(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name      string
-		before    *requestEntry // the ledger entry of id "r" left by an earlier delivery
-		age       time.Duration // how long ago before was claimed
+		before    *ledger.Request // the ledger entry of id "r" left by an earlier delivery
+		age       time.Duration   // how long ago before was claimed
 		seq       uint64
 		deliv     uint64
 		key       string
@@ -181,18 +182,18 @@ func TestDecide(t *testing.T) {
 			outcome: events.AlreadyRevoked, deletes: 2},
 		{name: "unlisted key, 5xx then 404", key: "nokey", seq: 1, deliv: 1, answers: []error{apiErr(503, 0), apiErr(404, 0)},
 			outcome: events.AlreadyRevoked, deletes: 2},
-		{name: "same id, another key", before: &requestEntry{Key: "k2", Seq: 1}, key: "k1", seq: 2, deliv: 1,
+		{name: "same id, another key", before: &ledger.Request{Key: "k2", Seq: 1}, key: "k1", seq: 2, deliv: 1,
 			outcome: events.Rejected, code: events.CodeConflictingRequestID, untrusted: true},
-		{name: "another message holds it", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, key: "k1", seq: 2, deliv: 1, waiting: true},
+		{name: "another message holds it", before: &ledger.Request{Key: "k1", Seq: 1, Attempted: true}, key: "k1", seq: 2, deliv: 1, waiting: true},
 		{name: "own key", key: "self", seq: 1, deliv: 1, outcome: events.Rejected, code: events.CodeSelfRevocationRefused},
 		{name: "delivered too often", key: "k1", seq: 1, deliv: 10, outcome: events.Failed, code: events.CodeMaxDeliveries},
 		// Issue 20 item 4: a copy waits for an owner that is gone no longer
 		// than a lease (the ack wait), not the retry budget and two minutes.
-		{name: "a copy takes over once the owner lease lapsed", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, age: 30 * time.Second,
+		{name: "a copy takes over once the owner lease lapsed", before: &ledger.Request{Key: "k1", Seq: 1, Attempted: true}, age: 30 * time.Second,
 			key: "k1", seq: 2, deliv: 3, answers: []error{nil}, outcome: events.Revoked, deletes: 1},
-		{name: "a copy takes over a claim gone quiet", before: &requestEntry{Key: "k1", Seq: 1, Attempted: true}, age: time.Hour,
+		{name: "a copy takes over a claim gone quiet", before: &ledger.Request{Key: "k1", Seq: 1, Attempted: true}, age: time.Hour,
 			key: "k1", seq: 2, deliv: 10, answers: []error{io.EOF, apiErr(404, 0)}, outcome: events.Revoked, deletes: 2},
-		{name: "a copy taking over still guards the key", before: &requestEntry{Key: "self", Seq: 1}, age: time.Hour,
+		{name: "a copy taking over still guards the key", before: &ledger.Request{Key: "self", Seq: 1}, age: time.Hour,
 			key: "self", seq: 2, deliv: 10, outcome: events.Rejected, code: events.CodeSelfRevocationRefused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,7 +206,7 @@ func TestDecide(t *testing.T) {
 			}
 			if tc.before != nil {
 				tc.before.ClaimedAt = time.Now().Add(-tc.age)
-				if _, _, err := led.claim(ctx, id, *tc.before); err != nil {
+				if _, _, err := led.Claim(ctx, id, *tc.before); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -279,15 +280,15 @@ func takeKeyBack(t *testing.T, r2MayHaveDeleted bool) {
 	const key = "k-back"
 	first := time.Now().Add(-time.Minute)
 	// r2 decided already_revoked, its own attempt answered (404).
-	if _, _, err := led.claim(ctx, "r2", requestEntry{Key: key, Seq: 2, ClaimedAt: first, Attempted: true, Result: json.RawMessage(`{}`), MayHaveDeleted: r2MayHaveDeleted}); err != nil {
+	if _, _, err := led.Claim(ctx, "r2", ledger.Request{Key: key, Seq: 2, ClaimedAt: first, Attempted: true, Result: json.RawMessage(`{}`), MayHaveDeleted: r2MayHaveDeleted}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := led.claim(ctx, "r1", requestEntry{Key: key, Seq: 1, ClaimedAt: first, Attempted: true}); err != nil {
+	if _, _, err := led.Claim(ctx, "r1", ledger.Request{Key: key, Seq: 1, ClaimedAt: first, Attempted: true}); err != nil {
 		t.Fatal(err)
 	}
-	held := attemptEntry{RequestID: "r2", Seq: 2, At: first.Add(time.Second), Until: first.Add(11 * time.Second), Listed: false,
-		Others: []otherAttempt{{RequestID: "r1", At: first, Listed: true, Key: &kalshi.APIKey{ID: key, Name: "bot", Scopes: []string{"write"}}}}}
-	if _, err := led.putEntry(ctx, attemptKey(key), held, 0); err != nil {
+	held := ledger.Attempt{RequestID: "r2", Seq: 2, At: first.Add(time.Second), Until: first.Add(11 * time.Second), Listed: false,
+		Others: []ledger.OtherAttempt{{RequestID: "r1", At: first, Listed: true, Key: &kalshi.APIKey{ID: key, Name: "bot", Scopes: []string{"write"}}}}}
+	if _, err := led.PutAttempt(ctx, key, held, 0); err != nil {
 		t.Fatal(err)
 	}
 	k := &scripted{answers: []error{apiErr(404, 0)}} // the account lists it no more
@@ -310,12 +311,12 @@ func TestWaitingForAnotherRequestsKeyDoesNotCountDeliveries(t *testing.T) {
 	ctx := context.Background()
 	const key = "k-wait"
 	now := time.Now()
-	owner, _, err := led.claim(ctx, "owner", requestEntry{Key: key, Seq: 1, ClaimedAt: now, Attempted: true})
+	owner, _, err := led.Claim(ctx, "owner", ledger.Request{Key: key, Seq: 1, ClaimedAt: now, Attempted: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := attemptEntry{RequestID: "owner", Seq: 1, At: now, Until: now.Add(time.Hour), Listed: true, Key: &kalshi.APIKey{ID: key, Scopes: []string{"read"}}}
-	if _, err := led.putEntry(ctx, attemptKey(key), held, 0); err != nil {
+	held := ledger.Attempt{RequestID: "owner", Seq: 1, At: now, Until: now.Add(time.Hour), Listed: true, Key: &kalshi.APIKey{ID: key, Scopes: []string{"read"}}}
+	if _, err := led.PutAttempt(ctx, key, held, 0); err != nil {
 		t.Fatal(err)
 	}
 	k := &scripted{answers: []error{apiErr(404, 0)}, listed: []string{key}}
@@ -331,9 +332,7 @@ func TestWaitingForAnotherRequestsKeyDoesNotCountDeliveries(t *testing.T) {
 			t.Fatalf("delivery %d while the owner holds the key: %+v, want waiting", n, v.res)
 		}
 	}
-	decided := owner.requestEntry
-	decided.Result, decided.MayHaveDeleted = json.RawMessage(`{}`), true
-	if _, err := led.update(ctx, "owner", owner, decided); err != nil {
+	if err := owner.Decide(ctx, json.RawMessage(`{}`), true); err != nil {
 		t.Fatal(err)
 	}
 	v := deliver(uint64(w.cfg.MaxDeliveries) + 3)

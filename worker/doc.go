@@ -7,7 +7,8 @@
 // validates the message (package events) and applies the request policy; a
 // request whose id cannot be trusted is rejected under a message id of its
 // own, in [provision.UntrustedStream]. A trusted request is decided once for every
-// replica in the ledger, a JetStream KV bucket ([LedgerBucket]): its id names
+// replica in the ledger, a JetStream KV bucket that package worker/ledger
+// reads and writes ([ledger.Bucket]): its id names
 // one key, one request at a time may attempt a key (its attempt entry, taken
 // before the first DELETE, with whether a fresh account listing showed the
 // key), and the decision is recorded before its result is stored. The worker

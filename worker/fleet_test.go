@@ -22,6 +22,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -122,7 +123,7 @@ func TestDecisionIsRecordedBeforeTheResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ledgerStream, err := r.js.Stream(ctx, "KV_"+worker.LedgerBucket)
+	ledgerStream, err := r.js.Stream(ctx, "KV_"+ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestDecisionIsRecordedBeforeTheResult(t *testing.T) {
 	if res.Outcome != events.Revoked {
 		t.Errorf("got %s (%s), want revoked", res.Outcome, res.Detail)
 	}
-	kv, err := r.js.KeyValue(ctx, worker.LedgerBucket)
+	kv, err := r.js.KeyValue(ctx, ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,11 +388,11 @@ func TestRefusalsExpireFromTheLedger(t *testing.T) {
 	r.publish("real", keys[0])
 	r.waitResults(2, 20*time.Second)
 	ttl := func(id string) string {
-		stream, err := r.js.Stream(context.Background(), "KV_"+worker.LedgerBucket)
+		stream, err := r.js.Stream(context.Background(), "KV_"+ledger.Bucket)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := stream.GetLastMsgForSubject(context.Background(), "$KV."+worker.LedgerBucket+".req."+base64.RawURLEncoding.EncodeToString([]byte(id)))
+		m, err := stream.GetLastMsgForSubject(context.Background(), "$KV."+ledger.Bucket+".req."+base64.RawURLEncoding.EncodeToString([]byte(id)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -530,13 +531,13 @@ func TestConfirmationRoundsShareTheFleetsListing(t *testing.T) {
 		r.publish(fmt.Sprintf("round-%d", i), k)
 	}
 	r.waitResults(len(keys), 60*time.Second)
-	ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+	led, err := ledger.Open(context.Background(), r.js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	natstest.WaitFor(t, 30*time.Second, "every revocation confirmed", func() bool {
 		for _, k := range keys {
-			rec, err := ledger.Lookup(context.Background(), k)
+			rec, err := led.Lookup(context.Background(), k)
 			if err != nil || rec == nil || rec.ConfirmedAt.IsZero() {
 				return false
 			}

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/revoker/revoker/events/auth"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -81,7 +81,7 @@ func TestStorageFootprint(t *testing.T) {
 	for _, s := range steps {
 		resM, resB := r.streamUse("KEY_REVOKE_RESULTS")
 		untM, untB := r.streamUse(provision.UntrustedStream)
-		ledM, ledB := r.streamUse("KV_" + worker.LedgerBucket)
+		ledM, ledB := r.streamUse("KV_" + ledger.Bucket)
 		began := time.Now()
 		for i := range n {
 			s.publish(i)
@@ -90,7 +90,7 @@ func TestStorageFootprint(t *testing.T) {
 		took := time.Since(began)
 		resM2, resB2 := r.streamUse("KEY_REVOKE_RESULTS")
 		untM2, untB2 := r.streamUse(provision.UntrustedStream)
-		ledM2, ledB2 := r.streamUse("KV_" + worker.LedgerBucket)
+		ledM2, ledB2 := r.streamUse("KV_" + ledger.Bucket)
 		t.Logf("%-52s results %5d B/request (%d msgs)  untrusted %5d B/request (%d msgs)  ledger %5d B/request (%d entries)  %4.0f requests/s",
 			s.name, (resB2-resB)/n, resM2-resM, (untB2-untB)/n, untM2-untM, (ledB2-ledB)/n, ledM2-ledM, n/took.Seconds())
 		// Issue 21 item 4: a request refused before any Kalshi call costs

@@ -19,6 +19,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -450,7 +451,7 @@ func TestSettingsThatBreakAGuaranteeAreRefused(t *testing.T) {
 // putClaim writes a ledger claim for id as another message (seq) made it.
 func (r *rig) putClaim(id, key string, seq uint64, claimedAt time.Time, result []byte) {
 	r.t.Helper()
-	kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+	kv, err := r.js.KeyValue(context.Background(), ledger.Bucket)
 	if err != nil {
 		r.t.Fatal(err)
 	}

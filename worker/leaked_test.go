@@ -19,6 +19,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -238,12 +239,12 @@ func TestLeakedKeyOfTheWorker(t *testing.T) {
 				t.Errorf("result for %q; own key exists %v", res.APIKeyID, r.emu.HasKey(r.selfID))
 			}
 			if allow { // its own key gone, the worker can list no more: that 401 confirms it
-				ledger, err := worker.OpenKeyLedger(context.Background(), r.js)
+				led, err := ledger.Open(context.Background(), r.js)
 				if err != nil {
 					t.Fatal(err)
 				}
 				natstest.WaitFor(t, 10*time.Second, "the own key's revocation confirmed", func() bool {
-					rec, err := ledger.Lookup(context.Background(), r.selfID)
+					rec, err := led.Lookup(context.Background(), r.selfID)
 					return err == nil && rec != nil && !rec.ConfirmedAt.IsZero()
 				})
 			}
@@ -324,7 +325,7 @@ func TestLeakedKeyNeverWritten(t *testing.T) {
 		doc, _ := s.MarshalEvent()
 		written.Write(doc)
 	}
-	kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+	kv, err := r.js.KeyValue(context.Background(), ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +445,7 @@ func TestLeakedKeyLedgerEntryStillGuarded(t *testing.T) {
 	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+	kv, err := r.js.KeyValue(context.Background(), ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -98,7 +98,7 @@ func TestLeakedKeyMissExpires(t *testing.T) {
 	r.notFound("m-1", 1)
 	searched := time.Now()
 
-	kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+	kv, err := r.js.KeyValue(context.Background(), ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +149,11 @@ func TestLeakedKeyMissPerMessageTTL(t *testing.T) {
 	r.notFound("t-1", 1)
 
 	key := "miss." + strings.TrimPrefix(fingerprintOf(t, foreign), "sha256:")
-	s, err := r.js.Stream(ctx, "KV_"+worker.LedgerBucket)
+	s, err := r.js.Stream(ctx, "KV_"+ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := s.GetLastMsgForSubject(ctx, "$KV."+worker.LedgerBucket+"."+key)
+	m, err := s.GetLastMsgForSubject(ctx, "$KV."+ledger.Bucket+"."+key)
 	if err != nil {
 		t.Fatalf("no ledger entry %s: %v", key, err)
 	}

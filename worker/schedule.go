@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -35,40 +35,6 @@ import (
 // ledger's list: as long as the stream keeps a request by default.
 const scheduleKeep = provision.RequestsMaxAge
 
-// maxSchedulesPerName bounds the list of one key (or leaked key): a
-// request beyond it is rejected rather than waiting unrecorded.
-const maxSchedulesPerName = 16
-
-// ScheduledRequest is a request the ledger knows to be scheduled.
-type ScheduledRequest struct {
-	RequestID  string    `json:"request_id"`
-	RequestSeq uint64    `json:"request_seq"`
-	NotBefore  time.Time `json:"not_before"`
-	// DueDelivery is the first delivery of the request at or after
-	// NotBefore; the ones before it were spent waiting. 0 until then.
-	DueDelivery uint64 `json:"due_delivery,omitempty"`
-}
-
-// scheduleEntry is the ledger's list of the scheduled requests of one key
-// (or leaked key), under scheduleKey.
-type scheduleEntry struct {
-	Requests []ScheduledRequest `json:"requests"`
-}
-
-// scheduleKey is where the ledger lists the requests scheduled for what a
-// request names: key.<id>.scheduled (readable by the roles that read key
-// records, for status) or leaked.<sha256 hex>.scheduled. A key ID has no
-// dot, so neither collides with a key record.
-func scheduleKey(name string) string {
-	if fp, ok := strings.CutPrefix(name, "sha256:"); ok {
-		return leakedKeyKey(fp) + ".scheduled"
-	}
-	return keyKey(name) + ".scheduled"
-}
-
-// errTooManySchedules: the list of the key is full.
-var errTooManySchedules = errors.New("too many scheduled requests")
-
 // schedule applies the request's not_before before anything else is
 // recorded for it, and says whether the request goes on (proceed). A
 // request not scheduled after it was stored goes on unchanged. Otherwise
@@ -91,17 +57,17 @@ func (w *Worker) schedule(ctx context.Context, meta *jetstream.MsgMetadata, req 
 		return meta, untrusted(res, meta, events.CodeInvalidRequest, err.Error()), false
 	}
 	now := time.Now()
-	item := ScheduledRequest{RequestID: req.ID, RequestSeq: meta.Sequence.Stream, NotBefore: req.NotBefore}
+	item := ledger.ScheduledRequest{RequestID: req.ID, RequestSeq: meta.Sequence.Stream, NotBefore: req.NotBefore}
 	if !now.Before(req.NotBefore) {
 		item.DueDelivery = meta.NumDelivered
 	}
-	got, err := w.ledger.noteSchedule(ctx, req.names(), item, now, w.admitSchedule)
+	got, err := w.ledger.NoteSchedule(ctx, req.names(), item, now, scheduleKeep, w.admitSchedule)
 	var full *scheduleFullError
 	switch {
-	case errors.Is(err, errTooManySchedules):
+	case errors.Is(err, ledger.ErrTooManySchedules):
 		return meta, untrusted(res, meta, events.CodeInvalidRequest, fmt.Sprintf(
 			"not scheduled: %d requests for %s already wait for their not_before; at most %d may",
-			maxSchedulesPerName, describeNamed(req.names()), maxSchedulesPerName)), false
+			ledger.MaxSchedulesPerName, describeNamed(req.names()), ledger.MaxSchedulesPerName)), false
 	case errors.As(err, &full):
 		return meta, untrusted(res, meta, events.CodeInvalidRequest, full.Error()), false
 	case err != nil:
@@ -153,7 +119,7 @@ func (s *schedState) requestsKeep(ctx context.Context, js jetstream.JetStream, s
 	if !s.read.IsZero() && time.Since(s.read) < time.Minute {
 		return s.keep, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ledger.CallTimeout)
 	defer cancel()
 	st, err := js.Stream(ctx, stream)
 	switch {
@@ -171,7 +137,7 @@ func (s *schedState) requestsKeep(ctx context.Context, js jetstream.JetStream, s
 // a consumer at its max delivers nothing more, so scheduled requests may
 // fill at most half; the rest is for requests that act now.
 func (w *Worker) admitSchedule(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ledger.CallTimeout)
 	defer cancel()
 	c, err := w.js.Consumer(ctx, w.cfg.RequestsStream, w.cfg.Consumer)
 	if err != nil {
@@ -193,73 +159,4 @@ type scheduleFullError struct {
 func (e *scheduleFullError) Error() string {
 	return fmt.Sprintf("not scheduled: consumer %s holds %d unacknowledged requests of at most %d; a scheduled request holds one until its not_before, and half are kept for requests that act now: send it closer to its time",
 		e.consumer, e.pending, e.max)
-}
-
-// noteSchedule records item in the list of the requests scheduled for
-// name, unless there (then, if item is due, it records that delivery as
-// the first due one, once), and returns the request's entry as recorded.
-// A request not yet listed and not due is listed only if admit allows it.
-// Schedules more than scheduleKeep past their time leave the list.
-func (l *ledger) noteSchedule(ctx context.Context, name string, item ScheduledRequest, now time.Time, admit func(context.Context) error) (ScheduledRequest, error) {
-	admitted := false
-	key := scheduleKey(name)
-	for range 3 {
-		var e scheduleEntry
-		rev, _, err := l.getEntry(ctx, key, &e)
-		if err != nil {
-			return ScheduledRequest{}, err
-		}
-		i := indexSchedule(e.Requests, item)
-		switch {
-		case i >= 0 && (e.Requests[i].DueDelivery > 0 || item.DueDelivery == 0):
-			return e.Requests[i], nil
-		case i >= 0:
-			e.Requests[i].DueDelivery = item.DueDelivery
-		default:
-			e.Requests = pruneSchedules(e.Requests, now)
-			if len(e.Requests) >= maxSchedulesPerName {
-				return ScheduledRequest{}, errTooManySchedules
-			}
-			if item.DueDelivery == 0 && !admitted {
-				if err := admit(ctx); err != nil {
-					return ScheduledRequest{}, err
-				}
-				admitted = true
-			}
-			e.Requests = append(e.Requests, item)
-		}
-		_, err = l.putEntry(ctx, key, e, rev)
-		if errors.Is(err, errLedgerConflict) {
-			continue
-		}
-		return item, err
-	}
-	return ScheduledRequest{}, errLedgerConflict
-}
-
-func indexSchedule(list []ScheduledRequest, item ScheduledRequest) int {
-	for i, s := range list {
-		if s.RequestID == item.RequestID && s.RequestSeq == item.RequestSeq {
-			return i
-		}
-	}
-	return -1
-}
-
-func pruneSchedules(list []ScheduledRequest, now time.Time) []ScheduledRequest {
-	kept := list[:0]
-	for _, s := range list {
-		if now.Sub(s.NotBefore) < scheduleKeep {
-			kept = append(kept, s)
-		}
-	}
-	return kept
-}
-
-// Scheduled returns the requests the ledger lists as scheduled for the key,
-// due or not (for as long as scheduleKeep after their time), or none.
-func (k *KeyLedger) Scheduled(ctx context.Context, apiKeyID string) ([]ScheduledRequest, error) {
-	var e scheduleEntry
-	_, _, err := k.l.getEntry(ctx, scheduleKey(events.CanonicalAPIKeyID(apiKeyID)), &e)
-	return e.Requests, err
 }

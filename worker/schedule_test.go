@@ -13,15 +13,16 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
 
 // scheduledFor reads what the ledger lists as scheduled for the key.
-func (r *rig) scheduledFor(keyID string) []worker.ScheduledRequest {
+func (r *rig) scheduledFor(keyID string) []ledger.ScheduledRequest {
 	r.t.Helper()
 	ctx := context.Background()
-	kl, err := worker.OpenKeyLedger(ctx, r.js)
+	kl, err := ledger.Open(ctx, r.js)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func TestScheduledLeakedKeyRequest(t *testing.T) {
 	body, _ := json.Marshal(map[string]string{"id": "leak-later", "leaked_private_key": string(pems[0]), "not_before": notBefore.Format(time.RFC3339Nano)})
 	r.publishRaw("leak-later", body)
 	natstest.WaitFor(t, 5*time.Second, "the schedule under the fingerprint", func() bool {
-		kv, err := r.js.KeyValue(context.Background(), worker.LedgerBucket)
+		kv, err := r.js.KeyValue(context.Background(), ledger.Bucket)
 		if err != nil {
 			return false
 		}

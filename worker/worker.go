@@ -16,6 +16,7 @@ import (
 
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker/fleet"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -40,7 +41,7 @@ type Worker struct {
 	cfg Config
 
 	keys      keyLocks
-	ledger    *ledger // set by the first bind, before any handler starts
+	ledger    *ledger.Ledger // set by the first bind, before any handler starts
 	confirms  *confirmations
 	cred      *credentialGate
 	egress    egress
@@ -169,13 +170,13 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 				if err := provision.Check(ctx, w.js, w.cfg.Provisioning()); err != nil {
 					return err
 				}
-				kv, err := w.js.KeyValue(ctx, LedgerBucket)
+				kv, err := w.js.KeyValue(ctx, ledger.Bucket)
 				if err != nil {
-					log.Warn("cannot open the ledger; retrying", "bucket", LedgerBucket, "err", err)
+					log.Warn("cannot open the ledger; retrying", "bucket", ledger.Bucket, "err", err)
 					sleep(ctx, retry.NextBackOff())
 					continue
 				}
-				w.ledger = &ledger{kv: kv, timing: w.cfg.Metrics.Ledger}
+				w.ledger = ledger.New(kv, w.cfg.Metrics.Ledger)
 			}
 			if info := c.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 				w.ackWait.Store(int64(info.Config.AckWait))
@@ -297,7 +298,7 @@ func (w *Worker) refreshInfo(ctx context.Context, cons jetstream.Consumer) bool 
 	switch {
 	case err == nil:
 		w.cfg.Metrics.Pending.Set(float64(info.NumPending))
-		if f, err := w.ledger.fill(ictx); err == nil {
+		if f, err := w.ledger.Fill(ictx); err == nil {
 			w.cfg.Metrics.LedgerFill.Set(f)
 		}
 		w.reportRate() // follows budget refreshes and throttle recovery

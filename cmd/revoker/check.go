@@ -19,6 +19,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -227,7 +228,7 @@ func (c *checker) checkNATS(ctx context.Context, cfg Config) {
 	// Both buckets, in the mode run will use: run creates what is missing, while
 	// with REVOKER_NO_PROVISION it only binds, and every one must be there.
 	for _, bucket := range []struct{ name, role string }{
-		{worker.LedgerBucket, "ledger"},
+		{ledger.Bucket, "ledger"},
 		{budget.ReplicasBucket, "replica plan"},
 	} {
 		what := bucket.role + " " + bucket.name

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // confirmPoll is how often revoke reads the ledger for the confirmations
@@ -88,7 +88,7 @@ func awaitConfirmations(ctx context.Context, cfg Config, keys []*awaited, logger
 	if err != nil {
 		return ledgerProblem(ctx, cfg, err)
 	}
-	ledger, err := worker.OpenKeyLedger(ctx, js)
+	led, err := ledger.Open(ctx, js)
 	if err != nil {
 		return ledgerProblem(ctx, cfg, err)
 	}
@@ -101,7 +101,7 @@ func awaitConfirmations(ctx context.Context, cfg Config, keys []*awaited, logger
 			if k.confirmed {
 				continue
 			}
-			rec, err := ledger.Lookup(ctx, k.id)
+			rec, err := led.Lookup(ctx, k.id)
 			switch {
 			case err != nil:
 				lastErr = err
@@ -131,9 +131,9 @@ func ledgerProblem(ctx context.Context, cfg Config, err error) string {
 	cause := context.Cause(ctx)
 	switch {
 	case errors.Is(cause, errLedgerRefused):
-		return fmt.Sprintf("this NATS user may not read the ledger %s, where the worker records confirmations", worker.LedgerBucket)
+		return fmt.Sprintf("this NATS user may not read the ledger %s, where the worker records confirmations", ledger.Bucket)
 	case errors.Is(err, jetstream.ErrBucketNotFound):
-		return fmt.Sprintf("the ledger %s does not exist", worker.LedgerBucket)
+		return fmt.Sprintf("the ledger %s does not exist", ledger.Bucket)
 	case errors.Is(cause, context.DeadlineExceeded):
 		return fmt.Sprintf("no confirmation within --timeout %v", cfg.Timeout)
 	case cause != nil:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -66,11 +67,11 @@ func newFakeWorker(t *testing.T) *fakeWorker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := js.KeyValue(ctx, worker.LedgerBucket)
+	ledgerKV, err := js.KeyValue(ctx, ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fakeWorker{t: t, srv: srv, nc: nc, requests: requests, ledger: ledger}
+	return &fakeWorker{t: t, srv: srv, nc: nc, requests: requests, ledger: ledgerKV}
 }
 
 // storedRequests is how many requests the stream ever stored.
@@ -122,7 +123,7 @@ func (f *fakeWorker) result(seq uint64, r events.Result) {
 // as worker/ledger.go lays the bucket out); confirmed zero: not confirmed.
 func (f *fakeWorker) record(keyID, requestID string, confirmed time.Time) {
 	f.t.Helper()
-	v, err := json.Marshal(worker.KeyRecord{RequestID: requestID, RevokedAt: time.Now(), ConfirmedAt: confirmed})
+	v, err := json.Marshal(ledger.KeyRecord{RequestID: requestID, RevokedAt: time.Now(), ConfirmedAt: confirmed})
 	if err != nil {
 		f.t.Fatal(err)
 	}

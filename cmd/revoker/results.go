@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // results is "revoker results": the audit log, filtered, as a table or one
@@ -182,7 +182,7 @@ func (p *resultPrinter) printScheduled(ctx context.Context, nc *nats.Conn) error
 	if err != nil {
 		return err
 	}
-	kl, err := worker.OpenKeyLedger(ctx, js)
+	kl, err := ledger.Open(ctx, js)
 	if err != nil {
 		return nil // no ledger: nothing scheduled either
 	}

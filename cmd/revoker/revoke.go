@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -91,7 +91,7 @@ type outcome struct {
 	result *events.Result
 	// scheduled, with --at: the worker lists the request as scheduled
 	// (revokeat.go); its result comes at not_before.
-	scheduled *worker.ScheduledRequest
+	scheduled *ledger.ScheduledRequest
 }
 
 // label names the key of o as revoke prints it: the key ID as given or,
@@ -304,7 +304,7 @@ func requestRevocations(ctx context.Context, nc *nats.Conn, cfg Config, reqs []r
 			seqs[o] = seq
 		}
 		watching.Go(func() {
-			watchSchedules(watchCtx, js, &mu, seqs, func(o *outcome, s worker.ScheduledRequest) {
+			watchSchedules(watchCtx, js, &mu, seqs, func(o *outcome, s ledger.ScheduledRequest) {
 				mu.Lock()
 				defer mu.Unlock()
 				if o.result == nil && o.scheduled == nil {

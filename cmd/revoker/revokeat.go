@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // "revoke --at TIME": requests with not_before. The worker keeps each in
@@ -100,8 +100,8 @@ func printScheduled(w io.Writer, cfg Config, o *outcome) {
 // is listed as scheduled under its own request sequence, telling mark of
 // each, or until ctx ends. seqs gives the sequence of each published
 // outcome; it is read under mu.
-func watchSchedules(ctx context.Context, js jetstream.JetStream, mu *sync.Mutex, seqs map[*outcome]uint64, mark func(*outcome, worker.ScheduledRequest)) {
-	kl, err := worker.OpenKeyLedger(ctx, js)
+func watchSchedules(ctx context.Context, js jetstream.JetStream, mu *sync.Mutex, seqs map[*outcome]uint64, mark func(*outcome, ledger.ScheduledRequest)) {
+	kl, err := ledger.Open(ctx, js)
 	if err != nil {
 		return // the results still come; the outcome stays pending
 	}
@@ -141,7 +141,7 @@ func watchSchedules(ctx context.Context, js jetstream.JetStream, mu *sync.Mutex,
 // printScheduledFor prints the status lines of a key's scheduled requests:
 // when each may act, and whether that time has come (its outcome is then
 // in the results, or on its way).
-func printScheduledFor(w io.Writer, list []worker.ScheduledRequest, now time.Time) {
+func printScheduledFor(w io.Writer, list []ledger.ScheduledRequest, now time.Time) {
 	for _, s := range list {
 		state := "waiting in the requests stream"
 		if !now.Before(s.NotBefore) {

@@ -13,20 +13,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/console"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // keyStatus is what "revoker status" says of one key, and its --json form.
 type keyStatus struct {
 	APIKeyID string            `json:"api_key_id"`
 	State    keyState          `json:"state"`
-	Revoked  *worker.KeyRecord `json:"revoked"` // from the ledger; null when revoker never revoked the key
+	Revoked  *ledger.KeyRecord `json:"revoked"` // from the ledger; null when revoker never revoked the key
 	Listed   *bool             `json:"listed"`  // whether the account lists the key; null when nobody could tell
 	// Scheduled: requests for the key with a not_before (revoke --at),
 	// listed from when the worker first saw them until a week after their
 	// time; absent when none.
-	Scheduled []worker.ScheduledRequest `json:"scheduled,omitempty"`
+	Scheduled []ledger.ScheduledRequest `json:"scheduled,omitempty"`
 }
 
 // keyState is the verdict of "revoker status" on a key: what an operator
@@ -72,9 +72,9 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 	if err != nil {
 		return err
 	}
-	ledger, err := worker.OpenKeyLedger(ctx, js)
+	led, err := ledger.Open(ctx, js)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("the ledger %s does not exist: no \"revoker run\" has provisioned it yet", worker.LedgerBucket)
+		return fmt.Errorf("the ledger %s does not exist: no \"revoker run\" has provisioned it yet", ledger.Bucket)
 	}
 	if err != nil {
 		return refusal(ctx, explainJetStream(nc, err))
@@ -82,10 +82,10 @@ func status(ctx context.Context, cfg Config, keyIDs []string, logger *slog.Logge
 	enc := json.NewEncoder(jsonWriter{stdout})
 	for i, id := range keyIDs {
 		st := keyStatus{APIKeyID: events.CanonicalAPIKeyID(id)}
-		if st.Revoked, err = ledger.Lookup(ctx, id); err != nil {
+		if st.Revoked, err = led.Lookup(ctx, id); err != nil {
 			return refusal(ctx, err)
 		}
-		if st.Scheduled, err = ledger.Scheduled(ctx, id); err != nil {
+		if st.Scheduled, err = led.Scheduled(ctx, id); err != nil {
 			return refusal(ctx, err)
 		}
 		if listed != nil {
@@ -186,7 +186,7 @@ func printKeyStatus(w io.Writer, st keyStatus, unknown string) {
 
 // printBlastRadius prints what the account listed of a revoked key before
 // its DELETE, and what its request's cancel_orders cancelled.
-func printBlastRadius(w io.Writer, r *worker.KeyRecord) {
+func printBlastRadius(w io.Writer, r *ledger.KeyRecord) {
 	if r.KeyScopes != nil || r.KeyName != "" {
 		fmt.Fprintf(w, "  name          %s\n", cell(r.KeyName))
 		fmt.Fprintf(w, "  scopes        %s\n", cell(strings.Join(r.KeyScopes, ",")))

@@ -8,18 +8,18 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
 // putKeyRecord writes the ledger's record of a key, as the worker would.
-func (w *world) putKeyRecord(id string, rec worker.KeyRecord) {
+func (w *world) putKeyRecord(id string, rec ledger.KeyRecord) {
 	w.t.Helper()
 	js, err := jetstream.New(natstest.Connect(w.t, w.nats.URL()))
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	kv, err := js.KeyValue(w.t.Context(), worker.LedgerBucket)
+	kv, err := js.KeyValue(w.t.Context(), ledger.Bucket)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestStatusUnconfirmed(t *testing.T) {
 	keys := w.seed(1)
 	w.provisioned()
 	revoked := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	w.putKeyRecord(keys[0], worker.KeyRecord{RequestID: "inc-1", RequestSeq: 3, RevokedAt: revoked,
+	w.putKeyRecord(keys[0], ledger.KeyRecord{RequestID: "inc-1", RequestSeq: 3, RevokedAt: revoked,
 		UnconfirmedAt:     revoked.Add(24 * time.Hour),
 		UnconfirmedReason: "not confirmed within 24h0m0s of the revocation: the account still lists the key"})
 	out, _, code := w.run2("", "status", keys[0])

@@ -14,6 +14,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -78,7 +79,7 @@ func provisionPrevious(t *testing.T, url string) *previousDeployment {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if kc.Bucket == worker.LedgerBucket {
+		if kc.Bucket == ledger.Bucket {
 			d.ledger = kv
 		}
 	}
@@ -238,7 +239,7 @@ func TestUpgradeFromThePreviousMain(t *testing.T) {
 	if got, want := us.CachedInfo().Config, provision.UntrustedStreamConfig(worker.Config{}.Provisioning()); got.MaxBytes != want.MaxBytes || got.MaxAge != want.MaxAge || !slices.Equal(got.Subjects, want.Subjects) {
 		t.Errorf("the untrusted stream as created: %+v", got)
 	}
-	ls, err := d.js.Stream(ctx, "KV_"+worker.LedgerBucket)
+	ls, err := d.js.Stream(ctx, "KV_"+ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -163,13 +164,13 @@ func TestPlanEndpoint(t *testing.T) {
 // status: per key, the ledger's record and whether the account lists it.
 func TestStatusEndpoint(t *testing.T) {
 	f := newFixture(t, 2, nil)
-	kv, err := f.js.KeyValue(t.Context(), worker.LedgerBucket)
+	kv, err := f.js.KeyValue(t.Context(), ledger.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gone := "00000000-0000-4000-8000-000000000001"
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	rec, _ := json.Marshal(worker.KeyRecord{RequestID: "inc-1", RevokedAt: at, RequestedBy: "oncall", Reason: "leaked"})
+	rec, _ := json.Marshal(ledger.KeyRecord{RequestID: "inc-1", RevokedAt: at, RequestedBy: "oncall", Reason: "leaked"})
 	if _, err := kv.Put(t.Context(), "key."+gone, rec); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,8 @@ package console
 import (
 	"time"
 
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // The service and its endpoints' subjects.
@@ -68,7 +68,7 @@ type StatusRequest struct {
 // KeyStatus is what the worker knows of one key.
 type KeyStatus struct {
 	APIKeyID string            `json:"api_key_id"` // canonical
-	Revoked  *worker.KeyRecord `json:"revoked"`    // the ledger's record; null when revoker never revoked it
+	Revoked  *ledger.KeyRecord `json:"revoked"`    // the ledger's record; null when revoker never revoked it
 	Listed   bool              `json:"listed"`     // whether the account lists it
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // Lister lists the account's API keys: the worker's own Kalshi client.
@@ -75,7 +76,7 @@ type Service struct {
 	listings *rate.Limiter  // when the next listing may begin
 
 	ledgerMu sync.Mutex
-	ledger   *worker.KeyLedger
+	ledger   *ledger.Ledger
 }
 
 // Start serves the console on nc until Stop. Its endpoints answer in
@@ -412,7 +413,7 @@ func (s *Service) statusEndpoint(ctx context.Context, arrived time.Time, data []
 			return nil, badRequest("%s is not a Kalshi API key ID", events.Quote(id))
 		}
 	}
-	ledger, err := s.openLedger(ctx)
+	led, err := s.openLedger(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -425,9 +426,9 @@ func (s *Service) statusEndpoint(ctx context.Context, arrived time.Time, data []
 	for i, id := range req.Keys {
 		st := KeyStatus{APIKeyID: events.CanonicalAPIKeyID(id)}
 		st.Listed = listed[st.APIKeyID]
-		if ledger != nil {
+		if led != nil {
 			lctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-			st.Revoked, err = ledger.Lookup(lctx, id)
+			st.Revoked, err = led.Lookup(lctx, id)
 			cancel()
 			if err != nil {
 				return nil, unavailable("the ledger did not answer: %v", err)
@@ -440,7 +441,7 @@ func (s *Service) statusEndpoint(ctx context.Context, arrived time.Time, data []
 
 // openLedger binds to the ledger once; nil when the console has no
 // JetStream.
-func (s *Service) openLedger(ctx context.Context) (*worker.KeyLedger, error) {
+func (s *Service) openLedger(ctx context.Context) (*ledger.Ledger, error) {
 	if s.cfg.JS == nil {
 		return nil, nil
 	}
@@ -451,7 +452,7 @@ func (s *Service) openLedger(ctx context.Context) (*worker.KeyLedger, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	l, err := worker.OpenKeyLedger(ctx, s.cfg.JS)
+	l, err := ledger.Open(ctx, s.cfg.JS)
 	if err != nil {
 		return nil, unavailable("%v", err)
 	}

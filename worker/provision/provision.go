@@ -10,6 +10,7 @@ import (
 
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/internal/jskv"
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // RequestsMaxAge is how long the requests stream keeps a request past the
@@ -31,7 +32,7 @@ const (
 	resultMaxMsgLen  = 10 << 10
 	resultsMaxBytes  = 2 << 30
 	// LedgerBucket is the JetStream KV bucket of the ledger.
-	LedgerBucket = "REVOKER_LEDGER"
+	LedgerBucket = ledger.Bucket
 	// ledgerTTL keeps a decision as long as the audit log keeps its result,
 	// far longer than the results duplicates window it must outlast.
 	ledgerTTL      = resultsMaxAge
@@ -42,8 +43,6 @@ const (
 	// a create over one succeeds, and a compare-and-set on the expired
 	// revision fails as it should. Short, so they cost next to nothing.
 	ledgerMarkerTTL = time.Minute
-	// ledgerStream is the stream behind the ledger bucket.
-	ledgerStream = "KV_" + LedgerBucket
 )
 
 // RequestsStreamConfig is the requests stream as Ensure creates it. It
@@ -174,7 +173,7 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, c Config) error 
 // every other setting. JetStream allows it on a live stream, once: it
 // cannot be turned off again. It does nothing to a bucket that has them.
 func UpgradeLedger(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, ledgerStream)
+	s, err := js.Stream(ctx, ledger.Stream)
 	if err != nil {
 		return fmt.Errorf("the ledger bucket %s: %w", LedgerBucket, err)
 	}

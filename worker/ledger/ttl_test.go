@@ -1,4 +1,4 @@
-package worker
+package ledger_test
 
 import (
 	"context"
@@ -8,25 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
-	"github.com/revoker/revoker/worker/provision"
 )
-
-// previousLedgerConfig is the ledger bucket as the previous main
-// provisioned it (and deploy/README.md's nats kv add made it): no
-// per-entry TTLs.
-func previousLedgerConfig() jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:       "REVOKER_LEDGER",
-		Description:  "revoker: request decisions and revoked keys (ledger)",
-		History:      1,
-		TTL:          90 * 24 * time.Hour,
-		MaxBytes:     1 << 30,
-		MaxValueSize: 16 << 10,
-		Storage:      jetstream.FileStorage,
-		Replicas:     1,
-	}
-}
 
 func startJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
@@ -37,33 +21,38 @@ func startJS(t *testing.T) jetstream.JetStream {
 	return js
 }
 
+// createBucket makes the ledger bucket with what the ledger relies on: one
+// revision per key and per-entry TTLs. Provisioning's configuration (sizes,
+// replicas, TTLs) is held by the provisioning tests.
+func createBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: ledger.Bucket, History: 1, LimitMarkerTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
 // An entry created with a TTL is there until it expires, then gone, and
 // can be created again; a second create while it lives loses with
 // ErrKeyExists. Entries without a TTL stay. On a ledger without per-entry
 // TTLs (the old main's) createTTL fails.
 func TestLedgerEntryExpires(t *testing.T) {
-	js := startJS(t)
 	ctx := context.Background()
-	if err := provision.Ensure(ctx, js, Config{}.Provisioning()); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, LedgerBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &ledger{kv: kv}
-	if _, err := l.createJSON(ctx, "key.kept", KeyRecord{RequestID: "r"}); err != nil {
+	kv := createBucket(t, startJS(t))
+	l := ledger.New(kv, nil)
+	if _, err := ledger.CreateJSON(l, ctx, "key.kept", ledger.KeyRecord{RequestID: "r"}); err != nil {
 		t.Fatal(err)
 	}
 	created := time.Now()
-	rev, err := l.createTTL(ctx, "miss.ab", []byte(`{}`), time.Second)
+	rev, err := ledger.CreateTTL(l, ctx, "miss.ab", []byte(`{}`), time.Second)
 	if err != nil || rev == 0 {
 		t.Fatalf("createTTL: revision %d, %v", rev, err)
 	}
-	if _, err := l.createTTL(ctx, "miss.ab", []byte(`{"again":1}`), time.Second); !errors.Is(err, jetstream.ErrKeyExists) {
+	if _, err := ledger.CreateTTL(l, ctx, "miss.ab", []byte(`{"again":1}`), time.Second); !errors.Is(err, jetstream.ErrKeyExists) {
 		t.Errorf("second createTTL while the entry lives: %v, want ErrKeyExists", err)
 	}
-	if _, err := l.createTTL(ctx, "miss.cd", nil, 500*time.Millisecond); err == nil {
+	if _, err := ledger.CreateTTL(l, ctx, "miss.cd", nil, 500*time.Millisecond); err == nil {
 		t.Error("createTTL with a TTL under a second: no error")
 	}
 	natstest.WaitFor(t, 10*time.Second, "the entry to expire", func() bool {
@@ -73,7 +62,7 @@ func TestLedgerEntryExpires(t *testing.T) {
 	if lived := time.Since(created); lived < time.Second {
 		t.Errorf("the entry expired after %v, before its TTL", lived)
 	}
-	if again, err := l.createTTL(ctx, "miss.ab", []byte(`{}`), time.Hour); err != nil || again <= rev {
+	if again, err := ledger.CreateTTL(l, ctx, "miss.ab", []byte(`{}`), time.Hour); err != nil || again <= rev {
 		t.Errorf("createTTL over the expired entry: revision %d, %v", again, err)
 	}
 	if _, err := kv.Get(ctx, "key.kept"); err != nil {
@@ -81,11 +70,11 @@ func TestLedgerEntryExpires(t *testing.T) {
 	}
 
 	old := startJS(t)
-	okv, err := old.CreateKeyValue(ctx, previousLedgerConfig())
+	okv, err := old.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ledger.Bucket}) // as the previous main made it: no per-entry TTLs
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (&ledger{kv: okv}).createTTL(ctx, "miss.ab", []byte(`{}`), time.Hour); err == nil {
+	if _, err := ledger.CreateTTL(ledger.New(okv, nil), ctx, "miss.ab", []byte(`{}`), time.Hour); err == nil {
 		t.Error("createTTL on a ledger without per-entry TTLs: no error")
 	}
 }

@@ -1,0 +1,94 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/events"
+)
+
+// store stores a decided verdict's result (the decision is in the ledger
+// already: a redelivery stores the same) and reports whether JetStream
+// acknowledged it. A stored revocation joins the confirmations.
+func (w *Worker) store(ctx context.Context, req request, meta *jetstream.MsgMetadata, v verdict) bool {
+	stored := v.res != nil && w.publish(ctx, v)
+	if stored {
+		w.cfg.Metrics.observeResult(v.res)
+		w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
+	}
+	if stored && v.res.Outcome == events.Revoked {
+		if !w.confirms.add(v.res, req.leaked, v.foreign, v.keyRev) {
+			w.cfg.Logger.Warn("too many revocations wait for confirmation; this one is not checked", "api_key_id", v.res.APIKeyID)
+		}
+		if v.res.APIKeyID == w.cfg.SelfKeyID {
+			w.selfRevoked()
+		}
+	}
+	return stored
+}
+
+// publish stores v's result on the results subject under v.msgID; the stream
+// drops a repeat. It reports whether JetStream acknowledged it.
+func (w *Worker) publish(ctx context.Context, v verdict) bool {
+	res := v.res
+	if v.doc == nil {
+		v.doc = w.encode(res)
+	}
+	m := w.resultMsg(v)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ack, err := w.js.PublishMsg(pctx, m)
+	if err != nil {
+		w.cfg.Logger.Warn("cannot store result; the request will be delivered again",
+			append([]any{"request_id", res.RequestID, "outcome", res.Outcome, "err", err}, traceArgs(res.Trace)...)...)
+		return false
+	}
+	// One LogAttrs call: Logger.With would build a handler per result.
+	attrs := append(make([]slog.Attr, 0, 10),
+		slog.String("request_id", res.RequestID), slog.Uint64("request_seq", res.RequestSeq),
+		slog.String("api_key_id", res.APIKeyID), slog.String("outcome", string(res.Outcome)),
+		slog.Int("attempts", res.Attempts), slog.Int("deliveries", res.Deliveries))
+	if res.Trace.Parent != "" {
+		attrs = append(attrs, slog.String("traceparent", res.Trace.Parent))
+	}
+	level, msg := slog.LevelInfo, "request ended"
+	switch {
+	case ack.Duplicate:
+		msg = "result was already stored"
+	case res.Error != nil:
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.String("code", string(res.Error.Code)), slog.String("message", res.Error.Message))
+	default:
+		attrs = append(attrs, slog.Int("http_status", res.HTTPStatus), slog.Int64("duration_ms", res.DurationMS))
+	}
+	w.cfg.Logger.LogAttrs(ctx, level, msg, attrs...)
+	return true
+}
+
+// encode returns the result document of res. A result that cannot be
+// encoded (a bug: DecodeRequest bounds every field) is replaced by a minimal
+// valid one with the same outcome, so no delivery is left without a result.
+func (w *Worker) encode(res *events.Result) []byte {
+	doc, err := res.MarshalEvent()
+	if err == nil {
+		return doc
+	}
+	w.cfg.Logger.Error("cannot encode a result; storing a minimal one", "request_id", res.RequestID, "err", err)
+	minimal := events.Result{
+		RequestID: res.RequestID, RequestSeq: res.RequestSeq, APIKeyID: res.APIKeyID,
+		Outcome: res.Outcome, Attempts: res.Attempts, HTTPStatus: res.HTTPStatus,
+		ReceivedAt: time.Now(), CompletedAt: time.Now(), Error: res.Error,
+	}
+	if !minimal.Outcome.Valid() || minimal.Outcome.Succeeded() != (minimal.Error == nil) {
+		minimal.Outcome, minimal.Error = events.Rejected, &events.Error{Code: events.CodeInvalidRequest}
+	}
+	minimal.Detail = "the full result could not be encoded"
+	if doc, err = minimal.MarshalEvent(); err != nil {
+		minimal.RequestID, minimal.APIKeyID, minimal.Error.Message = "unencodable", "", ""
+		doc, _ = minimal.MarshalEvent()
+	}
+	return doc
+}
