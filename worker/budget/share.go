@@ -70,7 +70,7 @@ const (
 	// replicasTTL drops a plan nobody has written for this long: every
 	// replica has stopped spending by then (shareLease), and the next one to
 	// start need not wait shareDead for the dead to be struck.
-	replicasTTL = 10 * ShareBeat
+	replicasTTL = 10 * time.Second
 	shareOpTime = ShareBeat / 2 // bounds one read or write of the plan
 )
 
