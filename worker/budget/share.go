@@ -141,6 +141,21 @@ type shareMember struct {
 	// broadcast (reconnecting, or a message lost) holds its calls at its
 	// next step all the same.
 	PauseMS int64 `json:"pause_ms,omitempty"`
+	// BeatMS is how often this replica beats. A replica of an earlier
+	// version, which beat every second and spent its share until its beat
+	// was 2 s old, records none: it is struck only after 3 s of silence,
+	// or a rolling upgrade would give its share away while it spends it.
+	BeatMS int64 `json:"beat_ms,omitempty"`
+}
+
+// deadAfter is how long m's beat must stay unchanged before m is struck:
+// three of its beats (shareDead for this version's), never less than
+// shareDead nor more than three of an earlier version's.
+func (m shareMember) deadAfter() time.Duration {
+	if m.BeatMS <= 0 {
+		return 3 * time.Second
+	}
+	return min(max(3*time.Duration(m.BeatMS)*time.Millisecond, shareDead), 3*time.Second)
 }
 
 // shareStore is where the plan lives: the KV bucket, or a fake in tests.
@@ -336,7 +351,7 @@ func (s *Share) stepOnce(ctx context.Context) error {
 			s.seen[mid] = seen
 			s.heedPause(mid, m.PauseMS, now)
 		}
-		if now.Sub(seen.at) >= shareDead {
+		if now.Sub(seen.at) >= m.deadAfter() {
 			delete(plan.Members, mid)
 			delete(s.seen, mid)
 			s.log.Info("replica silent; its share is given to the others", "replica", mid, "share", m.Share)
@@ -376,7 +391,8 @@ func (s *Share) stepOnce(ctx context.Context) error {
 	}
 
 	s.beat = max(s.beat, me.Beat) + 1
-	plan.Members[id] = shareMember{Share: share, Beat: s.beat, Fixed: s.cfg.Fixed > 0, PauseMS: s.pauseLeft(now)}
+	plan.Members[id] = shareMember{Share: share, Beat: s.beat, Fixed: s.cfg.Fixed > 0, PauseMS: s.pauseLeft(now),
+		BeatMS: ShareBeat.Milliseconds()}
 	out, err := json.Marshal(plan)
 	if err != nil {
 		return err
