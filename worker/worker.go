@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/confirm"
 	"github.com/revoker/revoker/worker/fleet"
 	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
@@ -41,8 +42,8 @@ type Worker struct {
 	cfg Config
 
 	keys      keyLocks
-	ledger    *ledger.Ledger // set by the first bind, before any handler starts
-	confirms  *confirmations
+	ledger    *ledger.Ledger       // set by the first bind, before any handler starts
+	confirms  *confirm.Revocations // set by New
 	cred      *credentialGate
 	egress    egress
 	fleet     *fleet.Replica // see replica
@@ -67,10 +68,10 @@ func New(js jetstream.JetStream, del Kalshi, cfg Config) (*Worker, error) {
 		del:            del,
 		cfg:            cfg,
 		cred:           newCredentialGate(),
-		confirms:       newConfirmations(cfg.ConfirmDelay),
 		credentialGone: make(chan struct{}),
 	}
 	w.ackWait.Store(int64(cfg.AckWait))
+	w.confirms = w.confirmations()
 	return w, nil
 }
 
@@ -115,7 +116,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	credCtx, stopCred := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	background.Go(func() { w.watchCredential(credCtx) })
-	background.Go(func() { w.confirmLoop(credCtx) })
+	background.Go(func() { w.confirms.Run(credCtx) })
 	err := w.pullLoop(ctx, work)
 	stopCred()
 	background.Wait()
