@@ -8,6 +8,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/contain"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -75,8 +76,8 @@ type Config struct {
 	Policy          Policy   // request authentication; nil accepts every valid request
 
 	// CancelOrders is which orders a request with cancel_orders may cancel
-	// (REVOKER_CANCEL_ORDERS); default CancelOff.
-	CancelOrders CancelScope
+	// (REVOKER_CANCEL_ORDERS); default contain.Off.
+	CancelOrders contain.Scope
 
 	Limiter *budget.Limiter // shared delete budget; default unlimited
 	Cancels *budget.Limiter // budget of order cancels (the write bucket), in calls; default unlimited
@@ -150,7 +151,7 @@ func (c *Config) setDefaults() {
 		c.Cancels = budget.NewLimiter(0, 0)
 	}
 	if c.CancelOrders == "" {
-		c.CancelOrders = DefaultCancelScope
+		c.CancelOrders = contain.DefaultScope
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
@@ -191,7 +192,7 @@ func (c *Config) validate() error {
 	if _, err := events.ParseResultMode(string(c.ResultsMode)); err != nil {
 		errs = append(errs, fmt.Errorf("results mode: %w", err))
 	}
-	if _, err := ParseCancelScope(string(c.CancelOrders)); err != nil {
+	if _, err := contain.ParseScope(string(c.CancelOrders)); err != nil {
 		errs = append(errs, fmt.Errorf("cancel orders scope: %w", err))
 	}
 	if c.Replicas > 5 {

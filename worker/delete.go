@@ -9,6 +9,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/contain"
 	"github.com/revoker/revoker/worker/ledger"
 )
 
@@ -42,9 +43,9 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 	if res.Outcome == events.AlreadyRevoked {
 		w.judge404(ctx, le, res, mayHaveDeleted)
 	}
-	blastRadius(res, le.e.Key)
+	contain.BlastRadius(res, le.e.Key)
 	if req.CancelOrders {
-		if err := w.contain(ctx, stop, meta.Timestamp, req, res, c, le.e.Key, own); err != nil {
+		if err := contain.Contain(ctx, stop, w.containment(), meta.Timestamp, res, c, le.e.Key, own); err != nil {
 			return verdict{}, ignoreStopped(err)
 		}
 	}

@@ -168,3 +168,20 @@ func stoppedOrNil(err error) error {
 	}
 	return nil
 }
+
+// listedLeaked is how the account listed the key a leaked PEM was found to
+// be, for the blast radius: as the search's listing showed it, or (found by
+// an earlier delivery or request) as the shared listing shows it now, or
+// by its ID alone. The leaked key was accepted as this key moments ago, so
+// it counts as listed either way.
+func (w *Worker) listedLeaked(ctx, stop context.Context, storedAt time.Time, f found) *kalshi.APIKey {
+	if f.key != nil {
+		return f.key
+	}
+	if !f.foreign {
+		if k, err := w.listedForAttempt(ctx, stop, storedAt, f.keyID); err == nil && k != nil {
+			return k
+		}
+	}
+	return &kalshi.APIKey{ID: f.keyID}
+}

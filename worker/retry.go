@@ -68,6 +68,15 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 // errStopped is call's answer when shutdown stopped it before an answer.
 var errStopped = errors.New("stopped by shutdown")
 
+// ignoreStopped is nil for errStopped: shutdown leaves the request
+// undecided, for its redelivery.
+func ignoreStopped(err error) error {
+	if errors.Is(err, errStopped) {
+		return nil
+	}
+	return err
+}
+
 // budgetError is call's answer when the retry budget ran out first; it
 // says why.
 type budgetError struct{ why string }
