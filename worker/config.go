@@ -9,6 +9,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/contain"
+	"github.com/revoker/revoker/worker/metrics"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -79,10 +80,10 @@ type Config struct {
 	// (REVOKER_CANCEL_ORDERS); default contain.Off.
 	CancelOrders contain.Scope
 
-	Limiter *budget.Limiter // shared delete budget; default unlimited
-	Cancels *budget.Limiter // budget of order cancels (the write bucket), in calls; default unlimited
-	Metrics *Metrics        // default: metrics nobody reads
-	Logger  *slog.Logger    // default: discard
+	Limiter *budget.Limiter  // shared delete budget; default unlimited
+	Cancels *budget.Limiter  // budget of order cancels (the write bucket), in calls; default unlimited
+	Metrics *metrics.Metrics // default: metrics nobody reads
+	Logger  *slog.Logger     // default: discard
 }
 
 // Policy decides whether a decoded request may act, judged at storedAt,
@@ -154,7 +155,7 @@ func (c *Config) setDefaults() {
 		c.CancelOrders = contain.DefaultScope
 	}
 	if c.Metrics == nil {
-		c.Metrics = NewMetrics(nil)
+		c.Metrics = metrics.New(nil)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

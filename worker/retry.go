@@ -36,7 +36,7 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 			w.cfg.Metrics.Retries.Inc()
 		}
 		status := httpStatus(err)
-		w.cfg.Metrics.observeAttempt(status)
+		w.cfg.Metrics.ObserveAttempt(status)
 		res.HTTPStatus = status
 		// An attempt without an answer, or a 5xx, may have deleted the key
 		// before it failed; a 408 or 429 did not.

@@ -17,7 +17,7 @@ import (
 func (w *Worker) store(ctx context.Context, req request, meta *jetstream.MsgMetadata, v verdict) bool {
 	stored := v.res != nil && w.publish(ctx, v)
 	if stored {
-		w.cfg.Metrics.observeResult(v.res)
+		w.cfg.Metrics.ObserveResult(v.res)
 		w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
 	}
 	if stored && v.res.Outcome == events.Revoked {
