@@ -13,7 +13,7 @@ import (
 )
 
 // TestFailureCodeIsOneRule: a delete (classify) and a leaked key's search
-// (identifyFailure) read a failed Kalshi call alike, and the outcome is the
+// (package leaked, through Config.Failed) read a failed Kalshi call alike, and the outcome is the
 // events table's for the code.
 func TestFailureCodeIsOneRule(t *testing.T) {
 	// A refused credential is checked again: credentialRefused says so.
@@ -40,8 +40,8 @@ func TestFailureCodeIsOneRule(t *testing.T) {
 			if got := failureCode(tc.err); got != tc.code {
 				t.Errorf("failureCode = %q, want %q", got, tc.code)
 			}
-			if e := w.identifyFailure("listing", tc.err); e == nil || e.Code != tc.code {
-				t.Errorf("identifyFailure = %v, want code %q", e, tc.code)
+			if code := w.search().Failed(tc.err); code != tc.code {
+				t.Errorf("the search's Failed = %q, want %q", code, tc.code)
 			}
 			switch rechecked := rechecks.Swap(0) > 0; {
 			case rechecked && tc.code != events.CodeKalshiUnauthorized:
@@ -58,9 +58,6 @@ func TestFailureCodeIsOneRule(t *testing.T) {
 				t.Errorf("classify = %q/%v, want %q/%q", o, e, tc.code.Outcome(), tc.code)
 			}
 		})
-	}
-	if e := w.identifyFailure("listing", errStopped); e != nil {
-		t.Errorf("identifyFailure(errStopped) = %v, want nil", e)
 	}
 }
 

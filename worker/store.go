@@ -23,7 +23,7 @@ func (w *Worker) store(ctx context.Context, req request, meta *jetstream.MsgMeta
 	if stored && v.res.Outcome == events.Revoked {
 		k := confirm.Revoked{ID: v.res.APIKeyID, Record: keyRecordOf(v.res), Rev: v.keyRev, Foreign: v.foreign}
 		if req.leaked != nil {
-			k.Leaked = req.leaked.signer
+			k.Leaked = req.leaked.Signer()
 		}
 		if !w.confirms.Add(k) {
 			w.cfg.Logger.Warn("too many revocations wait for confirmation; this one is not checked", "api_key_id", v.res.APIKeyID)
