@@ -247,29 +247,71 @@ func TestRolesCannotReadEachOther(t *testing.T) {
 		})
 	}
 
-	// The fleet: a second replica hears the first's broadcast; nobody else may
-	// broadcast (a forged pause would stop every replica) or listen.
+	// The fleet: a second replica hears the first's broadcasts (the pause, what
+	// it holds, a question to the replica that lists the account) and answers
+	// the question on the asker's _INBOX.worker; nobody else may broadcast (a
+	// forged pause would stop every replica, a forged announcement of held
+	// deliveries would have them NAKed, a forged listing answer would say
+	// which keys exist), listen, or answer a replica's question.
 	replicaNC, replicaErrs := c.connect(t, userWorker)
-	pauses, err := replicaNC.SubscribeSync("revoker.fleet.>")
+	fleet, err := replicaNC.SubscribeSync("revoker.fleet.>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := replicaNC.FlushWithContext(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := conns[userWorker].Publish("revoker.fleet.pause."+consumerName, []byte(`{"until":"soon"}`)); err != nil {
-		t.Fatal(err)
+	listingQuestion := "revoker.fleet.listing." + consumerName + ".0123456789abcdef"
+	fleetSubjects := []string{"revoker.fleet.pause." + consumerName, "revoker.fleet.held." + consumerName, listingQuestion}
+	for _, u := range []string{userRequester, userAuditor, userAdmin} {
+		for _, subject := range append([]string{"revoker.fleet.>"}, fleetSubjects...) {
+			t.Run(u+" cannot listen to "+subject, func(t *testing.T) {
+				spies = append(spies, spied{u, subject, spy(t, u, conns[u], errs[u], subject)})
+			})
+		}
 	}
-	if m, err := pauses.NextMsg(5 * time.Second); err != nil || m.Subject != "revoker.fleet.pause."+consumerName {
-		t.Errorf("replica: the fleet broadcast: %v", err)
+	for _, subject := range fleetSubjects {
+		if err := conns[userWorker].Publish(subject, []byte(`{"id":"0123456789abcdef"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := fleet.NextMsg(5 * time.Second); err != nil || m.Subject != subject {
+			t.Errorf("replica: the fleet broadcast on %s: %v", subject, err)
+		}
+	}
+	// The replica answers a question on the asker's inbox.
+	answers := make(chan *nats.Msg, 1)
+	inbox := conns[userWorker].NewRespInbox()
+	go func() {
+		m, err := fleet.NextMsg(5 * time.Second)
+		if err == nil {
+			answers <- m
+		}
+	}()
+	answered := make(chan error, 1)
+	go func() {
+		_, err := conns[userWorker].RequestWithContext(ctx, listingQuestion, []byte(`{"keys":[]}`))
+		answered <- err
+	}()
+	if q := <-answers; q == nil || !strings.HasPrefix(q.Reply, inboxPrefixes[userWorker]+".") {
+		t.Errorf("replica: a listing question with a reply on %s: %v", inboxPrefixes[userWorker], q)
+	} else {
+		inbox = q.Reply
+		if err := q.Respond([]byte(`{"listed":[]}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-answered; err != nil {
+			t.Errorf("worker: the listing answer: %v", err)
+		}
 	}
 	for _, u := range []string{userRequester, userAuditor, userAdmin} {
-		t.Run(u+" cannot pause the fleet", func(t *testing.T) {
-			if err := conns[u].Publish("revoker.fleet.pause."+consumerName, []byte(`{}`)); err != nil {
-				t.Fatal(err)
-			}
-			expectDenied(t, errs[u], "revoker.fleet.pause."+consumerName, untilRefused(conns[u]))
-		})
+		for _, subject := range append(fleetSubjects, inbox) {
+			t.Run(u+" cannot publish on "+subject, func(t *testing.T) {
+				if err := conns[u].Publish(subject, []byte(`{"id":"0","listed":[],"held":["$JS.ACK.`+requestsStream+`.`+consumerName+`.1.1.1.0.0"]}`)); err != nil {
+					t.Fatal(err)
+				}
+				expectDenied(t, errs[u], subject, untilRefused(conns[u]))
+			})
+		}
 	}
 
 	// Untrusted rejections: the worker publishes them, the requester follows them

@@ -170,8 +170,18 @@ func (w *Worker) judge404(ctx context.Context, le *lease, res *events.Result, ma
 		res.Detail = "Kalshi answered 404 after an attempt of this request went unanswered, and no other request attempted the key: that attempt deleted it"
 		return
 	}
+	rec, err := w.ledger.RevokedBy(ctx, res.APIKeyID)
+	if err == nil && rec != nil && rec.RequestID == res.RequestID {
+		// An earlier delivery of this request decided revoked and wrote
+		// the key's record, but not its decision (it died between the two
+		// writes, or the ledger did not take the decision; chaos seed
+		// 391272): the record is the proof.
+		res.Outcome = events.Revoked
+		res.Detail = "Kalshi answered 404: an earlier delivery of this request revoked the key (the ledger's key record names it)"
+		return
+	}
 	res.Outcome = events.AlreadyRevoked
-	if rec, err := w.ledger.RevokedBy(ctx, res.APIKeyID); err == nil && rec != nil && rec.RequestID != res.RequestID {
+	if err == nil && rec != nil {
 		res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
 		return
 	}

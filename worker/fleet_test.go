@@ -676,3 +676,31 @@ func (c *countsListings) ListAPIKeys(ctx context.Context) ([]kalshi.APIKey, erro
 	c.n.Add(1)
 	return c.Kalshi.ListAPIKeys(ctx)
 }
+
+// A delivery that decided revoked may write the key's record and die (or
+// have the ledger refuse the decision) before the decision is recorded: the
+// next delivery, answered 404, ends revoked on that record's word, not
+// already_revoked naming nobody (chaos seed 391272, four seeds at a time).
+func TestKeyRecordOfThisRequestIsItsRevocation(t *testing.T) {
+	r := newRig(t)
+	keys := r.addKeys(1)
+	r.start(r.config())
+	kv, err := r.js.KeyValue(context.Background(), ledger.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the first delivery left: the key gone at Kalshi, its record
+	// naming the request, no decision.
+	if err := r.client.DeleteAPIKey(context.Background(), keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	led := ledger.New(kv, nil)
+	if _, err := led.RecordRevoked(context.Background(), keys[0], ledger.KeyRecord{RequestID: "rec-1", RevokedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	r.publish("rec-1", keys[0])
+	res := r.waitResults(1, 20*time.Second)["rec-1"]
+	if res.Outcome != events.Revoked || res.RevokedBy != "" {
+		t.Errorf("got %s (revoked_by %q): want revoked, the key's record naming this request", res.Outcome, res.RevokedBy)
+	}
+}

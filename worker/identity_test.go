@@ -155,7 +155,7 @@ func TestForgeryDecidedDuringAnOutageIsNotTheGenuineResult(t *testing.T) {
 	r.start(cfg)
 	r.resultsOutage(cfg, true)
 	r.publish("inc-3", keys[0]) // unsigned
-	natstest.WaitFor(t, 10*time.Second, "the forgery decided", func() bool { return r.redelivered() > 0 })
+	natstest.WaitFor(t, 30*time.Second, "the forgery decided", func() bool { return r.redelivered() > 0 })
 	r.publishMsg(signedRequest(t, kp, "inc-3", keys[0], time.Now()))
 	r.resultsOutage(cfg, false)
 	r.waitQueueEmpty()

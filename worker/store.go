@@ -43,9 +43,24 @@ func (w *Worker) publish(ctx context.Context, v verdict) bool {
 		v.doc = w.encode(res)
 	}
 	m := w.resultMsg(v)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Tried again while the message is kept alive: through the election
+	// that follows a NATS node's loss (a few seconds) a NAK would add its
+	// growing requeue delay. The stream drops a repeat by its Nats-Msg-Id.
+	pctx, cancel := context.WithTimeout(ctx, publishRetryFor)
 	defer cancel()
-	ack, err := w.js.PublishMsg(pctx, m)
+	var ack *jetstream.PubAck
+	var err error
+	for {
+		actx, cancel := context.WithTimeout(pctx, publishTry)
+		ack, err = w.js.PublishMsg(actx, m)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		if sleep(pctx, publishTry/4); pctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		w.cfg.Logger.Warn("cannot store result; the request will be delivered again",
 			append([]any{"request_id", res.RequestID, "outcome", res.Outcome, "err", err}, traceArgs(res.Trace)...)...)
@@ -72,6 +87,13 @@ func (w *Worker) publish(ctx context.Context, v verdict) bool {
 	w.cfg.Logger.LogAttrs(ctx, level, msg, attrs...)
 	return true
 }
+
+// How long one result publish waits for JetStream's acknowledgement, and
+// for how long in all it is tried before the delivery is sent back.
+const (
+	publishTry      = time.Second
+	publishRetryFor = 8 * time.Second
+)
 
 // encode returns the result document of res. A result that cannot be
 // encoded (a bug: DecodeRequest bounds every field) is replaced by a minimal

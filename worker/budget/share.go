@@ -104,6 +104,8 @@ type Share struct {
 	apply func(float64)
 	log   *slog.Logger
 
+	kick chan struct{} // a pause of our own: record it now, not at the next beat
+
 	mu       sync.Mutex
 	spending float64 // what the limiter was last told
 	members  int     // replicas in the plan, us included
@@ -133,6 +135,12 @@ type shareMember struct {
 	Share float64 `json:"share"`
 	Beat  uint64  `json:"beat"`
 	Fixed bool    `json:"fixed,omitempty"`
+	// PauseMS is what was left, when this beat was written, of the pause
+	// Kalshi gave this replica (Retry-After). The others take it from the
+	// plan when the beat is new to them: a replica that missed the pause's
+	// broadcast (reconnecting, or a message lost) holds its calls at its
+	// next step all the same.
+	PauseMS int64 `json:"pause_ms,omitempty"`
 }
 
 // shareStore is where the plan lives: the KV bucket, or a fake in tests.
@@ -170,8 +178,16 @@ func newShare(store shareStore, cfg ShareConfig, apply func(float64)) *Share {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Share{store: store, cfg: cfg, apply: apply, log: cfg.Logger, seen: make(map[string]seenBeat)}
+	s := &Share{store: store, cfg: cfg, apply: apply, log: cfg.Logger, seen: make(map[string]seenBeat), kick: make(chan struct{}, 1)}
 	s.spend(cfg.Fixed)
+	if cfg.Limiter != nil {
+		cfg.Limiter.setOwnPaused(func() {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		})
+	}
 	return s
 }
 
@@ -202,12 +218,15 @@ func (s *Share) Run(ctx context.Context) {
 	var stepped time.Time // the last step's start
 	failing, fails := false, 0
 	for {
+		kicked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.kick:
+			kicked = true
 		}
-		if time.Since(stepped) < ShareBeat && fails == 0 && !s.planChanged(ctx) {
+		if !kicked && time.Since(stepped) < ShareBeat && fails == 0 && !s.planChanged(ctx) {
 			t.Reset(min(sharePoll, ShareBeat-time.Since(stepped)))
 			continue
 		}
@@ -315,6 +334,7 @@ func (s *Share) stepOnce(ctx context.Context) error {
 		if !ok || seen.beat != m.Beat {
 			seen = seenBeat{beat: m.Beat, at: now}
 			s.seen[mid] = seen
+			s.heedPause(mid, m.PauseMS, now)
 		}
 		if now.Sub(seen.at) >= shareDead {
 			delete(plan.Members, mid)
@@ -356,7 +376,7 @@ func (s *Share) stepOnce(ctx context.Context) error {
 	}
 
 	s.beat = max(s.beat, me.Beat) + 1
-	plan.Members[id] = shareMember{Share: share, Beat: s.beat, Fixed: s.cfg.Fixed > 0}
+	plan.Members[id] = shareMember{Share: share, Beat: s.beat, Fixed: s.cfg.Fixed > 0, PauseMS: s.pauseLeft(now)}
 	out, err := json.Marshal(plan)
 	if err != nil {
 		return err
@@ -376,6 +396,29 @@ func (s *Share) stepOnce(ctx context.Context) error {
 		s.spend(share) // raise after recording
 	}
 	return nil
+}
+
+// pauseLeft is the pause of this replica's own to record, in whole
+// milliseconds rounded up.
+func (s *Share) pauseLeft(now time.Time) int64 {
+	if s.cfg.Limiter == nil {
+		return 0
+	}
+	left := s.cfg.Limiter.ownPauseLeft(now)
+	return int64((left + time.Millisecond - 1) / time.Millisecond)
+}
+
+// heedPause holds this replica's calls for what another replica recorded
+// of its pause in a beat new to this one, from now (later than it was
+// written: the pause only lengthens), at most MaxPause.
+func (s *Share) heedPause(from string, ms int64, now time.Time) {
+	if ms <= 0 || s.cfg.Limiter == nil {
+		return
+	}
+	until := now.Add(time.Duration(min(ms, MaxPause.Milliseconds())) * time.Millisecond)
+	if s.cfg.Limiter.pauseUntil(until) {
+		s.log.Info("paused by another replica's Retry-After, read in the replica plan", "replica", from, "for_ms", ms)
+	}
 }
 
 // renewLease lets an automatic share be spent until shareLease after sent,
@@ -421,6 +464,9 @@ func (s *Share) spend(share float64) {
 func (s *Share) leave() {
 	if s.cfg.Fixed == 0 {
 		s.spend(0)
+	}
+	if s.cfg.Limiter != nil {
+		s.cfg.Limiter.setOwnPaused(nil)
 	}
 	s.mu.Lock()
 	if s.lease != nil {

@@ -465,3 +465,39 @@ func TestShareFlapping(t *testing.T) {
 		})
 	}
 }
+
+// A replica that missed a pause's broadcast (it was reconnecting, or the
+// message was lost: chaos seed 391272) holds its calls all the same once
+// it reads the plan, where the paused replica records what is left of its
+// pause; and a pause read there is not recorded again, so no two replicas
+// lengthen each other's.
+func TestSharePauseReachesAReplicaThatMissedItsBroadcast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &memShareStore{rnd: rand.New(rand.NewPCG(11, 1))}
+		la, lb := NewLimiter(10, 10), NewLimiter(10, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		var done sync.WaitGroup
+		for _, r := range []struct {
+			id  string
+			lim *Limiter
+		}{{"a", la}, {"b", lb}} {
+			sh := newShare(store, ShareConfig{ID: r.id, Limiter: r.lim}, r.lim.SetShare)
+			done.Go(func() { sh.Run(ctx) })
+		}
+		time.Sleep(10 * ShareBeat) // the plan settles
+		la.Pause(3 * time.Second)  // no broadcast: neither joined a Fleet
+		until := la.PausedUntil()
+		for deadline := time.Now().Add(3 * ShareBeat); time.Now().Before(deadline) && !lb.PausedUntil().After(until.Add(-ShareBeat)); {
+			time.Sleep(ShareBeat / 10)
+		}
+		if got := lb.PausedUntil(); got.Before(until) || got.After(until.Add(3*ShareBeat)) {
+			t.Errorf("the other replica is paused until %v, want from %v to %v (3 beats later at most)", got, until, until.Add(3*ShareBeat))
+		}
+		time.Sleep(10 * ShareBeat)
+		if got := la.PausedUntil(); !got.Equal(until) {
+			t.Errorf("the paused replica's own pause moved from %v to %v: the other recorded it back", until, got)
+		}
+		cancel()
+		done.Wait()
+	})
+}

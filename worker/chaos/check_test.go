@@ -52,7 +52,9 @@ func (w *world) readStream(stream string) ([]stored, error) {
 		if ctx.Err() != nil {
 			return out, fmt.Errorf("%s: read %d of %d messages", stream, len(out), info.State.Msgs)
 		}
-		batch, err := oc.Fetch(500, jetstream.FetchMaxWait(time.Second))
+		// No more than is left: a fetch waits out its MaxWait for a batch
+		// it cannot fill.
+		batch, err := oc.Fetch(int(min(500, info.State.LastSeq-last)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			continue
 		}

@@ -15,12 +15,14 @@
 // untouched; the queue empty; no DELETE during a Retry-After; the ledger's
 // decisions equal the stored results.
 //
-// The suite runs the CI seed and every regression (-short skips them); more
-// seeds, or one, with
+// The suite runs the CI seed and every regression (-short skips them), two
+// seeds at a time, each with its own deployment; more seeds, or one, with
 //
 //	go test -count=1 -v -run TestChaos ./worker/chaos/                        # CI seed and regressions
 //	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos.seeds=10
 //	go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos.seed=N
+//
+// -chaos.parallel=N runs N seeds at a time (1: one after another).
 //
 // It is a test-only package: this file holds only its documentation.
 package chaos

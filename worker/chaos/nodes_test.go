@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -40,13 +41,17 @@ func startCluster(t *testing.T, n int) []*natsNode {
 		_, clusterPorts[i], _ = net.SplitHostPort(natstest.FreeAddr(t))
 		routes[i] = "nats://127.0.0.1:" + clusterPorts[i]
 	}
+	// A cluster name and server names of its own: with seeds run side by side,
+	// a port one cluster freed may be another's next, and a route between
+	// the two must be refused, not merge them.
+	cluster := fmt.Sprintf("chaos-%x", rand.Uint32())
 	var nodes []*natsNode
 	for i := range n {
 		addr := natstest.FreeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
-		node := &natsNode{name: fmt.Sprintf("chaos-n%d", i+1), url: "nats://" + addr, addr: addr}
+		node := &natsNode{name: fmt.Sprintf("%s-n%d", cluster, i+1), url: "nats://" + addr, addr: addr}
 		node.args = []string{bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", port, "-n", node.name,
-			"--cluster_name", "chaos", "--cluster", "nats://127.0.0.1:" + clusterPorts[i],
+			"--cluster_name", cluster, "--cluster", "nats://127.0.0.1:" + clusterPorts[i],
 			"--routes", strings.Join(routes, ","), "--no_advertise"}
 		node.logPath = filepath.Join(t.TempDir(), node.name+".log")
 		if err := node.start(); err != nil {

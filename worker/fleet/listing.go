@@ -289,14 +289,16 @@ func (r *Replica) askListerOnce(ctx context.Context, lister string, q listingAsk
 	return got, a.Age, nil
 }
 
-// serveListing answers the other replicas' questions while this replica is
-// the lister, until ctx ends.
+// serveListing answers the other replicas' questions until ctx ends. A
+// replica asked is the lister in the asker's view, if not (yet) in its own
+// (it has not heard that a lower one is gone): it answers all the same,
+// since silence would cost the asker a timeout and listings of its own.
 func (r *Replica) serveListing(ctx context.Context) (stop func(), err error) {
 	var inflight sync.WaitGroup
 	sub, err := r.cfg.Conn.Subscribe(r.listingSubject(r.id), func(m *nats.Msg) {
 		var q listingAsk
 		if m.Reply == "" || len(m.Data) > maxListingMsg || json.Unmarshal(m.Data, &q) != nil ||
-			len(q.Keys) > maxListingAsk || q.MaxAge < 0 || !r.isLister() {
+			len(q.Keys) > maxListingAsk || q.MaxAge < 0 {
 			return
 		}
 		notBefore := time.Now().Add(-q.MaxAge)

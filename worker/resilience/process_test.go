@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
@@ -210,6 +211,10 @@ func BenchmarkFailover(b *testing.B) {
 // ack wait. The figure is the contract's "8 s when a NATS node dies at the
 // same time"; the consumer cannot redeliver before its new leader is
 // elected, 4-9 s after the kill (nats-server's raft election timeout).
+// The test holds the mechanism, not a time: every delivery the killed
+// replica announced and the survivor took again was NAKed first, as
+// JetStream's NAK advisories show (with one NAK attempt only, the NAK is
+// lost to the election and the redelivery waits out the ack wait).
 func TestFailoverWithNodeLoss(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -237,8 +242,15 @@ func failover(tb testing.TB, nodeLoss bool) time.Duration {
 	}
 	r.emu.SetFaults(emulator.Faults{Latency: 150 * time.Millisecond})
 	p := r.plan("failover", 120)
+	watch := []*nats.Conn{r.nc}
+	if nodeLoss {
+		watch = []*nats.Conn{natstest.Connect(tb, nodes[0].url), natstest.Connect(tb, nodes[1].url)}
+	}
+	fw := watchFleet(tb, watch, requestsStream, consumerName)
 	victim := r.startProc("failover-1", env)
+	victimID := fw.replica(tb, 1)
 	survivor := r.startProc("failover-2", env)
+	survivorID := fw.replica(tb, 2)
 	r.publish(p.reqs)
 	var held float64
 	natstest.WaitFor(r.t, 30*time.Second, "20 results and the victim holding requests", func() bool {
@@ -246,19 +258,29 @@ func failover(tb testing.TB, nodeLoss bool) time.Duration {
 		return r.resultCount() >= 20 && held >= 2
 	})
 	fault := fmt.Sprintf("1 SIGKILL holding %v requests; Kalshi latency 150ms", held)
+	var dead []delivery
 	if nodeLoss {
 		leader := r.consumerLeader(nodes)
 		victim.kill()
+		dead = fw.holding(victimID)
 		leader.kill(tb)
 		fault = fmt.Sprintf("1 replica holding %v requests and %s, the consumer's leader node, SIGKILLed together; R3", held, leader.name)
 	} else {
 		victim.kill()
+		dead = fw.holding(victimID)
 	}
 	killedAt := time.Now()
 	r.waitResults(len(p.want), 90*time.Second)
 	r.waitDrained(time.Minute)
 	survivor.terminate()
 	r.checkInvariants(p, fault)
+	// The survivor NAKed what the dead replica held, before its ack wait
+	// ran out (with a node lost: until the consumer's new leader took it).
+	n := fw.checkNAKedForDead(tb, dead, survivorID)
+	if n == 0 {
+		tb.Errorf("none of the %d deliveries the killed replica announced was taken again: the kill proves nothing", len(dead))
+	}
+	tb.Logf("%d of the %d deliveries the killed replica announced were taken again by the survivor", n, len(dead))
 
 	// The killed process's requests are the ones delivered twice.
 	var last time.Time
