@@ -24,6 +24,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/ledger"
+	"github.com/revoker/revoker/worker/metrics"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -216,7 +217,7 @@ func startConfirmRig(t *testing.T) *confirmRig {
 		CredentialRetry: 50 * time.Millisecond,
 		ConfirmDelay:    100 * time.Millisecond,
 		ConfirmInterval: 100 * time.Millisecond,
-		Metrics:         worker.NewMetrics(reg),
+		Metrics:         metrics.New(reg),
 		Logger:          slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/metrics"
 )
 
 // knownEnv is every environment variable `revoker run` reads, as its help names them
@@ -57,11 +57,11 @@ var runEnv = sync.OnceValues(func() (map[string]bool, error) {
 var helpEnvRE = regexp.MustCompile(`\[env ([A-Z][A-Z0-9_]*)|(?m)^\s+([A-Z][A-Z0-9_]*)=\S+ \(environment only\)`)
 
 // knownMetrics are the series revoker exports: the worker's metrics, read
-// from worker.NewMetrics itself, and cmd's build info. (Prometheus' own "up"
+// from metrics.New itself, and cmd's build info. (Prometheus' own "up"
 // is allowed where they are used.)
 var knownMetrics = sync.OnceValue(func() map[string]bool {
 	r := descNames{"revoker_build_info": true}
-	worker.NewMetrics(r)
+	metrics.New(r)
 	return r
 })
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/contain"
+	"github.com/revoker/revoker/worker/metrics"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -75,13 +77,13 @@ type Config struct {
 	Policy          Policy   // request authentication; nil accepts every valid request
 
 	// CancelOrders is which orders a request with cancel_orders may cancel
-	// (REVOKER_CANCEL_ORDERS); default CancelOff.
-	CancelOrders CancelScope
+	// (REVOKER_CANCEL_ORDERS); default contain.Off.
+	CancelOrders contain.Scope
 
-	Limiter *budget.Limiter // shared delete budget; default unlimited
-	Cancels *budget.Limiter // budget of order cancels (the write bucket), in calls; default unlimited
-	Metrics *Metrics        // default: metrics nobody reads
-	Logger  *slog.Logger    // default: discard
+	Limiter *budget.Limiter  // shared delete budget; default unlimited
+	Cancels *budget.Limiter  // budget of order cancels (the write bucket), in calls; default unlimited
+	Metrics *metrics.Metrics // default: metrics nobody reads
+	Logger  *slog.Logger     // default: discard
 }
 
 // Policy decides whether a decoded request may act, judged at storedAt,
@@ -150,10 +152,10 @@ func (c *Config) setDefaults() {
 		c.Cancels = budget.NewLimiter(0, 0)
 	}
 	if c.CancelOrders == "" {
-		c.CancelOrders = DefaultCancelScope
+		c.CancelOrders = contain.DefaultScope
 	}
 	if c.Metrics == nil {
-		c.Metrics = NewMetrics(nil)
+		c.Metrics = metrics.New(nil)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -191,7 +193,7 @@ func (c *Config) validate() error {
 	if _, err := events.ParseResultMode(string(c.ResultsMode)); err != nil {
 		errs = append(errs, fmt.Errorf("results mode: %w", err))
 	}
-	if _, err := ParseCancelScope(string(c.CancelOrders)); err != nil {
+	if _, err := contain.ParseScope(string(c.CancelOrders)); err != nil {
 		errs = append(errs, fmt.Errorf("cancel orders scope: %w", err))
 	}
 	if c.Replicas > 5 {

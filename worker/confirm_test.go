@@ -10,8 +10,8 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/ledger"
+	"github.com/revoker/revoker/worker/metrics"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -25,7 +25,7 @@ func TestConfirmation(t *testing.T) {
 	r.emu.KeepListing(stale)
 	_, pems := r.leakedKeys(1)
 	cfg := r.config()
-	cfg.Metrics = worker.NewMetrics(prometheus.NewRegistry())
+	cfg.Metrics = metrics.New(prometheus.NewRegistry())
 	// A round a second at most: the burst's keys are due together, and the
 	// key kept listed is checked again only every second or more.
 	cfg.ConfirmDelay, cfg.ConfirmInterval = 300*time.Millisecond, time.Second

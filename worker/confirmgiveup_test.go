@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/revoker/revoker/kalshi/emulator"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/ledger"
+	"github.com/revoker/revoker/worker/metrics"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -28,7 +28,7 @@ func TestConfirmationGivesUp(t *testing.T) {
 	r.emu.KeepListing(stale)
 	r.emu.KeepListing(ids[0])
 	cfg := r.config()
-	cfg.Metrics = worker.NewMetrics(prometheus.NewRegistry())
+	cfg.Metrics = metrics.New(prometheus.NewRegistry())
 	cfg.ConfirmDelay, cfg.ConfirmInterval, cfg.ConfirmGiveUp = 500*time.Millisecond, 100*time.Millisecond, 3*time.Second
 	r.start(cfg)
 	r.publish("stale", stale)

@@ -17,6 +17,7 @@ import (
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/contain"
 	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
@@ -96,7 +97,7 @@ func TestCancelOrdersOfARestrictedKey(t *testing.T) {
 	r.emu.AddOrders(0, 1)
 	listed := r.listing()
 	cfg := r.config()
-	cfg.CancelOrders = worker.CancelSubaccount
+	cfg.CancelOrders = contain.Subaccount
 	r.start(cfg)
 
 	r.publishCancel("contain", bot, yes)
@@ -165,9 +166,9 @@ func TestCancelOrdersOff(t *testing.T) {
 // under subaccount it is refused and nothing is cancelled.
 func TestCancelOrdersOfAnUnrestrictedKey(t *testing.T) {
 	for _, tc := range []struct {
-		scope     worker.CancelScope
+		scope     contain.Scope
 		cancelled int
-	}{{worker.CancelSubaccount, 0}, {worker.CancelAll, 5}} {
+	}{{contain.Subaccount, 0}, {contain.All, 5}} {
 		t.Run(string(tc.scope), func(t *testing.T) {
 			r := newRig(t)
 			key := r.emu.AddKey("admin bot", &emulatortest.OtherKey().PublicKey, "read", "write")
@@ -187,7 +188,7 @@ func TestCancelOrdersOfAnUnrestrictedKey(t *testing.T) {
 				t.Errorf("key_subaccount %d for an unrestricted key", *res.KeySubaccount)
 			}
 			switch tc.scope {
-			case worker.CancelAll:
+			case contain.All:
 				if res.Containment.Error != nil || res.Containment.OrdersCancelled != 5 || r.emu.RestingOrders(-1) != 0 {
 					t.Errorf("all: %+v, %d left; want 5 cancelled", res.Containment, r.emu.RestingOrders(-1))
 				}
@@ -209,7 +210,7 @@ func TestCancelOrdersAfterAKill(t *testing.T) {
 	listed := r.listing()
 	cfg := r.config()
 	cfg.AckWait = 3 * time.Second
-	cfg.CancelOrders = worker.CancelSubaccount
+	cfg.CancelOrders = contain.Subaccount
 	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func TestLeakedKeyBlastRadiusAndCancel(t *testing.T) {
 	r.emu.AddOrders(11, 1)
 	listed := r.listing()
 	cfg := r.config()
-	cfg.CancelOrders = worker.CancelSubaccount
+	cfg.CancelOrders = contain.Subaccount
 	r.start(cfg)
 	body, _ := json.Marshal(map[string]any{"id": "leak", "leaked_private_key": string(pemKey), "cancel_orders": true})
 	r.publishRaw("leak", body)
@@ -305,7 +306,7 @@ func TestCancelRecordedInTheLedger(t *testing.T) {
 			bot := r.emu.AddSubaccountKey("bot", &emulatortest.OtherKey().PublicKey, 3, "write")
 			r.emu.AddOrders(3, 2)
 			cfg := r.config()
-			cfg.CancelOrders = worker.CancelSubaccount
+			cfg.CancelOrders = contain.Subaccount
 			if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 				t.Fatal(err)
 			}
@@ -343,7 +344,7 @@ func TestCancelSpendsTheCancelBudget(t *testing.T) {
 	r.emu.AddOrders(1, 1)
 	r.emu.AddOrders(2, 1)
 	cfg := r.config()
-	cfg.CancelOrders = worker.CancelSubaccount
+	cfg.CancelOrders = contain.Subaccount
 	cfg.MaxRetry = 3 * time.Second
 	cfg.Cancels = budget.NewLimiter(0.0001, 1) // one cancel, then one every few hours
 	r.start(cfg)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/contain"
+	"github.com/revoker/revoker/worker/leaked"
 	"github.com/revoker/revoker/worker/ledger"
 )
 
@@ -42,9 +44,9 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 	if res.Outcome == events.AlreadyRevoked {
 		w.judge404(ctx, le, res, mayHaveDeleted)
 	}
-	blastRadius(res, le.e.Key)
+	contain.BlastRadius(res, le.e.Key)
 	if req.CancelOrders {
-		if err := w.contain(ctx, stop, meta.Timestamp, req, res, c, le.e.Key, own); err != nil {
+		if err := contain.Contain(ctx, stop, w.containment(), meta.Timestamp, res, c, le.e.Key, own); err != nil {
 			return verdict{}, ignoreStopped(err)
 		}
 	}
@@ -56,47 +58,47 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 // guards it, records it with the claim before the first DELETE, and deletes
 // it during the key's turn, which lasts until the result is stored.
 func (w *Worker) revokeLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, res *events.Result, c *ledger.Claim) (v verdict, err error) {
-	f := found{keyID: c.Target, foreign: c.Foreign}
+	f := leaked.Found{KeyID: c.Target, Foreign: c.Foreign}
 	var fail *events.Error
-	if f.keyID == "" {
+	if f.KeyID == "" {
 		// Each listed key that refused the leaked key is recorded with the
 		// claim, so that a redelivery resumes the search after it.
-		s := search{from: c.ProbedThrough, refused: func(id string) { _ = c.Probed(ctx, id) }}
-		if f, fail, err = w.findLeaked(ctx, stop, meta, req, s); err != nil {
+		s := leaked.Search{From: c.ProbedThrough, Refused: func(id string) { _ = c.Probed(ctx, id) }}
+		if f, fail, err = leaked.Find(ctx, stop, w.search(), meta.Timestamp, req.leaked, req.APIKeyID, s); err != nil {
 			return verdict{}, ignoreStopped(err)
 		}
 	}
 	if fail == nil {
-		res.APIKeyID = f.keyID
-		fail = w.guardKey(f.keyID)
+		res.APIKeyID = f.KeyID
+		fail = w.guardKey(f.KeyID)
 	}
 	if fail != nil {
 		refuse(res, fail.Code, fail.Message)
 		return w.decided(ctx, req, c, res, false)
 	}
-	unlock := w.keys.lock(f.keyID)
+	unlock := w.keys.lock(f.KeyID)
 	defer func() {
 		if v.res == nil || err != nil { // else the turn ends once the result is stored
 			unlock()
 		}
 	}()
-	if err := c.Found(ctx, f.keyID, f.foreign); err != nil {
+	if err := c.Found(ctx, f.KeyID, f.Foreign); err != nil {
 		return verdict{}, err
 	}
 	var del deleter = w.del
-	if f.foreign {
-		if del, err = w.del.As(f.keyID, req.leaked.signer); err != nil { // cannot be: identify signed as this key already
+	if f.Foreign {
+		if del, err = w.del.As(f.KeyID, req.leaked.Signer()); err != nil { // cannot be: identify signed as this key already
 			return verdict{}, err
 		}
 		res.Detail = "the key is not this account's: it deleted itself, signed with the leaked private key"
 	}
 	// The leaked key was accepted as this key moments ago: it was listed
 	// (or, another account's, alive) before the first attempt.
-	v, err = w.attempt(ctx, stop, meta, req, res, c, del, !f.foreign, func() (*kalshi.APIKey, error) {
+	v, err = w.attempt(ctx, stop, meta, req, res, c, del, !f.Foreign, func() (*kalshi.APIKey, error) {
 		return w.listedLeaked(ctx, stop, meta.Timestamp, f), nil
 	})
 	if v.res != nil && err == nil {
-		v.unlock, v.foreign = unlock, f.foreign
+		v.unlock, v.foreign = unlock, f.Foreign
 	}
 	return v, err
 }
@@ -111,31 +113,4 @@ func (w *Worker) listedForAttempt(ctx, stop context.Context, storedAt time.Time,
 		return k, err
 	}
 	return nil, nil
-}
-
-// findLeaked finds the key a leaked request's PEM is: as the ledger
-// remembers it from an earlier request with the same PEM (after whose
-// delete no listed key is it, and Kalshi's 404 then says already_revoked),
-// or by identify, whose find it records before any DELETE. It returns the
-// key, or the refusal that ends the request, or the error that sends it
-// back (errStopped on shutdown).
-func (w *Worker) findLeaked(ctx, stop context.Context, meta *jetstream.MsgMetadata, req request, s search) (f found, fail *events.Error, err error) {
-	known := func() (found, error) {
-		e, err := w.ledger.LeakedKeyOf(ctx, req.leaked.fingerprint)
-		return found{keyID: e.Key, foreign: e.Foreign}, err
-	}
-	if f, err = known(); err != nil || f.keyID != "" {
-		return f, nil, err
-	}
-	switch f, fail, err = w.identifyOnce(ctx, stop, meta.Timestamp, req.leaked, req.APIKeyID, s); {
-	case fail != nil && fail.Code == events.CodeLeakedKeyNotFound:
-		// Another request with this PEM may have recorded the key and
-		// deleted it while this one listed the account's keys.
-		if k, kerr := known(); kerr != nil || k.keyID != "" {
-			f, fail, err = k, nil, kerr
-		}
-	case err == nil && fail == nil:
-		err = w.ledger.RecordLeaked(ctx, req.leaked.fingerprint, ledger.Leaked{Key: f.keyID, Foreign: f.foreign})
-	}
-	return f, fail, err
 }

@@ -32,7 +32,7 @@ func (w *Worker) replica() *fleet.Replica {
 				return got, err
 			},
 			Stopped: errStopped,
-			CutOff:  w.egress.down.Load,
+			CutOff:  w.gate().CutOff,
 			AckWait: w.leaseLength,
 			Logger:  w.cfg.Logger,
 		})

@@ -20,6 +20,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/ledger"
+	"github.com/revoker/revoker/worker/metrics"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -527,7 +528,7 @@ func TestLedgerFillIsReported(t *testing.T) {
 	r := newRig(t)
 	keys := r.addKeys(1)
 	cfg := r.config()
-	cfg.Metrics = worker.NewMetrics(nil)
+	cfg.Metrics = metrics.New(nil)
 	r.start(cfg)
 	r.publish("fill", keys[0])
 	r.waitResults(1, 10*time.Second)

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker/contain"
 	"github.com/revoker/revoker/worker/ledger"
 )
 
@@ -20,7 +21,7 @@ import (
 // mayHaveDeleted says whether an attempt of the request got a 2xx or went
 // unanswered.
 func (w *Worker) decided(ctx context.Context, req request, c *ledger.Claim, res *events.Result, mayHaveDeleted bool) (verdict, error) {
-	uncontained(req, res)
+	contain.Uncontained(req.CancelOrders, res)
 	finish(res)
 	doc := w.encode(res)
 	var keyRev uint64

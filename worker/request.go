@@ -7,12 +7,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker/leaked"
 )
 
 // request is a decoded request, its leaked key parsed.
 type request struct {
 	events.Request
-	leaked *leakedKey // nil unless the request carries a leaked private key
+	leaked *leaked.Key // nil unless the request carries a leaked private key
 }
 
 // decode decodes a request and parses its leaked key, if any: a key that
@@ -21,7 +22,7 @@ func decode(header map[string][]string, body []byte, fallbackID string) (request
 	req, err := events.DecodeRequest(header, body, fallbackID)
 	r := request{Request: req}
 	if err == nil && !req.LeakedKey.IsZero() {
-		r.leaked, err = parseLeakedKey(req.LeakedKey)
+		r.leaked, err = leaked.Parse(req.LeakedKey)
 	}
 	return r, err
 }
@@ -30,7 +31,7 @@ func decode(header map[string][]string, body []byte, fallbackID string) (request
 // leaked key's fingerprint.
 func (r request) names() string {
 	if r.leaked != nil {
-		return r.leaked.fingerprint
+		return r.leaked.Fingerprint()
 	}
 	return r.APIKeyID
 }
@@ -38,7 +39,7 @@ func (r request) names() string {
 func newResult(req request, meta *jetstream.MsgMetadata, received time.Time) *events.Result {
 	fingerprint := ""
 	if req.leaked != nil {
-		fingerprint = req.leaked.fingerprint
+		fingerprint = req.leaked.Fingerprint()
 	}
 	return &events.Result{
 		RequestID:            req.ID,

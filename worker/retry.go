@@ -13,6 +13,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/credential"
 )
 
 // deleter deletes API keys: the worker's client, or a leaked key's own.
@@ -35,7 +36,7 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 			w.cfg.Metrics.Retries.Inc()
 		}
 		status := httpStatus(err)
-		w.cfg.Metrics.observeAttempt(status)
+		w.cfg.Metrics.ObserveAttempt(status)
 		res.HTTPStatus = status
 		// An attempt without an answer, or a 5xx, may have deleted the key
 		// before it failed; a 408 or 429 did not.
@@ -68,6 +69,19 @@ func (w *Worker) revoke(ctx, stop context.Context, storedAt time.Time, res *even
 // errStopped is call's answer when shutdown stopped it before an answer.
 var errStopped = errors.New("stopped by shutdown")
 
+// errReleased is call's answer once the replica has given up reaching
+// Kalshi: the request goes back undecided, like on shutdown.
+var errReleased = fmt.Errorf("%w: Kalshi has not answered this replica %d times in a row; released to the others", errStopped, credential.Unanswered)
+
+// ignoreStopped is nil for errStopped: shutdown leaves the request
+// undecided, for its redelivery.
+func ignoreStopped(err error) error {
+	if errors.Is(err, errStopped) {
+		return nil
+	}
+	return err
+}
+
 // budgetError is call's answer when the retry budget ran out first; it
 // says why.
 type budgetError struct{ why string }
@@ -96,7 +110,7 @@ func (w *Worker) callVia(ctx, stop context.Context, storedAt time.Time, begin fu
 		if attempts == 0 {
 			wait = later(deadline, time.Now().Add(w.cfg.AttemptTimeout))
 		}
-		if w.egress.down.Load() {
+		if w.gate().CutOff() {
 			return errReleased
 		}
 		lctx, cancel := context.WithDeadline(stop, wait)
@@ -121,7 +135,7 @@ func (w *Worker) callVia(ctx, stop context.Context, storedAt time.Time, begin fu
 		err = op(actx)
 		cancel()
 		sent(httpStatus(err) != 0) // answered: any HTTP status
-		w.observeEgress(err)
+		w.gate().Heard(err)
 		seen(err)
 		if !kalshi.IsTransient(err) {
 			return err

@@ -1,8 +1,11 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/revoker/revoker/events"
@@ -10,10 +13,16 @@ import (
 )
 
 // TestFailureCodeIsOneRule: a delete (classify) and a leaked key's search
-// (identifyFailure) read a failed Kalshi call alike, and the outcome is the
+// (package leaked, through Config.Failed) read a failed Kalshi call alike, and the outcome is the
 // events table's for the code.
 func TestFailureCodeIsOneRule(t *testing.T) {
-	w := &Worker{cfg: Config{}, cred: newCredentialGate()}
+	// A refused credential is checked again: credentialRefused says so.
+	var rechecks atomic.Int32
+	w := &Worker{cfg: Config{Logger: slog.New(recordFunc(func(r slog.Record) {
+		if r.Message == "kalshi refused a delete's credential; checking it again" {
+			rechecks.Add(1)
+		}
+	}))}}
 	w.cfg.setDefaults()
 	for _, tc := range []struct {
 		name string
@@ -31,18 +40,14 @@ func TestFailureCodeIsOneRule(t *testing.T) {
 			if got := failureCode(tc.err); got != tc.code {
 				t.Errorf("failureCode = %q, want %q", got, tc.code)
 			}
-			if e := w.identifyFailure("listing", tc.err); e == nil || e.Code != tc.code {
-				t.Errorf("identifyFailure = %v, want code %q", e, tc.code)
+			if code := w.search().Failed(tc.err); code != tc.code {
+				t.Errorf("the search's Failed = %q, want %q", code, tc.code)
 			}
-			select { // a refused credential is checked again
-			case <-w.cred.recheck:
-				if tc.code != events.CodeKalshiUnauthorized {
-					t.Errorf("a %s asked to check the credential again", tc.name)
-				}
-			default:
-				if tc.code == events.CodeKalshiUnauthorized {
-					t.Errorf("a %s did not ask to check the credential again", tc.name)
-				}
+			switch rechecked := rechecks.Swap(0) > 0; {
+			case rechecked && tc.code != events.CodeKalshiUnauthorized:
+				t.Errorf("a %s asked to check the credential again", tc.name)
+			case !rechecked && tc.code == events.CodeKalshiUnauthorized:
+				t.Errorf("a %s did not ask to check the credential again", tc.name)
 			}
 			var be *budgetError
 			if errors.As(tc.err, &be) {
@@ -54,7 +59,12 @@ func TestFailureCodeIsOneRule(t *testing.T) {
 			}
 		})
 	}
-	if e := w.identifyFailure("listing", errStopped); e != nil {
-		t.Errorf("identifyFailure(errStopped) = %v, want nil", e)
-	}
 }
+
+// recordFunc is a slog.Handler that hands every record to a function.
+type recordFunc func(slog.Record)
+
+func (f recordFunc) Enabled(context.Context, slog.Level) bool      { return true }
+func (f recordFunc) Handle(_ context.Context, r slog.Record) error { f(r); return nil }
+func (f recordFunc) WithAttrs([]slog.Attr) slog.Handler            { return f }
+func (f recordFunc) WithGroup(string) slog.Handler                 { return f }

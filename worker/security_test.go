@@ -12,7 +12,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/events/auth"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/metrics"
 	"github.com/revoker/revoker/worker/natstest"
 )
 
@@ -59,7 +59,7 @@ func TestRequestAuthentication(t *testing.T) {
 	stranger, _ := newUser(t)
 	cfg := r.config()
 	cfg.Policy = &auth.Policy{TrustedSigners: []string{trustedPub}, AllowedSources: []string{"incident-response"}}
-	cfg.Metrics = worker.NewMetrics(nil)
+	cfg.Metrics = metrics.New(nil)
 	_, _ = r.start(cfg)
 	now := time.Now()
 
@@ -95,7 +95,7 @@ func TestReplayedSignedRequest(t *testing.T) {
 	kp, pub := newUser(t)
 	cfg := r.config()
 	cfg.Policy = &auth.Policy{TrustedSigners: []string{pub}}
-	cfg.Metrics = worker.NewMetrics(nil)
+	cfg.Metrics = metrics.New(nil)
 	_, _ = r.start(cfg)
 
 	// The same signed body, three times: as sent, replayed without a

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/events"
+	"github.com/revoker/revoker/worker/confirm"
 )
 
 // store stores a decided verdict's result (the decision is in the ledger
@@ -16,11 +17,15 @@ import (
 func (w *Worker) store(ctx context.Context, req request, meta *jetstream.MsgMetadata, v verdict) bool {
 	stored := v.res != nil && w.publish(ctx, v)
 	if stored {
-		w.cfg.Metrics.observeResult(v.res)
+		w.cfg.Metrics.ObserveResult(v.res)
 		w.cfg.Metrics.Duration.Observe(time.Since(meta.Timestamp).Seconds())
 	}
 	if stored && v.res.Outcome == events.Revoked {
-		if !w.confirms.add(v.res, req.leaked, v.foreign, v.keyRev) {
+		k := confirm.Revoked{ID: v.res.APIKeyID, Record: keyRecordOf(v.res), Rev: v.keyRev, Foreign: v.foreign}
+		if req.leaked != nil {
+			k.Leaked = req.leaked.Signer()
+		}
+		if !w.confirms.Add(k) {
 			w.cfg.Logger.Warn("too many revocations wait for confirmation; this one is not checked", "api_key_id", v.res.APIKeyID)
 		}
 		if v.res.APIKeyID == w.cfg.SelfKeyID {

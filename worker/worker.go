@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/kalshi"
+	"github.com/revoker/revoker/worker/confirm"
+	"github.com/revoker/revoker/worker/credential"
 	"github.com/revoker/revoker/worker/fleet"
 	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
@@ -41,10 +43,10 @@ type Worker struct {
 	cfg Config
 
 	keys      keyLocks
-	ledger    *ledger.Ledger // set by the first bind, before any handler starts
-	confirms  *confirmations
-	cred      *credentialGate
-	egress    egress
+	ledger    *ledger.Ledger       // set by the first bind, before any handler starts
+	confirms  *confirm.Revocations // set by New
+	cred      *credential.Gate     // see gate
+	credOnce  sync.Once
 	fleet     *fleet.Replica // see replica
 	fleetOnce sync.Once
 	ackWait   atomic.Int64 // the bound consumer's ack wait, in nanoseconds
@@ -66,11 +68,10 @@ func New(js jetstream.JetStream, del Kalshi, cfg Config) (*Worker, error) {
 		js:             js,
 		del:            del,
 		cfg:            cfg,
-		cred:           newCredentialGate(),
-		confirms:       newConfirmations(cfg.ConfirmDelay),
 		credentialGone: make(chan struct{}),
 	}
 	w.ackWait.Store(int64(cfg.AckWait))
+	w.confirms = w.confirmations()
 	return w, nil
 }
 
@@ -94,7 +95,7 @@ func (w *Worker) Ready() error {
 	if !w.bound.Load() {
 		return fmt.Errorf("not bound to consumer %s on stream %s", w.cfg.Consumer, w.cfg.RequestsStream)
 	}
-	_, err := w.cred.state()
+	_, err := w.gate().State()
 	return err
 }
 
@@ -114,8 +115,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.replica().Start(context.WithoutCancel(ctx))()
 	credCtx, stopCred := context.WithCancel(ctx)
 	var background sync.WaitGroup
-	background.Go(func() { w.watchCredential(credCtx) })
-	background.Go(func() { w.confirmLoop(credCtx) })
+	background.Go(func() { w.gate().Watch(credCtx) })
+	background.Go(func() { w.confirms.Run(credCtx) })
 	err := w.pullLoop(ctx, work)
 	stopCred()
 	background.Wait()
@@ -194,7 +195,7 @@ func (w *Worker) pullLoop(ctx, work context.Context) error {
 			}
 		}
 
-		if changed, err := w.cred.state(); err != nil {
+		if changed, err := w.gate().State(); err != nil {
 			// Not one request while Kalshi has not accepted the credential.
 			select {
 			case <-changed:

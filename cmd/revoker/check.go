@@ -16,9 +16,9 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
+	"github.com/revoker/revoker/worker/contain"
 	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/provision"
 )
@@ -276,7 +276,7 @@ func (c *checker) checkCancelScope(cfg Config, keys []kalshi.APIKey) {
 	switch {
 	case own == nil:
 		c.fail(what, errors.New("the account does not list the worker's own key, so whether it may cancel orders is unknown"))
-	case !worker.CanCancel(own.Scopes):
+	case !contain.CanCancel(own.Scopes):
 		c.fail(what, fmt.Errorf("cancelling orders needs a key with the write or write::trade scope; the worker's key has %s", cell(strings.Join(own.Scopes, ","))))
 	case own.Subaccount != nil:
 		c.fail(what, fmt.Errorf("the worker's key is restricted to subaccount %d: it cannot cancel the orders of another subaccount", *own.Subaccount))

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/revoker/revoker/events"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/contain"
 )
 
 // Limits on what parseConfig reads and accepts.
@@ -54,16 +54,16 @@ type Config struct {
 	NoProvision     bool   // REVOKER_NO_PROVISION, --no-provision: only bind, never create
 
 	// Worker behaviour (run, check, sandbox).
-	Concurrency    int                // REVOKER_CONCURRENCY: 1..1024, default 8
-	Rate           Rate               // REVOKER_RATE: default auto
-	RateShare      float64            // REVOKER_RATE_SHARE: in (0, 1]; 0 for auto (the default)
-	MaxRetry       time.Duration      // REVOKER_MAX_RETRY: default 15m
-	MaxSchedule    time.Duration      // REVOKER_MAX_SCHEDULE: default 720h (30 days)
-	AttemptTimeout time.Duration      // REVOKER_ATTEMPT_TIMEOUT: default 10s
-	TrustedSigners []string           // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
-	MaxRequestAge  time.Duration      // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
-	AllowedSources []string           // REVOKER_ALLOWED_SOURCES: empty: any source
-	CancelOrders   worker.CancelScope // REVOKER_CANCEL_ORDERS, --cancel-orders-scope: default off
+	Concurrency    int           // REVOKER_CONCURRENCY: 1..1024, default 8
+	Rate           Rate          // REVOKER_RATE: default auto
+	RateShare      float64       // REVOKER_RATE_SHARE: in (0, 1]; 0 for auto (the default)
+	MaxRetry       time.Duration // REVOKER_MAX_RETRY: default 15m
+	MaxSchedule    time.Duration // REVOKER_MAX_SCHEDULE: default 720h (30 days)
+	AttemptTimeout time.Duration // REVOKER_ATTEMPT_TIMEOUT: default 10s
+	TrustedSigners []string      // REVOKER_TRUSTED_SIGNERS: NATS user public nkeys; empty: authentication off
+	MaxRequestAge  time.Duration // REVOKER_MAX_REQUEST_AGE: default 5m (used only with TrustedSigners)
+	AllowedSources []string      // REVOKER_ALLOWED_SOURCES: empty: any source
+	CancelOrders   contain.Scope // REVOKER_CANCEL_ORDERS, --cancel-orders-scope: default off
 	// REVOKER_RESULTS_MODE, --results-mode: structured (the default) or binary.
 	ResultsMode events.ResultMode
 

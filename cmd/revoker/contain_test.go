@@ -10,8 +10,8 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi/emulator/emulatortest"
-	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
+	"github.com/revoker/revoker/worker/contain"
 )
 
 // REVOKER_CANCEL_ORDERS / --cancel-orders-scope: off by default, the flag
@@ -19,14 +19,14 @@ import (
 // --cancel-orders asks for it.
 func TestCancelOrdersSettings(t *testing.T) {
 	env := kalshiEnv(t)
-	if cfg, _ := mustParse(t, "run", nil, env); cfg.CancelOrders != worker.CancelOff {
+	if cfg, _ := mustParse(t, "run", nil, env); cfg.CancelOrders != contain.Off {
 		t.Errorf("default %q, want off", cfg.CancelOrders)
 	}
 	env["REVOKER_CANCEL_ORDERS"] = "subaccount"
-	if cfg, _ := mustParse(t, "run", nil, env); cfg.CancelOrders != worker.CancelSubaccount {
+	if cfg, _ := mustParse(t, "run", nil, env); cfg.CancelOrders != contain.Subaccount {
 		t.Errorf("from the environment %q, want subaccount", cfg.CancelOrders)
 	}
-	if cfg, _ := mustParse(t, "check", []string{"--cancel-orders-scope", "all"}, env); cfg.CancelOrders != worker.CancelAll {
+	if cfg, _ := mustParse(t, "check", []string{"--cancel-orders-scope", "all"}, env); cfg.CancelOrders != contain.All {
 		t.Errorf("flag over environment %q, want all", cfg.CancelOrders)
 	}
 	env["REVOKER_CANCEL_ORDERS"] = "everything"

@@ -21,6 +21,7 @@ import (
 	"github.com/revoker/revoker/worker"
 	"github.com/revoker/revoker/worker/budget"
 	"github.com/revoker/revoker/worker/console"
+	"github.com/revoker/revoker/worker/metrics"
 	"github.com/revoker/revoker/worker/provision"
 )
 
@@ -63,7 +64,7 @@ func newKalshiClientWith(cfg Config, key crypto.Signer) (*kalshi.Client, error) 
 }
 
 // workerConfig maps the binary's settings onto the worker's.
-func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limiter *budget.Limiter) worker.Config {
+func workerConfig(cfg Config, logger *slog.Logger, m *metrics.Metrics, limiter *budget.Limiter) worker.Config {
 	return worker.Config{
 		RequestsSubject: cfg.RequestsSubject,
 		ResultsSubject:  cfg.ResultsSubject,
@@ -83,7 +84,7 @@ func workerConfig(cfg Config, logger *slog.Logger, metrics *worker.Metrics, limi
 		CancelOrders:    cfg.CancelOrders,
 		Policy:          requestPolicy(cfg),
 		Limiter:         limiter,
-		Metrics:         metrics,
+		Metrics:         m,
 		Logger:          logger,
 	}
 }
@@ -99,9 +100,9 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoMetric())
-	metrics := worker.NewMetrics(reg)
+	m := metrics.New(reg)
 	limiter, cancels := budget.NewLimiter(0, 0), budget.NewLimiter(0, 0)
-	wcfg := workerConfig(cfg, logger, metrics, limiter)
+	wcfg := workerConfig(cfg, logger, m, limiter)
 	wcfg.Cancels = cancels
 	w, err := worker.New(js, client, wcfg)
 	if err != nil {
@@ -141,7 +142,7 @@ func runService(ctx context.Context, cfg Config, logger *slog.Logger, client *ka
 		if !cfg.NoProvision {
 			// On a new server the share creates its bucket as the worker
 			// would: the first plan need not wait for the worker's provisioning.
-			bucket := provision.ReplicasConfig(workerConfig(cfg, logger, metrics, limiter).Provisioning())
+			bucket := provision.ReplicasConfig(workerConfig(cfg, logger, m, limiter).Provisioning())
 			scfg.Bucket = &bucket
 		}
 		share := budget.NewShare(js, scfg)

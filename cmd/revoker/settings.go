@@ -12,6 +12,7 @@ import (
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/contain"
 )
 
 // setting declares one configurable value: a flag, an environment variable
@@ -93,7 +94,7 @@ func catalogue() []*setting {
 		{group: "worker", flag: "trusted-signers", env: "REVOKER_TRUSTED_SIGNERS", arg: "KEYS", help: "NATS user public nkeys whose signed requests are accepted, comma-separated or @FILE (one per line); none: authentication off"},
 		{group: "worker", flag: "max-request-age", env: "REVOKER_MAX_REQUEST_AGE", def: "5m", arg: "DURATION", help: "oldest signed request accepted (only with trusted signers)"},
 		{group: "worker", flag: "results-mode", env: "REVOKER_RESULTS_MODE", def: string(events.Structured), arg: "MODE", help: "how results are laid out as CloudEvents on NATS: structured (JSON document, content-type application/cloudevents+json) or binary (data as the body, attributes in ce-* headers)"},
-		{group: "worker", flag: "cancel-orders-scope", env: "REVOKER_CANCEL_ORDERS", def: string(worker.DefaultCancelScope), arg: "SCOPE", help: "orders a request with cancel_orders may cancel once its key is deleted: off (none), subaccount (a subaccount-restricted key's subaccount) or all (every order of the member, for an unrestricted key too)"},
+		{group: "worker", flag: "cancel-orders-scope", env: "REVOKER_CANCEL_ORDERS", def: string(contain.DefaultScope), arg: "SCOPE", help: "orders a request with cancel_orders may cancel once its key is deleted: off (none), subaccount (a subaccount-restricted key's subaccount) or all (every order of the member, for an unrestricted key too)"},
 		{group: "worker", flag: "allowed-sources", env: "REVOKER_ALLOWED_SOURCES", arg: "SOURCES", help: "comma-separated request sources accepted; none: any"},
 
 		{group: "guards", flag: "allow-self-revoke", env: "REVOKER_ALLOW_SELF_REVOKE", def: "false", isBool: true, help: "allow deleting the key revoker signs with"},

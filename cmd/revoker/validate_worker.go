@@ -16,7 +16,7 @@ import (
 
 	"github.com/revoker/revoker/events"
 	"github.com/revoker/revoker/kalshi"
-	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/contain"
 )
 
 func (p *parser) kalshiBaseURL() string {
@@ -152,9 +152,9 @@ func (p *parser) trustedSigners() []string {
 	return keys
 }
 
-func (p *parser) cancelScope() worker.CancelScope {
+func (p *parser) cancelScope() contain.Scope {
 	s := p.get("cancel-orders-scope")
-	sc, err := worker.ParseCancelScope(strings.ToLower(s.val))
+	sc, err := contain.ParseScope(strings.ToLower(s.val))
 	if err != nil {
 		p.problem("%s: %s is not off, subaccount or all", s.label(), events.Quote(s.val))
 	}

@@ -1,4 +1,4 @@
-package worker
+package leaked
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 // printed: never a number of the private key.
 func TestLeakedKeyPrintsOnlyItsFingerprint(t *testing.T) {
 	_, p := emulatortest.NewKeyPEM(t, emulatortest.PKCS1RSA)
-	lk, err := parseLeakedKey(events.NewLeakedKey(string(p)))
+	lk, err := Parse(events.NewLeakedKey(string(p)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,9 @@
-package worker
+// Package metrics holds the worker's Prometheus metrics, under the
+// namespace "revoker": the request path counts results and attempts,
+// confirmation (package worker/confirm) sets the unconfirmed gauge, and
+// cmd/revoker serves them. Package worker imports this package, never the
+// reverse.
+package metrics
 
 import (
 	"strconv"
@@ -8,8 +13,8 @@ import (
 	"github.com/revoker/revoker/events"
 )
 
-// Metrics are the worker's counters and timings, under the namespace
-// "revoker". cmd/ serves them; tests read them.
+// Metrics are the worker's counters and timings. cmd/ serves them; tests
+// read them.
 type Metrics struct {
 	Results  *prometheus.CounterVec // revoker_results_total{outcome,code}; code is NoCode without an error
 	Attempts *prometheus.CounterVec // revoker_attempts_total{status}
@@ -29,9 +34,9 @@ type Metrics struct {
 	Unconfirmed prometheus.Gauge
 }
 
-// NewMetrics creates the worker's metrics and registers them with reg, if
-// not nil.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// New creates the worker's metrics and registers them with reg, if not
+// nil.
+func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "revoker", Name: "results_total",
@@ -86,7 +91,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) observeAttempt(status int) {
+// ObserveAttempt counts one DELETE attempt by its HTTP status (0: no
+// answer).
+func (m *Metrics) ObserveAttempt(status int) {
 	label := "error"
 	if status > 0 {
 		label = strconv.Itoa(status)
@@ -99,7 +106,8 @@ func (m *Metrics) observeAttempt(status int) {
 // as a missing one on dashboards.
 const NoCode = "none"
 
-func (m *Metrics) observeResult(r *events.Result) {
+// ObserveResult counts one stored result.
+func (m *Metrics) ObserveResult(r *events.Result) {
 	code := NoCode
 	if r.Error != nil {
 		code = string(r.Error.Code)
