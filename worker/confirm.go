@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"crypto"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/revoker/revoker/kalshi"
@@ -22,8 +24,18 @@ func (w *Worker) confirmations() *confirm.Revocations {
 		SharedKeys: func(ctx context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, time.Time, bool) {
 			return w.replica().SharedKeys(ctx, storedAt, notBefore, keys)
 		},
-		Keys: func(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error) {
-			return w.replica().Keys(ctx, stop, storedAt, notBefore)
+		Keys: func(ctx context.Context, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error) {
+			// One attempt's share of a request's retry budget: a failure
+			// says what Kalshi answered. Waiting for another caller's
+			// listing ends with the round's own time too.
+			wait := 2 * w.cfg.AttemptTimeout
+			stop, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			keys, started, err := w.replica().Keys(ctx, stop, time.Now().Add(w.cfg.AttemptTimeout-w.cfg.MaxRetry), notBefore)
+			if errors.Is(err, errStopped) && ctx.Err() == nil {
+				err = fmt.Errorf("no listing within %v", wait)
+			}
+			return keys, started, err
 		},
 		ListFailed: func(err error) {
 			if unauthorized(err) {

@@ -39,9 +39,10 @@ type Config struct {
 	// SharedKeys is the fleet's listing asked for at notBefore or later,
 	// without a call of this replica's (fleet.Replica.SharedKeys); Keys
 	// lists the account, sharing the call with the requests in flight
-	// (fleet.Replica.Keys).
+	// (fleet.Replica.Keys), within about one attempt's time: a round is
+	// no request, and the next one tries again.
 	SharedKeys func(ctx context.Context, storedAt, notBefore time.Time, keys []string) (map[string]kalshi.APIKey, time.Time, bool)
-	Keys       func(ctx, stop context.Context, storedAt, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error)
+	Keys       func(ctx context.Context, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error)
 	// ListFailed hears why Keys failed (the worker checks its credential
 	// again when Kalshi refused it).
 	ListFailed func(error)

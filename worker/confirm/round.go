@@ -182,14 +182,10 @@ func (c *Revocations) list(ctx context.Context, due map[string]unconfirmed) (lis
 	return listed, asOf, nil
 }
 
-// listHere lists the account's keys within the delete
-// budget, sharing the call with the requests in flight. It waits for at
-// most one attempt's time: a round is no request, and the next one tries
-// again.
+// listHere lists the account's keys within the delete budget, sharing the
+// call with the requests in flight.
 func (c *Revocations) listHere(ctx context.Context, notBefore time.Time) (map[string]kalshi.APIKey, time.Time, error) {
-	stop, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
-	defer cancel()
-	keys, started, err := c.cfg.Keys(ctx, stop, time.Now(), notBefore)
+	keys, started, err := c.cfg.Keys(ctx, notBefore)
 	if err != nil {
 		c.cfg.ListFailed(err)
 		c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "cannot list the account's keys to confirm revocations", slog.Any("err", err))
