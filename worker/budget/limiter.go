@@ -57,6 +57,11 @@ type Limiter struct {
 	queue []*waiter
 
 	pausedUntil time.Time
+	// ownPause is when the last pause this replica got from Kalshi itself
+	// (Pause, not another replica's) ends: the one it records in the
+	// replica plan. ownPaused, if set (Share), hears of each at once.
+	ownPause  time.Time
+	ownPaused func()
 
 	// inflight counts attempts sent (Begin) and not yet answered or given
 	// up: each holds a token of the burst, because Kalshi meters arrival and

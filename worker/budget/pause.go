@@ -30,10 +30,12 @@ import (
 //
 // A replica that joins (starts) asks the others on PauseSubject(group) +
 // ".ask"; each one paused answers with its pause, so a replica started
-// during a pause keeps it. A replica that is disconnected when a pause is
-// published misses it; its own next 429 then pauses it (and the others
-// again). A pause is not published while the connection is down: buffered
-// until a reconnect, it would be stale.
+// during a pause keeps it. A replica that misses a broadcast (it was
+// disconnected, or the message was lost) reads the pause in the replica
+// plan at its next step (share.go: each replica records what is left of
+// its own pause with its beat, every ShareBeat). A pause is not published
+// while the connection is down: buffered until a reconnect, it would be
+// stale.
 
 // FleetSubject is the subject prefix of the replicas' broadcasts to each
 // other: the credential's pauses (here), and what they hold and the

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/revoker/revoker/worker/internal/jskv"
 )
 
 // The shared budget. Replicas of one deployment (one durable consumer)
@@ -104,6 +103,8 @@ type Share struct {
 	apply func(float64)
 	log   *slog.Logger
 
+	kick chan struct{} // a pause of our own: record it now, not at the next beat
+
 	mu       sync.Mutex
 	spending float64 // what the limiter was last told
 	members  int     // replicas in the plan, us included
@@ -133,6 +134,27 @@ type shareMember struct {
 	Share float64 `json:"share"`
 	Beat  uint64  `json:"beat"`
 	Fixed bool    `json:"fixed,omitempty"`
+	// PauseMS is what was left, when this beat was written, of the pause
+	// Kalshi gave this replica (Retry-After). The others take it from the
+	// plan when the beat is new to them: a replica that missed the pause's
+	// broadcast (reconnecting, or a message lost) holds its calls at its
+	// next step all the same.
+	PauseMS int64 `json:"pause_ms,omitempty"`
+	// BeatMS is how often this replica beats. A replica of an earlier
+	// version, which beat every second and spent its share until its beat
+	// was 2 s old, records none: it is struck only after 3 s of silence,
+	// or a rolling upgrade would give its share away while it spends it.
+	BeatMS int64 `json:"beat_ms,omitempty"`
+}
+
+// deadAfter is how long m's beat must stay unchanged before m is struck:
+// three of its beats (shareDead for this version's), never less than
+// shareDead nor more than three of an earlier version's.
+func (m shareMember) deadAfter() time.Duration {
+	if m.BeatMS <= 0 {
+		return 3 * time.Second
+	}
+	return min(max(3*time.Duration(m.BeatMS)*time.Millisecond, shareDead), 3*time.Second)
 }
 
 // shareStore is where the plan lives: the KV bucket, or a fake in tests.
@@ -170,8 +192,16 @@ func newShare(store shareStore, cfg ShareConfig, apply func(float64)) *Share {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Share{store: store, cfg: cfg, apply: apply, log: cfg.Logger, seen: make(map[string]seenBeat)}
+	s := &Share{store: store, cfg: cfg, apply: apply, log: cfg.Logger, seen: make(map[string]seenBeat), kick: make(chan struct{}, 1)}
 	s.spend(cfg.Fixed)
+	if cfg.Limiter != nil {
+		cfg.Limiter.setOwnPaused(func() {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		})
+	}
 	return s
 }
 
@@ -202,12 +232,15 @@ func (s *Share) Run(ctx context.Context) {
 	var stepped time.Time // the last step's start
 	failing, fails := false, 0
 	for {
+		kicked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.kick:
+			kicked = true
 		}
-		if time.Since(stepped) < ShareBeat && fails == 0 && !s.planChanged(ctx) {
+		if !kicked && time.Since(stepped) < ShareBeat && fails == 0 && !s.planChanged(ctx) {
 			t.Reset(min(sharePoll, ShareBeat-time.Since(stepped)))
 			continue
 		}
@@ -315,8 +348,9 @@ func (s *Share) stepOnce(ctx context.Context) error {
 		if !ok || seen.beat != m.Beat {
 			seen = seenBeat{beat: m.Beat, at: now}
 			s.seen[mid] = seen
+			s.heedPause(mid, m.PauseMS, now)
 		}
-		if now.Sub(seen.at) >= shareDead {
+		if now.Sub(seen.at) >= m.deadAfter() {
 			delete(plan.Members, mid)
 			delete(s.seen, mid)
 			s.log.Info("replica silent; its share is given to the others", "replica", mid, "share", m.Share)
@@ -356,7 +390,8 @@ func (s *Share) stepOnce(ctx context.Context) error {
 	}
 
 	s.beat = max(s.beat, me.Beat) + 1
-	plan.Members[id] = shareMember{Share: share, Beat: s.beat, Fixed: s.cfg.Fixed > 0}
+	plan.Members[id] = shareMember{Share: share, Beat: s.beat, Fixed: s.cfg.Fixed > 0, PauseMS: s.pauseLeft(now),
+		BeatMS: ShareBeat.Milliseconds()}
 	out, err := json.Marshal(plan)
 	if err != nil {
 		return err
@@ -376,6 +411,29 @@ func (s *Share) stepOnce(ctx context.Context) error {
 		s.spend(share) // raise after recording
 	}
 	return nil
+}
+
+// pauseLeft is the pause of this replica's own to record, in whole
+// milliseconds rounded up.
+func (s *Share) pauseLeft(now time.Time) int64 {
+	if s.cfg.Limiter == nil {
+		return 0
+	}
+	left := s.cfg.Limiter.ownPauseLeft(now)
+	return int64((left + time.Millisecond - 1) / time.Millisecond)
+}
+
+// heedPause holds this replica's calls for what another replica recorded
+// of its pause in a beat new to this one, from now (later than it was
+// written: the pause only lengthens), at most MaxPause.
+func (s *Share) heedPause(from string, ms int64, now time.Time) {
+	if ms <= 0 || s.cfg.Limiter == nil {
+		return
+	}
+	until := now.Add(time.Duration(min(ms, MaxPause.Milliseconds())) * time.Millisecond)
+	if s.cfg.Limiter.pauseUntil(until) {
+		s.log.Info("paused by another replica's Retry-After, read in the replica plan", "replica", from, "for_ms", ms)
+	}
 }
 
 // renewLease lets an automatic share be spent until shareLease after sent,
@@ -422,6 +480,9 @@ func (s *Share) leave() {
 	if s.cfg.Fixed == 0 {
 		s.spend(0)
 	}
+	if s.cfg.Limiter != nil {
+		s.cfg.Limiter.setOwnPaused(nil)
+	}
 	s.mu.Lock()
 	if s.lease != nil {
 		s.lease.Stop()
@@ -451,96 +512,5 @@ func (s *Share) leave() {
 		if !errors.Is(err, errShareConflict) {
 			return
 		}
-	}
-}
-
-// kvShareStore keeps the plan under key in ReplicasBucket, creating the
-// bucket with create when it is missing and create is set.
-type kvShareStore struct {
-	js     jetstream.JetStream
-	key    string
-	create *jetstream.KeyValueConfig
-	mu     sync.Mutex
-	kv     jetstream.KeyValue
-}
-
-func (k *kvShareStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.kv != nil {
-		return k.kv, nil
-	}
-	var kv jetstream.KeyValue
-	var err error
-	if k.create != nil {
-		kv, err = jskv.Ensure(ctx, k.js, *k.create)
-	} else {
-		kv, err = k.js.KeyValue(ctx, ReplicasBucket)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("replica plan bucket %s: %w", ReplicasBucket, err)
-	}
-	k.kv = kv
-	return kv, nil
-}
-
-func (k *kvShareStore) get(ctx context.Context) ([]byte, uint64, error) {
-	kv, err := k.bucket(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	e, err := kv.Get(ctx, k.key)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-		return nil, 0, nil
-	case err != nil:
-		return nil, 0, err
-	}
-	return e.Value(), e.Revision(), nil
-}
-
-func (k *kvShareStore) put(ctx context.Context, doc []byte, rev uint64) (uint64, error) {
-	kv, err := k.bucket(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n uint64
-	if rev == 0 {
-		n, err = kv.Create(ctx, k.key, doc)
-	} else {
-		n, err = kv.Update(ctx, k.key, doc, rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return 0, errShareConflict
-	}
-	return n, err
-}
-
-func (k *kvShareStore) remove(ctx context.Context, rev uint64) error {
-	kv, err := k.bucket(ctx)
-	if err != nil {
-		return err
-	}
-	err = kv.Delete(ctx, k.key, jetstream.LastRevision(rev))
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return errShareConflict
-	}
-	return err
-}
-
-// BucketConfig is the replica plan bucket as provisioning creates it, with
-// replicas copies of its data: one small document per deployment, rewritten
-// by every replica every ShareBeat. A plan nobody wrote for replicasTTL is
-// dropped.
-func BucketConfig(replicas int) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:       ReplicasBucket,
-		Description:  "revoker: replicas sharing the account's delete budget",
-		History:      1,
-		TTL:          replicasTTL,
-		MaxBytes:     8 << 20,
-		MaxValueSize: 64 << 10,
-		Storage:      jetstream.FileStorage,
-		Replicas:     replicas,
 	}
 }

@@ -2,6 +2,7 @@ package budget
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -464,4 +465,88 @@ func TestShareFlapping(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A replica that missed a pause's broadcast (it was reconnecting, or the
+// message was lost: chaos seed 391272) holds its calls all the same once
+// it reads the plan, where the paused replica records what is left of its
+// pause; and a pause read there is not recorded again, so no two replicas
+// lengthen each other's.
+func TestSharePauseReachesAReplicaThatMissedItsBroadcast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &memShareStore{rnd: rand.New(rand.NewPCG(11, 1))}
+		la, lb := NewLimiter(10, 10), NewLimiter(10, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		var done sync.WaitGroup
+		for _, r := range []struct {
+			id  string
+			lim *Limiter
+		}{{"a", la}, {"b", lb}} {
+			sh := newShare(store, ShareConfig{ID: r.id, Limiter: r.lim}, r.lim.SetShare)
+			done.Go(func() { sh.Run(ctx) })
+		}
+		time.Sleep(10 * ShareBeat) // the plan settles
+		la.Pause(3 * time.Second)  // no broadcast: neither joined a Fleet
+		until := la.PausedUntil()
+		for deadline := time.Now().Add(3 * ShareBeat); time.Now().Before(deadline) && !lb.PausedUntil().After(until.Add(-ShareBeat)); {
+			time.Sleep(ShareBeat / 10)
+		}
+		if got := lb.PausedUntil(); got.Before(until) || got.After(until.Add(3*ShareBeat)) {
+			t.Errorf("the other replica is paused until %v, want from %v to %v (3 beats later at most)", got, until, until.Add(3*ShareBeat))
+		}
+		time.Sleep(10 * ShareBeat)
+		if got := la.PausedUntil(); !got.Equal(until) {
+			t.Errorf("the paused replica's own pause moved from %v to %v: the other recorded it back", until, got)
+		}
+		cancel()
+		done.Wait()
+	})
+}
+
+// During a rolling upgrade a replica of the previous version beats every
+// second and spends its share until its beat is 2 s old: this version,
+// which beats every ShareBeat, must not strike it between its beats and
+// take its share while it spends it.
+func TestShareKeepsAPreviousVersionsReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &memShareStore{rnd: rand.New(rand.NewPCG(12, 1))}
+		ctx, cancel := context.WithCancel(context.Background())
+		var done sync.WaitGroup
+		// The previous version's replica, settled at half: its entry
+		// without beat_ms, its beat bumped every second.
+		done.Go(func() {
+			for beat := uint64(1); ctx.Err() == nil; beat++ {
+				for ctx.Err() == nil {
+					doc, rev, _ := store.get(ctx)
+					plan := sharePlan{Members: map[string]shareMember{}}
+					if doc != nil {
+						_ = json.Unmarshal(doc, &plan)
+					}
+					plan.Members["old"] = shareMember{Share: 0.5, Beat: beat}
+					out, _ := json.Marshal(plan)
+					if _, err := store.put(ctx, out, rev); err == nil {
+						break
+					}
+				}
+				time.Sleep(time.Second)
+			}
+		})
+		time.Sleep(100 * time.Millisecond) // the old replica's entry is there first
+		var mu sync.Mutex
+		most := 0.0
+		sh := newShare(store, ShareConfig{ID: "new"}, func(f float64) {
+			mu.Lock()
+			most = max(most, f)
+			mu.Unlock()
+		})
+		done.Go(func() { sh.Run(ctx) })
+		time.Sleep(20 * time.Second)
+		mu.Lock()
+		if most > 0.5+1e-9 {
+			t.Errorf("this version's replica spent up to %.3f beside the previous version's 0.5", most)
+		}
+		mu.Unlock()
+		cancel()
+		done.Wait()
+	})
 }

@@ -77,9 +77,35 @@ func (l *Limiter) Pause(d time.Duration) {
 		return
 	}
 	until := time.Now().Add(min(d, MaxPause))
+	l.mu.Lock()
+	if until.After(l.ownPause) {
+		l.ownPause = until
+	}
+	hook := l.ownPaused
+	l.mu.Unlock()
 	if l.pauseUntil(until) {
 		l.tell(pauseNote{until: until})
 	}
+	if hook != nil {
+		hook()
+	}
+}
+
+// ownPauseLeft is how much is left of the last pause Kalshi gave this
+// replica itself (zero when none is in force): what it records in the
+// replica plan. Another replica's pause is not recorded again, or two
+// replicas would lengthen each other's pause for ever.
+func (l *Limiter) ownPauseLeft(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return max(l.ownPause.Sub(now), 0)
+}
+
+// setOwnPaused sets who hears of this replica's own pauses (nil: no one).
+func (l *Limiter) setOwnPaused(f func()) {
+	l.mu.Lock()
+	l.ownPaused = f
+	l.mu.Unlock()
 }
 
 // pauseUntil holds every delete until until, unless a pause already lasts
