@@ -44,6 +44,7 @@ var notAgainstSandbox = []struct {
 		"go test -run '^$' -bench DeployedMass -benchtime 1x -timeout 10m ./worker/deployed/",
 		"go test -race -count=1 -v ./worker/resilience/ | grep FIGURE",
 		"go test -count=1 -v -run TestChaos ./worker/chaos/",
+		"go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos.parallel=1",
 		"go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos.seeds=10",
 		"go test -count=1 -v -run TestChaos ./worker/chaos/ -args -chaos.seed=N -chaos.logs=DIR",
 		"go test -count=1 -v -run 'TestFailover$|TestFailoverWithNodeLoss' ./worker/resilience/ | grep 'FIGURE failover'",
