@@ -67,46 +67,7 @@ func (l *Ledger) Lookup(ctx context.Context, apiKeyID string) (*KeyRecord, error
 // write when nothing changed it since; it is created if the revocation's
 // own write was lost.
 func (l *Ledger) ConfirmRevoked(ctx context.Context, apiKeyID string, rec KeyRecord, rev uint64, at time.Time) error {
-	ctx, done := l.call(ctx)
-	defer done()
-	if rev > 0 {
-		confirmed := rec
-		confirmed.ConfirmedAt = at
-		v, err := json.Marshal(confirmed)
-		if err != nil {
-			return err
-		}
-		if _, err := l.kv.Update(ctx, keyKey(apiKeyID), v, rev); err == nil {
-			return nil
-		}
-	}
-	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		rec.ConfirmedAt = at
-		v, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		_, err = l.kv.Create(ctx, keyKey(apiKeyID), v)
-		return err
-	case err != nil:
-		return err
-	}
-	var stored KeyRecord
-	if err := json.Unmarshal(entry.Value(), &stored); err != nil {
-		return fmt.Errorf("ledger: key %s: %w", apiKeyID, err)
-	}
-	if !stored.ConfirmedAt.IsZero() {
-		return nil
-	}
-	stored.ConfirmedAt = at
-	v, err := json.Marshal(stored)
-	if err != nil {
-		return err
-	}
-	_, err = l.kv.Update(ctx, keyKey(apiKeyID), v, entry.Revision())
-	return err
+	return l.markKey(ctx, apiKeyID, rec, rev, func(r *KeyRecord) { r.ConfirmedAt = at })
 }
 
 // maxUnconfirmedReason bounds the reason a key record keeps.
@@ -114,19 +75,26 @@ const maxUnconfirmedReason = 512
 
 // RecordUnconfirmed records in the key's record that its revocation could
 // not be confirmed, at when and why. rec and rev are as for ConfirmRevoked.
-// A record already confirmed is left alone.
 func (l *Ledger) RecordUnconfirmed(ctx context.Context, apiKeyID string, rec KeyRecord, rev uint64, at time.Time, why string) error {
-	ctx, done := l.call(ctx)
-	defer done()
 	if len(why) > maxUnconfirmedReason {
 		why = strings.ToValidUTF8(why[:maxUnconfirmedReason], "")
 	}
-	mark := func(r KeyRecord) ([]byte, error) {
-		r.UnconfirmedAt, r.UnconfirmedReason = at.UTC(), why
+	return l.markKey(ctx, apiKeyID, rec, rev, func(r *KeyRecord) { r.UnconfirmedAt, r.UnconfirmedReason = at.UTC(), why })
+}
+
+// markKey applies mark to the key's record: rec as written at revision rev
+// (0: unknown) in one write when nothing changed it since, else the record
+// as stored, or rec created if the revocation's own write was lost. A
+// record already confirmed is left alone: its key is dead.
+func (l *Ledger) markKey(ctx context.Context, apiKeyID string, rec KeyRecord, rev uint64, mark func(*KeyRecord)) error {
+	ctx, done := l.call(ctx)
+	defer done()
+	marked := func(r KeyRecord) ([]byte, error) {
+		mark(&r)
 		return json.Marshal(r)
 	}
 	if rev > 0 {
-		v, err := mark(rec)
+		v, err := marked(rec)
 		if err != nil {
 			return err
 		}
@@ -136,7 +104,7 @@ func (l *Ledger) RecordUnconfirmed(ctx context.Context, apiKeyID string, rec Key
 	}
 	entry, err := l.kv.Get(ctx, keyKey(apiKeyID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		v, err := mark(rec)
+		v, err := marked(rec)
 		if err != nil {
 			return err
 		}
@@ -152,7 +120,7 @@ func (l *Ledger) RecordUnconfirmed(ctx context.Context, apiKeyID string, rec Key
 	if !stored.ConfirmedAt.IsZero() {
 		return nil
 	}
-	v, err := mark(stored)
+	v, err := marked(stored)
 	if err != nil {
 		return err
 	}
