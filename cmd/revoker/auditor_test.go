@@ -32,7 +32,6 @@ type deployedNATS struct {
 
 func startDeployedNATS(t *testing.T) *deployedNATS {
 	t.Helper()
-	t.Setenv("JS_KEY", "a-test-jetstream-encryption-key") // nats-common.conf's encryption at rest
 	dir := t.TempDir()
 	files, err := filepath.Glob("../../deploy/nats/*.conf")
 	if err != nil || len(files) == 0 {
@@ -46,6 +45,14 @@ func startDeployedNATS(t *testing.T) *deployedNATS {
 		if filepath.Base(f) == "nats-common.conf" {
 			// One node must hold what the account may reserve on each of three.
 			data = []byte(strings.Replace(string(data), "max_file_store: 10GB", "max_file_store: 64GB", 1))
+			// The encryption at rest's key, which a node reads from its
+			// environment ($JS_KEY), is written in: a parallel test may not
+			// set the process's environment.
+			const fromEnv = "\n  key: $JS_KEY\n"
+			if !strings.Contains(string(data), fromEnv) {
+				t.Fatalf("%s no longer has %q", f, fromEnv)
+			}
+			data = []byte(strings.Replace(string(data), fromEnv, "\n  key: \"a-test-jetstream-encryption-key\"\n", 1))
 		}
 		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -114,6 +121,7 @@ func (d *deployedNATS) provision(t *testing.T) {
 // direct gets), results --follow and status as the auditor; neither may do
 // the other's job.
 func TestLeastPrivilegeUsers(t *testing.T) {
+	t.Parallel()
 	d := startDeployedNATS(t)
 	d.provision(t)
 

@@ -18,6 +18,7 @@ import (
 // buckets must exist, and check names each one missing, whatever the rate share;
 // without it, run creates them and check says so.
 func TestCheckNoProvisionNeedsEveryBucket(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	js, err := jetstream.New(natstest.Connect(t, w.nats.URL()))
 	if err != nil {

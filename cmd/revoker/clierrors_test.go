@@ -42,6 +42,7 @@ func jsonOnly(t *testing.T, what, out string) []map[string]any {
 // With no stream either (no worker ever ran), stdout stays empty and
 // stderr says which stream is missing.
 func TestRevokeJSONWithoutWorker(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 
@@ -91,6 +92,7 @@ func noJetStream(t *testing.T) (*natstest.Server, string) {
 // names JetStream and the fix on stderr, once (check on its FAIL line),
 // instead of "no responders"; run says it once and keeps retrying.
 func TestJetStreamOffIsNamed(t *testing.T) {
+	t.Parallel()
 	srv, want := noJetStream(t)
 	w := newWorld(t)
 	w.env["NATS_URL"] = srv.URL()
@@ -138,6 +140,7 @@ func TestJetStreamOffIsNamed(t *testing.T) {
 // Ctrl-C while revoke waits: it says "interrupted", not "no outcome within
 // ...", prints each pending request (still queued), and exits 130.
 func TestRevokeInterrupted(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 	requests := w.provisioned()
@@ -174,6 +177,7 @@ func TestRevokeInterrupted(t *testing.T) {
 // The real process: SIGINT exits 130 and SIGTERM 143, as a shell reports a
 // process those signals end, after saying "interrupted".
 func TestRevokeSignalExitStatus(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 	requests := w.provisioned()
@@ -212,6 +216,7 @@ func TestRevokeSignalExitStatus(t *testing.T) {
 // revoke --all at its question (nothing sent), and a command still waiting
 // for a NATS server that does not answer.
 func TestCommandsInterrupted(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.seed(2)
 	requests := w.provisioned()

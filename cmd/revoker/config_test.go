@@ -87,6 +87,7 @@ func problems(t *testing.T, err error) []string {
 }
 
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	env := kalshiEnv(t)
 	cfg, rest := mustParse(t, "run", nil, env)
 	if len(rest) != 0 {
@@ -133,6 +134,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestDefaultsOtherCommands(t *testing.T) {
+	t.Parallel()
 	cfg, rest := mustParse(t, "revoke", []string{"key-1"}, nil)
 	if !reflect.DeepEqual(rest, []string{"key-1"}) {
 		t.Errorf("revoke args %q", rest)
@@ -154,6 +156,7 @@ func TestDefaultsOtherCommands(t *testing.T) {
 }
 
 func TestCommandsIgnoreSettingsTheyDoNotTake(t *testing.T) {
+	t.Parallel()
 	// revoke takes no Kalshi or worker settings: their environment is not
 	// read (a broken value there is no problem) and they keep defaults.
 	env := map[string]string{"KALSHI_PRIVATE_KEY_PATH": "/nonexistent", "REVOKER_CONCURRENCY": "0", "NATS_URL": "nats://n:4222"}
@@ -172,6 +175,7 @@ func TestCommandsIgnoreSettingsTheyDoNotTake(t *testing.T) {
 }
 
 func TestPrecedence(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pki := newTestPKI(t)
 	pki2 := newTestPKI(t)
@@ -252,6 +256,7 @@ func TestPrecedence(t *testing.T) {
 }
 
 func TestFlagOnlySettings(t *testing.T) {
+	t.Parallel()
 	cfg, rest := mustParse(t, "revoke", []string{
 		"k1", "--reason", "leaked in a gist", "--requested-by=alice", "k2",
 		"--source", "ir", "--timeout", "2m", "--json", "--", "--k3",
@@ -271,6 +276,7 @@ func TestFlagOnlySettings(t *testing.T) {
 }
 
 func TestEmptyEnvironmentMeansUnset(t *testing.T) {
+	t.Parallel()
 	env := withEnv(kalshiEnv(t), map[string]string{"REVOKER_CONCURRENCY": "", "NATS_URL": ""})
 	cfg, _ := mustParse(t, "run", nil, env)
 	if cfg.Concurrency != 8 || len(cfg.NATSURLs) != 1 {
@@ -284,6 +290,7 @@ func TestEmptyEnvironmentMeansUnset(t *testing.T) {
 }
 
 func TestValidationMessages(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pki := newTestPKI(t)
 	seed, public := newUserSeedFile(t, dir)
@@ -437,6 +444,7 @@ func mustPublic(t *testing.T, kp nkeys.KeyPair) string {
 }
 
 func TestAllProblemsReportedTogether(t *testing.T) {
+	t.Parallel()
 	env := withEnv(kalshiEnv(t), map[string]string{
 		"KALSHI_API_KEY_ID":   "",
 		"REVOKER_MAX_RETRY":   "15x",
@@ -461,6 +469,7 @@ func TestAllProblemsReportedTogether(t *testing.T) {
 }
 
 func TestPrivateKeyContentNeverInErrors(t *testing.T) {
+	t.Parallel()
 	good := newPrivateKeyPEM(t)
 	body := string(good[strings.Index(string(good), "\n")+1 : strings.Index(string(good), "\n-----END")])
 	notAKey := strings.ReplaceAll(string(good), "PRIVATE KEY", "PRIVATE KEY CERT")
@@ -488,6 +497,7 @@ func TestPrivateKeyContentNeverInErrors(t *testing.T) {
 }
 
 func TestPrivateKeyFromEnvironment(t *testing.T) {
+	t.Parallel()
 	good := newPrivateKeyPEM(t)
 	cfg, _ := mustParse(t, "run", nil, map[string]string{"KALSHI_API_KEY_ID": "k", "KALSHI_PRIVATE_KEY": string(good)})
 	if !bytes.Equal(cfg.KalshiPrivateKey, good) || cfg.KalshiPrivateKeyPath != "" {
@@ -515,6 +525,7 @@ func TestPrivateKeyFromEnvironment(t *testing.T) {
 // write it, accepted in silence when only its group may read it (0440 is
 // how Kubernetes mounts a Secret for the pod's fsGroup).
 func TestSecretFileModes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pki := newTestPKI(t)
 	op := newTestOperator(t, dir)
@@ -581,6 +592,7 @@ func copyFile(t *testing.T, src, dst string) string {
 // TestKeyIDsCanonical checks that the worker's own key and the protected
 // keys are compared in their canonical form, whatever case they were given in.
 func TestKeyIDsCanonical(t *testing.T) {
+	t.Parallel()
 	env := withEnv(kalshiEnv(t), map[string]string{
 		"KALSHI_API_KEY_ID":      "A952BCBE-EC3B-4B5B-B8F9-11DAE589608C",
 		"REVOKER_PROTECTED_KEYS": "0E7C6A4D-1B2C-4D5E-8F90-ABCDEF012345, already-lower",
@@ -595,6 +607,7 @@ func TestKeyIDsCanonical(t *testing.T) {
 }
 
 func TestUnreadablePrivateKey(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() == 0 {
 		t.Skip("root reads any file")
 	}
@@ -606,6 +619,7 @@ func TestUnreadablePrivateKey(t *testing.T) {
 }
 
 func TestSecretsNeverPrinted(t *testing.T) {
+	t.Parallel()
 	good := newPrivateKeyPEM(t)
 	cfg, _ := mustParse(t, "run", nil, map[string]string{"KALSHI_API_KEY_ID": "k", "KALSHI_PRIVATE_KEY": string(good)})
 	marker := string(good[30:60])
@@ -633,6 +647,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 }
 
 func TestTrustedSignersFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	_, a := newUserSeedFile(t, dir)
 	_, b := newUserSeedFile(t, dir)
@@ -653,6 +668,7 @@ func TestTrustedSignersFile(t *testing.T) {
 }
 
 func TestTrustedSignerSeedNotEchoed(t *testing.T) {
+	t.Parallel()
 	kp, _ := nkeys.CreateUser()
 	seed, _ := kp.Seed()
 	_, _, err := parseConfig("run", nil, getenv(withEnv(kalshiEnv(t), map[string]string{"REVOKER_TRUSTED_SIGNERS": string(seed)})))
@@ -665,6 +681,7 @@ func TestTrustedSignerSeedNotEchoed(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	for _, cmd := range []string{"run", "check", "keys", "revoke", "sandbox", "version"} {
 		for _, arg := range []string{"-h", "--help", "-help"} {
 			if _, _, err := parseConfig(cmd, []string{arg}, nil); !errors.Is(err, flag.ErrHelp) {
@@ -709,6 +726,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestUnknownFlagAndCommand(t *testing.T) {
+	t.Parallel()
 	_, _, err := parseConfig("run", []string{"--bogus"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "flag provided but not defined: --bogus") || !strings.Contains(err.Error(), `"revoker run -h"`) {
 		t.Errorf("unknown flag: %v", err)
@@ -720,6 +738,7 @@ func TestUnknownFlagAndCommand(t *testing.T) {
 }
 
 func TestSubjectsOverlap(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		a, b string
 		want bool
@@ -740,6 +759,7 @@ func TestSubjectsOverlap(t *testing.T) {
 }
 
 func TestNATSURLPasswordNotEchoed(t *testing.T) {
+	t.Parallel()
 	for _, url := range []string{
 		"http://user:s3cr3t@nats.example:4222",
 		"http://s3cr3t@nats.example:4222",

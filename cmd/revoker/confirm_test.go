@@ -161,6 +161,7 @@ func (f *fakeWorker) cli(env map[string]string, stdin string, args ...string) fu
 // status shows the confirmation. --json prints no such lines and does not
 // wait.
 func TestRevokeWaitsForConfirmation(t *testing.T) {
+	t.Parallel()
 	f := newFakeWorker(t)
 	f.record("k-2", "earlier", time.Time{}) // revoked, never confirmed
 	wait := f.cli(nil, "", "revoke", "--timeout", "3s", "k-1", "K-2", "k-3")
@@ -201,6 +202,7 @@ func TestRevokeWaitsForConfirmation(t *testing.T) {
 // gets its outcomes and exit status, and a plain word for the confirmation
 // it cannot see: no error, nothing on stderr, no wait.
 func TestRevokeConfirmationLedgerRefused(t *testing.T) {
+	t.Parallel()
 	conf := filepath.Join(t.TempDir(), "nats.conf")
 	if err := os.WriteFile(conf, []byte(`
 jetstream: enabled

@@ -59,6 +59,7 @@ func jsonLines[T any](t *testing.T, out string) []T {
 // blank lines and comments, each key once; "-" is never a key ID; a list
 // with a bad line sends nothing and names every bad line.
 func TestRevokeKeyFile(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(4)
 	w.startRun()
@@ -125,6 +126,7 @@ func signedHere(stderr string) bool {
 // worker to ask and the Kalshi settings given here, it plans here, with
 // the guards set here, and says so on one line.
 func TestRevokeDryRun(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t) // no worker and no NATS: the plan is made here
 	w.env["NATS_URL"] = "nats://127.0.0.1:1"
 	keys := w.seed(3)
@@ -210,6 +212,7 @@ func parseConfigFor(t *testing.T, env map[string]string, args ...string) (Config
 // operator runs print only their answer: their NATS connection's lines go
 // to debug.
 func TestJSONOutputAndQuietCommands(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 	w.startRun()
@@ -265,6 +268,7 @@ func TestJSONOutputAndQuietCommands(t *testing.T) {
 
 // The metrics say which build runs, and a success has a code of its own.
 func TestMetricsBuildInfoAndCodes(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(1)
 	w.startRun()

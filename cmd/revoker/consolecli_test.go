@@ -16,6 +16,7 @@ func (w *world) operator() *world {
 // the worker's console answers. (Before the console they exited 2: the
 // Kalshi settings were required.)
 func TestCommandsWithoutKalshiKey(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(3)
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[2]
@@ -91,6 +92,7 @@ func TestCommandsWithoutKalshiKey(t *testing.T) {
 // allowing self-revocation and protecting nothing changes no plan, and
 // says so.
 func TestPlansUseTheWorkersGuards(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[1]
@@ -136,6 +138,7 @@ func TestPlansUseTheWorkersGuards(t *testing.T) {
 // With no worker answering and no Kalshi settings here, each command says
 // why and what to do; status still prints what the ledger knows.
 func TestCommandsWithoutAWorker(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(1)
 	w.provisioned() // the ledger exists; no worker runs

@@ -18,6 +18,7 @@ import (
 // beats the environment, a bad value is a configuration error; revoke
 // --cancel-orders asks for it.
 func TestCancelOrdersSettings(t *testing.T) {
+	t.Parallel()
 	env := kalshiEnv(t)
 	if cfg, _ := mustParse(t, "run", nil, env); cfg.CancelOrders != contain.Off {
 		t.Errorf("default %q, want off", cfg.CancelOrders)
@@ -45,6 +46,7 @@ func TestCancelOrdersSettings(t *testing.T) {
 // the key's subaccount's orders once it is deleted; results and status
 // show the blast radius and what was cancelled.
 func TestRevokeCancelOrders(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.env["REVOKER_CANCEL_ORDERS"] = "subaccount"
 	bot := w.emu.AddSubaccountKey("trading bot", &emulatortest.OtherKey().PublicKey, 3, "read", "write::trade")
@@ -100,6 +102,7 @@ func TestRevokeCancelOrders(t *testing.T) {
 // cancel is 0.9 cancels a second, one at a time; a fixed unlimited rate
 // leaves cancels unlimited too.
 func TestCancelBudgetFromTheAccount(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	cfg, _ := mustParse(t, "run", nil, w.env)
 	client, err := newKalshiClient(cfg)

@@ -116,6 +116,7 @@ func docCommands(t *testing.T) []docCommand {
 // sandbox by a test or listed in notAgainstSandbox with the reason, and
 // that list names no line the documents no longer hold.
 func TestDocCommandsAccountedFor(t *testing.T) {
+	t.Parallel()
 	cmds := docCommands(t)
 	if !slices.ContainsFunc(cmds, func(c docCommand) bool { return c.runbook }) {
 		t.Error("README.md has no runbook commands")

@@ -37,6 +37,7 @@ func docFiles(t *testing.T) []string {
 // leads somewhere: the file exists and, for a Markdown file, has a heading
 // with that anchor.
 func TestDocLinks(t *testing.T) {
+	t.Parallel()
 	for _, problem := range checkLinks(repoRoot, docFiles(t)) {
 		t.Error(problem)
 	}
@@ -46,6 +47,7 @@ func TestDocLinks(t *testing.T) {
 // another file and in the same one, "above" and "below" pointing the wrong
 // way; and passes what resolves, GitHub's anchor rules included.
 func TestCheckLinksFindsBrokenLinks(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	write := func(name, text string) {
 		path := filepath.Join(root, filepath.FromSlash(name))
@@ -199,6 +201,7 @@ func slug(heading string) string {
 // The README is for the incident: short, with the install line and the
 // runbook in its first 150 lines, and the test command CI runs.
 func TestReadmeForTheIncident(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
 		t.Fatal(err)

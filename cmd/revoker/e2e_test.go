@@ -137,6 +137,7 @@ func storedResults(t *testing.T, url string) []events.Result {
 }
 
 func TestRunEndToEnd(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(1)
 	stop, logs := w.startRun()
@@ -185,6 +186,7 @@ func TestRunEndToEnd(t *testing.T) {
 }
 
 func TestRunReportsEveryConfigurationProblem(t *testing.T) {
+	t.Parallel()
 	var out, errOut syncBuffer
 	env := map[string]string{"REVOKER_CONCURRENCY": "0", "REVOKER_MAX_RETRY": "15x", "NATS_URL": "nats://127.0.0.1:1"}
 	err := run(context.Background(), []string{"run"}, getenv(env), nil, &out, &errOut)
@@ -201,6 +203,7 @@ func TestRunReportsEveryConfigurationProblem(t *testing.T) {
 }
 
 func TestRevokeKeysAndCheck(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[1]
@@ -258,6 +261,7 @@ func TestRevokeKeysAndCheck(t *testing.T) {
 // A consumer whose ack wait breaks the failover guarantee is refused by
 // check and by run, in plain words, before run takes any request.
 func TestBrokenSettingsAreRefused(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	nc := natstest.Connect(t, w.nats.URL())
 	js, err := jetstream.New(nc)
@@ -285,6 +289,7 @@ func TestBrokenSettingsAreRefused(t *testing.T) {
 }
 
 func TestCheckFailures(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.env["KALSHI_PRIVATE_KEY_PATH"] = emulatortest.WritePEM(t, emulatortest.OtherKey())
 	w.env["NATS_URL"] = "nats://127.0.0.1:1"
@@ -304,6 +309,7 @@ func TestCheckFailures(t *testing.T) {
 }
 
 func TestSandboxDemo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var out, errOut syncBuffer
 	args := []string{"sandbox", "--demo", "--dir", dir, "--nats-listen", "127.0.0.1:0", "--http-addr", natstest.FreeAddr(t), "--keys", "3"}
@@ -357,6 +363,7 @@ func TestSandboxDemo(t *testing.T) {
 }
 
 func TestSelfRevocationWhenAllowed(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.env["REVOKER_ALLOW_SELF_REVOKE"] = "true"
 	w.startRun()

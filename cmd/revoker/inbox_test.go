@@ -19,6 +19,7 @@ import (
 // one deploy/nats lets that role read; the environment and the flag
 // override it.
 func TestInboxPrefixDefaults(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		cmd  string
 		args []string
@@ -55,6 +56,7 @@ func TestInboxPrefixDefaults(t *testing.T) {
 // A prefix nats.go would refuse at connect time is a configuration error,
 // reported with every other one.
 func TestInboxPrefixInvalid(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{"_INBOX.>", "_INBOX.*.x", "_INBOX.", "a..b", "has space"} {
 		_, _, err := parseConfig("revoke", []string{"k1"}, getenv(map[string]string{"NATS_INBOX_PREFIX": bad, "NATS_URL": "http://x"}))
 		var ce *configError
@@ -74,6 +76,7 @@ func TestInboxPrefixInvalid(t *testing.T) {
 // fails the connection at once, naming the setting, instead of letting each
 // request wait for its timeout.
 func TestInboxPrefixOnTheConnection(t *testing.T) {
+	t.Parallel()
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		t.Fatal(err)

@@ -67,6 +67,7 @@ func secretLines(pemText []byte) []string {
 // fingerprint; a result that names no key is printed under the
 // fingerprint. The worker is played here.
 func TestRevokeLeakedKeyRequest(t *testing.T) {
+	t.Parallel()
 	f := newFakeWorker(t)
 	_, pemText, fp := ed25519PEM(t)
 	leak := writeTemp(t, "leak.env", []byte("# pasted in ticket 4711\nAWS_SECRET_ACCESS_KEY=do-not-send-me\n"+string(pemText)+"trailing words\n"))
@@ -130,6 +131,7 @@ func TestRevokeLeakedKeyRequest(t *testing.T) {
 // A file that holds no usable private key sends nothing, exits 2 and says
 // why without quoting it.
 func TestRevokeLeakedKeyRefusesBadFiles(t *testing.T) {
+	t.Parallel()
 	f := newFakeWorker(t)
 	_, good, _ := ed25519PEM(t)
 	block, _ := pem.Decode(good)
@@ -179,6 +181,7 @@ func TestRevokeLeakedKeyRefusesBadFiles(t *testing.T) {
 // This needs the worker's identification (worker/leaked.go) and
 // confirmation (worker/confirm.go).
 func TestRevokeLeakedKeyWithWorker(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.env["REVOKER_LOG_LEVEL"] = "debug"
 	rsaID, rsaPEM, err := w.emu.GenerateKey("ci-deploy")
@@ -243,6 +246,7 @@ func TestRevokeLeakedKeyWithWorker(t *testing.T) {
 // block alone, also from text whose line breaks are written \n (a JSON
 // or .env value copied out).
 func TestPrivateKeyPEM(t *testing.T) {
+	t.Parallel()
 	_, pemText, _ := ed25519PEM(t)
 	escaped := strings.ReplaceAll(string(pemText), "\n", `\n`)
 	for name, in := range map[string]string{

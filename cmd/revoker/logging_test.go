@@ -12,6 +12,7 @@ import (
 )
 
 func TestNewLoggerFormat(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		format   string
 		wantJSON bool
@@ -49,6 +50,7 @@ func TestNewLoggerFormat(t *testing.T) {
 }
 
 func TestNewLoggerLevel(t *testing.T) {
+	t.Parallel()
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -79,6 +81,7 @@ func TestNewLoggerLevel(t *testing.T) {
 }
 
 func TestIsTerminal(t *testing.T) {
+	t.Parallel()
 	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
 	if err != nil {
 		t.Fatal(err)

@@ -242,6 +242,7 @@ func applyOptions(t *testing.T, opts []nats.Option) nats.Options {
 }
 
 func TestNATSOptions(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pki := newTestPKI(t)
 	seed, public := newUserSeedFile(t, dir)
@@ -306,6 +307,7 @@ func TestNATSOptions(t *testing.T) {
 }
 
 func TestNATSOptionsErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pki := newTestPKI(t)
 	seed, _ := newUserSeedFile(t, dir)
@@ -348,6 +350,7 @@ func TestNATSOptionsErrors(t *testing.T) {
 }
 
 func TestConnectNATSNkey(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	seed, public := newUserSeedFile(t, dir)
 	otherSeed, _ := newUserSeedFile(t, dir)
@@ -386,6 +389,7 @@ func TestConnectNATSNkey(t *testing.T) {
 }
 
 func TestConnectNATSCreds(t *testing.T) {
+	t.Parallel()
 	op := newTestOperator(t, t.TempDir())
 	resolver := &server.MemAccResolver{}
 	if err := resolver.Store(op.accountPub, op.accountJWT); err != nil {
@@ -407,6 +411,7 @@ func TestConnectNATSCreds(t *testing.T) {
 }
 
 func TestConnectNATSTLS(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t)
 	tlsConfig, err := server.GenTLSConfig(&server.TLSConfigOpts{
 		CertFile: pki.serverCert, KeyFile: pki.serverKey, CaFile: pki.ca, Verify: true,
@@ -445,6 +450,7 @@ func TestConnectNATSTLS(t *testing.T) {
 }
 
 func TestConnectNATSRetriesForRun(t *testing.T) {
+	t.Parallel()
 	// A port nobody listens on: take a free one and release it.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -484,6 +490,7 @@ func TestConnectNATSRetriesForRun(t *testing.T) {
 }
 
 func TestConnectNATSContext(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if nc, err := connectNATS(ctx, Config{Command: "check", NATSURLs: []string{"nats://127.0.0.1:1"}}, "x", nil); err == nil {
@@ -493,6 +500,7 @@ func TestConnectNATSContext(t *testing.T) {
 }
 
 func TestNATSHandlersLog(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, &server.Options{})
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
@@ -508,6 +516,7 @@ func TestNATSHandlersLog(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ in, want string }{
 		{"nats://s3cr3t@127.0.0.1:4222", "nats://REDACTED@127.0.0.1:4222"},
 		{"nats://alice:s3cr3t@nats.example:4222", "nats://REDACTED@nats.example:4222"},
@@ -529,6 +538,7 @@ func TestRedactURL(t *testing.T) {
 // and with wrong or unusable URLs: neither the token, nor the user, nor the
 // password may appear in a log line or an error.
 func TestConnectNATSRedactsCredentials(t *testing.T) {
+	t.Parallel()
 	const token, user, password = "tok-5e6f7a8b9c", "alice-4d3c", "pw-0a1b2c3d"
 	for _, tt := range []struct {
 		name       string

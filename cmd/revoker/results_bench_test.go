@@ -75,6 +75,7 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 // stream as provisioned) and by single gets. How fast is BenchmarkResults's
 // figure: a test asserts no wall-clock time, which a loaded machine breaks.
 func TestResultsReadsTenThousand(t *testing.T) {
+	t.Parallel()
 	for _, direct := range []bool{false, true} {
 		env := storeResults(t, 10_000, direct)
 		var out bytes.Buffer

@@ -48,6 +48,7 @@ func setDirect(t *testing.T, url string, on bool) {
 // results reads the audit log with every filter, as a table and as the
 // stored documents, by direct gets and by single-message gets alike.
 func TestResults(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(3)
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[2]
@@ -169,6 +170,7 @@ func TestResults(t *testing.T) {
 // results --follow prints what is stored, then each new result as it is
 // stored, until Ctrl-C.
 func TestResultsFollow(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(3)
 	w.startRun()
@@ -230,6 +232,7 @@ func TestResultsFollow(t *testing.T) {
 // status says what the ledger knows of each key and whether the account
 // still lists it.
 func TestStatus(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 	stopRun, _ := w.startRun()

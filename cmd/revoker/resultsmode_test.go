@@ -20,6 +20,7 @@ import (
 // outcomes, and results, by direct and by single-message gets, printing the
 // structured document either way.
 func TestBinaryResultsAreReadEverywhere(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[1]

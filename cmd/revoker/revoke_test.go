@@ -22,6 +22,7 @@ import (
 // request id (or anything else a squatter could publish first): derived
 // from the signature when signing, random otherwise.
 func TestRevokeMsgIDUnpredictable(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(3)
 	w.startRun()
@@ -72,6 +73,7 @@ func TestRevokeMsgIDUnpredictable(t *testing.T) {
 // first. The CLI must report the result of its own request, the one with
 // its stream sequence.
 func TestRevokeMatchesResultsBySequence(t *testing.T) {
+	t.Parallel()
 	srv := natstest.Start(t)
 	nc := natstest.Connect(t, srv.URL())
 	js, err := jetstream.New(nc)
@@ -133,6 +135,7 @@ func TestRevokeMatchesResultsBySequence(t *testing.T) {
 // TestPublishRequestChecksTheAck refuses a request the requests stream
 // dropped as a duplicate, or that another stream stored.
 func TestPublishRequestChecksTheAck(t *testing.T) {
+	t.Parallel()
 	srv := natstest.Start(t)
 	js, err := jetstream.New(natstest.Connect(t, srv.URL()))
 	if err != nil {

@@ -69,6 +69,7 @@ func everStored(t *testing.T, s jetstream.Stream) uint64 {
 // revoke --all --dry-run prints the plan, sparing revoker's own key and the
 // protected ones, and sends nothing; --match and --except narrow it.
 func TestRevokeAllDryRun(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(5) // named key-0 to key-4
 	w.env["REVOKER_PROTECTED_KEYS"] = strings.ToUpper(keys[1])
@@ -151,6 +152,7 @@ func TestRevokeAllDryRun(t *testing.T) {
 // revoke --all goes on only when the operator types the number of keys it
 // revokes; anything else sends nothing and exits 1.
 func TestRevokeAllWantsTheCount(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(3)
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[0]
@@ -194,6 +196,7 @@ func TestRevokeAllWantsTheCount(t *testing.T) {
 // all-<UTC time>-N that "results --request" finds as a batch. A typed
 // count goes on too; with --json, stdout holds only the results.
 func TestRevokeAllYes(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(5)
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[1]
@@ -271,6 +274,7 @@ func TestRevokeAllYes(t *testing.T) {
 // --all, --leaked-key and their flags are refused in the combinations that
 // make no sense, before anything connects.
 func TestRevokeFormUsageErrors(t *testing.T) {
+	t.Parallel()
 	pemFile := emulatortest.WritePEM(t, emulatortest.OtherKey())
 	env := withEnv(kalshiEnv(t), map[string]string{"NATS_URL": "nats://127.0.0.1:1"})
 	for _, c := range []struct {
@@ -316,6 +320,7 @@ func TestRevokeFormUsageErrors(t *testing.T) {
 // another letter case are spared, a key listed twice is planned once, and a
 // name with control characters prints quoted, so it cannot fake a plan line.
 func TestPlanAllOddLists(t *testing.T) {
+	t.Parallel()
 	own, protected, other := "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002", "cccccccc-0000-4000-8000-000000000003"
 	cfg := Config{KalshiKeyID: own, ProtectedKeys: []string{protected}}
 	keys := []kalshi.APIKey{

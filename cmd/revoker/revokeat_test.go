@@ -14,6 +14,7 @@ import (
 // scheduled, without waiting for it: the key is still there, status shows
 // the schedule, and the key is revoked after the time, not before.
 func TestRevokeAt(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(2)
 	w.startRun()
@@ -90,6 +91,7 @@ func TestRevokeAt(t *testing.T) {
 
 // --at is checked before anything is sent.
 func TestRevokeAtRefused(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	for _, tc := range []struct {
 		args []string

@@ -84,6 +84,7 @@ func inboxGrant(role string) string {
 // revoke (every form) as the requester; status, keys and results as the
 // auditor. The worker's console answers what needs the account.
 func TestIncidentRunbookLeastPrivilege(t *testing.T) {
+	t.Parallel()
 	lines := runbookCommands(t)
 	if lines == nil {
 		t.Skipf("%s has no \"## Incident runbook\" section yet", runbookFile)

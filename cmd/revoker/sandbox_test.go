@@ -231,6 +231,7 @@ func TestSandboxEnvFile(t *testing.T) {
 
 // A --dir the user gave is left in place, sandbox.env in it.
 func TestSandboxKeepsItsDir(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "rehearsal")
 	_, stop := startSandbox(t, "--dir", dir, "--keys", "1")
 	if err := stop(); err != nil {
@@ -244,6 +245,7 @@ func TestSandboxKeepsItsDir(t *testing.T) {
 }
 
 func TestParseFaults(t *testing.T) {
+	t.Parallel()
 	f, why := parseFaults("5xx=0.2, 429=0.1,latency=50ms-300ms,lost=0.05,hang=0.01,seed=42")
 	if len(why) > 0 {
 		t.Fatal(why)
@@ -274,6 +276,7 @@ func TestParseFaults(t *testing.T) {
 // A sandbox asked to listen on every address still hands out a loopback
 // URL: plain http to the emulator is allowed only there.
 func TestEmulatorURLIsLoopback(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		addr *net.TCPAddr
 		want string

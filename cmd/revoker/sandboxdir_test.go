@@ -42,6 +42,7 @@ func readSandboxInfo(t *testing.T, dir string) sandboxInfo {
 // --dir a sandbox still serves from, or one holding a store no sandbox
 // wrote, is refused, saying why, and left as it is.
 func TestSandboxDirReused(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "rehearsal")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ import (
 // The NATS server checks the credentials (see credentialsAuth) and a
 // client certificate.
 func TestSecretsNeverLogged(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(5)
 	dir := t.TempDir()

@@ -10,6 +10,7 @@ import (
 // not in this account (not listed and unknown to revoker: a typo, the wrong
 // environment, or deleted outside revoker), in text and in --json's state.
 func TestStatusTellsTheCasesApart(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(3)
 	revoked, live, deletedInUI := keys[0], keys[1], keys[2]

@@ -38,6 +38,7 @@ func rawTricks(out string) []string {
 // reach the terminal quoted (or, in JSON, as \u escapes) in results,
 // status, keys and the --all plan.
 func TestTerminalSafeOutput(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	revoked := w.seed(3)
 	// Listed and left alone: keys and the --all plan show their names.
@@ -105,6 +106,7 @@ func TestTerminalSafeOutput(t *testing.T) {
 // revoke's own lines: a result whose message holds the characters (as a
 // forged one, or Kalshi's text, could) is printed escaped.
 func TestTerminalSafeRevokeLines(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(1)
 	reqs := w.provisioned() // no worker: the result below is the only one

@@ -35,6 +35,7 @@ func (w *world) putKeyRecord(id string, rec ledger.KeyRecord) {
 // A revocation the worker gave up confirming shows as such in status, with
 // the reason, and in --json.
 func TestStatusUnconfirmed(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(1)
 	w.provisioned()

@@ -50,6 +50,7 @@ func storedUntrusted(t *testing.T, url string) []events.Result {
 // log, in the order they were stored, with every filter, and --follow
 // shows new rejections too. The junk is stored only in its own stream.
 func TestResultsReadsUntrustedRejections(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(3)
 	w.env["REVOKER_PROTECTED_KEYS"] = keys[2]
@@ -167,6 +168,7 @@ func TestResultsReadsUntrustedRejections(t *testing.T) {
 // and revoke has no seed) is rejected in the untrusted stream, and revoke
 // prints that rejection instead of waiting until its timeout.
 func TestRevokeSeesItsUntrustedRejection(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(1)
 	kp, err := nkeys.CreateUser()

@@ -147,6 +147,7 @@ func requestLedgerKey(id string) string {
 // results and status; every request in flight ends with exactly one result,
 // the junk's in the new stream.
 func TestUpgradeFromThePreviousMain(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	keys := w.seed(3)
 	d := provisionPrevious(t, w.nats.URL())

@@ -18,8 +18,9 @@
 //
 // It also holds the small helpers the tests around it share: WaitFor and
 // Poll poll a condition until a timeout, FreeAddr picks a free loopback
-// address, and Go runs a function (a worker's Run, a command) in the
-// background until the test stops it or ends.
+// address, Go runs a function (a worker's Run, a command) in the
+// background until the test stops it or ends, and Parallel lets a package
+// whose tests mostly wait run more of them at once.
 //
 // The package is meant for tests only; it takes a testing.TB and fails the
 // test on any setup error.

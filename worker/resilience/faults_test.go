@@ -23,6 +23,7 @@ import (
 // before a Retry-After it was given has passed.
 func TestFaultStorm(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	srv := natstest.Start(t)
 	bodies := &hostileBodies{}
 	r := newRig(t, srv.URL(), rigOptions{record: true, wrap: bodies.wrap})

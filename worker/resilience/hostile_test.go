@@ -20,6 +20,7 @@ import (
 // existing key somewhere), then two valid ones. Each hostile request gets
 // exactly one rejected / invalid_request result and no Kalshi call.
 func TestHostileRequests(t *testing.T) {
+	t.Parallel()
 	srv := natstest.Start(t)
 	r := newRig(t, srv.URL(), rigOptions{})
 	victim := r.addKeys("victim", 1)[0]

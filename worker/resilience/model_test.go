@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,6 +52,7 @@ var modelRegressions = []uint64{
 // After each run it checks what the service promises (see checkModel).
 // Reproduce a failure with -model.seed=N; run more with -model.seeds=N.
 func TestIdentityModel(t *testing.T) {
+	t.Parallel()
 	seeds := append([]uint64(nil), modelRegressions...)
 	if *modelSeed != 0 {
 		seeds = []uint64{*modelSeed}
@@ -59,13 +62,25 @@ func TestIdentityModel(t *testing.T) {
 			seeds = append(seeds, base+uint64(i))
 		}
 	}
+	// Each seed has its own NATS, emulator and workers: they run in
+	// parallel, and the summary once all have ended.
+	var mu sync.Mutex
 	var passed []uint64
+	t.Cleanup(func() {
+		slices.Sort(passed)
+		t.Logf("MODEL passed %d of %d runs, seeds %v", len(passed), len(seeds), passed)
+	})
 	for _, seed := range seeds {
-		if t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed) }) {
-			passed = append(passed, seed)
-		}
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			runModel(t, seed)
+			if !t.Failed() {
+				mu.Lock()
+				passed = append(passed, seed)
+				mu.Unlock()
+			}
+		})
 	}
-	t.Logf("MODEL passed %d of %d runs, seeds %v", len(passed), len(seeds), passed)
 }
 
 // modelRequest is one message of a model run and what it is.

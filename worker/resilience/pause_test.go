@@ -130,6 +130,7 @@ func TestHealNoBurst(t *testing.T) {
 		{"attempts timed out and retried", 6 * time.Second, 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // with each other only: the test itself is not parallel
 			srv := natstest.Start(t)
 			r := newRig(t, srv.URL(), rigOptions{emu: emulator.Options{Refill: 100, Capacity: 120}}) // 10 deletes/s, 12 at once
 			px := startHoldingProxy(t, strings.TrimSuffix(strings.TrimPrefix(r.kalshi, "http://"), emulator.BasePath))

@@ -32,7 +32,14 @@ var binaries struct {
 	built map[string]string // package -> path
 }
 
+// TestMain runs the scenarios 4 at a time: they mostly wait (on pauses a
+// 429 asked for, hangs, failovers, processes) and each has its own NATS,
+// emulator and processes. TestSoak (it measures this process's memory),
+// TestFleetPauseProcesses (a 250 ms window on two processes' clocks) and
+// TestHealNoBurst (rates against Kalshi's bucket) stay sequential: they
+// run first, alone.
 func TestMain(m *testing.M) {
+	natstest.Parallel(4)
 	code := m.Run()
 	if binaries.dir != "" {
 		_ = os.RemoveAll(binaries.dir)
