@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -182,4 +183,47 @@ func TestReplicasShareOneListing(t *testing.T) {
 	if k, err := asker.Listed(ctx, ctx, time.Now(), "k2"); err != nil || k == nil || a.lists.Load() != 1 {
 		t.Errorf("the asker listing for itself: %v, %v, %d listings", k, err, a.lists.Load())
 	}
+}
+
+// A caller that waited for another's listing, which failed, lists itself
+// within its own budget: the other's failure (a confirmation round's, with
+// one attempt's budget) is not its own (it failed whole requests with
+// retries_exhausted under load).
+func TestAFailedSharedListingIsNotTheWaitersFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var calls atomic.Int32
+		r := New(Config{
+			List: func(ctx, stop context.Context, storedAt time.Time) ([]kalshi.APIKey, error) {
+				if calls.Add(1) == 1 {
+					<-release
+					return nil, errors.New("the first caller's budget ran out")
+				}
+				return []kalshi.APIKey{{ID: "k1"}}, nil
+			},
+			Stopped: errStopped,
+			Logger:  slog.New(slog.DiscardHandler),
+		})
+		ctx := context.Background()
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() {
+			_, _, err := r.Keys(ctx, ctx, time.Now(), time.Now())
+			first <- err
+		}()
+		synctest.Wait() // the first caller lists, held
+		var got map[string]kalshi.APIKey
+		go func() {
+			var err error
+			got, _, err = r.Keys(ctx, ctx, time.Now(), time.Now().Add(-time.Second))
+			second <- err
+		}()
+		synctest.Wait() // the second waits for the first's listing
+		close(release)
+		if err := <-first; err == nil {
+			t.Error("the first caller's listing failed, and it was not told")
+		}
+		if err := <-second; err != nil || got["k1"].ID != "k1" || calls.Load() != 2 {
+			t.Errorf("the waiter: %v, %v after %d listings; want its own listing", err, got, calls.Load())
+		}
+	})
 }

@@ -36,7 +36,6 @@ type listing struct {
 	started time.Time // when the listing in keys was asked for
 	keys    map[string]kalshi.APIKey
 	pending chan struct{} // closed when the listing under way ends
-	err     error         // of the last listing
 }
 
 // fresh returns the keys of a listing asked for at notBefore or later, and
@@ -77,16 +76,14 @@ func (r *Replica) Keys(ctx, stop context.Context, storedAt, notBefore time.Time)
 		li.mu.Lock()
 		if p := li.pending; p != nil {
 			li.mu.Unlock()
+			// When it ends, a fresh listing is taken above; a failed one
+			// is not this caller's failure (the other caller's budget may
+			// have been shorter: a confirmation round's), so it lists
+			// itself, within its own.
 			select {
 			case <-p:
 			case <-stop.Done():
 				return nil, time.Time{}, r.cfg.Stopped
-			}
-			li.mu.Lock()
-			err := li.err
-			li.mu.Unlock()
-			if _, _, ok := li.fresh(notBefore); err != nil && !ok {
-				return nil, time.Time{}, err
 			}
 			continue
 		}
@@ -101,7 +98,7 @@ func (r *Replica) Keys(ctx, stop context.Context, storedAt, notBefore time.Time)
 			keys = li.store(started, got)
 		}
 		li.mu.Lock()
-		li.pending, li.err = nil, err
+		li.pending = nil
 		li.mu.Unlock()
 		close(p)
 		if err != nil {
