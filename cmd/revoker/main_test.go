@@ -14,7 +14,8 @@ import (
 //
 // The tests mostly wait (for a worker's 2 s pull to end at shutdown, for
 // retries, for NATS to restart) and each has its own NATS, emulator and
-// ports, so they run in parallel, 8 at a time. Those that set the process's
+// ports, so they run in parallel, 4 at a time (8 starved a sandbox of CPU
+// beside two CPU-bound processes under -race). Those that set the process's
 // environment or working directory (t.Setenv, t.Chdir) cannot; they run
 // first, alone.
 func TestMain(m *testing.M) {
@@ -22,6 +23,6 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	natstest.Parallel(8)
+	natstest.Parallel(4)
 	os.Exit(m.Run())
 }

@@ -70,7 +70,10 @@ const (
 	// replica has stopped spending by then (shareLease), and the next one to
 	// start need not wait shareDead for the dead to be struck.
 	replicasTTL = 10 * time.Second
-	shareOpTime = ShareBeat / 2 // bounds one read or write of the plan
+	// shareOpTime bounds one read or write of the plan: as long as the
+	// lease, so that a loaded machine's slow answer still renews it rather
+	// than fail the step and lapse every other beat.
+	shareOpTime = shareLease
 )
 
 // ShareConfig configures a replica's part in the shared budget.
