@@ -2,9 +2,12 @@ package events
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +101,93 @@ func BenchmarkParseResult(b *testing.B) {
 	for b.Loop() {
 		if _, err := ParseResult(doc); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// resultFieldNames are the JSON names of the result's data, from the Result
+// struct (embedded structs' fields included).
+func resultFieldNames() []string {
+	var names []string
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Result]()) {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.Anonymous && f.IsExported() && name != "-" && name != "" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// docResultFields are the data fields the Results section of
+// docs/contract.md names: its example document's data and each data.NAME.
+func docResultFields(t *testing.T) []string {
+	doc, err := os.ReadFile("../docs/contract.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## Results\n")
+	if !ok {
+		t.Fatal("docs/contract.md has no Results section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	_, example, ok := strings.Cut(section, "```json\n")
+	example, _, _ = strings.Cut(example, "```")
+	var event struct{ Data map[string]any }
+	if err := json.Unmarshal([]byte(example), &event); !ok || err != nil || event.Data == nil {
+		t.Fatalf("docs/contract.md: the Results example is not a result document: %v", err)
+	}
+	var names []string
+	for name := range event.Data {
+		names = append(names, name)
+	}
+	for _, m := range regexp.MustCompile(`data\.([a-z_]+)`).FindAllStringSubmatch(section, -1) {
+		names = append(names, m[1])
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// The result's field list is written in two places, the Result struct and
+// the contract; each must name every field of the other.
+func TestContractNamesEveryResultField(t *testing.T) {
+	inStruct, inDoc := resultFieldNames(), docResultFields(t)
+	for _, name := range inStruct {
+		if !slices.Contains(inDoc, name) {
+			t.Errorf("docs/contract.md, Results: data.%s is not named (in the example or as data.%s)", name, name)
+		}
+	}
+	for _, name := range inDoc {
+		if !slices.Contains(inStruct, name) {
+			t.Errorf("docs/contract.md, Results: data.%s is no field of events.Result", name)
+		}
+	}
+	if len(inStruct) < 20 {
+		t.Errorf("Result has %d JSON names: %q; the reading of its tags is broken", len(inStruct), inStruct)
+	}
+}
+
+// Every data field of a full result appears in its document under its
+// struct name: the tags are the document.
+func TestResultFieldsAreTheDocument(t *testing.T) {
+	r := storedResults()["blast"]
+	r.LeakedKeyFingerprint, r.NotBefore, r.Detail, r.RevokedBy, r.RevokedAt = "sha256:ab", t0, "d", "inc-0", t0
+	b, err := r.MarshalEvent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var event struct{ Data map[string]json.RawMessage }
+	if err := json.Unmarshal(b, &event); err != nil {
+		t.Fatal(err)
+	}
+	names := resultFieldNames()
+	for _, name := range names {
+		if _, ok := event.Data[name]; !ok && name != "error" {
+			t.Errorf("data.%s missing from %s", name, b)
+		}
+	}
+	for name := range event.Data {
+		if !slices.Contains(names, name) {
+			t.Errorf("data.%s is not a Result field", name)
 		}
 	}
 }

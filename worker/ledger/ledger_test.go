@@ -47,7 +47,7 @@ func TestEntriesOnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := l.RecordRevoked(ctx, "k2", ledger.KeyRecord{RequestID: "inc-1", RequestSeq: 3, RevokedAt: at, Reason: "leaked",
-		Fingerprint: "sha256:ab", KeyName: "bot", KeyScopes: []string{"write"}, KeySubaccount: &sub,
+		Fingerprint: "sha256:ab", BlastRadius: events.BlastRadius{KeyName: "bot", KeyScopes: []string{"write"}, KeySubaccount: &sub},
 		Containment: &events.Containment{OrdersCancelled: 2}}); err != nil {
 		t.Fatal(err)
 	}
