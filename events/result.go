@@ -246,15 +246,8 @@ func ParseResult(doc []byte) (Result, error) {
 	return r, nil
 }
 
-// appendTime appends t as a quoted RFC 3339 time in UTC with the fractional seconds it needs.
-func appendTime(b []byte, t time.Time) []byte {
-	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"')
-}
-
 // appendString appends s as a quoted JSON string, escaped exactly as encoding/json does
-// with HTML escaping off: invalid UTF-8 becomes U+FFFD, and U+2028 and U+2029 are escaped.
+// with HTML escaping off (for message.go and Containment): invalid UTF-8 becomes U+FFFD, and U+2028 and U+2029 are escaped.
 func appendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
