@@ -247,7 +247,8 @@ func ParseResult(doc []byte) (Result, error) {
 }
 
 // appendString appends s as a quoted JSON string, escaped exactly as encoding/json does
-// with HTML escaping off (for message.go and Containment): invalid UTF-8 becomes U+FFFD, and U+2028 and U+2029 are escaped.
+// with HTML escaping off: invalid UTF-8 becomes U+FFFD, and U+2028 and U+2029 are
+// escaped. message.go and Containment use it.
 func appendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')

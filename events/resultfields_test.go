@@ -216,3 +216,20 @@ func TestResultFieldsAreTheDocument(t *testing.T) {
 		}
 	}
 }
+
+// appendString, which the binary mode's headers and Containment still use,
+// escapes as encoding/json does with HTML escaping off.
+func TestAppendStringIsEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", "id \"q\" \\ \x00\x01\x1f\x7f", "\xff\xfe bad utf-8 \xc3",
+		"\b\f\n\r\t \u2028\u2029 <>& \U0001F600 \u00e9\u0301", "\u0085\u200b"} {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := appendString(nil, s), bytes.TrimSuffix(buf.Bytes(), []byte("\n")); !bytes.Equal(got, want) {
+			t.Errorf("appendString(%q) = %s, encoding/json: %s", s, got, want)
+		}
+	}
+}
