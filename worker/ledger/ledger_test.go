@@ -132,3 +132,30 @@ func TestClaimStepsAreCompareAndSet(t *testing.T) {
 		t.Fatalf("decision: %+v, %v; want the copy's", got, err)
 	}
 }
+
+// The key record embeds the result's blast radius: a key the account
+// listed with no scopes keeps [] (the result's "listed, none"), told apart
+// from a key not listed, as a record stored before (no key_scopes) reads.
+func TestKeyRecordBlastRadiusIsTheResults(t *testing.T) {
+	l, kv := newLedger(t)
+	ctx := t.Context()
+	at := time.Date(2026, 12, 6, 21, 0, 0, 0, time.UTC)
+	if _, err := l.RecordRevoked(ctx, "none", ledger.KeyRecord{RequestID: "r", RevokedAt: at, BlastRadius: events.BlastRadius{KeyScopes: []string{}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "key.old", []byte(`{"request_id":"o","request_seq":1,"revoked_at":"2026-12-06T21:00:00Z","key_name":"bot"}`)); err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, "key.none")
+	if err != nil || string(e.Value()) != `{"request_id":"r","request_seq":0,"revoked_at":"2026-12-06T21:00:00Z","key_scopes":[]}` {
+		t.Errorf("key.none = %s, %v", e.Value(), err)
+	}
+	none, err := l.Lookup(ctx, "none")
+	if err != nil || none == nil || none.KeyScopes == nil {
+		t.Errorf("listed with no scopes reads back %+v, %v; want empty scopes, not nil", none, err)
+	}
+	old, err := l.Lookup(ctx, "old")
+	if err != nil || old == nil || old.KeyName != "bot" || old.KeyScopes != nil {
+		t.Errorf("a record stored before reads %+v, %v", old, err)
+	}
+}
