@@ -50,33 +50,16 @@ func (c Containment) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// appendBlastRadius appends what the account listed of the key (its blast
-// radius: key_name, key_scopes, key_subaccount) and the containment, each
-// when known, in the order of resultData.
-func (r *Result) appendBlastRadius(b []byte) []byte {
-	if r.KeyName != "" {
-		b = append(b, `,"key_name":`...)
-		b = appendString(b, r.KeyName)
-	}
-	if r.KeyScopes != nil {
-		b = append(b, `,"key_scopes":[`...)
-		for i, s := range r.KeyScopes {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, s)
-		}
-		b = append(b, ']')
-	}
-	if r.KeySubaccount != nil {
-		b = append(b, `,"key_subaccount":`...)
-		b = strconv.AppendInt(b, int64(*r.KeySubaccount), 10)
-	}
-	if r.Containment != nil {
-		b = append(b, `,"containment":`...)
-		b = r.Containment.appendJSON(b)
-	}
-	return b
+// BlastRadius is what the account listed of a key before the DELETE: after
+// it, nothing at Kalshi can tell how bad the leak was. It is declared once,
+// here: the result's data and the ledger's key record embed it, so a field
+// added here is in both. Each field is left out when unknown.
+type BlastRadius struct {
+	KeyName   string   `json:"key_name,omitempty"`
+	KeyScopes []string `json:"key_scopes,omitzero"` // as listed: nil when not listed, empty when listed with none
+	// KeySubaccount is the one subaccount a restricted key could use; nil
+	// for an unrestricted key.
+	KeySubaccount *int `json:"key_subaccount,omitempty"`
 }
 
 // shortenBlastRadius cuts the free text of the blast radius and the

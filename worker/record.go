@@ -92,6 +92,6 @@ func keyRecordOf(res *events.Result) ledger.KeyRecord {
 	return ledger.KeyRecord{
 		RequestID: res.RequestID, RequestSeq: res.RequestSeq, RevokedAt: res.CompletedAt,
 		RequestedBy: res.RequestedBy, Reason: res.Reason, Fingerprint: res.LeakedKeyFingerprint,
-		KeyName: res.KeyName, KeyScopes: res.KeyScopes, KeySubaccount: res.KeySubaccount, Containment: res.Containment,
+		BlastRadius: res.BlastRadius, Containment: res.Containment,
 	}
 }

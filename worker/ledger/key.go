@@ -32,12 +32,10 @@ type KeyRecord struct {
 	UnconfirmedAt     time.Time `json:"unconfirmed_at,omitzero"`
 	UnconfirmedReason string    `json:"unconfirmed_reason,omitempty"`
 	// The key's blast radius as the account listed it before the DELETE
-	// (after it, nothing else can tell), and what the request's
-	// cancel_orders cancelled (nil without one).
-	KeyName       string              `json:"key_name,omitempty"`
-	KeyScopes     []string            `json:"key_scopes,omitempty"`
-	KeySubaccount *int                `json:"key_subaccount,omitempty"`
-	Containment   *events.Containment `json:"containment,omitempty"`
+	// (after it, nothing else can tell), its fields inlined as in the
+	// result, and what the request's cancel_orders cancelled (nil without one).
+	events.BlastRadius
+	Containment *events.Containment `json:"containment,omitempty"`
 }
 
 // RecordRevoked notes that request revoked the key, unless an earlier

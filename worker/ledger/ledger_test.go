@@ -47,7 +47,7 @@ func TestEntriesOnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := l.RecordRevoked(ctx, "k2", ledger.KeyRecord{RequestID: "inc-1", RequestSeq: 3, RevokedAt: at, Reason: "leaked",
-		Fingerprint: "sha256:ab", KeyName: "bot", KeyScopes: []string{"write"}, KeySubaccount: &sub,
+		Fingerprint: "sha256:ab", BlastRadius: events.BlastRadius{KeyName: "bot", KeyScopes: []string{"write"}, KeySubaccount: &sub},
 		Containment: &events.Containment{OrdersCancelled: 2}}); err != nil {
 		t.Fatal(err)
 	}
@@ -130,5 +130,32 @@ func TestClaimStepsAreCompareAndSet(t *testing.T) {
 	got, err := l.DecisionOf(ctx, "r")
 	if err != nil || got == nil || got.Seq != 2 || !got.MayHaveDeleted {
 		t.Fatalf("decision: %+v, %v; want the copy's", got, err)
+	}
+}
+
+// The key record embeds the result's blast radius: a key the account
+// listed with no scopes keeps [] (the result's "listed, none"), told apart
+// from a key not listed, as a record stored before (no key_scopes) reads.
+func TestKeyRecordBlastRadiusIsTheResults(t *testing.T) {
+	l, kv := newLedger(t)
+	ctx := t.Context()
+	at := time.Date(2026, 12, 6, 21, 0, 0, 0, time.UTC)
+	if _, err := l.RecordRevoked(ctx, "none", ledger.KeyRecord{RequestID: "r", RevokedAt: at, BlastRadius: events.BlastRadius{KeyScopes: []string{}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "key.old", []byte(`{"request_id":"o","request_seq":1,"revoked_at":"2026-12-06T21:00:00Z","key_name":"bot"}`)); err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, "key.none")
+	if err != nil || string(e.Value()) != `{"request_id":"r","request_seq":0,"revoked_at":"2026-12-06T21:00:00Z","key_scopes":[]}` {
+		t.Errorf("key.none = %s, %v", e.Value(), err)
+	}
+	none, err := l.Lookup(ctx, "none")
+	if err != nil || none == nil || none.KeyScopes == nil {
+		t.Errorf("listed with no scopes reads back %+v, %v; want empty scopes, not nil", none, err)
+	}
+	old, err := l.Lookup(ctx, "old")
+	if err != nil || old == nil || old.KeyName != "bot" || old.KeyScopes != nil {
+		t.Errorf("a record stored before reads %+v, %v", old, err)
 	}
 }
