@@ -59,7 +59,10 @@ func TestResults(t *testing.T) {
 	if code != exitNotFound || stderr != "revoker revoke: "+gone+": not in this account: a wrong ID, the wrong environment, or deleted outside revoker\n" {
 		t.Fatalf("revoke --json of a key not in the account: exit %d, stderr %q", code, stderr)
 	}
-	mid := time.Now()
+	// The stream's clock, not this process's: the CLI hears a result as
+	// it is stored, and the stored time may come a moment after.
+	natstest.WaitFor(t, 10*time.Second, "the first two results stored", func() bool { return len(storedResults(t, w.nats.URL())) == 2 })
+	mid := lastStoredAt(t, w.nats.URL()).Add(time.Nanosecond)
 	second, _, code := w.run2("", "revoke", "--json", keys[1], keys[2])
 	if code != exitFailed {
 		t.Fatalf("revoke: exit %d", code)
@@ -318,4 +321,26 @@ func TestStatus(t *testing.T) {
 			t.Errorf("revoker %s: exit %d, want %d", strings.Join(args, " "), code, exitConfig)
 		}
 	}
+}
+
+// lastStoredAt is when the results stream stored its last message.
+func lastStoredAt(t *testing.T, url string) time.Time {
+	t.Helper()
+	js, err := jetstream.New(natstest.Connect(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), "KEY_REVOKE_RESULTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(t.Context(), info.State.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Time
 }
