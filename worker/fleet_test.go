@@ -436,59 +436,16 @@ func TestFleetSharesOneListing(t *testing.T) {
 	cfg := r.config()
 	cfg.Concurrency = 4
 	cfg.ConfirmDelay = time.Hour // confirmation rounds list too: not here
-	beats := make(map[string]int)
-	var mu sync.Mutex
-	sub, err := r.nc.Subscribe(budget.FleetSubject+".held.revoker", func(m *nats.Msg) {
-		var b struct {
-			ID   string `json:"id"`
-			Took bool   `json:"took"`
-		}
-		if json.Unmarshal(m.Data, &b) == nil && !b.Took {
-			mu.Lock()
-			beats[b.ID]++
-			mu.Unlock()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	beats := r.heldBeats()
 	r.startReplicas(3, cfg)
-	// Two beats of each after all three started: each has heard the others.
-	mu.Lock()
-	clear(beats)
-	mu.Unlock()
-	natstest.WaitFor(t, 20*time.Second, "every replica to beat twice", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, c := range beats {
-			if c >= 2 {
-				n++
-			}
-		}
-		return n == 3
-	})
+	beats.heardEachOther(3)
 
 	t0 := time.Now()
 	for i, k := range keys {
 		r.publish(fmt.Sprintf("share-%d", i), k)
 	}
 	got := r.waitResults(len(keys), 60*time.Second)
-	var first, last time.Time
-	listings := 0
-	for _, c := range r.emu.Calls() {
-		switch {
-		case c.Arrived.Before(t0):
-		case c.Endpoint == emulator.EndpointListKeys:
-			listings++
-			if first.IsZero() {
-				first = c.Arrived
-			}
-		case c.Endpoint == emulator.EndpointDeleteKey:
-			last = later(last, c.Arrived)
-		}
-	}
+	listings, first, last := r.listingsSince(t0)
 	for id, res := range got {
 		if res.Outcome != events.Revoked {
 			t.Errorf("%s: %s", id, res.Outcome)
@@ -544,20 +501,7 @@ func TestConfirmationRoundsShareTheFleetsListing(t *testing.T) {
 		}
 		return true
 	})
-	var first, last time.Time
-	listings := 0
-	for _, c := range r.emu.Calls() {
-		switch {
-		case c.Arrived.Before(t0):
-		case c.Endpoint == emulator.EndpointListKeys:
-			listings++
-			if first.IsZero() {
-				first = c.Arrived
-			}
-		case c.Endpoint == emulator.EndpointDeleteKey:
-			last = later(last, c.Arrived)
-		}
-	}
+	listings, first, last := r.listingsSince(t0)
 	// One listing per listingMaxAge (2 s) of the batch, the first and last
 	// rounds', and one more; a listing of its own for each round is 10-12.
 	if allowed := 1 + int(last.Sub(first)/(2*time.Second)) + 2; listings > allowed {
@@ -580,23 +524,7 @@ func TestFleetTurnsToTheNextListerAtOnce(t *testing.T) {
 	if err := provision.Ensure(context.Background(), r.js, cfg.Provisioning()); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	beats := make(map[string]int) // by replica id
-	sub, err := r.nc.Subscribe(budget.FleetSubject+".held.revoker", func(m *nats.Msg) {
-		var b struct {
-			ID   string `json:"id"`
-			Took bool   `json:"took"`
-		}
-		if json.Unmarshal(m.Data, &b) == nil && !b.Took {
-			mu.Lock()
-			beats[b.ID]++
-			mu.Unlock()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	beats := r.heldBeats()
 	// Each replica's id, from its first beat, with its connection and the
 	// listings it makes.
 	type replica struct {
@@ -613,27 +541,15 @@ func TestFleetTurnsToTheNextListerAtOnce(t *testing.T) {
 		lists := &countsListings{Kalshi: r.client}
 		w, _ := r.launch(js, lists, cfg)
 		natstest.WaitFor(t, 20*time.Second, "a replica ready and beating", func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return w.Ready() == nil && len(beats) == len(replicas)+1
+			return w.Ready() == nil && len(beats.ids()) == len(replicas)+1
 		})
-		mu.Lock()
-		for id := range beats {
+		for _, id := range beats.ids() {
 			if _, ok := replicas[id]; !ok {
 				replicas[id] = replica{nc, lists}
 			}
 		}
-		mu.Unlock()
 	}
-	// Two beats of each after all three started: each has heard the others.
-	mu.Lock()
-	clear(beats)
-	mu.Unlock()
-	natstest.WaitFor(t, 20*time.Second, "every replica to beat twice", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(beats) == 3 && !slices.ContainsFunc(slices.Collect(maps.Values(beats)), func(n int) bool { return n < 2 })
-	})
+	beats.heardEachOther(3)
 	lister := slices.Min(slices.Collect(maps.Keys(replicas)))
 	replicas[lister].nc.Close() // as if its process died
 	natstest.WaitFor(t, 10*time.Second, "the server to drop the lister's subscriptions", func() bool {
@@ -703,4 +619,72 @@ func TestKeyRecordOfThisRequestIsItsRevocation(t *testing.T) {
 	if res.Outcome != events.Revoked || res.RevokedBy != "" {
 		t.Errorf("got %s (revoked_by %q): want revoked, the key's record naming this request", res.Outcome, res.RevokedBy)
 	}
+}
+
+// heldBeats counts each replica's beats on revoker.fleet.held.revoker (not
+// its announcements of a delivery just taken), by replica id.
+type heldBeats struct {
+	t     *testing.T
+	mu    sync.Mutex
+	beats map[string]int
+}
+
+func (r *rig) heldBeats() *heldBeats {
+	r.t.Helper()
+	h := &heldBeats{t: r.t, beats: make(map[string]int)}
+	sub, err := r.nc.Subscribe(budget.FleetSubject+".held.revoker", func(m *nats.Msg) {
+		var b struct {
+			ID   string `json:"id"`
+			Took bool   `json:"took"`
+		}
+		if json.Unmarshal(m.Data, &b) == nil && !b.Took {
+			h.mu.Lock()
+			h.beats[b.ID]++
+			h.mu.Unlock()
+		}
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return h
+}
+
+// ids are the replicas heard so far.
+func (h *heldBeats) ids() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Collect(maps.Keys(h.beats))
+}
+
+// heardEachOther waits for two beats of each of n replicas from now: by
+// then each has heard the others.
+func (h *heldBeats) heardEachOther(n int) {
+	h.t.Helper()
+	h.mu.Lock()
+	clear(h.beats)
+	h.mu.Unlock()
+	natstest.WaitFor(h.t, 20*time.Second, "every replica to beat twice", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.beats) == n && !slices.ContainsFunc(slices.Collect(maps.Values(h.beats)), func(c int) bool { return c < 2 })
+	})
+}
+
+// listingsSince counts the account listings the emulator answered since t0,
+// with the first of them and the last DELETE.
+func (r *rig) listingsSince(t0 time.Time) (n int, first, last time.Time) {
+	for _, c := range r.emu.Calls() {
+		switch {
+		case c.Arrived.Before(t0):
+		case c.Endpoint == emulator.EndpointListKeys:
+			n++
+			if first.IsZero() {
+				first = c.Arrived
+			}
+		case c.Endpoint == emulator.EndpointDeleteKey:
+			last = later(last, c.Arrived)
+		}
+	}
+	return n, first, last
 }
