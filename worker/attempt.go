@@ -121,7 +121,7 @@ func (w *Worker) leaseLength() time.Duration {
 }
 
 // renewEvery renews the lease every third of its length until stop is
-// called; a renewal that finds the entry changed marks the lease lost.
+// called; a renewal that finds another request named marks the lease lost.
 func (le *lease) renewEvery(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -147,7 +147,17 @@ func (le *lease) renewEvery(ctx context.Context) (stop func()) {
 			case err == nil:
 				le.e, le.rev = next, rev
 			case errors.Is(err, ledger.ErrConflict):
-				le.lost = true
+				// A renewal whose answer was lost may have been stored (a
+				// NATS node's loss): an entry still naming this request
+				// is still its lease (chaos seed 391272).
+				cur, rev, found, err := le.l.AttemptOn(ctx, le.key)
+				switch {
+				case err != nil: // read again at the next renewal
+				case found && cur.RequestID == le.e.RequestID:
+					le.e, le.rev = cur, rev
+				default:
+					le.lost = true
+				}
 			}
 			le.mu.Unlock()
 		}

@@ -340,3 +340,51 @@ func TestWaitingForAnotherRequestsKeyDoesNotCountDeliveries(t *testing.T) {
 		t.Fatalf("after the owner's decision: %+v, want already_revoked naming it", v.res)
 	}
 }
+
+// A lease renewal whose answer is lost (a NATS node's loss) may still have
+// been stored: the next renewal then meets its own write as a conflict.
+// The lease is not lost while the entry names this request, and a 404
+// after an unanswered attempt is still this request's revocation (chaos
+// seed 391272: already_revoked naming nobody for a key it deleted). An
+// entry another request took is a lost lease.
+func TestLeaseSurvivesItsOwnUnansweredRenewal(t *testing.T) {
+	for _, takenBy := range []string{"r1", "r2"} {
+		t.Run("entry now names "+takenBy, func(t *testing.T) {
+			led := newTestLedger(t)
+			ctx := context.Background()
+			const key = "k-renew"
+			now := time.Now()
+			e := ledger.Attempt{RequestID: "r1", Seq: 1, At: now, Until: now.Add(time.Minute), Listed: true}
+			rev, err := led.PutAttempt(ctx, key, e, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			le := &lease{l: led, key: key, length: 30 * time.Millisecond, e: e, rev: rev}
+			other := e
+			other.RequestID, other.Seq = takenBy, 2
+			if _, err := led.PutAttempt(ctx, key, other, rev); err != nil {
+				t.Fatal(err)
+			}
+			stop := le.renewEvery(ctx)
+			natstest.WaitFor(t, 10*time.Second, "a renewal to meet the changed entry", func() bool {
+				le.mu.Lock()
+				defer le.mu.Unlock()
+				return le.lost || le.rev > rev+1
+			})
+			stop()
+			if wantLost := takenBy != "r1"; le.lost != wantLost {
+				t.Fatalf("lease lost=%v, want %v", le.lost, wantLost)
+			}
+			w := &Worker{ledger: led}
+			res := &events.Result{RequestID: "r1", APIKeyID: key, Outcome: events.AlreadyRevoked}
+			w.judge404(ctx, le, res, true)
+			want, by := events.Revoked, ""
+			if takenBy != "r1" {
+				want, by = events.AlreadyRevoked, takenBy
+			}
+			if res.Outcome != want || res.RevokedBy != by {
+				t.Fatalf("after a 404: %s revoked_by=%q, want %s revoked_by=%q", res.Outcome, res.RevokedBy, want, by)
+			}
+		})
+	}
+}

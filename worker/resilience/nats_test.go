@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +31,9 @@ func TestNATSRestart(t *testing.T) {
 	cfg := r.workerConfig()
 	cfg.Concurrency = 4
 	r.provision(cfg)
-	wk := r.startWorker(cfg, "")
+	deletes := &gatedDeletes{Kalshi: r.client(), open: make(chan struct{})}
+	close(deletes.open)
+	wk := r.startWorkerWith(deletes, cfg, "")
 	disconnected := func() bool { return wk.nc.Status() != nats.CONNECTED }
 
 	a, b := r.plan("restart-a", 150), r.plan("restart-b", 150)
@@ -46,10 +50,15 @@ func TestNATSRestart(t *testing.T) {
 
 	r.publish(b.reqs)
 	r.waitResults(len(a.want)+20, 30*time.Second)
+	// The outage must begin with requests in flight: deletes are held
+	// until NATS is gone, so their results are decided during it.
+	deletes.hold()
+	natstest.WaitFor(r.t, 10*time.Second, "a delete in flight", func() bool { return deletes.held.Load() > 0 })
 	n = r.resultCount()
 	srv.Shutdown()
 	r.logf("NATS down again after %d results", n)
 	natstest.WaitFor(r.t, 10*time.Second, "the worker to lose NATS", disconnected)
+	deletes.release()
 	const unstored = "cannot store result; the request will be delivered again"
 	const noLedger = "ledger unavailable; the request will be delivered again"
 	natstest.WaitFor(r.t, 20*time.Second, "a request that could not be settled", func() bool {
@@ -68,6 +77,43 @@ func TestNATSRestart(t *testing.T) {
 	}
 	r.checkInvariants(a, fmt.Sprintf("2 NATS restarts mid-batch; during the second, %d results could not be stored and %d requests not recorded",
 		r.logs.count(unstored), r.logs.count(noLedger)))
+}
+
+// gatedDeletes holds every DELETE while its gate is shut.
+type gatedDeletes struct {
+	worker.Kalshi
+	mu   sync.Mutex
+	open chan struct{} // closed while deletes pass
+	held atomic.Int64  // deletes waiting at the gate
+}
+
+func (g *gatedDeletes) DeleteAPIKey(ctx context.Context, id string) error {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	select {
+	case <-open:
+	default:
+		g.held.Add(1)
+		select {
+		case <-open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Kalshi.DeleteAPIKey(ctx, id)
+}
+
+func (g *gatedDeletes) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = make(chan struct{})
+}
+
+func (g *gatedDeletes) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.open)
 }
 
 // TestNATSNodeLoss runs R3 streams on a three-node cluster and shuts down
