@@ -165,6 +165,19 @@ func (le *lease) renewEvery(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
+// takenOver reports whether another request holds the key now. It reads
+// the entry: the last renewal may be a moment old.
+func (le *lease) takenOver(ctx context.Context) bool {
+	le.mu.Lock()
+	lost, id := le.lost, le.e.RequestID
+	le.mu.Unlock()
+	if lost {
+		return true
+	}
+	cur, _, found, err := le.l.AttemptOn(ctx, le.key)
+	return err == nil && found && cur.RequestID != id
+}
+
 // judge404 turns Kalshi's 404 for the lease's key into the outcome: revoked
 // only when an attempt of this request went unanswered, the account listed
 // the key before this request's first attempt, and no other request's

@@ -388,3 +388,73 @@ func TestLeaseSurvivesItsOwnUnansweredRenewal(t *testing.T) {
 		})
 	}
 }
+
+// Another request may take a key while this one's DELETE goes unanswered
+// (its lease lapsed: a replica paused past the ack wait). The 404 that
+// follows cannot say whose attempt deleted the key, so the delivery comes
+// back for the other's decision: when the other decided on its own 404,
+// this request's first attempt is the one that deleted it; when the other
+// got the 204, that one did (without the wait: two revoked for one key).
+func TestKeyTakenWhileUnansweredComesBackForTheOthersDecision(t *testing.T) {
+	for _, r2Deleted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("r2 deleted=%v", r2Deleted), func(t *testing.T) {
+			keyTakenWhileUnanswered(t, r2Deleted)
+		})
+	}
+}
+
+func keyTakenWhileUnanswered(t *testing.T, r2Deleted bool) {
+	led := newTestLedger(t)
+	ctx := context.Background()
+	const key = "k-taken"
+	k := &takenOnFirstDelete{scripted: scripted{answers: []error{io.EOF, apiErr(404, 0)}, listed: []string{key}}, take: func() {
+		cur, rev, _, err := led.AttemptOn(ctx, key)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		now := time.Now()
+		// r2's listing came before r1's DELETE landed.
+		next := ledger.Attempt{RequestID: "r2", Seq: 2, At: now, Until: now.Add(time.Minute), Listed: true, Key: cur.Key,
+			Others: []ledger.OtherAttempt{{RequestID: "r1", At: cur.At, Listed: cur.Listed, Key: cur.Key}}}
+		if _, err := led.PutAttempt(ctx, key, next, rev); err != nil {
+			t.Error(err)
+		}
+	}}
+	w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
+	w.cfg.setDefaults()
+	req := request{Request: events.Request{ID: "r1", APIKeyID: key}}
+	decide := func(delivery uint64) verdict {
+		meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: 1}, NumDelivered: delivery, Timestamp: time.Now()}
+		return w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
+	}
+	if v := decide(1); !v.waiting || v.res != nil {
+		t.Fatalf("first delivery: verdict %+v, want to wait for r2's decision", v.res)
+	}
+	if _, _, err := led.Claim(ctx, "r2", ledger.Request{Key: key, Seq: 2, ClaimedAt: time.Now(), Attempted: true,
+		Result: json.RawMessage(`{}`), MayHaveDeleted: r2Deleted}); err != nil {
+		t.Fatal(err)
+	}
+	k.answers, k.calls, k.take = []error{apiErr(404, 0)}, 0, nil
+	want, by := events.Revoked, ""
+	if r2Deleted {
+		want, by = events.AlreadyRevoked, "r2"
+	}
+	if v := decide(2); v.res == nil || v.res.Outcome != want || v.res.RevokedBy != by {
+		t.Fatalf("second delivery: verdict %+v, want %s revoked_by=%q", v.res, want, by)
+	}
+}
+
+// takenOnFirstDelete is scripted Kalshi that calls take during the first
+// DELETE: another request takes the key meanwhile.
+type takenOnFirstDelete struct {
+	scripted
+	take func()
+}
+
+func (k *takenOnFirstDelete) DeleteAPIKey(ctx context.Context, id string) error {
+	if k.take != nil && k.calls == 0 {
+		k.take()
+	}
+	return k.scripted.DeleteAPIKey(ctx, id)
+}

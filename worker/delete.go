@@ -41,6 +41,14 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 	}
 	// An earlier delivery that held the lease may have sent a DELETE too.
 	mayHaveDeleted := unanswered || le.ours
+	if res.Outcome == events.AlreadyRevoked && mayHaveDeleted && le.takenOver(ctx) {
+		// Another request took the key while this one's attempt went
+		// unanswered: this 404 cannot tell whose attempt deleted it. The
+		// next delivery takes the key back, after the other's decision
+		// and counting this request's first attempt, as any would.
+		_ = c.Waited(ctx)
+		return verdict{waiting: true}, nil
+	}
 	if res.Outcome == events.AlreadyRevoked {
 		w.judge404(ctx, le, res, mayHaveDeleted)
 	}
