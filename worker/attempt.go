@@ -147,17 +147,7 @@ func (le *lease) renewEvery(ctx context.Context) (stop func()) {
 			case err == nil:
 				le.e, le.rev = next, rev
 			case errors.Is(err, ledger.ErrConflict):
-				// A renewal whose answer was lost may have been stored (a
-				// NATS node's loss): an entry still naming this request
-				// is still its lease (chaos seed 391272).
-				cur, rev, found, err := le.l.AttemptOn(ctx, le.key)
-				switch {
-				case err != nil: // read again at the next renewal
-				case found && cur.RequestID == le.e.RequestID:
-					le.e, le.rev = cur, rev
-				default:
-					le.lost = true
-				}
+				le.rereadLocked(ctx)
 			}
 			le.mu.Unlock()
 		}
@@ -165,17 +155,31 @@ func (le *lease) renewEvery(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
+// rereadLocked brings the lease up to date with the key's entry, le.mu
+// held. An entry still naming this request is still its lease: a renewal
+// whose answer was lost (a NATS node's loss) may have been stored, and the
+// next one then meets it as a conflict (chaos seed 391272). One naming
+// another request means the lease is lost. A failed read changes nothing.
+func (le *lease) rereadLocked(ctx context.Context) {
+	cur, rev, found, err := le.l.AttemptOn(ctx, le.key)
+	switch {
+	case err != nil || !found:
+	case cur.RequestID == le.e.RequestID:
+		le.e, le.rev = cur, rev
+	default:
+		le.lost = true
+	}
+}
+
 // takenOver reports whether another request holds the key now. It reads
 // the entry: the last renewal may be a moment old.
 func (le *lease) takenOver(ctx context.Context) bool {
 	le.mu.Lock()
-	lost, id := le.lost, le.e.RequestID
-	le.mu.Unlock()
-	if lost {
-		return true
+	defer le.mu.Unlock()
+	if !le.lost {
+		le.rereadLocked(ctx)
 	}
-	cur, _, found, err := le.l.AttemptOn(ctx, le.key)
-	return err == nil && found && cur.RequestID != id
+	return le.lost
 }
 
 // judge404 turns Kalshi's 404 for the lease's key into the outcome: revoked
