@@ -30,14 +30,7 @@ func docLines(out string) []string {
 // operator may (nats stream edit KEY_REVOKE_RESULTS --allow-direct).
 func setDirect(t *testing.T, url string, on bool) {
 	t.Helper()
-	js, err := jetstream.New(natstest.Connect(t, url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(t.Context(), "KEY_REVOKE_RESULTS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, s := resultsStream(t, url)
 	cfg := s.CachedInfo().Config
 	cfg.AllowDirect = on
 	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
@@ -326,14 +319,7 @@ func TestStatus(t *testing.T) {
 // lastStoredAt is when the results stream stored its last message.
 func lastStoredAt(t *testing.T, url string) time.Time {
 	t.Helper()
-	js, err := jetstream.New(natstest.Connect(t, url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(t.Context(), "KEY_REVOKE_RESULTS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := resultsStream(t, url)
 	info, err := s.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -343,4 +329,18 @@ func lastStoredAt(t *testing.T, url string) time.Time {
 		t.Fatal(err)
 	}
 	return m.Time
+}
+
+// resultsStream is the results stream, on a connection of the test's own.
+func resultsStream(t *testing.T, url string) (jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	js, err := jetstream.New(natstest.Connect(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), "KEY_REVOKE_RESULTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, s
 }
