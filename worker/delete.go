@@ -46,6 +46,7 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 		// unanswered: this 404 cannot tell whose attempt deleted it. The
 		// next delivery takes the key back, after the other's decision
 		// and counting this request's first attempt, as any would.
+		w.cfg.Logger.Info(keyTakenOver, "request_id", req.ID, "api_key_id", res.APIKeyID)
 		_ = c.Waited(ctx)
 		return verdict{waiting: true}, nil
 	}
@@ -60,6 +61,10 @@ func (w *Worker) attempt(ctx, stop context.Context, meta *jetstream.MsgMetadata,
 	}
 	return w.decided(ctx, req, c, res, mayHaveDeleted || res.Outcome == events.Revoked)
 }
+
+// keyTakenOver tells the operator why a request's result comes a delivery
+// later than its 404.
+const keyTakenOver = "another request took the key while this one's attempt went unanswered; waiting for its decision"
 
 // revokeLeaked carries out a leaked key's request once claimed: it finds
 // the key (or reads it from the claim, when an earlier delivery found it),
