@@ -123,7 +123,7 @@ func TestDecisionIsRecordedBeforeTheResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ledgerStream, err := r.js.Stream(ctx, "KV_"+ledger.Bucket)
+	ledgerStream, err := r.js.Stream(ctx, ledger.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +388,7 @@ func TestRefusalsExpireFromTheLedger(t *testing.T) {
 	r.publish("real", keys[0])
 	r.waitResults(2, 20*time.Second)
 	ttl := func(id string) string {
-		stream, err := r.js.Stream(context.Background(), "KV_"+ledger.Bucket)
+		stream, err := r.js.Stream(context.Background(), ledger.Stream)
 		if err != nil {
 			t.Fatal(err)
 		}

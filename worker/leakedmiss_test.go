@@ -149,7 +149,7 @@ func TestLeakedKeyMissPerMessageTTL(t *testing.T) {
 	r.notFound("t-1", 1)
 
 	key := "miss." + strings.TrimPrefix(fingerprintOf(t, foreign), "sha256:")
-	s, err := r.js.Stream(ctx, "KV_"+ledger.Bucket)
+	s, err := r.js.Stream(ctx, ledger.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -240,7 +240,7 @@ func TestUpgradeFromThePreviousMain(t *testing.T) {
 	if got, want := us.CachedInfo().Config, provision.UntrustedStreamConfig(worker.Config{}.Provisioning()); got.MaxBytes != want.MaxBytes || got.MaxAge != want.MaxAge || !slices.Equal(got.Subjects, want.Subjects) {
 		t.Errorf("the untrusted stream as created: %+v", got)
 	}
-	ls, err := d.js.Stream(ctx, "KV_"+ledger.Bucket)
+	ls, err := d.js.Stream(ctx, ledger.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,19 +46,12 @@ func ReadReplicaPlan(ctx context.Context, js jetstream.JetStream, group string) 
 	if group == "" {
 		group = defaultGroup
 	}
-	kv, err := js.KeyValue(ctx, ReplicasBucket)
-	if err != nil {
-		return nil, fmt.Errorf("replica plan bucket %s: %w", ReplicasBucket, err)
-	}
-	e, err := kv.Get(ctx, replicaPlanKey(group))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-		return nil, nil
-	case err != nil:
+	doc, _, err := (&kvShareStore{js: js, key: replicaPlanKey(group)}).get(ctx)
+	if err != nil || doc == nil {
 		return nil, err
 	}
 	var plan sharePlan
-	if err := json.Unmarshal(e.Value(), &plan); err != nil {
+	if err := json.Unmarshal(doc, &plan); err != nil {
 		return nil, fmt.Errorf("replica plan: %w", err)
 	}
 	members := make([]ReplicaMember, 0, len(plan.Members))

@@ -96,7 +96,6 @@ type unconfirmed struct {
 	alive int // checks that found it alive
 	due   time.Time
 	since time.Time // when it was revoked, in this process's clock
-	why   string    // what the last check found, for the record if it gives up
 }
 
 // New returns an empty set of revocations to confirm.
@@ -152,15 +151,11 @@ func (c *Revocations) dueAt(now time.Time) map[string]unconfirmed {
 
 // settle records what a check found of one key: dead or given up
 // (removed, its leaked key with it), alive (checked again later, less often
-// each time), or unknown (checked again after retry). why is what the check
-// found when not dead.
-func (c *Revocations) settle(id string, dead, alive bool, retry time.Duration, why string) {
+// each time), or unknown (checked again after retry).
+func (c *Revocations) settle(id string, dead, alive bool, retry time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u := c.pending[id]
-	if u != nil {
-		u.why = why
-	}
 	switch {
 	case u == nil:
 	case dead:

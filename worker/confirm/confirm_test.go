@@ -21,7 +21,7 @@ func TestRecheckBacksOff(t *testing.T) {
 	settle := func(alive bool, d time.Duration) {
 		t.Helper()
 		before := time.Now()
-		c.settle("k", false, alive, retry, "")
+		c.settle("k", false, alive, retry)
 		after := time.Now()
 		if due := c.dueAt(after.Add(time.Hour))["k"].due; due.Before(before.Add(d)) || due.After(after.Add(d)) {
 			t.Fatalf("next check %v after the settle, want %v", due.Sub(before), d)
@@ -34,7 +34,7 @@ func TestRecheckBacksOff(t *testing.T) {
 		t.Errorf("stillAlive = %d, want 1", c.stillAlive())
 	}
 	settle(false, retry) // no answer
-	c.settle("dead", true, false, retry, "")
+	c.settle("dead", true, false, retry)
 	if _, ok := c.dueAt(time.Now().Add(time.Hour))["dead"]; ok {
 		t.Error("a key found dead is still checked")
 	}

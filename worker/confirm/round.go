@@ -126,7 +126,7 @@ func (c *Revocations) one(ctx context.Context, id string, u unconfirmed, listed 
 		c.giveUp(ctx, id, u, why)
 		return
 	}
-	c.settle(id, dead, alive, c.cfg.Interval, why)
+	c.settle(id, dead, alive, c.cfg.Interval)
 }
 
 // giveUp records that the key's revocation could not be confirmed within
@@ -139,12 +139,12 @@ func (c *Revocations) giveUp(ctx context.Context, id string, u unconfirmed, why 
 	why = fmt.Sprintf("not confirmed within %v of the revocation: %s", c.cfg.GiveUp, why)
 	if err := c.cfg.Ledger().RecordUnconfirmed(ctx, id, u.Record, u.Rev, time.Now(), why); err != nil {
 		c.cfg.Logger.Warn("cannot record an unconfirmed revocation in the ledger; trying again", "api_key_id", id, "err", err)
-		c.settle(id, false, false, c.cfg.Interval, why)
+		c.settle(id, false, false, c.cfg.Interval)
 		return
 	}
 	c.cfg.Logger.Error("giving up confirming a revocation: the key may still be alive", "api_key_id", id,
 		"request_id", u.Record.RequestID, "reason", why)
-	c.settle(id, true, false, 0, why)
+	c.settle(id, true, false, 0)
 }
 
 // errNotListed: no key due needed the account's list.

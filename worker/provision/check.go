@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoker/revoker/worker/ledger"
 )
 
 // Check compares the streams, consumer and ledger bucket that exist with
@@ -79,18 +81,18 @@ func Check(ctx context.Context, js jetstream.JetStream, c Config) error {
 			problem("stream %s refuses messages over %d bytes; a rejection needs up to %d", cfg.Name, cfg.MaxMsgSize, resultMaxMsgLen)
 		}
 	}
-	if kv, err := js.KeyValue(ctx, LedgerBucket); err != nil {
-		problem("ledger bucket %s: %w", LedgerBucket, err)
+	if kv, err := js.KeyValue(ctx, ledger.Bucket); err != nil {
+		problem("ledger bucket %s: %w", ledger.Bucket, err)
 	} else if st, err := kv.Status(ctx); err != nil {
-		problem("ledger bucket %s: %w", LedgerBucket, err)
+		problem("ledger bucket %s: %w", ledger.Bucket, err)
 	} else {
 		if ttl := st.TTL(); ttl > 0 && ttl < resultsDup {
-			problem("ledger bucket %s keeps entries %v; at least the results duplicates window, %v, so a repeated request finds its decision", LedgerBucket, ttl, resultsDup)
+			problem("ledger bucket %s keeps entries %v; at least the results duplicates window, %v, so a repeated request finds its decision", ledger.Bucket, ttl, resultsDup)
 		}
 		// A bucket from before per-entry TTLs: run upgrades it before it
 		// binds (UpgradeLedger); with --no-provision the operator must.
 		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && !bs.StreamInfo().Config.AllowMsgTTL && !c.Provision {
-			problem("ledger bucket %s has no per-entry TTLs, so a refusal would be kept %v instead of a day; upgrade it in place, keeping every entry (nats-server 2.11+): nats kv edit %[1]s --marker-ttl %[3]s, or start revoker run once without --no-provision", LedgerBucket, st.TTL(), strings.TrimSuffix(ledgerMarkerTTL.String(), "0s"))
+			problem("ledger bucket %s has no per-entry TTLs, so a refusal would be kept %v instead of a day; upgrade it in place, keeping every entry (nats-server 2.11+): nats kv edit %[1]s --marker-ttl %[3]s, or start revoker run once without --no-provision", ledger.Bucket, st.TTL(), strings.TrimSuffix(ledgerMarkerTTL.String(), "0s"))
 		}
 	}
 	return errors.Join(errs...)

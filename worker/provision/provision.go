@@ -31,8 +31,6 @@ const (
 	requestMaxMsgLen = 64 << 10
 	resultMaxMsgLen  = 10 << 10
 	resultsMaxBytes  = 2 << 30
-	// LedgerBucket is the JetStream KV bucket of the ledger.
-	LedgerBucket = ledger.Bucket
 	// ledgerTTL keeps a decision as long as the audit log keeps its result,
 	// far longer than the results duplicates window it must outlast.
 	ledgerTTL      = resultsMaxAge
@@ -91,7 +89,7 @@ func ResultsStreamConfig(c Config) jetstream.StreamConfig {
 // (createTTL), which needs nats-server 2.11 or later.
 func LedgerConfig(c Config) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
-		Bucket:         LedgerBucket,
+		Bucket:         ledger.Bucket,
 		Description:    "revoker: request decisions and revoked keys (ledger)",
 		History:        1,
 		TTL:            ledgerTTL,
@@ -175,7 +173,7 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, c Config) error 
 func UpgradeLedger(ctx context.Context, js jetstream.JetStream) error {
 	s, err := js.Stream(ctx, ledger.Stream)
 	if err != nil {
-		return fmt.Errorf("the ledger bucket %s: %w", LedgerBucket, err)
+		return fmt.Errorf("the ledger bucket %s: %w", ledger.Bucket, err)
 	}
 	cfg := s.CachedInfo().Config
 	if cfg.AllowMsgTTL {
@@ -187,10 +185,10 @@ func UpgradeLedger(ctx context.Context, js jetstream.JetStream) error {
 	}
 	updated, err := js.UpdateStream(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("turning on per-entry TTLs in the ledger bucket %s: %w", LedgerBucket, err)
+		return fmt.Errorf("turning on per-entry TTLs in the ledger bucket %s: %w", ledger.Bucket, err)
 	}
 	if !updated.CachedInfo().Config.AllowMsgTTL { // a server before 2.11 ignores the setting
-		return fmt.Errorf("turning on per-entry TTLs in the ledger bucket %s: the NATS server does not support them (nats-server 2.11 or later does)", LedgerBucket)
+		return fmt.Errorf("turning on per-entry TTLs in the ledger bucket %s: the NATS server does not support them (nats-server 2.11 or later does)", ledger.Bucket)
 	}
 	return nil
 }

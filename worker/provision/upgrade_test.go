@@ -11,11 +11,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoker/revoker/worker"
+	"github.com/revoker/revoker/worker/ledger"
 	"github.com/revoker/revoker/worker/natstest"
 	"github.com/revoker/revoker/worker/provision"
 )
 
-const ledgerStream = "KV_" + provision.LedgerBucket
+const ledgerStream = ledger.Stream
 
 // previousLedgerConfig is the ledger bucket as the previous main
 // provisioned it (and deploy/README.md's nats kv add made it): no
@@ -98,7 +99,7 @@ func TestLedgerUpgradeInPlace(t *testing.T) {
 	if _, err := kv.Create(ctx, "miss.ab", []byte(`{}`), jetstream.KeyTTL(time.Hour)); err != nil {
 		t.Errorf("an entry with a TTL after the upgrade: %v", err)
 	}
-	if err := provision.Check(ctx, js, noProvision); err != nil && strings.Contains(err.Error(), provision.LedgerBucket) {
+	if err := provision.Check(ctx, js, noProvision); err != nil && strings.Contains(err.Error(), ledger.Bucket) {
 		t.Errorf("Check of the upgraded ledger: %v", err)
 	}
 	st, err := kv.Status(ctx)
