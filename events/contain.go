@@ -19,9 +19,17 @@ type containmentDoc struct {
 	Error           *Error `json:"error,omitempty"`
 }
 
-// MarshalJSON encodes c as the contract says: the count or the error.
+// MarshalJSON encodes c as the contract says: the count or the error. By
+// hand, not through containmentDoc: encoding/json would escape <, > and &
+// in the message, which the result's encoder leaves as they are.
 func (c Containment) MarshalJSON() ([]byte, error) {
-	return c.appendJSON(nil), nil
+	if c.Error == nil {
+		b := strconv.AppendInt([]byte(`{"orders_cancelled":`), int64(c.OrdersCancelled), 10)
+		return append(b, '}'), nil
+	}
+	b := appendString([]byte(`{"error":{"code":`), string(c.Error.Code))
+	b = appendString(append(b, `,"message":`...), c.Error.Message)
+	return append(b, "}}"...), nil
 }
 
 // UnmarshalJSON decodes either form.
@@ -35,19 +43,6 @@ func (c *Containment) UnmarshalJSON(b []byte) error {
 		c.OrdersCancelled = *d.OrdersCancelled
 	}
 	return nil
-}
-
-func (c Containment) appendJSON(b []byte) []byte {
-	if c.Error != nil {
-		b = append(b, `{"error":{"code":`...)
-		b = appendString(b, string(c.Error.Code))
-		b = append(b, `,"message":`...)
-		b = appendString(b, c.Error.Message)
-		return append(b, "}}"...)
-	}
-	b = append(b, `{"orders_cancelled":`...)
-	b = strconv.AppendInt(b, int64(c.OrdersCancelled), 10)
-	return append(b, '}')
 }
 
 // BlastRadius is what the account listed of a key before the DELETE: after

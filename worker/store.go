@@ -46,13 +46,14 @@ func (w *Worker) publish(ctx context.Context, v verdict) bool {
 	// Tried again while the message is kept alive: through the election
 	// that follows a NATS node's loss (a few seconds) a NAK would add its
 	// growing requeue delay. The stream drops a repeat by its Nats-Msg-Id.
+	// This loop is the only retry: the client's own (no responders) is off.
 	pctx, cancel := context.WithTimeout(ctx, publishRetryFor)
 	defer cancel()
 	var ack *jetstream.PubAck
 	var err error
 	for {
 		actx, cancel := context.WithTimeout(pctx, publishTry)
-		ack, err = w.js.PublishMsg(actx, m)
+		ack, err = w.js.PublishMsg(actx, m, jetstream.WithRetryAttempts(0))
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			break
