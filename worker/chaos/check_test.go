@@ -128,13 +128,14 @@ type evidence struct {
 	ledger                      map[string][]byte     // request id -> its req. entry
 	keyRecords                  map[string]string     // key -> the request its key. record names
 	outages                     []outage
+	senders                     *senders // who sent each call; nil: unknown
 }
 
 // gather collects the evidence. It is called once the replicas are done
 // (or the deadline passed), with them still running.
 func (w *world) gather(outages []outage) *evidence {
 	ev := &evidence{queued: -1, pending: -1, ackPending: -1, exists: w.emu.HasKey, outages: outages,
-		stats: w.emu.Stats(), calls: w.emu.Calls()}
+		stats: w.emu.Stats(), calls: w.emu.Calls(), senders: w.senders}
 	if info := w.streamInfo(requestsStream); info != nil {
 		ev.queued = int(info.State.Msgs)
 	}
@@ -305,7 +306,7 @@ func judge(wl *workload, ks keysOf, ev *evidence) *verdict {
 		}
 	}
 
-	judgeRetryAfter(v, ev.calls, ev.outages)
+	judgeRetryAfter(v, ev.calls, ev.outages, ev.senders)
 	judgeLedger(v, wl, final, ev.ledger)
 	// The ledger's key records: every key revoked names its one revoked
 	// request (what `revoker status` shows), and no other key has one.
@@ -327,7 +328,7 @@ func judge(wl *workload, ks keysOf, ev *evidence) *verdict {
 // replica, and any latency then on a Kalshi link) and before its
 // Retry-After passed. A 429 that may have reached no replica able to pass
 // it on is left out, and counted.
-func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage) {
+func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage, senders *senders) {
 	var deletes []emulator.Call
 	for _, c := range calls {
 		if c.Endpoint == emulator.EndpointDeleteKey {
@@ -343,19 +344,25 @@ func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage) {
 			continue
 		}
 		from, until := c.Answered, c.Answered.Add(c.RetryAfter)
+		near := func(o outage) bool { return !o.end.Before(from.Add(-time.Second)) && !o.start.After(until) }
+		// A slow Kalshi link delays the 429 to its replica, and so its pause.
 		grace := pauseGrace
+		for _, o := range faults {
+			if near(o) && o.f.kind == faultLatency && !o.f.onNATS {
+				grace = max(grace, pauseGrace+o.f.latency*5/4)
+			}
+		}
 		cut := false
 		for _, o := range faults {
-			if o.end.Before(from.Add(-time.Second)) || o.start.After(until) {
+			if !near(o) {
 				continue
 			}
 			inForce := !o.start.After(from) && !o.end.Before(from)
-			startedThen := o.start.After(from.Add(-time.Second)) && o.start.Before(from.Add(pauseGrace))
+			// Began before the replica that got the 429 heard it and
+			// passed it on (seed 391272: a cut from NATS 0.1 s after a
+			// 429 that a 198 ms link was still carrying).
+			startedThen := o.start.After(from.Add(-time.Second)) && o.start.Before(from.Add(grace))
 			switch o.f.kind {
-			case faultLatency:
-				if !o.f.onNATS {
-					grace = max(grace, pauseGrace+o.f.latency*5/4)
-				}
 			case faultKill, faultStop:
 				// The one that got the 429 may have died or frozen
 				// before it could pass the pause on.
@@ -365,7 +372,7 @@ func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage) {
 				cut = cut || startedThen || o.f.hole && inForce
 			case faultCutNATS:
 				// Its pause cannot reach the others.
-				cut = cut || inForce
+				cut = cut || inForce || startedThen
 			}
 		}
 		if cut {
@@ -387,8 +394,8 @@ func judgeRetryAfter(v *verdict, calls []emulator.Call, faults []outage) {
 			if sent.After(from.Add(grace)) && sent.Before(until) && !insideDel[i] {
 				insideDel[i] = true
 				if len(insideDel) <= 10 {
-					v.fail(invRetryAfter, "DELETE %s sent %v after a 429 with Retry-After %v to %s (arrived %v after; status %d)",
-						d.KeyID, sent.Sub(from).Round(time.Millisecond), c.RetryAfter, c.Endpoint, d.Arrived.Sub(from).Round(time.Millisecond), d.Status)
+					v.fail(invRetryAfter, "DELETE %s sent by %s %v after a 429 with Retry-After %v to %s of %s (arrived %v after; status %d)",
+						d.KeyID, senders.of(d), sent.Sub(from).Round(time.Millisecond), c.RetryAfter, c.Endpoint, senders.of(c), d.Arrived.Sub(from).Round(time.Millisecond), d.Status)
 				}
 			}
 		}

@@ -174,4 +174,18 @@ func TestJudge(t *testing.T) {
 	if v := judge(newWL(), ks, ev); len(v.broken) != 0 {
 		t.Errorf("a 429 answered as its replica died was judged: %v", v.broken)
 	}
+	// Nor is one that a slow link was still carrying to its replica when
+	// that replica was cut from NATS (seed 391272); without the slow link
+	// the replica heard it before the cut, and it is judged.
+	for _, slow := range []bool{true, false} {
+		ev := clean()
+		ev.calls = append(ev.calls, emulator.Call{Arrived: t0.Add(600 * time.Millisecond), Endpoint: emulator.EndpointDeleteKey, KeyID: k2, Status: 404})
+		ev.outages = []outage{{f: fault{kind: faultCutNATS}, start: t0.Add(pauseGrace + 100*time.Millisecond), end: t0.Add(3 * time.Second)}}
+		if slow {
+			ev.outages = append(ev.outages, outage{f: fault{kind: faultLatency, latency: 200 * time.Millisecond}, start: t0.Add(-time.Second), end: t0.Add(time.Second)})
+		}
+		if v := judge(newWL(), ks, ev); (len(v.broken) == 0) != slow {
+			t.Errorf("slow link %v: broke %v", slow, v.invariants())
+		}
+	}
 }

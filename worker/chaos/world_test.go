@@ -50,6 +50,7 @@ type world struct {
 	proxies    *proxies
 	replicas   []*replica
 	deliveries *deliveryLog
+	senders    *senders // who sent each Kalshi call
 	nc         *nats.Conn
 	js         jetstream.JetStream
 	keyCount   int
@@ -95,7 +96,7 @@ func newWorld(t *testing.T) *world {
 	}
 
 	w.proxies = newProxies()
-	emuAddr := strings.TrimSuffix(strings.TrimPrefix(w.emu.URL(), "http://"), emulator.BasePath)
+	w.senders = &senders{}
 	for i := range replicaCount {
 		r := &replica{w: w, idx: i, name: fmt.Sprintf("replica-%d", i+1), httpAddr: natstest.FreeAddr(t)}
 		sniff := registerSniffer(w.deliveries, i, requestsStream, consumerName)
@@ -105,7 +106,7 @@ func newWorld(t *testing.T) *world {
 			l.addToxic(t, "sniff-acks", "chaos_sniff", "upstream", map[string]int64{"log": sniff, "acks": sniffAcks})
 			r.nats = append(r.nats, l)
 		}
-		r.kalshi = w.proxies.open(t, r.name+"-kalshi", emuAddr)
+		r.kalshi = w.proxies.open(t, r.name+"-kalshi", w.senders.front(t, r.name, w.emu))
 		w.replicas = append(w.replicas, r)
 	}
 	// The first provisions the streams, the consumer and the buckets (R3);
