@@ -12,8 +12,11 @@
 // result per request id; every key the emulator deleted named by exactly
 // one revoked; no revoked for a key never deleted; every already_revoked of
 // a key revoker deleted names the request that did; guarded keys
-// untouched; the queue empty; no DELETE during a Retry-After; the ledger's
-// decisions equal the stored results.
+// untouched; the queue empty; no DELETE during a Retry-After (unless the
+// replica that got the 429 was killed, stopped or cut off before it could
+// pass it on); the ledger's decisions equal the stored results. Each
+// replica's Kalshi link ends at a front of its own, so a broken invariant
+// names the replica that sent the call.
 //
 // The suite runs the CI seed and every regression (-short skips them), two
 // seeds at a time, each with its own deployment; more seeds, or one, with
