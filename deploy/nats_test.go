@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -113,7 +112,7 @@ func startNATSClusterWith(t *testing.T, edit func(name, conf string) string) *na
 	}
 	writeConf(t, dir, "users.conf", users.String())
 
-	routePorts := freePorts(t, 3)
+	routePorts := []int{natstest.FreePort(t), natstest.FreePort(t), natstest.FreePort(t)}
 	routes := strings.ReplaceAll(string(readFile(t, "nats/cluster-routes.conf.example")), routePasswordPlaceholder, randomHex(t, 16))
 	for i, p := range routePorts {
 		node := fmt.Sprintf("@nats-%d:6222", i+1)
@@ -260,20 +259,6 @@ func writeConf(t *testing.T, dir, name, content string) {
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		defer l.Close()
-	}
-	return ports
 }
 
 func randomHex(t *testing.T, n int) string {

@@ -2,7 +2,6 @@ package natstest
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -33,17 +32,18 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	// Every node lists every route (itself included, which the server
 	// skips), so the route ports must be known before any node starts.
-	ports := freePorts(t, n)
+	ports := make([]int, n)
 	routes := make([]string, n)
-	for i, p := range ports {
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
+	for i := range ports {
+		ports[i] = FreePort(t)
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
 	}
 	c := &Cluster{name: uniqueName("cluster")}
 	for i := range n {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("%s-n%d", c.name, i+1),
 			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
+			Port:       FreePort(t),
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
 			Cluster: server.ClusterOpts{
@@ -63,24 +63,6 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	c.WaitReady(t)
 	return c
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-// The listeners are all held until every port is picked, so no port is
-// handed out twice; another process could still take one before the
-// cluster binds it, which is unlikely enough for tests.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("natstest: find a free port: %v", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // shutdown stops all nodes at once: one after the other, the last ones

@@ -3,7 +3,11 @@ package natstest
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,18 +35,69 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// FreeAddr returns a 127.0.0.1:PORT address whose port was free a moment
-// ago, for a listener the test starts itself (an HTTP server, a process).
-// Another process could take the port first, which is unlikely enough for
-// tests.
+// FreeAddr returns a 127.0.0.1:PORT address on a FreePort, for a listener
+// the test starts itself (an HTTP server, a process).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("natstest: find a free port: %v", err)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+}
+
+// FreePort returns a loopback port that was free a moment ago, for a server
+// a test starts later or restarts on the same port. It is picked below the
+// kernel's ephemeral range: a port a listen on :0 gave back is in that
+// range, where a listen on :0 or an outgoing connection of a test running
+// beside this one can take it before the server binds (CI saw a chaos
+// replica's REVOKER_HTTP_ADDR taken so). Below the range only another
+// explicit pick can take it, and this process hands out each port once.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	low := ephemeralLow()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 1000 {
+		p := lowestPicked + rand.IntN(low-lowestPicked)
+		if handedOut.ports[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue // in use
+		}
+		_ = ln.Close()
+		handedOut.ports[p] = true
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("natstest: no free port between %d and %d", lowestPicked, low)
+	return 0
+}
+
+// lowestPicked is the bottom of FreePort's range: above the well-known and
+// most registered service ports.
+const lowestPicked = 10000
+
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// ephemeralLow is the first port the kernel hands to a listen on :0 or an
+// outgoing connection: Linux's ip_local_port_range, else the lowest of the
+// usual defaults.
+func ephemeralLow() int {
+	const fallback = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return fallback
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low < lowestPicked+1000 {
+		return fallback
+	}
+	return low
 }
 
 // ErrStillRunning matches, with errors.Is, the error that a stop from Go

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +30,30 @@ func TestFreeAddr(t *testing.T) {
 		t.Fatalf("listen on %s: %v", addr, err)
 	}
 	ln.Close()
+}
+
+// TestFreePortIsOutOfTheKernelsWay: ports come from below the range the
+// kernel hands to listens on :0 and outgoing connections, and never twice.
+func TestFreePortIsOutOfTheKernelsWay(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Skipf("no ephemeral port range to compare with: %v", err)
+	}
+	low, err := strconv.Atoi(strings.Fields(string(b))[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for range 200 {
+		p := natstest.FreePort(t)
+		if p >= low || p < 1024 {
+			t.Fatalf("FreePort = %d, want one below the ephemeral range starting at %d", p, low)
+		}
+		if seen[p] {
+			t.Fatalf("FreePort handed out %d twice", p)
+		}
+		seen[p] = true
+	}
 }
 
 func TestGo(t *testing.T) {

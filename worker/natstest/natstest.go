@@ -122,9 +122,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 		o = &server.Options{JetStream: true}
 	}
 	o.Host = "127.0.0.1"
-	o.Port = server.RANDOM_PORT
-	if cfg.port != 0 {
-		o.Port = cfg.port
+	o.Port = cfg.port
+	if o.Port == 0 {
+		o.Port = FreePort(t)
 	}
 	o.StoreDir = cfg.storeDir
 	if o.StoreDir == "" {
