@@ -29,10 +29,12 @@ type lease struct {
 	key    string
 	length time.Duration
 
-	mu   sync.Mutex
-	e    ledger.Attempt
-	rev  uint64
-	lost bool // another request took the key over: this one's 404 proves nothing
+	mu  sync.Mutex
+	e   ledger.Attempt
+	rev uint64
+	// takenBy is the entry of the request that took the key over, nil
+	// while the lease holds: this one's 404 then proves nothing.
+	takenBy *ledger.Attempt
 	// ours: the entry named this request before this delivery took it; an
 	// earlier delivery may have sent a DELETE.
 	ours bool
@@ -136,7 +138,7 @@ func (le *lease) renewEvery(ctx context.Context) (stop func()) {
 			case <-t.C:
 			}
 			le.mu.Lock()
-			if le.lost {
+			if le.takenBy != nil {
 				le.mu.Unlock()
 				return
 			}
@@ -167,7 +169,7 @@ func (le *lease) rereadLocked(ctx context.Context) {
 	case cur.RequestID == le.e.RequestID:
 		le.e, le.rev = cur, rev
 	default:
-		le.lost = true
+		le.takenBy = &cur
 	}
 }
 
@@ -176,10 +178,10 @@ func (le *lease) rereadLocked(ctx context.Context) {
 func (le *lease) takenOver(ctx context.Context) bool {
 	le.mu.Lock()
 	defer le.mu.Unlock()
-	if !le.lost {
+	if le.takenBy == nil {
 		le.rereadLocked(ctx)
 	}
-	return le.lost
+	return le.takenBy != nil
 }
 
 // judge404 turns Kalshi's 404 for the lease's key into the outcome: revoked
@@ -190,9 +192,9 @@ func (le *lease) takenOver(ctx context.Context) bool {
 // this request (this delivery or an earlier one) went unanswered.
 func (w *Worker) judge404(ctx context.Context, le *lease, res *events.Result, mayHaveDeleted bool) {
 	le.mu.Lock()
-	e, lost := le.e, le.lost
+	e, takenBy := le.e, le.takenBy
 	le.mu.Unlock()
-	if mayHaveDeleted && e.Listed && len(e.Others) == 0 && !lost {
+	if mayHaveDeleted && e.Listed && len(e.Others) == 0 && takenBy == nil {
 		res.Outcome = events.Revoked
 		res.Detail = "Kalshi answered 404 after an attempt of this request went unanswered, and no other request attempted the key: that attempt deleted it"
 		return
@@ -212,11 +214,9 @@ func (w *Worker) judge404(ctx context.Context, le *lease, res *events.Result, ma
 		res.RevokedBy, res.RevokedAt = rec.RequestID, rec.RevokedAt
 		return
 	}
-	if lost { // whoever took the key over attempted it
-		if cur, _, found, err := w.ledger.AttemptOn(ctx, le.key); err == nil && found && cur.RequestID != res.RequestID {
-			res.RevokedBy, res.RevokedAt = cur.RequestID, cur.At
-			return
-		}
+	if takenBy != nil { // the request that took the key over attempted it
+		res.RevokedBy, res.RevokedAt = takenBy.RequestID, takenBy.At
+		return
 	}
 	for _, o := range slices.Backward(e.Others) {
 		if o.RequestID != res.RequestID {

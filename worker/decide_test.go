@@ -113,6 +113,22 @@ func TestSettle(t *testing.T) {
 
 // scripted answers DELETEs from a list, the last answer repeating, and
 // lists the keys in listed.
+// deciding is a worker that deletes through k and records in led, retrying
+// at once.
+func deciding(k Kalshi, led *ledger.Ledger) *Worker {
+	w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
+	w.cfg.setDefaults()
+	return w
+}
+
+// deliver decides delivery n of req, stored as stream sequence seq at
+// storedAt.
+func deliver(w *Worker, req request, seq, n uint64, storedAt time.Time) verdict {
+	ctx := context.Background()
+	meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: seq}, NumDelivered: n, Timestamp: storedAt}
+	return w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
+}
+
 type scripted struct {
 	answers []error
 	calls   int
@@ -211,11 +227,8 @@ func TestDecide(t *testing.T) {
 				}
 			}
 			k := &scripted{answers: append(tc.answers, nil), listed: []string{"k1-" + id, "k2-" + id, "self"}}
-			w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
-			w.cfg.setDefaults()
-			meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: tc.seq}, NumDelivered: tc.deliv, Timestamp: time.Now()}
 			req := request{Request: events.Request{ID: id, APIKeyID: tc.key}}
-			v := w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
+			v := deliver(deciding(k, led), req, tc.seq, tc.deliv, time.Now())
 			if v.waiting != tc.waiting || (v.res == nil) != tc.waiting {
 				t.Fatalf("verdict %+v, want waiting %v", v, tc.waiting)
 			}
@@ -292,11 +305,8 @@ func takeKeyBack(t *testing.T, r2MayHaveDeleted bool) {
 		t.Fatal(err)
 	}
 	k := &scripted{answers: []error{apiErr(404, 0)}} // the account lists it no more
-	w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
-	w.cfg.setDefaults()
-	meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: 1}, NumDelivered: 2, Timestamp: first}
 	req := request{Request: events.Request{ID: "r1", APIKeyID: key}}
-	v := w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
+	v := deliver(deciding(k, led), req, 1, 2, first)
 	if v.res == nil || v.res.Outcome != events.Revoked || v.res.KeyName != "bot" {
 		t.Fatalf("verdict %+v, want revoked by r1's first attempt, with the key as listed then", v.res)
 	}
@@ -320,22 +330,17 @@ func TestWaitingForAnotherRequestsKeyDoesNotCountDeliveries(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := &scripted{answers: []error{apiErr(404, 0)}, listed: []string{key}}
-	w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
-	w.cfg.setDefaults()
+	w := deciding(k, led)
 	req := request{Request: events.Request{ID: "waiter", APIKeyID: key}}
-	deliver := func(n uint64) verdict {
-		meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: 2}, NumDelivered: n, Timestamp: now}
-		return w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
-	}
 	for n := uint64(1); n <= uint64(w.cfg.MaxDeliveries)+2; n++ {
-		if v := deliver(n); !v.waiting {
+		if v := deliver(w, req, 2, n, now); !v.waiting {
 			t.Fatalf("delivery %d while the owner holds the key: %+v, want waiting", n, v.res)
 		}
 	}
 	if err := owner.Decide(ctx, json.RawMessage(`{}`), true); err != nil {
 		t.Fatal(err)
 	}
-	v := deliver(uint64(w.cfg.MaxDeliveries) + 3)
+	v := deliver(w, req, 2, uint64(w.cfg.MaxDeliveries)+3, now)
 	if v.res == nil || v.res.Outcome != events.AlreadyRevoked || v.res.RevokedBy != "owner" {
 		t.Fatalf("after the owner's decision: %+v, want already_revoked naming it", v.res)
 	}
@@ -369,11 +374,11 @@ func TestLeaseSurvivesItsOwnUnansweredRenewal(t *testing.T) {
 			natstest.WaitFor(t, 10*time.Second, "a renewal to meet the changed entry", func() bool {
 				le.mu.Lock()
 				defer le.mu.Unlock()
-				return le.lost || le.rev > rev+1
+				return le.takenBy != nil || le.rev > rev+1
 			})
 			stop()
-			if wantLost := takenBy != "r1"; le.lost != wantLost {
-				t.Fatalf("lease lost=%v, want %v", le.lost, wantLost)
+			if wantLost := takenBy != "r1"; (le.takenBy != nil) != wantLost {
+				t.Fatalf("lease lost=%v, want %v", le.takenBy != nil, wantLost)
 			}
 			w := &Worker{ledger: led}
 			res := &events.Result{RequestID: "r1", APIKeyID: key, Outcome: events.AlreadyRevoked}
@@ -421,14 +426,9 @@ func keyTakenWhileUnanswered(t *testing.T, r2Deleted bool) {
 			t.Error(err)
 		}
 	}}
-	w := &Worker{del: k, ledger: led, cfg: Config{SelfKeyID: "self", RetryInitial: time.Millisecond, RetryMaxDelay: time.Millisecond}}
-	w.cfg.setDefaults()
+	w := deciding(k, led)
 	req := request{Request: events.Request{ID: "r1", APIKeyID: key}}
-	decide := func(delivery uint64) verdict {
-		meta := &jetstream.MsgMetadata{Stream: "S", Sequence: jetstream.SequencePair{Stream: 1}, NumDelivered: delivery, Timestamp: time.Now()}
-		return w.decide(ctx, ctx, meta, req, newResult(req, meta, time.Now()))
-	}
-	if v := decide(1); !v.waiting || v.res != nil {
+	if v := deliver(w, req, 1, 1, time.Now()); !v.waiting || v.res != nil {
 		t.Fatalf("first delivery: verdict %+v, want to wait for r2's decision", v.res)
 	}
 	if _, _, err := led.Claim(ctx, "r2", ledger.Request{Key: key, Seq: 2, ClaimedAt: time.Now(), Attempted: true,
@@ -440,7 +440,7 @@ func keyTakenWhileUnanswered(t *testing.T, r2Deleted bool) {
 	if r2Deleted {
 		want, by = events.AlreadyRevoked, "r2"
 	}
-	if v := decide(2); v.res == nil || v.res.Outcome != want || v.res.RevokedBy != by {
+	if v := deliver(w, req, 1, 2, time.Now()); v.res == nil || v.res.Outcome != want || v.res.RevokedBy != by {
 		t.Fatalf("second delivery: verdict %+v, want %s revoked_by=%q", v.res, want, by)
 	}
 }

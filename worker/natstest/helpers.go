@@ -82,8 +82,8 @@ var handedOut = struct {
 
 // ephemeralLow is the first port the kernel hands to a listen on :0 or an
 // outgoing connection: Linux's ip_local_port_range, else the lowest of the
-// usual defaults.
-func ephemeralLow() int {
+// usual defaults. It is read once.
+var ephemeralLow = sync.OnceValue(func() int {
 	const fallback = 32768
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
@@ -98,7 +98,7 @@ func ephemeralLow() int {
 		return fallback
 	}
 	return low
-}
+})
 
 // ErrStillRunning matches, with errors.Is, the error that a stop from Go
 // returns when run has not returned in time; that error's message is late.
